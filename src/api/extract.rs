@@ -1,0 +1,165 @@
+//! Extractors: the token's user, JSON bodies with NetBox's errors, and list queries.
+
+use super::{ApiError, AppState};
+use crate::store::{StoreError, User};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, Method};
+use serde_json::{json, Value};
+
+/// The authenticated caller. Writes need a token with write permission.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub user: User,
+    pub write_enabled: bool,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthenticated)?;
+        let (scheme, key) = value.trim().split_once(' ').ok_or(ApiError::InvalidToken)?;
+        if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
+            return Err(ApiError::InvalidToken);
+        }
+        let (token, user) = match state.store.token_by_hash(&crate::auth::hash_key(key.trim())).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => return Err(ApiError::InvalidToken),
+            Err(e) => return Err(e.into()),
+        };
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe && !token.write_enabled {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(Auth {
+            user,
+            write_enabled: token.write_enabled,
+        })
+    }
+}
+
+/// A JSON body; malformed JSON is a 400 saying where. An empty body reads as `null`.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<JsonBody, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("Could not read the request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Null));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))
+    }
+}
+
+/// NetBox's default and largest page sizes.
+pub const PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 1000;
+
+/// A list request: its query parameters and where it was sent, to build `next`/`previous`.
+pub struct ListQuery {
+    pub params: Vec<(String, String)>,
+    base: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<ListQuery, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let params: Vec<(String, String)> = serde_urlencoded_pairs(query);
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let mut base = format!("http://{host}{}", parts.uri.path());
+        if reqwest::Url::parse(&base).is_err() {
+            base = format!("http://localhost{}", parts.uri.path());
+        }
+        Ok(ListQuery { params, base })
+    }
+}
+
+fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://x/?{query}"))
+        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
+}
+
+impl ListQuery {
+    /// Every value given for `name` (`?name=a&name=b`), comma lists split too.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from))
+            .collect()
+    }
+
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Integer values of `name`; a bad one is a 400 naming it.
+    pub fn ints(&self, name: &str) -> Result<Vec<i64>, ApiError> {
+        self.all(name)
+            .iter()
+            .map(|v| v.parse::<i64>().map_err(|_| ApiError::Validation(json!({ name: [format!("\"{v}\" is not a valid integer.")] }))))
+            .collect()
+    }
+
+    /// `limit` and `offset`, NetBox's way: default 50, `limit=0` the largest page.
+    pub fn page(&self) -> Result<(i64, i64), ApiError> {
+        let num = |name: &str, default: i64| -> Result<i64, ApiError> {
+            match self.first(name) {
+                None | Some("") => Ok(default),
+                Some(v) => v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| ApiError::Validation(json!({ name: ["A non-negative integer is required."] }))),
+            }
+        };
+        let limit = match num("limit", PAGE_SIZE)? {
+            0 => MAX_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        Ok((limit, num("offset", 0)?))
+    }
+
+    /// The paginated body for `results`, the `offset`..`offset+limit` slice of `count`.
+    pub fn paginated(&self, count: i64, limit: i64, offset: i64, results: Vec<Value>) -> Value {
+        let link = |off: i64| {
+            let mut pairs: Vec<(String, String)> = self
+                .params
+                .iter()
+                .filter(|(k, _)| k != "limit" && k != "offset")
+                .cloned()
+                .collect();
+            pairs.push(("limit".into(), limit.to_string()));
+            if off > 0 {
+                pairs.push(("offset".into(), off.to_string()));
+            }
+            let Ok(mut url) = reqwest::Url::parse(&self.base) else {
+                return Value::Null;
+            };
+            url.query_pairs_mut().extend_pairs(pairs);
+            Value::String(url.to_string())
+        };
+        let next = if offset + limit < count { link(offset + limit) } else { Value::Null };
+        let previous = if offset > 0 { link((offset - limit).max(0)) } else { Value::Null };
+        json!({"count": count, "next": next, "previous": previous, "results": results})
+    }
+}

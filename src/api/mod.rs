@@ -1,0 +1,59 @@
+//! The REST API, following NetBox's conventions: token auth, `{"count","next","previous",
+//! "results"}` lists, `{"field": ["message"]}` validation errors and `{"detail": "..."}` others.
+
+mod deliveries;
+mod error;
+mod events;
+mod extract;
+mod root;
+mod webhooks;
+
+pub use error::ApiError;
+pub use extract::{Auth, JsonBody, ListQuery};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::Router;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// The NetBox REST API version Herald's shapes follow (webhooks as in NetBox 3.x).
+pub const API_VERSION: &str = "3.7";
+
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
+    pub config: Arc<Config>,
+    /// Notified after deliveries are committed, so an idle worker starts at once.
+    pub wake: Arc<Notify>,
+    /// Whether this process's delivery worker is running.
+    pub worker_running: Arc<AtomicBool>,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(root::router())
+        .merge(webhooks::router())
+        .merge(events::router())
+        .merge(deliveries::router())
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::map_response(add_api_version))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn add_api_version(mut resp: axum::response::Response) -> axum::response::Response {
+    resp.headers_mut().insert("API-Version", HeaderValue::from_static(API_VERSION));
+    resp
+}

@@ -1,0 +1,179 @@
+//! The `herald` command line.
+
+use crate::config::Config;
+use crate::server::{shutdown_on_signals, App};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "herald", version, about = "NetBox-compatible webhook engine")]
+struct Cli {
+    /// Configuration file (TOML), applied over the built-in defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database URL, e.g. sqlite://herald.db (overrides HERALD_DATABASE_URL and the file).
+    #[arg(long, global = true)]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the API and, unless --no-worker, a delivery worker.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Do not deliver in this process (run `herald worker` elsewhere).
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run a delivery worker only.
+    Worker,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Print the effective configuration (secrets masked).
+    PrintConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        name: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        superuser: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token and print its key alone on stdout.
+    Create {
+        #[arg(long)]
+        user: String,
+        /// The token may only read.
+        #[arg(long)]
+        read_only: bool,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(db) = &cli.database {
+        config.database_url = db.clone();
+    }
+    if let Command::Serve { listen: Some(listen), .. } = &cli.command {
+        config.listen = listen.clone();
+    }
+    Ok(config)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::PrintConfig => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Migrate => {
+            App::open(config).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::Serve { no_worker, .. } => {
+            let listen = config.listen.clone();
+            let app = App::open(config).await?;
+            let admin = crate::auth::bootstrap_admin(
+                app.state.store.as_ref(),
+                std::env::var("HERALD_ADMIN_PASSWORD").ok(),
+                std::env::var("HERALD_ADMIN_TOKEN").ok(),
+            )
+            .await?;
+            if let Some((password, token)) = admin {
+                println!("Created user admin with password {password}");
+                println!("API token for admin: {token}");
+                println!("(shown once: store them now)");
+            }
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!("Herald listening on http://{addr}/api/");
+            app.serve(listener, !no_worker, shutdown_on_signals()).await
+        }
+        Command::Worker => {
+            let app = App::open(config).await?;
+            app.work(shutdown_on_signals()).await
+        }
+        Command::User { command: UserCommand::Create { name, password, superuser } } => {
+            let app = App::open(config).await?;
+            crate::auth::create_user(app.state.store.as_ref(), &name, &password, superuser).await?;
+            println!("created user {name}");
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Create { user, read_only } } => {
+            let app = App::open(config).await?;
+            let store = app.state.store.as_ref();
+            let u = store.user_by_name(&user).await.map_err(|e| match e {
+                crate::store::StoreError::NotFound => anyhow::anyhow!("no user named {user:?}"),
+                e => e.into(),
+            })?;
+            let key = crate::auth::create_token(store, &u, None, !read_only, "created by herald token create").await?;
+            println!("{key}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Configuration: embedded defaults, then an optional file, then `HERALD_*` variables; the CLI
+//! applies its flags last.
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The documented defaults, embedded in the binary.
+pub const DEFAULTS: &str = include_str!("../herald.default.toml");
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: String,
+    pub log_format: String,
+    pub worker: WorkerConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub batch_size: usize,
+    pub lease_margin_secs: u64,
+    pub poll_interval_secs: f64,
+    pub retry_schedule: Vec<f64>,
+    pub retry_jitter: f64,
+    pub response_body_limit: usize,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct IngestConfig {
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url)
+            .field("log_format", &self.log_format)
+            .field("worker", &self.worker)
+            .field("ingest.secret", &if self.ingest.secret.is_empty() { "" } else { "<redacted>" })
+            .finish()
+    }
+}
+
+impl Config {
+    /// Defaults, then `file`, then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            if !path.exists() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("HERALD_").split("__").ignore(&["admin_password", "admin_token"]));
+        let config: Config = fig.extract()?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The built-in defaults alone.
+    pub fn defaults() -> Config {
+        Figment::from(Toml::string(DEFAULTS)).extract().expect("embedded defaults are valid")
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let w = &self.worker;
+        anyhow::ensure!(w.concurrency >= 1, "worker.concurrency must be at least 1");
+        anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");
+        anyhow::ensure!(w.poll_interval_secs > 0.0, "worker.poll_interval_secs must be positive");
+        anyhow::ensure!((0.0..1.0).contains(&w.retry_jitter), "worker.retry_jitter must be in [0, 1)");
+        anyhow::ensure!(
+            w.retry_schedule.iter().all(|s| s.is_finite() && *s >= 0.0),
+            "worker.retry_schedule must hold non-negative numbers of seconds"
+        );
+        anyhow::ensure!(matches!(self.log_format.as_str(), "text" | "json"), "log_format must be \"text\" or \"json\"");
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.ingest.secret.is_empty() {
+            shown.ingest.secret = "<redacted>".into();
+        }
+        toml::to_string(&shown).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_check() {
+        let c = Config::defaults();
+        c.check().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.worker.retry_schedule.len(), 9);
+        assert!(!format!("{c:?}").contains("secret\": \"x"));
+    }
+}

@@ -1,0 +1,164 @@
+//! Sending one request: HTTP clients per TLS setting (pooled, keep-alive, no redirects), and
+//! readable errors.
+
+use crate::store::Attempt;
+use crate::webhooks::request::Outgoing;
+use crate::webhooks::{read_ca_file, Webhook};
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One pooled client per TLS setting: (verify, CA file).
+#[derive(Default)]
+pub struct Clients {
+    clients: Mutex<HashMap<(bool, Option<String>), reqwest::Client>>,
+}
+
+impl Clients {
+    /// The client for `webhook`'s TLS options.
+    pub fn for_webhook(&self, webhook: &Webhook) -> Result<reqwest::Client, String> {
+        let key = (webhook.ssl_verification, webhook.ca_file_path.clone());
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(256)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10));
+        if !webhook.ssl_verification {
+            builder = builder.danger_accept_invalid_certs(true);
+        } else if let Some(path) = &webhook.ca_file_path {
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in read_ca_file(path).map_err(|e| format!("TLS: {e}"))? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| format!("cannot build HTTP client: {}", describe(&e)))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Forgets clients, e.g. after a CA file changed.
+    pub fn clear(&self) {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// An attempt holding the request and no response yet.
+pub fn unsent_attempt(req: &Outgoing, delivery_id: i64) -> Attempt {
+    Attempt {
+        delivery_id,
+        started: Utc::now(),
+        duration_ms: 0.0,
+        request_method: req.method.clone(),
+        request_url: req.url.clone(),
+        request_headers: req.headers.clone(),
+        request_body: req.body.clone(),
+        response_status: None,
+        response_headers: Vec::new(),
+        response_body: None,
+        error: None,
+    }
+}
+
+/// Sends `req` and records the exchange. `error` is set unless the status is 2xx.
+pub async fn send(client: &reqwest::Client, req: &Outgoing, delivery_id: i64, timeout: Duration, body_limit: usize) -> Attempt {
+    let clock = Instant::now();
+    let mut attempt = unsent_attempt(req, delivery_id);
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+    let mut builder = client.request(method, &req.url).timeout(timeout).body(req.body.clone());
+    for (name, value) in &req.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let result = async {
+        let mut resp = builder.send().await?;
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            let room = body_limit.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= body_limit {
+                break;
+            }
+        }
+        Ok::<_, reqwest::Error>((status, headers, body))
+    }
+    .await;
+    attempt.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok((status, headers, body)) => {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            if !(200..300).contains(&status) {
+                let head: String = text.chars().take(200).collect();
+                attempt.error = Some(format!("status {status}: {head}").trim_end().to_string());
+            }
+            attempt.response_status = Some(status);
+            attempt.response_headers = headers;
+            attempt.response_body = Some(text);
+        }
+        Err(e) if e.is_timeout() => {
+            attempt.error = Some(format!("timed out after {}", human_secs(timeout)));
+        }
+        Err(e) => attempt.error = Some(describe(&e)),
+    }
+    attempt
+}
+
+fn human_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+/// The most telling cause in an error chain: TLS and connection failures by name.
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut innermost = err.to_string();
+    while let Some(e) = source {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return format!("TLS: {tls}");
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                    return format!("TLS: {tls}");
+                }
+            }
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                std::io::ErrorKind::ConnectionReset => return "connection reset by peer".into(),
+                std::io::ErrorKind::ConnectionAborted => return "connection aborted".into(),
+                _ => {}
+            }
+        }
+        innermost = e.to_string();
+        source = e.source();
+    }
+    if let Some(hyper_closed) = find_closed(err) {
+        return hyper_closed;
+    }
+    innermost
+}
+
+fn find_closed(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if text.contains("connection closed before message completed") || text.contains("IncompleteMessage") {
+            return Some("connection closed by the receiver before a response".into());
+        }
+        source = e.source();
+    }
+    None
+}

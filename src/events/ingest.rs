@@ -1,0 +1,226 @@
+//! Parsing events posted to `POST /api/extras/events/`: NetBox's own default webhook body, so an
+//! existing NetBox can forward its changes to Herald.
+
+use super::{netbox_timestamp, Event, EventKind};
+use crate::catalog::Catalog;
+use crate::validate::{FieldErrors, Reader};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+/// What fills the fields an event leaves out.
+pub struct Defaults<'a> {
+    pub username: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// Parses one event or a list. Errors come back as NetBox does for bulk bodies: one error object
+/// for a single event, a list with one object per item (empty for good items) for a list.
+pub fn parse(body: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Vec<Event>, Value> {
+    match body {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(FieldErrors::single("non_field_errors", "Expected at least one event.").into_value());
+            }
+            let mut events = Vec::with_capacity(items.len());
+            let mut errors = Vec::with_capacity(items.len());
+            let mut failed = false;
+            for item in items {
+                match parse_one(item, catalog, defaults) {
+                    Ok(e) => {
+                        events.push(e);
+                        errors.push(json!({}));
+                    }
+                    Err(e) => {
+                        failed = true;
+                        errors.push(e.into_value());
+                    }
+                }
+            }
+            if failed {
+                Err(Value::Array(errors))
+            } else {
+                Ok(events)
+            }
+        }
+        _ => parse_one(body, catalog, defaults)
+            .map(|e| vec![e])
+            .map_err(FieldErrors::into_value),
+    }
+}
+
+fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Event, FieldErrors> {
+    let mut r = Reader::new(value)?;
+    let kind = match r.string("event") {
+        Some(s) => match EventKind::parse(&s) {
+            Some(k) => Some(k),
+            None => {
+                r.errors.add("event", format!("\"{s}\" is not a valid event: use created, updated or deleted."));
+                None
+            }
+        },
+        None => {
+            if !r.has("event") {
+                r.errors.add("event", "This field is required.");
+            }
+            None
+        }
+    };
+
+    let object_type = resolve_type(&mut r, catalog);
+
+    let timestamp = match r.string("timestamp") {
+        Some(s) => match parse_timestamp(&s) {
+            Some(t) => Some(netbox_timestamp(t)),
+            None => {
+                r.errors.add("timestamp", "Not an ISO 8601 date and time with a time zone.");
+                None
+            }
+        },
+        None => Some(netbox_timestamp(defaults.now)),
+    };
+
+    let username = r
+        .nullable_string("username")
+        .flatten()
+        .unwrap_or_else(|| defaults.username.to_string());
+
+    let request_id = match r.nullable_string("request_id").flatten() {
+        Some(s) => match uuid::Uuid::parse_str(&s) {
+            Ok(u) => Some(u.hyphenated().to_string()),
+            Err(_) => {
+                r.errors.add("request_id", "Must be a valid UUID.");
+                None
+            }
+        },
+        None => Some(uuid::Uuid::new_v4().hyphenated().to_string()),
+    };
+
+    let data = match r.raw("data") {
+        Some(Value::Object(_)) => r.raw("data").cloned(),
+        Some(_) => {
+            r.errors.add("data", "Expected an object: the changed object as the REST API shows it.");
+            None
+        }
+        None => {
+            r.errors.add("data", "This field is required.");
+            None
+        }
+    };
+
+    let snapshots = match r.raw("snapshots") {
+        None | Some(Value::Null) => Some(json!({"prechange": null, "postchange": null})),
+        Some(Value::Object(map)) => {
+            let mut ok = true;
+            for (k, v) in map {
+                if !matches!(k.as_str(), "prechange" | "postchange") || !(v.is_object() || v.is_null()) {
+                    ok = false;
+                }
+            }
+            if ok {
+                Some(json!({
+                    "prechange": map.get("prechange").cloned().unwrap_or(Value::Null),
+                    "postchange": map.get("postchange").cloned().unwrap_or(Value::Null),
+                }))
+            } else {
+                r.errors.add("snapshots", "Expected {\"prechange\": object or null, \"postchange\": object or null}.");
+                None
+            }
+        }
+        Some(_) => {
+            r.errors.add("snapshots", "Expected {\"prechange\": object or null, \"postchange\": object or null}.");
+            None
+        }
+    };
+
+    let errors = std::mem::take(&mut r.errors);
+    match (kind, object_type, timestamp, request_id, data, snapshots) {
+        (Some(kind), Some(object_type), Some(timestamp), Some(request_id), Some(data), Some(snapshots))
+            if errors.is_empty() =>
+        {
+            Ok(Event { id: 0, kind, timestamp, object_type, username, request_id, data, snapshots })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// `object_type` (`dcim.site`) and/or `model` (`site`); both must agree with the catalog.
+fn resolve_type(r: &mut Reader<'_>, catalog: &Catalog) -> Option<String> {
+    let object_type = r.string("object_type");
+    let model = r.string("model");
+    match (object_type, model) {
+        (Some(ot), model) => {
+            let Some(t) = catalog.get(&ot) else {
+                r.errors.add("object_type", format!("Unknown object type \"{ot}\"."));
+                return None;
+            };
+            if let Some(m) = model {
+                if m != t.model {
+                    r.errors.add("model", format!("\"{m}\" does not match object_type \"{ot}\"."));
+                    return None;
+                }
+            }
+            Some(t.name())
+        }
+        (None, Some(m)) => match catalog.by_model(&m) {
+            Some(t) => Some(t.name()),
+            None => {
+                r.errors.add("model", format!("Unknown model \"{m}\": send object_type as app_label.model."));
+                None
+            }
+        },
+        (None, None) => {
+            if !r.has("object_type") && !r.has("model") {
+                r.errors.add("object_type", "This field is required (or model).");
+            }
+            None
+        }
+    }
+}
+
+/// ISO 8601 with an offset; NetBox's older `2020-02-25 15:10:26.010582+00:00` too.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%:z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults<'static> {
+        Defaults { username: "admin", now: DateTime::from_timestamp(1_582_643_426, 10_582_000).unwrap() }
+    }
+
+    #[test]
+    fn fills_missing_fields() {
+        let c = Catalog::builtin();
+        let body = json!({"event": "object_created", "model": "site", "data": {"id": 1}});
+        let events = parse(&body, &c, &defaults()).unwrap();
+        let e = &events[0];
+        assert_eq!(e.kind, EventKind::Created);
+        assert_eq!(e.object_type, "dcim.site");
+        assert_eq!(e.username, "admin");
+        assert_eq!(e.timestamp, "2020-02-25T15:10:26.010582+00:00");
+        assert!(uuid::Uuid::parse_str(&e.request_id).is_ok());
+        assert_eq!(e.snapshots, json!({"prechange": null, "postchange": null}));
+    }
+
+    #[test]
+    fn names_bad_fields() {
+        let c = Catalog::builtin();
+        let body = json!({"event": "moved", "object_type": "dcim.nothing", "timestamp": "yesterday", "data": 3});
+        let err = parse(&body, &c, &defaults()).unwrap_err();
+        for f in ["event", "object_type", "timestamp", "data"] {
+            assert!(err.get(f).is_some(), "{f} not named in {err}");
+        }
+        let list = json!([{"event": "created", "object_type": "dcim.site", "data": {}}, {"event": "x"}]);
+        let err = parse(&list, &c, &defaults()).unwrap_err();
+        assert_eq!(err[0], json!({}));
+        assert!(err[1].get("event").is_some());
+        assert_eq!(parse_timestamp("2020-02-25 15:10:26.010582+00:00").map(netbox_timestamp).unwrap(), "2020-02-25T15:10:26.010582+00:00");
+    }
+}

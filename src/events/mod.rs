@@ -1,0 +1,113 @@
+//! Events: what webhooks see of a change, and its template context in NetBox's shape.
+
+pub mod ingest;
+
+use crate::webhooks::pyjson;
+use serde_json::{Map, Value};
+
+/// Which kind of change happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl EventKind {
+    /// The word NetBox sends: `created`, `updated`, `deleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Updated => "updated",
+            EventKind::Deleted => "deleted",
+        }
+    }
+
+    /// Accepts NetBox 3's words and NetBox 4's `object_created`, ...
+    pub fn parse(s: &str) -> Option<EventKind> {
+        match s.strip_prefix("object_").unwrap_or(s) {
+            "created" => Some(EventKind::Created),
+            "updated" => Some(EventKind::Updated),
+            "deleted" => Some(EventKind::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// An event, stored or about to be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// 0 until stored.
+    pub id: i64,
+    pub kind: EventKind,
+    /// ISO 8601 in UTC with microseconds, as NetBox sends it.
+    pub timestamp: String,
+    /// `app_label.model`.
+    pub object_type: String,
+    pub username: String,
+    pub request_id: String,
+    /// The object as the REST API shows it (before the change for deletes).
+    pub data: Value,
+    /// `{"prechange": ..., "postchange": ...}`.
+    pub snapshots: Value,
+}
+
+impl Event {
+    /// The model name: `site` for `dcim.site`.
+    pub fn model(&self) -> &str {
+        self.object_type
+            .split_once('.')
+            .map(|(_, m)| m)
+            .unwrap_or(&self.object_type)
+    }
+
+    /// The template context, keys in NetBox's order.
+    pub fn context(&self) -> Value {
+        let mut ctx = Map::with_capacity(8);
+        ctx.insert("event".into(), Value::from(self.kind.as_str()));
+        ctx.insert("timestamp".into(), Value::from(self.timestamp.as_str()));
+        ctx.insert("model".into(), Value::from(self.model()));
+        ctx.insert("object_type".into(), Value::from(self.object_type.as_str()));
+        ctx.insert("username".into(), Value::from(self.username.as_str()));
+        ctx.insert("request_id".into(), Value::from(self.request_id.as_str()));
+        ctx.insert("data".into(), self.data.clone());
+        ctx.insert("snapshots".into(), self.snapshots.clone());
+        Value::Object(ctx)
+    }
+
+    /// The body sent when a webhook has no body template: the context as `json.dumps` writes it.
+    pub fn default_body(&self) -> String {
+        pyjson::dumps(&self.context())
+    }
+}
+
+/// Formats a time as NetBox does: `2020-02-25T15:10:26.010582+00:00`.
+pub fn netbox_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn default_body_in_netbox_order() {
+        let e = Event {
+            id: 1,
+            kind: EventKind::Created,
+            timestamp: "2020-02-25T15:10:26.010582+00:00".into(),
+            object_type: "dcim.site".into(),
+            username: "jstretch".into(),
+            request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
+            data: json!({"id": 19, "name": "Site 1"}),
+            snapshots: json!({"prechange": null, "postchange": {"name": "Site 1"}}),
+        };
+        assert_eq!(
+            e.default_body(),
+            r#"{"event": "created", "timestamp": "2020-02-25T15:10:26.010582+00:00", "model": "site", "object_type": "dcim.site", "username": "jstretch", "request_id": "fdbca812-3142-4783-b364-2e2bd5c16c6a", "data": {"id": 19, "name": "Site 1"}, "snapshots": {"prechange": null, "postchange": {"name": "Site 1"}}}"#
+        );
+        assert_eq!(EventKind::parse("object_deleted"), Some(EventKind::Deleted));
+        assert_eq!(EventKind::parse("moved"), None);
+    }
+}

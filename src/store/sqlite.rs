@@ -1,0 +1,629 @@
+//! The SQLite store: one file in WAL mode. Writes go through a single connection (SQLite has
+//! one writer; queueing them in-process avoids lock retries) and begin IMMEDIATE so other
+//! processes on the same file wait instead of failing; reads use a small pool.
+//! `synchronous=NORMAL` in WAL mode keeps every commit across a process crash (kill -9).
+
+use super::{
+    Attempt, Claimed, Delivery, DeliveryFilter, Outcome, Recorded, Result, Status, Store, StoreError,
+    Token, User,
+};
+use crate::events::{Event, EventKind};
+use crate::webhooks::Webhook;
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Rows per multi-row statement, well under SQLite's bound-parameter limit.
+const CHUNK: usize = 500;
+
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn other(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
+        e => StoreError::Other(anyhow::Error::new(e)),
+    }
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Other(anyhow::Error::new(e).context("stored JSON is invalid"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url`.
+    pub async fn open(url: &str) -> anyhow::Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("bad SQLite URL {url:?}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("cache_size", "-16000");
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts.clone())
+            .await
+            .with_context(|| format!("cannot open database {url}"))?;
+        let read = if memory {
+            write.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts.read_only(false))
+                .await
+                .with_context(|| format!("cannot open database {url}"))?
+        };
+        Ok(SqliteStore { write, read })
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(other)
+    }
+}
+
+fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
+    let types: String = row.try_get("content_types").map_err(other)?;
+    Ok(Webhook {
+        id: row.try_get("id").map_err(other)?,
+        name: row.try_get("name").map_err(other)?,
+        content_types: serde_json::from_str(&types).map_err(json_err)?,
+        type_create: row.try_get("type_create").map_err(other)?,
+        type_update: row.try_get("type_update").map_err(other)?,
+        type_delete: row.try_get("type_delete").map_err(other)?,
+        enabled: row.try_get("enabled").map_err(other)?,
+        payload_url: row.try_get("payload_url").map_err(other)?,
+        http_method: row.try_get("http_method").map_err(other)?,
+        http_content_type: row.try_get("http_content_type").map_err(other)?,
+        additional_headers: row.try_get("additional_headers").map_err(other)?,
+        body_template: row.try_get("body_template").map_err(other)?,
+        secret: row.try_get("secret").map_err(other)?,
+        ssl_verification: row.try_get("ssl_verification").map_err(other)?,
+        ca_file_path: row.try_get("ca_file_path").map_err(other)?,
+        timeout: row.try_get::<i64, _>("timeout").map_err(other)? as u32,
+        created: from_micros(row.try_get("created_at").map_err(other)?),
+        last_updated: from_micros(row.try_get("updated_at").map_err(other)?),
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<Event> {
+    let kind: String = row.try_get("event").map_err(other)?;
+    let data: String = row.try_get("data").map_err(other)?;
+    let snapshots: String = row.try_get("snapshots").map_err(other)?;
+    Ok(Event {
+        id: row.try_get("id").map_err(other)?,
+        kind: EventKind::parse(&kind).ok_or_else(|| StoreError::Other(anyhow::anyhow!("bad event kind {kind:?}")))?,
+        timestamp: row.try_get("timestamp").map_err(other)?,
+        object_type: row.try_get("object_type").map_err(other)?,
+        username: row.try_get("username").map_err(other)?,
+        request_id: row.try_get("request_id").map_err(other)?,
+        data: serde_json::from_str(&data).map_err(json_err)?,
+        snapshots: serde_json::from_str(&snapshots).map_err(json_err)?,
+    })
+}
+
+fn delivery_from_row(row: &SqliteRow) -> Result<Delivery> {
+    let status: String = row.try_get("status").map_err(other)?;
+    Ok(Delivery {
+        id: row.try_get("id").map_err(other)?,
+        event_id: row.try_get("event_id").map_err(other)?,
+        webhook_id: row.try_get("webhook_id").map_err(other)?,
+        webhook_name: row.try_get("webhook_name").map_err(other)?,
+        event_kind: row.try_get("event").map_err(other)?,
+        object_type: row.try_get("object_type").map_err(other)?,
+        status: Status::parse(&status).ok_or_else(|| StoreError::Other(anyhow::anyhow!("bad status {status:?}")))?,
+        attempts: row.try_get("attempts").map_err(other)?,
+        next_attempt_at: from_micros(row.try_get("next_attempt_at").map_err(other)?),
+        created: from_micros(row.try_get("created_at").map_err(other)?),
+        last_updated: from_micros(row.try_get("updated_at").map_err(other)?),
+        last_error: row.try_get("last_error").map_err(other)?,
+        last_status_code: row.try_get("last_status_code").map_err(other)?,
+    })
+}
+
+fn push_ids(qb: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
+    qb.push("(");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    qb.push(")");
+}
+
+fn bind_webhook<'a>(mut q: sqlx::query::Query<'a, Sqlite, sqlx::sqlite::SqliteArguments<'a>>, w: &'a Webhook, types: String)
+    -> sqlx::query::Query<'a, Sqlite, sqlx::sqlite::SqliteArguments<'a>> {
+    q = q
+        .bind(&w.name)
+        .bind(types)
+        .bind(w.type_create)
+        .bind(w.type_update)
+        .bind(w.type_delete)
+        .bind(w.enabled)
+        .bind(&w.payload_url)
+        .bind(&w.http_method)
+        .bind(&w.http_content_type)
+        .bind(&w.additional_headers)
+        .bind(&w.body_template)
+        .bind(&w.secret)
+        .bind(w.ssl_verification)
+        .bind(&w.ca_file_path)
+        .bind(w.timeout as i64);
+    q
+}
+
+const WEBHOOK_COLUMNS: &str = "name, content_types, type_create, type_update, type_delete, enabled, payload_url, \
+     http_method, http_content_type, additional_headers, body_template, secret, ssl_verification, ca_file_path, timeout";
+
+const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, d.event, d.object_type, \
+     d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.last_error, d.last_status_code \
+     from deliveries d join webhooks w on w.id = d.webhook_id";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Other(anyhow::Error::new(e).context("migrating the SQLite database")))
+    }
+
+    async fn user_count(&self) -> Result<i64> {
+        sqlx::query_scalar("select count(*) from users").fetch_one(&self.read).await.map_err(other)
+    }
+
+    async fn create_user(&self, username: &str, password_hash: &str, superuser: bool) -> Result<User> {
+        let id: i64 = sqlx::query_scalar(
+            "insert into users (username, password_hash, is_superuser, created_at) values (?, ?, ?, ?) returning id",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(superuser)
+        .bind(micros(Utc::now()))
+        .fetch_one(&self.write)
+        .await
+        .map_err(other)?;
+        Ok(User { id, username: username.into(), password_hash: password_hash.into(), is_superuser: superuser })
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<User> {
+        let row = sqlx::query("select id, username, password_hash, is_superuser from users where username = ?")
+            .bind(username)
+            .fetch_one(&self.read)
+            .await
+            .map_err(other)?;
+        Ok(User {
+            id: row.try_get("id").map_err(other)?,
+            username: row.try_get("username").map_err(other)?,
+            password_hash: row.try_get("password_hash").map_err(other)?,
+            is_superuser: row.try_get("is_superuser").map_err(other)?,
+        })
+    }
+
+    async fn create_token(&self, user_id: i64, key_hash: &str, write_enabled: bool, description: &str) -> Result<Token> {
+        let id: i64 = sqlx::query_scalar(
+            "insert into tokens (user_id, key_hash, write_enabled, description, created_at) values (?, ?, ?, ?, ?) returning id",
+        )
+        .bind(user_id)
+        .bind(key_hash)
+        .bind(write_enabled)
+        .bind(description)
+        .bind(micros(Utc::now()))
+        .fetch_one(&self.write)
+        .await
+        .map_err(other)?;
+        Ok(Token { id, user_id, write_enabled })
+    }
+
+    async fn token_by_hash(&self, key_hash: &str) -> Result<(Token, User)> {
+        let row = sqlx::query(
+            "select t.id, t.user_id, t.write_enabled, u.username, u.password_hash, u.is_superuser \
+             from tokens t join users u on u.id = t.user_id where t.key_hash = ?",
+        )
+        .bind(key_hash)
+        .fetch_one(&self.read)
+        .await
+        .map_err(other)?;
+        let token = Token {
+            id: row.try_get("id").map_err(other)?,
+            user_id: row.try_get("user_id").map_err(other)?,
+            write_enabled: row.try_get("write_enabled").map_err(other)?,
+        };
+        let user = User {
+            id: token.user_id,
+            username: row.try_get("username").map_err(other)?,
+            password_hash: row.try_get("password_hash").map_err(other)?,
+            is_superuser: row.try_get("is_superuser").map_err(other)?,
+        };
+        Ok((token, user))
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        let rows = sqlx::query("select * from webhooks order by name, id").fetch_all(&self.read).await.map_err(other)?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::new("select * from webhooks where id in ");
+            push_ids(&mut qb, chunk);
+            let rows = qb.build().fetch_all(&self.read).await.map_err(other)?;
+            for row in &rows {
+                out.push(webhook_from_row(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_webhooks(&self, webhooks: Vec<Webhook>) -> Result<Vec<Webhook>> {
+        let mut tx = self.begin().await?;
+        let now = Utc::now();
+        let sql = format!(
+            "insert into webhooks ({WEBHOOK_COLUMNS}, created_at, updated_at) \
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id"
+        );
+        let mut out = Vec::with_capacity(webhooks.len());
+        for mut w in webhooks {
+            let types = serde_json::to_string(&w.content_types).map_err(json_err)?;
+            let q = bind_webhook(sqlx::query(&sql), &w, types).bind(micros(now)).bind(micros(now));
+            let id: i64 = q.fetch_one(&mut *tx).await.map_err(other)?.try_get(0).map_err(other)?;
+            w.id = id;
+            w.created = from_micros(micros(now));
+            w.last_updated = w.created;
+            out.push(w);
+        }
+        tx.commit().await.map_err(other)?;
+        Ok(out)
+    }
+
+    async fn update_webhooks(&self, webhooks: Vec<Webhook>) -> Result<Vec<Webhook>> {
+        let mut tx = self.begin().await?;
+        let now = from_micros(micros(Utc::now()));
+        let sets = WEBHOOK_COLUMNS.split(", ").map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
+        let sql = format!("update webhooks set {sets}, updated_at = ? where id = ?");
+        let mut out = Vec::with_capacity(webhooks.len());
+        for mut w in webhooks {
+            let types = serde_json::to_string(&w.content_types).map_err(json_err)?;
+            let done = bind_webhook(sqlx::query(&sql), &w, types)
+                .bind(micros(now))
+                .bind(w.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(other)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            w.last_updated = now;
+            out.push(w);
+        }
+        tx.commit().await.map_err(other)?;
+        Ok(out)
+    }
+
+    async fn delete_webhooks(&self, ids: &[i64]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for id in ids {
+            let done = sqlx::query("delete from webhooks where id = ?").bind(id).execute(&mut *tx).await.map_err(other)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        tx.commit().await.map_err(other)
+    }
+
+    async fn record_events(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<Recorded>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query("select * from webhooks where enabled = 1").fetch_all(&mut *tx).await.map_err(other)?;
+        let webhooks = rows.iter().map(webhook_from_row).collect::<Result<Vec<_>>>()?;
+        // The write lock is held, so ids after the current maximum are ours.
+        let last: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from events").fetch_one(&mut *tx).await.map_err(other)?;
+        let now_us = micros(now);
+        let mut recorded = Vec::with_capacity(events.len());
+        let mut pending: Vec<(i64, i64, &'static str, &str)> = Vec::new();
+        for (i, chunk) in events.chunks(CHUNK).enumerate() {
+            let mut qb = QueryBuilder::new(
+                "insert into events (id, event, timestamp, object_type, username, request_id, data, snapshots, created_at) ",
+            );
+            let base = last + (i * CHUNK) as i64;
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                encoded.push((
+                    serde_json::to_string(&e.data).map_err(json_err)?,
+                    serde_json::to_string(&e.snapshots).map_err(json_err)?,
+                ));
+            }
+            qb.push_values(chunk.iter().zip(&encoded).enumerate(), |mut b, (j, (e, (data, snaps)))| {
+                b.push_bind(base + j as i64 + 1)
+                    .push_bind(e.kind.as_str())
+                    .push_bind(&e.timestamp)
+                    .push_bind(&e.object_type)
+                    .push_bind(&e.username)
+                    .push_bind(&e.request_id)
+                    .push_bind(data)
+                    .push_bind(snaps)
+                    .push_bind(now_us);
+            });
+            qb.build().execute(&mut *tx).await.map_err(other)?;
+            for (j, e) in chunk.iter().enumerate() {
+                let event_id = base + j as i64 + 1;
+                let mut n = 0;
+                for w in webhooks.iter().filter(|w| w.matches(e)) {
+                    pending.push((event_id, w.id, e.kind.as_str(), &e.object_type));
+                    n += 1;
+                }
+                recorded.push(Recorded { event_id, deliveries: n });
+            }
+        }
+        for chunk in pending.chunks(CHUNK) {
+            let mut qb = QueryBuilder::new(
+                "insert into deliveries (event_id, webhook_id, event, object_type, status, attempts, next_attempt_at, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, (event_id, webhook_id, kind, object_type)| {
+                b.push_bind(*event_id)
+                    .push_bind(*webhook_id)
+                    .push_bind(*kind)
+                    .push_bind(*object_type)
+                    .push_bind("queued")
+                    .push_bind(0i64)
+                    .push_bind(now_us)
+                    .push_bind(now_us)
+                    .push_bind(now_us);
+            });
+            qb.build().execute(&mut *tx).await.map_err(other)?;
+        }
+        tx.commit().await.map_err(other)?;
+        Ok(recorded)
+    }
+
+    async fn claim(&self, now: DateTime<Utc>, limit: usize, lease_margin_secs: u64) -> Result<Vec<Claimed>> {
+        let now_us = micros(now);
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "update deliveries set status = 'in_flight', attempts = attempts + 1, updated_at = ?1, \
+               next_attempt_at = ?1 + ((select timeout from webhooks w where w.id = deliveries.webhook_id) + ?3) * 1000000 \
+             where id in (select id from deliveries \
+               where status in ('queued', 'retrying', 'in_flight') and next_attempt_at <= ?1 \
+               order by next_attempt_at limit ?2) \
+             returning id, event_id, webhook_id, attempts",
+        )
+        .bind(now_us)
+        .bind(limit as i64)
+        .bind(lease_margin_secs as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(other)?;
+        if rows.is_empty() {
+            tx.commit().await.map_err(other)?;
+            return Ok(Vec::new());
+        }
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut event_ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event_id: i64 = row.try_get("event_id").map_err(other)?;
+            event_ids.push(event_id);
+            claimed.push((row.try_get::<i64, _>("id").map_err(other)?, row.try_get::<i64, _>("webhook_id").map_err(other)?, row.try_get::<i64, _>("attempts").map_err(other)?, event_id));
+        }
+        event_ids.sort_unstable();
+        event_ids.dedup();
+        let mut events: HashMap<i64, Arc<Event>> = HashMap::with_capacity(event_ids.len());
+        for chunk in event_ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::new("select * from events where id in ");
+            push_ids(&mut qb, chunk);
+            for row in qb.build().fetch_all(&mut *tx).await.map_err(other)? {
+                let e = event_from_row(&row)?;
+                events.insert(e.id, Arc::new(e));
+            }
+        }
+        tx.commit().await.map_err(other)?;
+        claimed
+            .into_iter()
+            .map(|(delivery_id, webhook_id, attempt, event_id)| {
+                let event = events.get(&event_id).cloned().ok_or(StoreError::NotFound)?;
+                Ok(Claimed { delivery_id, webhook_id, attempt, event })
+            })
+            .collect()
+    }
+
+    async fn complete(&self, outcomes: Vec<Outcome>, now: DateTime<Utc>) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let now_us = micros(now);
+        let mut tx = self.begin().await?;
+        let attempts: Vec<&Attempt> = outcomes.iter().filter_map(|o| o.attempt.as_ref()).collect();
+        for chunk in attempts.chunks(CHUNK / 2) {
+            let mut qb = QueryBuilder::new(
+                "insert into attempts (delivery_id, started_at, duration_us, request_method, request_url, request_headers, \
+                 request_body, response_status, response_headers, response_body, error) ",
+            );
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for a in chunk {
+                encoded.push((
+                    serde_json::to_string(&a.request_headers).map_err(json_err)?,
+                    serde_json::to_string(&a.response_headers).map_err(json_err)?,
+                ));
+            }
+            qb.push_values(chunk.iter().zip(&encoded), |mut b, (a, (req_h, resp_h))| {
+                b.push_bind(a.delivery_id)
+                    .push_bind(micros(a.started))
+                    .push_bind((a.duration_ms * 1000.0) as i64)
+                    .push_bind(&a.request_method)
+                    .push_bind(&a.request_url)
+                    .push_bind(req_h)
+                    .push_bind(&a.request_body)
+                    .push_bind(a.response_status.map(i64::from))
+                    .push_bind(resp_h)
+                    .push_bind(&a.response_body)
+                    .push_bind(&a.error);
+            });
+            qb.build().execute(&mut *tx).await.map_err(other)?;
+        }
+        // Successes share one statement; the rest carry their own error and time.
+        let succeeded: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == Status::Succeeded).collect();
+        for chunk in succeeded.chunks(CHUNK) {
+            let mut qb = QueryBuilder::new("update deliveries set status = 'succeeded', last_error = null, updated_at = ");
+            qb.push_bind(now_us);
+            qb.push(", next_attempt_at = ").push_bind(now_us);
+            qb.push(", last_status_code = case id");
+            for o in chunk {
+                qb.push(" when ").push_bind(o.delivery_id).push(" then ").push_bind(o.status_code.map(i64::from));
+            }
+            qb.push(" end where status = 'in_flight' and id in ");
+            let ids: Vec<i64> = chunk.iter().map(|o| o.delivery_id).collect();
+            push_ids(&mut qb, &ids);
+            qb.build().execute(&mut *tx).await.map_err(other)?;
+        }
+        for o in outcomes.iter().filter(|o| o.status != Status::Succeeded) {
+            sqlx::query(
+                "update deliveries set status = ?, last_error = ?, last_status_code = ?, next_attempt_at = ?, updated_at = ? \
+                 where id = ? and status = 'in_flight'",
+            )
+            .bind(o.status.as_str())
+            .bind(&o.error)
+            .bind(o.status_code.map(i64::from))
+            .bind(o.next_attempt_at.map(micros).unwrap_or(now_us))
+            .bind(now_us)
+            .bind(o.delivery_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(other)?;
+        }
+        tx.commit().await.map_err(other)
+    }
+
+    async fn release(&self, delivery_ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for chunk in delivery_ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::new("update deliveries set status = 'queued', attempts = max(attempts - 1, 0), next_attempt_at = ");
+            qb.push_bind(micros(now)).push(" where status = 'in_flight' and id in ");
+            push_ids(&mut qb, chunk);
+            qb.build().execute(&mut *tx).await.map_err(other)?;
+        }
+        tx.commit().await.map_err(other)
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "select min(next_attempt_at) from deliveries where status in ('queued', 'retrying', 'in_flight')",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(other)?;
+        Ok(next.map(from_micros))
+    }
+
+    async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<(i64, Vec<Delivery>)> {
+        fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &DeliveryFilter) {
+            qb.push(" where 1 = 1");
+            if !f.id.is_empty() {
+                qb.push(" and d.id in ");
+                push_ids(qb, &f.id);
+            }
+            if !f.webhook_id.is_empty() {
+                qb.push(" and d.webhook_id in ");
+                push_ids(qb, &f.webhook_id);
+            }
+            for (column, values) in [
+                ("d.status", f.status.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>()),
+                ("d.object_type", f.object_type.clone()),
+                ("d.event", f.event.clone()),
+            ] {
+                if values.is_empty() {
+                    continue;
+                }
+                qb.push(format!(" and {column} in ("));
+                let mut sep = qb.separated(", ");
+                for v in values {
+                    sep.push_bind(v);
+                }
+                qb.push(")");
+            }
+        }
+        let mut count = QueryBuilder::new("select count(*) from deliveries d");
+        push_filter(&mut count, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.read).await.map_err(other)?;
+        let mut qb = QueryBuilder::new(DELIVERY_SELECT);
+        push_filter(&mut qb, filter);
+        qb.push(" order by d.id desc limit ").push_bind(limit).push(" offset ").push_bind(offset);
+        let rows = qb.build().fetch_all(&self.read).await.map_err(other)?;
+        Ok((total, rows.iter().map(delivery_from_row).collect::<Result<_>>()?))
+    }
+
+    async fn delivery(&self, id: i64) -> Result<Delivery> {
+        let row = sqlx::query(&format!("{DELIVERY_SELECT} where d.id = ?"))
+            .bind(id)
+            .fetch_one(&self.read)
+            .await
+            .map_err(other)?;
+        delivery_from_row(&row)
+    }
+
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>> {
+        let rows = sqlx::query("select * from attempts where delivery_id = ? order by id")
+            .bind(delivery_id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(other)?;
+        rows.iter()
+            .map(|row| {
+                let req_h: String = row.try_get("request_headers").map_err(other)?;
+                let resp_h: String = row.try_get("response_headers").map_err(other)?;
+                Ok(Attempt {
+                    delivery_id,
+                    started: from_micros(row.try_get("started_at").map_err(other)?),
+                    duration_ms: row.try_get::<i64, _>("duration_us").map_err(other)? as f64 / 1000.0,
+                    request_method: row.try_get("request_method").map_err(other)?,
+                    request_url: row.try_get("request_url").map_err(other)?,
+                    request_headers: serde_json::from_str(&req_h).map_err(json_err)?,
+                    request_body: row.try_get("request_body").map_err(other)?,
+                    response_status: row.try_get::<Option<i64>, _>("response_status").map_err(other)?.map(|s| s as u16),
+                    response_headers: serde_json::from_str(&resp_h).map_err(json_err)?,
+                    response_body: row.try_get("response_body").map_err(other)?,
+                    error: row.try_get("error").map_err(other)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn event(&self, id: i64) -> Result<Event> {
+        let row = sqlx::query("select * from events where id = ?").bind(id).fetch_one(&self.read).await.map_err(other)?;
+        event_from_row(&row)
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<(Status, i64)>> {
+        let rows = sqlx::query("select status, count(*) as n from deliveries group by status")
+            .fetch_all(&self.read)
+            .await
+            .map_err(other)?;
+        let mut counts: Vec<(Status, i64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            let status: String = row.try_get("status").map_err(other)?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| s.as_str() == status) {
+                slot.1 = row.try_get("n").map_err(other)?;
+            }
+        }
+        Ok(counts)
+    }
+}

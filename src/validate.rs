@@ -1,0 +1,216 @@
+//! Reading request bodies field by field, collecting NetBox-style errors
+//! (`{"field": ["message", ...]}`) instead of stopping at the first.
+
+use serde_json::{Map, Value};
+
+/// Errors keyed by field name, in the order they were found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldErrors(pub Map<String, Value>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        let entry = self
+            .0
+            .entry(field.to_string())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(Value::String(message.into()));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> FieldErrors {
+        let mut e = FieldErrors::default();
+        e.add(field, message);
+        e
+    }
+
+    pub fn into_value(self) -> Value {
+        Value::Object(self.0)
+    }
+
+    /// `Ok(v)` when no error was recorded.
+    pub fn finish<T>(self, v: T) -> Result<T, FieldErrors> {
+        if self.is_empty() {
+            Ok(v)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+/// A JSON object being read; every wrong-typed field is recorded in `errors`.
+pub struct Reader<'a> {
+    obj: &'a Map<String, Value>,
+    pub errors: FieldErrors,
+}
+
+impl<'a> Reader<'a> {
+    /// Fails with a `non_field_errors` message when `value` is not an object.
+    pub fn new(value: &'a Value) -> Result<Reader<'a>, FieldErrors> {
+        match value {
+            Value::Object(obj) => Ok(Reader {
+                obj,
+                errors: FieldErrors::default(),
+            }),
+            _ => Err(FieldErrors::single(
+                "non_field_errors",
+                "Invalid data. Expected a dictionary.",
+            )),
+        }
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.obj.contains_key(field)
+    }
+
+    pub fn raw(&self, field: &str) -> Option<&'a Value> {
+        self.obj.get(field)
+    }
+
+    /// A string; `null` is an error (see `nullable_string`).
+    pub fn string(&mut self, field: &str) -> Option<String> {
+        match self.obj.get(field)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => {
+                self.errors.add(field, "This field may not be null.");
+                None
+            }
+            _ => {
+                self.errors.add(field, "Not a valid string.");
+                None
+            }
+        }
+    }
+
+    /// A string or null (`Some(None)` for null).
+    pub fn nullable_string(&mut self, field: &str) -> Option<Option<String>> {
+        match self.obj.get(field)? {
+            Value::Null => Some(None),
+            _ => self.string(field).map(Some),
+        }
+    }
+
+    /// A boolean; accepts JSON booleans and the strings Django REST framework accepts.
+    pub fn bool(&mut self, field: &str) -> Option<bool> {
+        match self.obj.get(field)? {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) => match parse_bool(s) {
+                Some(b) => Some(b),
+                None => {
+                    self.errors.add(field, "Must be a valid boolean.");
+                    None
+                }
+            },
+            Value::Number(n) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => {
+                Some(n.as_u64() == Some(1))
+            }
+            _ => {
+                self.errors.add(field, "Must be a valid boolean.");
+                None
+            }
+        }
+    }
+
+    /// An integer within `min..=max`.
+    pub fn int(&mut self, field: &str, min: i64, max: i64) -> Option<i64> {
+        let v = self.obj.get(field)?;
+        let n = match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        match n {
+            None => {
+                self.errors.add(field, "A valid integer is required.");
+                None
+            }
+            Some(n) if n < min => {
+                self.errors.add(
+                    field,
+                    format!("Ensure this value is greater than or equal to {min}."),
+                );
+                None
+            }
+            Some(n) if n > max => {
+                self.errors.add(
+                    field,
+                    format!("Ensure this value is less than or equal to {max}."),
+                );
+                None
+            }
+            Some(n) => Some(n),
+        }
+    }
+
+    /// A list of strings.
+    pub fn string_list(&mut self, field: &str) -> Option<Vec<String>> {
+        match self.obj.get(field)? {
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        _ => {
+                            self.errors.add(field, "Expected a list of strings.");
+                            return None;
+                        }
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                self.errors.add(
+                    field,
+                    format!("Expected a list of items but got type \"{}\".", type_name(self.obj.get(field)?)),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The strings Django REST framework takes as booleans.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// Python's name for a JSON value's type, as DRF messages use it.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn collects_every_error() {
+        let v = json!({"a": 1, "b": "x", "c": 5000, "d": ["ok", 2]});
+        let mut r = Reader::new(&v).unwrap();
+        assert_eq!(r.string("a"), None);
+        assert_eq!(r.bool("b"), None);
+        assert_eq!(r.int("c", 1, 3600), None);
+        assert_eq!(r.string_list("d"), None);
+        assert_eq!(r.string("missing"), None);
+        let errs = r.errors.into_value();
+        assert_eq!(errs.as_object().unwrap().keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert!(Reader::new(&json!([1])).is_err());
+    }
+}

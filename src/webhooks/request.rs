@@ -1,0 +1,151 @@
+//! The exact request a webhook sends for an event: URL, headers, body and signature.
+
+use super::{template, Webhook};
+use crate::events::Event;
+use hmac::{Hmac, Mac};
+use minijinja::Environment;
+use serde::Serialize;
+use sha2::Sha512;
+
+/// The `User-Agent` Herald sends unless a webhook sets its own.
+pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
+
+/// A request ready to send.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outgoing {
+    pub method: String,
+    pub url: String,
+    /// In sending order; names as written.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A field's template failed, or rendered something unusable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+fn err(field: &'static str, message: impl Into<String>) -> BuildError {
+    BuildError { field, message: message.into() }
+}
+
+/// A webhook with its templates compiled once.
+pub struct Compiled {
+    env: Environment<'static>,
+    has_body: bool,
+}
+
+impl Compiled {
+    /// Compiles the webhook's templates; errors name the field.
+    pub fn new(webhook: &Webhook) -> Result<Compiled, BuildError> {
+        let mut env = template::environment();
+        let has_body = !webhook.body_template.is_empty();
+        let mut sources = vec![
+            ("payload_url", &webhook.payload_url),
+            ("additional_headers", &webhook.additional_headers),
+        ];
+        if has_body {
+            sources.push(("body_template", &webhook.body_template));
+        }
+        for (field, source) in sources {
+            env.add_template_owned(field, source.clone())
+                .map_err(|e| err(field, template::describe(&e)))?;
+        }
+        Ok(Compiled { env, has_body })
+    }
+
+    /// Renders the request `webhook` sends for `event`. Errors name the field that failed.
+    pub fn build(&self, webhook: &Webhook, event: &Event) -> Result<Outgoing, BuildError> {
+        let context = event.context();
+        let ctx = minijinja::Value::from_serialize(&context);
+        let render = |name: &'static str| template::render(&self.env, name, &ctx).map_err(|e| err(name, e));
+
+        let url = render("payload_url")?.trim().to_string();
+        super::check_url(&url).map_err(|e| err("payload_url", format!("rendered to \"{url}\": {e}")))?;
+
+        let mut headers: Vec<(String, String)> = vec![
+            ("Content-Type".into(), webhook.http_content_type.clone()),
+            ("User-Agent".into(), USER_AGENT.into()),
+        ];
+        for (name, value) in parse_headers(&render("additional_headers")?) {
+            if let Some(existing) = headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                *existing = (name, value);
+            } else {
+                headers.push((name, value));
+            }
+        }
+        for (name, _) in &headers {
+            reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| err("additional_headers", format!("\"{name}\" is not a valid header name")))?;
+        }
+
+        let body = if self.has_body {
+            render("body_template")?
+        } else {
+            crate::webhooks::pyjson::dumps(&context)
+        };
+
+        if !webhook.secret.is_empty() {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("X-Hook-Signature"));
+            headers.push(("X-Hook-Signature".into(), sign(&webhook.secret, body.as_bytes())));
+        }
+
+        Ok(Outgoing {
+            method: webhook.http_method.clone(),
+            url,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Lowercase hex HMAC-SHA512 of `body` keyed by `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// `Name: Value` lines: split at the first `:`, both sides trimmed, control characters removed;
+/// blank lines, lines without `:` and lines with an empty name are skipped.
+pub fn parse_headers(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>().trim().to_string();
+            let name = clean(name);
+            (!name.is_empty()).then(|| (name, clean(value)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines() {
+        let parsed = parse_headers("A: 1\n\nno colon\n B : x:y \r\n: empty\nC:\u{7}bell");
+        assert_eq!(
+            parsed,
+            vec![("A".into(), "1".into()), ("B".into(), "x:y".into()), ("C".into(), "bell".into())]
+        );
+    }
+
+    #[test]
+    fn signature_is_hmac_sha512_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            sign("Jefe", b"what do ya want for nothing?"),
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
+        );
+    }
+}

@@ -1,0 +1,351 @@
+//! Jinja2 templates rendered as Python's `jinja2.sandbox.SandboxedEnvironment` renders them
+//! (NetBox's engine): values print as Python prints them, Python string methods work, and the
+//! filters users rely on keep Jinja2's edge cases. Run time is bounded by fuel and output by a
+//! size cap.
+
+use super::pyjson;
+use minijinja::value::{Kwargs, Rest, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value};
+use std::fmt::Write;
+
+/// Fuel for one render: enough for loops over thousands of items, not for runaway templates.
+pub const FUEL: u64 = 2_000_000;
+/// Largest rendered output accepted, in bytes.
+pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
+
+/// A fresh environment with Jinja2-compatible behaviour.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_keep_trailing_newline(false);
+    env.set_fuel(Some(FUEL));
+    env.set_formatter(python_formatter);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_filter("tojson", tojson);
+    env.add_filter("title", title);
+    env.add_filter("truncate", truncate);
+    env.add_filter("center", center);
+    env.add_filter("string", string);
+    env.add_filter("wordcount", wordcount);
+    env
+}
+
+/// Checks that `source` compiles; the error names the line.
+pub fn check(source: &str) -> Result<(), String> {
+    let env = environment();
+    env.template_from_str(source)
+        .map(|_| ())
+        .map_err(|e| describe(&e))
+}
+
+/// A one-line description of a template error, with its line number when known.
+pub fn describe(err: &Error) -> String {
+    let mut msg = match err.detail() {
+        Some(detail) => format!("{}: {}", kind_text(err.kind()), detail),
+        None => kind_text(err.kind()).to_string(),
+    };
+    if let Some(line) = err.line() {
+        let _ = write!(msg, " (line {line})");
+    }
+    msg
+}
+
+fn kind_text(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::SyntaxError => "syntax error",
+        ErrorKind::OutOfFuel => "template ran too long (fuel exhausted)",
+        ErrorKind::UndefinedError => "undefined value",
+        ErrorKind::UnknownFilter => "unknown filter",
+        ErrorKind::UnknownTest => "unknown test",
+        ErrorKind::UnknownFunction => "unknown function",
+        ErrorKind::UnknownMethod => "unknown method",
+        ErrorKind::InvalidOperation => "invalid operation",
+        ErrorKind::TooManyArguments => "too many arguments",
+        ErrorKind::MissingArgument => "missing argument",
+        ErrorKind::BadSerialization => "value cannot be serialized",
+        _ => "template error",
+    }
+}
+
+/// Renders a named template of `env`, enforcing the output cap.
+pub fn render(env: &Environment<'_>, name: &str, ctx: &Value) -> Result<String, String> {
+    let tmpl = env.get_template(name).map_err(|e| describe(&e))?;
+    let out = tmpl.render(ctx).map_err(|e| describe(&e))?;
+    if out.len() > MAX_OUTPUT {
+        return Err(format!(
+            "rendered output is {} bytes, over the {MAX_OUTPUT}-byte limit",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Writes values as Python's `str()` does: strings as they are, containers as `repr`.
+fn python_formatter(out: &mut Output<'_>, _state: &State<'_, '_>, value: &Value) -> Result<(), Error> {
+    let text = py_str(value);
+    out.write_str(&text).map_err(Error::from)
+}
+
+/// Python's `str(value)`.
+pub fn py_str(value: &Value) -> String {
+    match value.kind() {
+        ValueKind::Undefined => String::new(),
+        ValueKind::String => value.as_str().unwrap_or_default().to_string(),
+        _ => py_repr(value),
+    }
+}
+
+/// Python's `repr(value)`.
+pub fn py_repr(value: &Value) -> String {
+    let mut out = String::new();
+    write_repr(&mut out, value);
+    out
+}
+
+fn write_repr(out: &mut String, value: &Value) {
+    match value.kind() {
+        ValueKind::Undefined => {}
+        ValueKind::None => out.push_str("None"),
+        ValueKind::Bool => out.push_str(if value.is_true() { "True" } else { "False" }),
+        ValueKind::Number => {
+            if let Ok(f) = f64::try_from(value.clone()) {
+                if value.as_i64().is_none() && !is_integer_repr(value) {
+                    out.push_str(&pyjson::float_repr(f));
+                    return;
+                }
+            }
+            let _ = write!(out, "{value}");
+        }
+        ValueKind::String => write_str_repr(out, value.as_str().unwrap_or_default()),
+        ValueKind::Seq | ValueKind::Iterable => {
+            out.push('[');
+            if let Ok(iter) = value.try_iter() {
+                for (i, item) in iter.enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    write_repr(out, &item);
+                }
+            }
+            out.push(']');
+        }
+        ValueKind::Map => {
+            out.push('{');
+            if let Ok(iter) = value.try_iter() {
+                for (i, key) in iter.enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    write_repr(out, &key);
+                    out.push_str(": ");
+                    let item = value.get_item(&key).unwrap_or_default();
+                    write_repr(out, &item);
+                }
+            }
+            out.push('}');
+        }
+        _ => {
+            let _ = write!(out, "{value}");
+        }
+    }
+}
+
+fn is_integer_repr(value: &Value) -> bool {
+    let s = value.to_string();
+    !s.contains(['.', 'e', 'E', 'n', 'N'])
+}
+
+/// Python's string `repr`: single quotes unless the text has `'` and no `"`.
+fn write_str_repr(out: &mut String, s: &str) {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+}
+
+/// Jinja2's `tojson`: `json.dumps` with sorted keys, then `<`, `>`, `&`, `'` escaped.
+fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let indent = match indent {
+        Some(v) => Some(v),
+        None => kwargs.get::<Option<Value>>("indent")?,
+    };
+    kwargs.assert_all_used()?;
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => Some(usize::try_from(v)?),
+    };
+    let json: serde_json::Value = serde_json::to_value(value).map_err(|e| {
+        Error::new(ErrorKind::BadSerialization, "cannot serialize to JSON").with_source(e)
+    })?;
+    let text = pyjson::dumps_with(
+        &json,
+        pyjson::Dumps {
+            sort_keys: true,
+            indent,
+        },
+    );
+    let mut safe = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => safe.push_str("\\u003c"),
+            '>' => safe.push_str("\\u003e"),
+            '&' => safe.push_str("\\u0026"),
+            '\'' => safe.push_str("\\u0027"),
+            c => safe.push(c),
+        }
+    }
+    Ok(Value::from_safe_string(safe))
+}
+
+/// Jinja2's `title`: words begin after `-`, whitespace, `(`, `{`, `[` or `<`.
+fn title(value: &Value) -> String {
+    let s = py_str(value);
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if c == '-' || c.is_whitespace() || matches!(c, '(' | '{' | '[' | '<') {
+            out.push(c);
+            start = true;
+        } else if start {
+            out.extend(c.to_uppercase());
+            start = false;
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// Jinja2's `truncate(s, length=255, killwords=False, end='...', leeway=5)`.
+fn truncate(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, Error> {
+    let s = py_str(value);
+    let arg = |i: usize, name: &str| -> Result<Option<Value>, Error> {
+        match args.get(i) {
+            Some(v) => Ok(Some(v.clone())),
+            None => kwargs.get::<Option<Value>>(name),
+        }
+    };
+    let length = match arg(0, "length")? {
+        Some(v) => usize::try_from(v)?,
+        None => 255,
+    };
+    let killwords = arg(1, "killwords")?.is_some_and(|v| v.is_true());
+    let end = match arg(2, "end")? {
+        Some(v) => py_str(&v),
+        None => "...".to_string(),
+    };
+    let leeway = match arg(3, "leeway")? {
+        Some(v) => usize::try_from(v)?,
+        None => 5,
+    };
+    kwargs.assert_all_used()?;
+    let end_len = end.chars().count();
+    if length < end_len {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("truncate length {length} is shorter than the end marker"),
+        ));
+    }
+    if s.chars().count() <= length + leeway {
+        return Ok(s);
+    }
+    let head: String = s.chars().take(length - end_len).collect();
+    let head = if killwords {
+        head
+    } else {
+        match head.rfind(' ') {
+            Some(pos) => head[..pos].to_string(),
+            None => head,
+        }
+    };
+    Ok(head + &end)
+}
+
+/// Python's `str.center(width)`, which puts the odd space on the left when width is odd.
+fn center(value: &Value, width: Option<usize>) -> String {
+    let s = py_str(value);
+    let width = width.unwrap_or(80);
+    let len = s.chars().count();
+    if len >= width {
+        return s;
+    }
+    let marg = width - len;
+    let left = marg / 2 + (marg & width & 1);
+    let right = marg - left;
+    format!("{}{}{}", " ".repeat(left), s, " ".repeat(right))
+}
+
+/// Jinja2's `string`: Python's `str()`.
+fn string(value: &Value) -> Value {
+    if value.kind() == ValueKind::String {
+        value.clone()
+    } else {
+        Value::from(py_str(value))
+    }
+}
+
+/// Jinja2's `wordcount`: runs of word characters.
+fn wordcount(value: &Value) -> usize {
+    let s = py_str(value);
+    let mut count = 0;
+    let mut in_word = false;
+    for c in s.chars() {
+        let word = c.is_alphanumeric() || c == '_';
+        if word && !in_word {
+            count += 1;
+        }
+        in_word = word;
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(src: &str, ctx: serde_json::Value) -> String {
+        let mut env = environment();
+        env.add_template_owned("t", src.to_string()).unwrap();
+        render(&env, "t", &Value::from_serialize(&ctx)).unwrap()
+    }
+
+    #[test]
+    fn python_printing() {
+        let ctx = serde_json::json!({"b": true, "n": null, "l": ["a", 1, 2.5], "d": {"k": "it's"}});
+        assert_eq!(r("{{ b }} {{ n }} {{ l }} {{ d }} {{ missing }}", ctx), "True None ['a', 1, 2.5] {'k': \"it's\"} ");
+    }
+
+    #[test]
+    fn jinja_filters() {
+        let ctx = serde_json::json!({"s": "hello big wide world", "t": "o'neil-smith (jr)"});
+        assert_eq!(r("{{ s|truncate(16) }}", ctx.clone()), "hello big wide world");
+        assert_eq!(r("{{ s|truncate(9) }}", ctx.clone()), "hello...");
+        assert_eq!(r("{{ s|truncate(9, leeway=0) }}", ctx.clone()), "hello...");
+        assert_eq!(r("{{ t|title }}", ctx.clone()), "O'neil-Smith (Jr)");
+        assert_eq!(r("[{{ 'ab'|center(5) }}]", ctx.clone()), "[  ab ]");
+        assert_eq!(r("{{ {'b': 1, 'a': '<'}|tojson }}", ctx), "{\"a\": \"\\u003c\", \"b\": 1}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = check("ok\n{% if %}").unwrap_err();
+        assert!(err.contains("syntax error") && err.contains("line 2"), "{err}");
+    }
+}

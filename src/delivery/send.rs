@@ -98,7 +98,7 @@ pub async fn send(client: &reqwest::Client, req: &Outgoing, delivery_id: i64, ti
         Ok((status, headers, body)) => {
             let text = String::from_utf8_lossy(&body).into_owned();
             if !(200..300).contains(&status) {
-                let head: String = text.chars().take(200).collect();
+                let head: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
                 attempt.error = Some(format!("status {status}: {head}").trim_end().to_string());
             }
             attempt.response_status = Some(status);
@@ -130,10 +130,13 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
             return format!("TLS: {tls}");
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            // io::Error's source() skips the error it wraps; look inside, through nesting.
+            let mut inner = io.get_ref();
+            while let Some(i) = inner {
+                if let Some(tls) = i.downcast_ref::<rustls::Error>() {
                     return format!("TLS: {tls}");
                 }
+                inner = i.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
             }
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),

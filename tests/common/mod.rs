@@ -1,0 +1,184 @@
+//! Shared test harness: a real Herald on port 0 with a fresh SQLite file, and real HTTP(S)
+//! receivers that record what they get.
+#![allow(dead_code)]
+
+pub mod receiver;
+
+use herald::config::Config;
+use herald::server::App;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub use receiver::{Behavior, TestReceiver};
+
+/// Polls `check` until it returns `Some`, failing the test after `within`.
+pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A running Herald with an admin token.
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub read_only_token: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Test settings: quiet logs unless TEST_LOG, no retries unless asked for.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::defaults();
+    config.database_url = format!("sqlite://{}", dir.join("herald.db").display());
+    config.worker.retry_schedule = Vec::new();
+    config.worker.poll_interval_secs = 0.05;
+    config
+}
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("debug,hyper=info,sqlx=info").try_init();
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// Starts Herald after `tweak` adjusts its config.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        init_logs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let app = App::open(config).await.expect("open Herald");
+        let store = app.state.store.clone();
+        let admin = herald::auth::create_user(store.as_ref(), "admin", "admin-password", true).await.unwrap();
+        let token = herald::auth::create_token(store.as_ref(), &admin, None, true, "test").await.unwrap();
+        let reader = herald::auth::create_user(store.as_ref(), "reader", "reader-password", false).await.unwrap();
+        let read_only_token = herald::auth::create_token(store.as_ref(), &reader, None, false, "test").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.serve(listener, true, shutdown.clone()));
+        TestApp {
+            base,
+            token,
+            read_only_token,
+            client: reqwest::Client::new(),
+            dir,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and its worker, waiting for in-flight work.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends `method path` with the admin token and an optional JSON body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    pub async fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method.parse().unwrap(), self.url(path))
+            .header("Authorization", format!("Token {token}"));
+        if let Some(b) = body {
+            req = req.header("Content-Type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.expect("request to Herald");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    /// Sends a raw body.
+    pub async fn raw(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .request(method.parse().unwrap(), self.url(path))
+            .header("Authorization", format!("Token {}", self.token))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates a webhook from `fields` over sensible defaults; panics unless 201.
+    pub async fn create_webhook(&self, fields: Value) -> Value {
+        let mut body = json!({"name": format!("hook-{}", uuid::Uuid::new_v4()), "content_types": ["dcim.site"], "type_create": true});
+        for (k, v) in fields.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, created) = self.call("POST", "/api/extras/webhooks/", Some(body)).await;
+        assert_eq!(status, 201, "creating webhook: {created}");
+        created
+    }
+
+    /// Posts events; panics unless 202. Returns the response.
+    pub async fn send_events(&self, events: Value) -> Value {
+        let (status, body) = self.call("POST", "/api/extras/events/", Some(events)).await;
+        assert_eq!(status, 202, "posting events: {body}");
+        body
+    }
+
+    /// Waits until the delivery reaches a final state; returns its detail.
+    pub async fn wait_delivery_done(&self, id: i64) -> Value {
+        wait_for(Duration::from_secs(30), &format!("delivery {id} to finish"), || async {
+            let (_, d) = self.call("GET", &format!("/api/extras/deliveries/{id}/"), None).await;
+            matches!(d["status"]["value"].as_str(), Some("succeeded" | "failed")).then_some(d)
+        })
+        .await
+    }
+
+    /// The ids of the deliveries of `webhook_id`.
+    pub async fn delivery_ids(&self, webhook_id: i64) -> Vec<i64> {
+        let (_, list) = self.call("GET", &format!("/api/extras/deliveries/?webhook_id={webhook_id}&limit=0"), None).await;
+        list["results"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()).collect()
+    }
+}
+
+/// A site event as NetBox would forward it.
+pub fn site_event(kind: &str, id: i64, name: &str) -> Value {
+    json!({
+        "event": kind,
+        "timestamp": "2020-02-25T15:10:26.010582+00:00",
+        "model": "site",
+        "username": "jstretch",
+        "request_id": "fdbca812-3142-4783-b364-2e2bd5c16c6a",
+        "data": {"id": id, "url": format!("/api/dcim/sites/{id}/"), "name": name, "slug": name.to_lowercase().replace(' ', "-"),
+                 "status": {"value": "active", "label": "Active"}, "region": null, "tags": []},
+        "snapshots": {"prechange": null, "postchange": {"name": name, "status": "active"}}
+    })
+}

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+#[allow(unused_imports)]
 pub use receiver::{Behavior, TestReceiver};
 
 /// Polls `check` until it returns `Some`, failing the test after `within`.

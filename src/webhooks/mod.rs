@@ -1,5 +1,6 @@
 //! Webhooks: their fields and rules (NetBox's), their REST view, and which events they match.
 
+pub mod pyformat;
 pub mod pyjson;
 pub mod request;
 pub mod template;

@@ -3,7 +3,7 @@
 //! filters users rely on keep Jinja2's edge cases. Run time is bounded by fuel and output by a
 //! size cap.
 
-use super::pyjson;
+use super::{pyformat, pyjson};
 use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value};
 use std::fmt::Write;
@@ -22,12 +22,17 @@ pub fn environment() -> Environment<'static> {
     env.set_fuel(Some(FUEL));
     env.set_formatter(python_formatter);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    minijinja_contrib::add_to_environment(&mut env);
+    env.add_filter("format", |fmt: &Value, args: Rest<Value>| pyformat::format(&py_str(fmt), &args));
+    env.add_filter("join", join);
     env.add_filter("tojson", tojson);
     env.add_filter("title", title);
     env.add_filter("truncate", truncate);
     env.add_filter("center", center);
     env.add_filter("string", string);
     env.add_filter("wordcount", wordcount);
+    env.add_filter("escape", escape);
+    env.add_filter("e", escape);
     env
 }
 
@@ -214,6 +219,36 @@ fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value,
     Ok(Value::from_safe_string(safe))
 }
 
+/// Jinja2's `join(d='', attribute=None)`: items as Python's `str()` writes them.
+fn join(value: &Value, d: Option<Value>, attribute: Option<String>, kwargs: Kwargs) -> Result<String, Error> {
+    let sep = match d {
+        Some(d) => py_str(&d),
+        None => kwargs.get::<Option<Value>>("d")?.map(|d| py_str(&d)).unwrap_or_default(),
+    };
+    let attribute = match attribute {
+        Some(a) => Some(a),
+        None => kwargs.get("attribute")?,
+    };
+    kwargs.assert_all_used()?;
+    let mut parts = Vec::new();
+    for item in value.try_iter()? {
+        let item = match &attribute {
+            Some(path) => attr_path(&item, path),
+            None => item,
+        };
+        parts.push(py_str(&item));
+    }
+    Ok(parts.join(&sep))
+}
+
+/// Jinja2's attribute paths: `site.name`, `tags.0`.
+fn attr_path(value: &Value, path: &str) -> Value {
+    path.split('.').fold(value.clone(), |v, part| match part.parse::<i64>() {
+        Ok(i) => v.get_item(&Value::from(i)).unwrap_or_default(),
+        Err(_) => v.get_attr(part).unwrap_or_default(),
+    })
+}
+
 /// Jinja2's `title`: words begin after `-`, whitespace, `(`, `{`, `[` or `<`.
 fn title(value: &Value) -> String {
     let s = py_str(value);
@@ -299,6 +334,26 @@ fn string(value: &Value) -> Value {
     } else {
         Value::from(py_str(value))
     }
+}
+
+/// Jinja2's `escape` (MarkupSafe): `&`, `<`, `>`, `"` and `'`, the quotes as `&#34;` and `&#39;`.
+fn escape(value: &Value) -> Value {
+    if value.is_safe() {
+        return value.clone();
+    }
+    let s = py_str(value);
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Value::from_safe_string(out)
 }
 
 /// Jinja2's `wordcount`: runs of word characters.

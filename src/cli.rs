@@ -105,7 +105,10 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(db) = &cli.database {
         config.database_url = db.clone();
     }
-    if let Command::Serve { listen: Some(listen), .. } = &cli.command {
+    if let Command::Serve {
+        listen: Some(listen), ..
+    } = &cli.command
+    {
         config.listen = listen.clone();
     }
     Ok(config)
@@ -114,7 +117,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -158,13 +163,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let app = App::open(config).await?;
             app.work(shutdown_on_signals()).await
         }
-        Command::User { command: UserCommand::Create { name, password, superuser } } => {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    name,
+                    password,
+                    superuser,
+                },
+        } => {
             let app = App::open(config).await?;
             crate::auth::create_user(app.state.store.as_ref(), &name, &password, superuser).await?;
             println!("created user {name}");
             Ok(())
         }
-        Command::Token { command: TokenCommand::Create { user, read_only } } => {
+        Command::Token {
+            command: TokenCommand::Create { user, read_only },
+        } => {
             let app = App::open(config).await?;
             let store = app.state.store.as_ref();
             let u = store.user_by_name(&user).await.map_err(|e| match e {

@@ -41,7 +41,14 @@ impl std::fmt::Debug for Config {
             .field("database_url", &self.database_url)
             .field("log_format", &self.log_format)
             .field("worker", &self.worker)
-            .field("ingest.secret", &if self.ingest.secret.is_empty() { "" } else { "<redacted>" })
+            .field(
+                "ingest.secret",
+                &if self.ingest.secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .finish()
     }
 }
@@ -56,7 +63,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("HERALD_").split("__").ignore(&["admin_password", "admin_token"]));
+        fig = fig.merge(
+            Env::prefixed("HERALD_")
+                .split("__")
+                .ignore(&["admin_password", "admin_token"]),
+        );
         let config: Config = fig.extract()?;
         config.check()?;
         Ok(config)
@@ -64,7 +75,9 @@ impl Config {
 
     /// The built-in defaults alone.
     pub fn defaults() -> Config {
-        Figment::from(Toml::string(DEFAULTS)).extract().expect("embedded defaults are valid")
+        Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .expect("embedded defaults are valid")
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -72,12 +85,18 @@ impl Config {
         anyhow::ensure!(w.concurrency >= 1, "worker.concurrency must be at least 1");
         anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");
         anyhow::ensure!(w.poll_interval_secs > 0.0, "worker.poll_interval_secs must be positive");
-        anyhow::ensure!((0.0..1.0).contains(&w.retry_jitter), "worker.retry_jitter must be in [0, 1)");
+        anyhow::ensure!(
+            (0.0..1.0).contains(&w.retry_jitter),
+            "worker.retry_jitter must be in [0, 1)"
+        );
         anyhow::ensure!(
             w.retry_schedule.iter().all(|s| s.is_finite() && *s >= 0.0),
             "worker.retry_schedule must hold non-negative numbers of seconds"
         );
-        anyhow::ensure!(matches!(self.log_format.as_str(), "text" | "json"), "log_format must be \"text\" or \"json\"");
+        anyhow::ensure!(
+            matches!(self.log_format.as_str(), "text" | "json"),
+            "log_format must be \"text\" or \"json\""
+        );
         Ok(())
     }
 

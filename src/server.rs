@@ -34,12 +34,22 @@ impl App {
 
     fn worker(&self) -> Arc<Worker> {
         let st = &self.state;
-        Worker::new(st.store.clone(), st.config.worker.clone(), st.wake.clone(), st.worker_running.clone())
+        Worker::new(
+            st.store.clone(),
+            st.config.worker.clone(),
+            st.wake.clone(),
+            st.worker_running.clone(),
+        )
     }
 
     /// Serves the API on `listener` (with a worker when `with_worker`) until `shutdown` fires;
     /// then stops accepting, and lets the worker finish what it has in flight.
-    pub async fn serve(self, listener: TcpListener, with_worker: bool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        with_worker: bool,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let worker = with_worker.then(|| tokio::spawn(self.worker().run(shutdown.clone())));
         let app = api::router(self.state.clone());
         let served = axum::serve(listener, app)

@@ -105,9 +105,7 @@ impl<'a> Reader<'a> {
                     None
                 }
             },
-            Value::Number(n) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => {
-                Some(n.as_u64() == Some(1))
-            }
+            Value::Number(n) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => Some(n.as_u64() == Some(1)),
             _ => {
                 self.errors.add(field, "Must be a valid boolean.");
                 None
@@ -129,17 +127,13 @@ impl<'a> Reader<'a> {
                 None
             }
             Some(n) if n < min => {
-                self.errors.add(
-                    field,
-                    format!("Ensure this value is greater than or equal to {min}."),
-                );
+                self.errors
+                    .add(field, format!("Ensure this value is greater than or equal to {min}."));
                 None
             }
             Some(n) if n > max => {
-                self.errors.add(
-                    field,
-                    format!("Ensure this value is less than or equal to {max}."),
-                );
+                self.errors
+                    .add(field, format!("Ensure this value is less than or equal to {max}."));
                 None
             }
             Some(n) => Some(n),
@@ -165,7 +159,10 @@ impl<'a> Reader<'a> {
             _ => {
                 self.errors.add(
                     field,
-                    format!("Expected a list of items but got type \"{}\".", type_name(self.obj.get(field)?)),
+                    format!(
+                        "Expected a list of items but got type \"{}\".",
+                        type_name(self.obj.get(field)?)
+                    ),
                 );
                 None
             }
@@ -210,7 +207,10 @@ mod tests {
         assert_eq!(r.string_list("d"), None);
         assert_eq!(r.string("missing"), None);
         let errs = r.errors.into_value();
-        assert_eq!(errs.as_object().unwrap().keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert_eq!(
+            errs.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
         assert!(Reader::new(&json!([1])).is_err());
     }
 }

@@ -26,8 +26,18 @@ async fn auth_follows_netbox() {
     let app = TestApp::spawn().await;
     let resp = app.client.get(app.url("/api/extras/webhooks/")).send().await.unwrap();
     assert_eq!(resp.status(), 403);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"detail": "Authentication credentials were not provided."}));
-    let (s, b) = app.call_as("0000000000000000000000000000000000000000", "GET", "/api/extras/webhooks/", None).await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"detail": "Authentication credentials were not provided."})
+    );
+    let (s, b) = app
+        .call_as(
+            "0000000000000000000000000000000000000000",
+            "GET",
+            "/api/extras/webhooks/",
+            None,
+        )
+        .await;
     assert_eq!((s, b), (403, json!({"detail": "Invalid token"})));
     // Bearer works too.
     let resp = app
@@ -40,11 +50,27 @@ async fn auth_follows_netbox() {
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("API-Version").is_some());
     // Read-only tokens read but do not write.
-    let (s, _) = app.call_as(&app.read_only_token, "GET", "/api/extras/webhooks/", None).await;
+    let (s, _) = app
+        .call_as(&app.read_only_token, "GET", "/api/extras/webhooks/", None)
+        .await;
     assert_eq!(s, 200);
-    let (s, b) = app.call_as(&app.read_only_token, "POST", "/api/extras/webhooks/", Some(webhook("ro"))).await;
+    let (s, b) = app
+        .call_as(
+            &app.read_only_token,
+            "POST",
+            "/api/extras/webhooks/",
+            Some(webhook("ro")),
+        )
+        .await;
     assert_eq!(s, 403, "{b}");
-    let (s, _) = app.call_as(&app.read_only_token, "POST", "/api/extras/events/", Some(site_event("created", 1, "A"))).await;
+    let (s, _) = app
+        .call_as(
+            &app.read_only_token,
+            "POST",
+            "/api/extras/events/",
+            Some(site_event("created", 1, "A")),
+        )
+        .await;
     assert_eq!(s, 403);
     let (_, list) = app.call("GET", "/api/extras/webhooks/", None).await;
     assert_eq!(list["count"], 0);
@@ -54,10 +80,16 @@ async fn auth_follows_netbox() {
 #[tokio::test]
 async fn webhook_crud_bulk_filters_and_pagination() {
     let app = TestApp::spawn().await;
-    let (s, one) = app.call("POST", "/api/extras/webhooks/", Some(json!({
-        "name": "first", "content_types": ["dcim.site", "dcim.device"], "type_create": true,
-        "payload_url": "https://example.invalid/hook", "secret": "top-secret"
-    }))).await;
+    let (s, one) = app
+        .call(
+            "POST",
+            "/api/extras/webhooks/",
+            Some(json!({
+                "name": "first", "content_types": ["dcim.site", "dcim.device"], "type_create": true,
+                "payload_url": "https://example.invalid/hook", "secret": "top-secret"
+            })),
+        )
+        .await;
     assert_eq!(s, 201, "{one}");
     assert!(one.get("secret").is_none(), "secret leaked: {one}");
     assert!(!one.to_string().contains("top-secret"));
@@ -70,7 +102,9 @@ async fn webhook_crud_bulk_filters_and_pagination() {
     let id = one["id"].as_i64().unwrap();
 
     let bulk: Vec<Value> = (0..5).map(|i| webhook(&format!("bulk-{i}"))).collect();
-    let (s, made) = app.call("POST", "/api/extras/webhooks/", Some(Value::Array(bulk))).await;
+    let (s, made) = app
+        .call("POST", "/api/extras/webhooks/", Some(Value::Array(bulk)))
+        .await;
     assert_eq!(s, 201);
     assert_eq!(made.as_array().unwrap().len(), 5);
 
@@ -80,28 +114,57 @@ async fn webhook_crud_bulk_filters_and_pagination() {
     assert_eq!(page["results"].as_array().unwrap().len(), 2);
     assert!(page["previous"].is_null());
     let next = page["next"].as_str().unwrap().to_string();
-    assert!(next.starts_with(&app.base) && next.contains("offset=2") && next.contains("limit=2"), "{next}");
+    assert!(
+        next.starts_with(&app.base) && next.contains("offset=2") && next.contains("limit=2"),
+        "{next}"
+    );
     let (_, page2) = app.call("GET", next.strip_prefix(&app.base).unwrap(), None).await;
     assert_eq!(page2["results"].as_array().unwrap().len(), 2);
     assert_ne!(page["results"][0]["id"], page2["results"][0]["id"]);
 
     // Filters.
-    let (_, f) = app.call("GET", "/api/extras/webhooks/?name=bulk-1&name=bulk-2", None).await;
+    let (_, f) = app
+        .call("GET", "/api/extras/webhooks/?name=bulk-1&name=bulk-2", None)
+        .await;
     assert_eq!(f["count"], 2);
-    let (_, f) = app.call("GET", "/api/extras/webhooks/?content_types=dcim.device", None).await;
+    let (_, f) = app
+        .call("GET", "/api/extras/webhooks/?content_types=dcim.device", None)
+        .await;
     assert_eq!(f["count"], 1);
     assert_eq!(f["results"][0]["name"], "first");
 
     // PATCH, PUT, and the bulk forms.
-    let (s, p) = app.call("PATCH", &format!("/api/extras/webhooks/{id}/"), Some(json!({"enabled": false, "timeout": 30}))).await;
+    let (s, p) = app
+        .call(
+            "PATCH",
+            &format!("/api/extras/webhooks/{id}/"),
+            Some(json!({"enabled": false, "timeout": 30})),
+        )
+        .await;
     assert_eq!(s, 200, "{p}");
-    assert_eq!((p["enabled"].clone(), p["timeout"].clone(), p["name"].clone()), (json!(false), json!(30), json!("first")));
+    assert_eq!(
+        (p["enabled"].clone(), p["timeout"].clone(), p["name"].clone()),
+        (json!(false), json!(30), json!("first"))
+    );
     let (_, f) = app.call("GET", "/api/extras/webhooks/?enabled=false", None).await;
     assert_eq!(f["count"], 1);
-    let (s, b) = app.call("PUT", &format!("/api/extras/webhooks/{id}/"), Some(json!({"enabled": true}))).await;
+    let (s, b) = app
+        .call(
+            "PUT",
+            &format!("/api/extras/webhooks/{id}/"),
+            Some(json!({"enabled": true})),
+        )
+        .await;
     assert_names(s, &b, "name");
-    let ids: Vec<Value> = made.as_array().unwrap().iter().map(|w| json!({"id": w["id"], "http_method": "PUT"})).collect();
-    let (s, b) = app.call("PATCH", "/api/extras/webhooks/", Some(Value::Array(ids.clone()))).await;
+    let ids: Vec<Value> = made
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| json!({"id": w["id"], "http_method": "PUT"}))
+        .collect();
+    let (s, b) = app
+        .call("PATCH", "/api/extras/webhooks/", Some(Value::Array(ids.clone())))
+        .await;
     assert_eq!(s, 200, "{b}");
     assert!(b.as_array().unwrap().iter().all(|w| w["http_method"] == "PUT"));
     // A bulk update with one bad item changes nothing.
@@ -110,12 +173,18 @@ async fn webhook_crud_bulk_filters_and_pagination() {
     for item in bad.iter_mut() {
         item["timeout"] = json!(99);
     }
-    let (s, b) = app.call("PATCH", "/api/extras/webhooks/", Some(Value::Array(bad))).await;
+    let (s, b) = app
+        .call("PATCH", "/api/extras/webhooks/", Some(Value::Array(bad)))
+        .await;
     assert_names(s, &b, "http_method");
-    let (_, w) = app.call("GET", &format!("/api/extras/webhooks/{}/", made[0]["id"]), None).await;
+    let (_, w) = app
+        .call("GET", &format!("/api/extras/webhooks/{}/", made[0]["id"]), None)
+        .await;
     assert_eq!(w["timeout"], 15);
     // Bulk delete, then single delete.
-    let (s, _) = app.call("DELETE", "/api/extras/webhooks/", Some(Value::Array(ids[..2].to_vec()))).await;
+    let (s, _) = app
+        .call("DELETE", "/api/extras/webhooks/", Some(Value::Array(ids[..2].to_vec())))
+        .await;
     assert_eq!(s, 204);
     let (s, _) = app.call("DELETE", &format!("/api/extras/webhooks/{id}/"), None).await;
     assert_eq!(s, 204);
@@ -160,9 +229,15 @@ async fn bad_webhooks_get_a_400_naming_the_field() {
         (with("additional_headers", json!("X: {{ a | }}")), "additional_headers"),
         (with("ca_file_path", json!("/nonexistent/ca.pem")), "ca_file_path"),
         (with("ca_file_path", json!("/etc/hostname")), "ca_file_path"),
-        (with("conditions", json!({"attr": "status.value", "value": "active"})), "conditions"),
+        (
+            with("conditions", json!({"attr": "status.value", "value": "active"})),
+            "conditions",
+        ),
         (json!({"content_types": ["dcim.site"], "type_create": true}), "name"),
-        (json!({"name": "x", "type_create": true, "payload_url": "http://h/"}), "content_types"),
+        (
+            json!({"name": "x", "type_create": true, "payload_url": "http://h/"}),
+            "content_types",
+        ),
         (json!(["not an object"]), "non_field_errors"),
     ];
     for (body, field) in cases {
@@ -176,7 +251,13 @@ async fn bad_webhooks_get_a_400_naming_the_field() {
     let (s, b) = app.call("POST", path, Some(w)).await;
     assert_names(s, &b, "ca_file_path");
     // A syntax error names its line.
-    let (_, b) = app.call("POST", path, Some(with("body_template", json!("line one\n{{ data.name }\n")))).await;
+    let (_, b) = app
+        .call(
+            "POST",
+            path,
+            Some(with("body_template", json!("line one\n{{ data.name }\n"))),
+        )
+        .await;
     let msg = b["body_template"][0].as_str().unwrap();
     assert!(msg.contains("line 2"), "{msg}");
     // Duplicate names.
@@ -184,7 +265,13 @@ async fn bad_webhooks_get_a_400_naming_the_field() {
     let (s, b) = app.call("POST", path, Some(webhook("dup"))).await;
     assert_names(s, &b, "name");
     // An atomic bulk create: one bad item, nothing written.
-    let (s, b) = app.call("POST", path, Some(json!([webhook("ok-1"), with("http_method", json!("NOPE"))]))).await;
+    let (s, b) = app
+        .call(
+            "POST",
+            path,
+            Some(json!([webhook("ok-1"), with("http_method", json!("NOPE"))])),
+        )
+        .await;
     assert_names(s, &b, "http_method");
     assert_eq!(b[0], json!({}));
     let (_, list) = app.call("GET", "/api/extras/webhooks/?name=ok-1", None).await;
@@ -242,7 +329,9 @@ async fn bad_events_get_a_400_naming_the_field() {
     }
     // A list with one bad event writes nothing.
     app.create_webhook(json!({"payload_url": "http://127.0.0.1:9/"})).await;
-    let (s, b) = app.call("POST", path, Some(json!([good.clone(), with("event", json!("nope"))]))).await;
+    let (s, b) = app
+        .call("POST", path, Some(json!([good.clone(), with("event", json!("nope"))])))
+        .await;
     assert_names(s, &b, "event");
     let (_, list) = app.call("GET", "/api/extras/deliveries/", None).await;
     assert_eq!(list["count"], 0);
@@ -280,13 +369,22 @@ async fn preview_shows_exactly_what_would_be_sent() {
         "additional_headers": "X-Device: {{ data.name }}",
         "body_template": "{{ data.name }} at {{ data.site.name }} by {{ username }}"
     });
-    let (s, p) = app.call("POST", "/api/extras/webhooks/preview/", Some(json!({"webhook": definition}))).await;
+    let (s, p) = app
+        .call(
+            "POST",
+            "/api/extras/webhooks/preview/",
+            Some(json!({"webhook": definition})),
+        )
+        .await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["method"], "POST");
     assert_eq!(p["url"], "https://hooks.example.com/device");
     assert_eq!(p["body"], "edge-r1 at Site 1 by admin");
     assert_eq!(p["headers"]["X-Device"], "edge-r1");
-    assert_eq!(p["headers"]["X-Hook-Signature"], herald::webhooks::request::sign("abc", b"edge-r1 at Site 1 by admin"));
+    assert_eq!(
+        p["headers"]["X-Hook-Signature"],
+        herald::webhooks::request::sign("abc", b"edge-r1 at Site 1 by admin")
+    );
     // Nothing was saved.
     let (_, list) = app.call("GET", "/api/extras/webhooks/", None).await;
     assert_eq!(list["count"], 0);
@@ -295,28 +393,54 @@ async fn preview_shows_exactly_what_would_be_sent() {
     let saved = app.create_webhook(json!({"payload_url": "http://127.0.0.1:9/x"})).await;
     let event = site_event("created", 5, "Five");
     let (s, p) = app
-        .call("POST", &format!("/api/extras/webhooks/{}/preview/", saved["id"]), Some(json!({"event": event})))
+        .call(
+            "POST",
+            &format!("/api/extras/webhooks/{}/preview/", saved["id"]),
+            Some(json!({"event": event})),
+        )
         .await;
     assert_eq!(s, 200, "{p}");
     let body: Value = serde_json::from_str(p["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["data"]["name"], "Five");
     assert_eq!(body["username"], "jstretch");
-    assert!(p["body"].as_str().unwrap().starts_with("{\"event\": \"created\", \"timestamp\": "));
+    assert!(p["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("{\"event\": \"created\", \"timestamp\": "));
 
     // Errors: a bad definition, a bad sample, a template failing at render time.
-    let (s, b) = app.call("POST", "/api/extras/webhooks/preview/", Some(json!({"webhook": {"name": "x"}}))).await;
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/extras/webhooks/preview/",
+            Some(json!({"webhook": {"name": "x"}})),
+        )
+        .await;
     assert_eq!(s, 400);
     assert!(b["webhook"]["content_types"].is_array(), "{b}");
     let (s, b) = app
-        .call("POST", &format!("/api/extras/webhooks/{}/preview/", saved["id"]), Some(json!({"event": {"event": "x"}})))
+        .call(
+            "POST",
+            &format!("/api/extras/webhooks/{}/preview/", saved["id"]),
+            Some(json!({"event": {"event": "x"}})),
+        )
         .await;
     assert_eq!(s, 400);
     assert!(b["event"]["event"].is_array(), "{b}");
     let mut failing = definition.clone();
     failing["body_template"] = json!("{{ data.name.missing_method() }}");
-    let (s, b) = app.call("POST", "/api/extras/webhooks/preview/", Some(json!({"webhook": failing}))).await;
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/extras/webhooks/preview/",
+            Some(json!({"webhook": failing})),
+        )
+        .await;
     assert_eq!(s, 400);
-    assert!(b["body_template"][0].as_str().unwrap().contains("unknown method"), "{b}");
+    assert!(
+        b["body_template"][0].as_str().unwrap().contains("unknown method"),
+        "{b}"
+    );
     app.stop().await;
 }
 
@@ -324,8 +448,13 @@ async fn preview_shows_exactly_what_would_be_sent() {
 async fn status_and_deliveries_filters() {
     let app = TestApp::spawn().await;
     let rx = common::TestReceiver::start().await;
-    let a = app.create_webhook(json!({"payload_url": rx.url("/a"), "content_types": ["dcim.site", "dcim.device"], "type_update": true})).await;
-    app.send_events(json!([site_event("created", 1, "A"), site_event("updated", 1, "A")])).await;
+    let a = app
+        .create_webhook(
+            json!({"payload_url": rx.url("/a"), "content_types": ["dcim.site", "dcim.device"], "type_update": true}),
+        )
+        .await;
+    app.send_events(json!([site_event("created", 1, "A"), site_event("updated", 1, "A")]))
+        .await;
     let mut device = site_event("created", 2, "D");
     device["model"] = json!("device");
     app.send_events(device).await;
@@ -339,11 +468,18 @@ async fn status_and_deliveries_filters() {
     }
     let (_, f) = app.call("GET", "/api/extras/deliveries/?event=updated", None).await;
     assert_eq!(f["count"], 1);
-    let (_, f) = app.call("GET", "/api/extras/deliveries/?object_type=dcim.device", None).await;
+    let (_, f) = app
+        .call("GET", "/api/extras/deliveries/?object_type=dcim.device", None)
+        .await;
     assert_eq!(f["count"], 1);
-    let (_, f) = app.call("GET", "/api/extras/deliveries/?status=succeeded&status=failed", None).await;
+    let (_, f) = app
+        .call("GET", "/api/extras/deliveries/?status=succeeded&status=failed", None)
+        .await;
     assert_eq!(f["count"], 3);
-    assert_eq!(f["results"][0]["status"], json!({"value": "succeeded", "label": "Succeeded"}));
+    assert_eq!(
+        f["results"][0]["status"],
+        json!({"value": "succeeded", "label": "Succeeded"})
+    );
     let (_, st) = app.call("GET", "/api/status/", None).await;
     assert_eq!(st["worker-running"], true);
     assert_eq!(st["queue"]["succeeded"], 3);

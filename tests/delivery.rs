@@ -19,15 +19,20 @@ async fn seed_slack_example_renders_exactly() {
     }))
     .await;
     let queued = app
-        .send_events(json!({"event": "created", "object_type": "ipam.ipaddress", "username": "jstretch",
-                            "data": {"id": 1, "address": "192.0.2.1/24"}}))
+        .send_events(
+            json!({"event": "created", "object_type": "ipam.ipaddress", "username": "jstretch",
+                            "data": {"id": 1, "address": "192.0.2.1/24"}}),
+        )
         .await;
     assert_eq!(queued["deliveries_queued"], 1);
     let got = rx.wait_for(1).await;
     assert_eq!(got[0].method, "POST");
     assert_eq!(got[0].path, "/services/T000/B000/XXX");
     assert_eq!(got[0].header("content-type"), Some("application/json"));
-    assert_eq!(got[0].text(), r#"{"text": "IP address 192.0.2.1/24 was created by jstretch!"}"#);
+    assert_eq!(
+        got[0].text(),
+        r#"{"text": "IP address 192.0.2.1/24 was created by jstretch!"}"#
+    );
     app.stop().await;
 }
 
@@ -55,7 +60,10 @@ async fn default_body_matches_netbox_key_for_key_and_signature_verifies() {
     mac.update(body.as_bytes());
     let signature = got[0].header("x-hook-signature").expect("signature header");
     assert_eq!(signature, hex::encode(mac.finalize().into_bytes()));
-    assert_eq!(got[0].header("user-agent"), Some(concat!("herald/", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        got[0].header("user-agent"),
+        Some(concat!("herald/", env!("CARGO_PKG_VERSION")))
+    );
     app.stop().await;
 }
 
@@ -96,15 +104,18 @@ async fn each_http_method_is_used() {
     let app = TestApp::spawn().await;
     let rx = TestReceiver::start().await;
     for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
-        app.create_webhook(json!({"payload_url": rx.url(&format!("/{method}")), "http_method": method})).await;
+        app.create_webhook(json!({"payload_url": rx.url(&format!("/{method}")), "http_method": method}))
+            .await;
     }
     let queued = app.send_events(site_event("created", 1, "A")).await;
     assert_eq!(queued["deliveries_queued"], 5);
     let got = rx.wait_for(5).await;
     let mut seen: Vec<(String, String)> = got.iter().map(|r| (r.method.clone(), r.path.clone())).collect();
     seen.sort();
-    let mut want: Vec<(String, String)> =
-        ["DELETE", "GET", "PATCH", "POST", "PUT"].iter().map(|m| (m.to_string(), format!("/{m}"))).collect();
+    let mut want: Vec<(String, String)> = ["DELETE", "GET", "PATCH", "POST", "PUT"]
+        .iter()
+        .map(|m| (m.to_string(), format!("/{m}")))
+        .collect();
     want.sort();
     assert_eq!(seen, want);
     assert!(got.iter().all(|r| r.text().starts_with("{\"event\": \"created\"")));
@@ -119,7 +130,9 @@ async fn https_with_verification_off_with_ca_file_and_failing_without_either() {
     let ca_path = app.dir.path().join("ca.pem");
     std::fs::write(&ca_path, &tls.ca_pem).unwrap();
 
-    let insecure = app.create_webhook(json!({"payload_url": rx.url("/insecure"), "ssl_verification": false})).await;
+    let insecure = app
+        .create_webhook(json!({"payload_url": rx.url("/insecure"), "ssl_verification": false}))
+        .await;
     let with_ca = app
         .create_webhook(json!({"payload_url": rx.url("/ca"), "ca_file_path": ca_path.to_str().unwrap()}))
         .await;
@@ -159,10 +172,18 @@ async fn server_error_timeout_refused_and_closed_are_recorded_as_failed_attempts
     };
 
     let cases = [
-        (app.create_webhook(json!({"payload_url": failing.url("/")})).await, "status 500: boom: database on fire"),
-        (app.create_webhook(json!({"payload_url": hanging.url("/"), "timeout": 1})).await, "timed out after 1s"),
         (
-            app.create_webhook(json!({"payload_url": format!("http://127.0.0.1:{refused_port}/")})).await,
+            app.create_webhook(json!({"payload_url": failing.url("/")})).await,
+            "status 500: boom: database on fire",
+        ),
+        (
+            app.create_webhook(json!({"payload_url": hanging.url("/"), "timeout": 1}))
+                .await,
+            "timed out after 1s",
+        ),
+        (
+            app.create_webhook(json!({"payload_url": format!("http://127.0.0.1:{refused_port}/")}))
+                .await,
             "connection refused",
         ),
         (
@@ -180,7 +201,9 @@ async fn server_error_timeout_refused_and_closed_are_recorded_as_failed_attempts
         assert_eq!(attempt["request"]["method"], "POST");
     }
     let first = app.delivery_ids(cases[0].0["id"].as_i64().unwrap()).await;
-    let (_, d) = app.call("GET", &format!("/api/extras/deliveries/{}/", first[0]), None).await;
+    let (_, d) = app
+        .call("GET", &format!("/api/extras/deliveries/{}/", first[0]), None)
+        .await;
     assert_eq!(d["attempts"][0]["response"]["status"], 500);
     assert_eq!(d["attempts"][0]["response"]["body"], "boom: database on fire");
     assert_eq!(d["last_status_code"], 500);
@@ -216,9 +239,14 @@ async fn failed_attempts_are_retried_on_the_schedule() {
 async fn disabled_webhooks_and_non_matching_events_produce_nothing() {
     let app = TestApp::spawn().await;
     let rx = TestReceiver::start().await;
-    app.create_webhook(json!({"payload_url": rx.url("/disabled"), "enabled": false})).await;
-    app.create_webhook(json!({"payload_url": rx.url("/devices"), "content_types": ["dcim.device"], "type_create": true})).await;
-    app.create_webhook(json!({"payload_url": rx.url("/deletes"), "type_create": false, "type_delete": true})).await;
+    app.create_webhook(json!({"payload_url": rx.url("/disabled"), "enabled": false}))
+        .await;
+    app.create_webhook(
+        json!({"payload_url": rx.url("/devices"), "content_types": ["dcim.device"], "type_create": true}),
+    )
+    .await;
+    app.create_webhook(json!({"payload_url": rx.url("/deletes"), "type_create": false, "type_delete": true}))
+        .await;
     // A site created matches none of them.
     let queued = app.send_events(site_event("created", 1, "A")).await;
     assert_eq!(queued["deliveries_queued"], 0);

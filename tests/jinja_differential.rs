@@ -47,7 +47,12 @@ fn python_render(ctx: &Value, templates: &[String]) -> Vec<Value> {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let job = json!({"context": ctx, "templates": templates});
-    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -59,7 +64,8 @@ fn python_render(ctx: &Value, templates: &[String]) -> Vec<Value> {
 
 fn herald_render(ctx: &Value, source: &str) -> Result<String, String> {
     let mut env = herald::webhooks::template::environment();
-    env.add_template_owned("t", source.to_string()).map_err(|e| e.to_string())?;
+    env.add_template_owned("t", source.to_string())
+        .map_err(|e| e.to_string())?;
     herald::webhooks::template::render(&env, "t", &minijinja::Value::from_serialize(ctx))
 }
 
@@ -83,5 +89,11 @@ fn corpus_renders_as_python_jinja2_does() {
             Err(e) => mismatches.push(format!("template {source:?}\n  jinja2: {want:?}\n  herald error: {e}")),
         }
     }
-    assert!(mismatches.is_empty(), "{} of {} differ:\n{}", mismatches.len(), corpus.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ:\n{}",
+        mismatches.len(),
+        corpus.len(),
+        mismatches.join("\n")
+    );
 }

@@ -44,7 +44,12 @@ fn delivery_json(d: &Delivery) -> Value {
 }
 
 fn pairs(headers: &[(String, String)]) -> Value {
-    Value::Object(headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
+    Value::Object(
+        headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 fn attempt_json(n: usize, a: &Attempt) -> Value {
@@ -83,7 +88,12 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
         event: q.all("event"),
     };
     let (count, rows) = st.store.deliveries(&filter, limit, offset).await?;
-    Ok(Json(q.paginated(count, limit, offset, rows.iter().map(delivery_json).collect())))
+    Ok(Json(q.paginated(
+        count,
+        limit,
+        offset,
+        rows.iter().map(delivery_json).collect(),
+    )))
 }
 
 async fn detail(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -94,6 +104,12 @@ async fn detail(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>)
     let mut body = delivery_json(&d);
     body["request_id"] = json!(event.request_id);
     body["context"] = event.context();
-    body["attempts"] = Value::Array(attempts.iter().enumerate().map(|(i, a)| attempt_json(i + 1, a)).collect());
+    body["attempts"] = Value::Array(
+        attempts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| attempt_json(i + 1, a))
+            .collect(),
+    );
     Ok(Json(body))
 }

@@ -116,7 +116,10 @@ impl ListQuery {
     pub fn ints(&self, name: &str) -> Result<Vec<i64>, ApiError> {
         self.all(name)
             .iter()
-            .map(|v| v.parse::<i64>().map_err(|_| ApiError::Validation(json!({ name: [format!("\"{v}\" is not a valid integer.")] }))))
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::Validation(json!({ name: [format!("\"{v}\" is not a valid integer.")] })))
+            })
             .collect()
     }
 
@@ -158,8 +161,16 @@ impl ListQuery {
             url.query_pairs_mut().extend_pairs(pairs);
             Value::String(url.to_string())
         };
-        let next = if offset + limit < count { link(offset + limit) } else { Value::Null };
-        let previous = if offset > 0 { link((offset - limit).max(0)) } else { Value::Null };
+        let next = if offset + limit < count {
+            link(offset + limit)
+        } else {
+            Value::Null
+        };
+        let previous = if offset > 0 {
+            link((offset - limit).max(0))
+        } else {
+            Value::Null
+        };
         json!({"count": count, "next": next, "previous": previous, "results": results})
     }
 }

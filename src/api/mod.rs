@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn add_api_version(mut resp: axum::response::Response) -> axum::response::Response {
-    resp.headers_mut().insert("API-Version", HeaderValue::from_static(API_VERSION));
+    resp.headers_mut()
+        .insert("API-Version", HeaderValue::from_static(API_VERSION));
     resp
 }

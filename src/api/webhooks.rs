@@ -17,10 +17,17 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/api/extras/webhooks/",
-            get(list).post(create).put(bulk_put).patch(bulk_patch).delete(bulk_delete),
+            get(list)
+                .post(create)
+                .put(bulk_put)
+                .patch(bulk_patch)
+                .delete(bulk_delete),
         )
         .route("/api/extras/webhooks/preview/", post(preview_new))
-        .route("/api/extras/webhooks/{id}/", get(detail).put(put).patch(patch).delete(delete))
+        .route(
+            "/api/extras/webhooks/{id}/",
+            get(detail).put(put).patch(patch).delete(delete),
+        )
         .route("/api/extras/webhooks/{id}/preview/", post(preview_saved))
 }
 
@@ -36,7 +43,9 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
     let methods = q.all("http_method");
     let enabled = match q.first("enabled") {
         None => None,
-        Some(v) => Some(parse_bool(v).ok_or_else(|| ApiError::Validation(json!({"enabled": ["Must be a valid boolean."]})))?),
+        Some(v) => {
+            Some(parse_bool(v).ok_or_else(|| ApiError::Validation(json!({"enabled": ["Must be a valid boolean."]})))?)
+        }
     };
     let search = q.first("q").map(str::to_lowercase);
     // Webhooks are configuration-sized: filtering in memory keeps every filter simple.
@@ -57,7 +66,12 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
         })
         .collect();
     let count = all.len() as i64;
-    let page = all.iter().skip(offset as usize).take(limit as usize).map(Webhook::to_json).collect();
+    let page = all
+        .iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(Webhook::to_json)
+        .collect();
     Ok(Json(q.paginated(count, limit, offset, page)))
 }
 
@@ -111,7 +125,11 @@ async fn create(State(st): State<AppState>, _auth: Auth, JsonBody(body): JsonBod
         vec![Webhook::blank().apply(&items[0], &st.catalog, false)?]
     };
     let created = st.store.create_webhooks(webhooks).await?;
-    Ok((StatusCode::CREATED, Json(shape(created.iter().map(Webhook::to_json).collect(), many))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(shape(created.iter().map(Webhook::to_json).collect(), many)),
+    )
+        .into_response())
 }
 
 fn shape(mut items: Vec<Value>, many: bool) -> Value {
@@ -154,10 +172,14 @@ async fn bulk_patch(st: State<AppState>, auth: Auth, body: JsonBody) -> Result<J
 /// The ids of a bulk body: a list of objects each with an integer `id`.
 fn bulk_ids(body: &Value) -> Result<Vec<i64>, ApiError> {
     let Value::Array(items) = body else {
-        return Err(ApiError::BadRequest("Expected a list of objects with an \"id\" each.".into()));
+        return Err(ApiError::BadRequest(
+            "Expected a list of objects with an \"id\" each.".into(),
+        ));
     };
     if items.is_empty() {
-        return Err(ApiError::BadRequest("Expected a non-empty list of objects with an \"id\" each.".into()));
+        return Err(ApiError::BadRequest(
+            "Expected a non-empty list of objects with an \"id\" each.".into(),
+        ));
     }
     validate_all(items, |item| match item.get("id") {
         Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64().unwrap_or_default()),
@@ -166,7 +188,12 @@ fn bulk_ids(body: &Value) -> Result<Vec<i64>, ApiError> {
     })
 }
 
-async fn bulk_update(State(st): State<AppState>, _auth: Auth, JsonBody(body): JsonBody, partial: bool) -> Result<Json<Value>, ApiError> {
+async fn bulk_update(
+    State(st): State<AppState>,
+    _auth: Auth,
+    JsonBody(body): JsonBody,
+    partial: bool,
+) -> Result<Json<Value>, ApiError> {
     let ids = bulk_ids(&body)?;
     let current = st.store.webhooks_by_id(&ids).await?;
     let items = body.as_array().cloned().unwrap_or_default();
@@ -184,16 +211,26 @@ async fn delete(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>)
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn bulk_delete(State(st): State<AppState>, _auth: Auth, JsonBody(body): JsonBody) -> Result<StatusCode, ApiError> {
+async fn bulk_delete(
+    State(st): State<AppState>,
+    _auth: Auth,
+    JsonBody(body): JsonBody,
+) -> Result<StatusCode, ApiError> {
     let ids = bulk_ids(&body)?;
     st.store.delete_webhooks(&ids).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `{"webhook": {...}, "event": {...}}`: what an unsaved webhook would send.
-async fn preview_new(State(st): State<AppState>, auth: Auth, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+async fn preview_new(
+    State(st): State<AppState>,
+    auth: Auth,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
     let Some(definition) = body.get("webhook") else {
-        return Err(ApiError::Validation(json!({"webhook": ["This field is required: the webhook definition to preview."]})));
+        return Err(ApiError::Validation(
+            json!({"webhook": ["This field is required: the webhook definition to preview."]}),
+        ));
     };
     let webhook = Webhook::blank()
         .apply(definition, &st.catalog, false)
@@ -202,18 +239,34 @@ async fn preview_new(State(st): State<AppState>, auth: Auth, JsonBody(body): Jso
 }
 
 /// `{"event": {...}}` (optional): what a saved webhook would send.
-async fn preview_saved(State(st): State<AppState>, auth: Auth, Path(id): Path<String>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+async fn preview_saved(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
     let webhook = one(&st, parse_id(&id)?).await?;
     preview(&st, &auth, &webhook, body.get("event")).await
 }
 
-async fn preview(st: &AppState, auth: &Auth, webhook: &Webhook, event: Option<&Value>) -> Result<Json<Value>, ApiError> {
+async fn preview(
+    st: &AppState,
+    auth: &Auth,
+    webhook: &Webhook,
+    event: Option<&Value>,
+) -> Result<Json<Value>, ApiError> {
     let event = match event.filter(|e| !e.is_null()) {
         Some(e) => {
-            let defaults = ingest::Defaults { username: &auth.user.username, now: Utc::now() };
-            let mut parsed = ingest::parse(e, &st.catalog, &defaults).map_err(|e| ApiError::Validation(json!({ "event": e })))?;
+            let defaults = ingest::Defaults {
+                username: &auth.user.username,
+                now: Utc::now(),
+            };
+            let mut parsed =
+                ingest::parse(e, &st.catalog, &defaults).map_err(|e| ApiError::Validation(json!({ "event": e })))?;
             if parsed.len() != 1 {
-                return Err(ApiError::Validation(json!({"event": ["Expected one event, not a list."]})));
+                return Err(ApiError::Validation(
+                    json!({"event": ["Expected one event, not a list."]}),
+                ));
             }
             parsed.remove(0)
         }
@@ -223,7 +276,9 @@ async fn preview(st: &AppState, auth: &Auth, webhook: &Webhook, event: Option<&V
     match built {
         Ok(req) => {
             let headers: Map<String, Value> = req.headers.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-            Ok(Json(json!({"method": req.method, "url": req.url, "headers": headers, "body": req.body})))
+            Ok(Json(
+                json!({"method": req.method, "url": req.url, "headers": headers, "body": req.body}),
+            ))
         }
         Err(e) => Err(ApiError::Validation(json!({ e.field: [e.message] }))),
     }
@@ -231,7 +286,11 @@ async fn preview(st: &AppState, auth: &Auth, webhook: &Webhook, event: Option<&V
 
 /// A realistic `created` event for the webhook's first content type.
 pub fn sample_event(st: &AppState, webhook: &Webhook, username: &str) -> Event {
-    let t = webhook.content_types.first().and_then(|name| st.catalog.get(name)).or_else(|| st.catalog.types().first());
+    let t = webhook
+        .content_types
+        .first()
+        .and_then(|name| st.catalog.get(name))
+        .or_else(|| st.catalog.types().first());
     let (object_type, data) = match t {
         Some(t) => (t.name(), t.sample.clone()),
         None => ("dcim.site".to_string(), json!({})),
@@ -271,7 +330,10 @@ fn minimal_snapshot(data: &Value) -> Value {
         }
         let v = match (k.as_str(), v) {
             ("tags", Value::Array(tags)) => {
-                let mut names: Vec<String> = tags.iter().filter_map(|t| t.get("name").and_then(Value::as_str).map(String::from)).collect();
+                let mut names: Vec<String> = tags
+                    .iter()
+                    .filter_map(|t| t.get("name").and_then(Value::as_str).map(String::from))
+                    .collect();
                 names.sort();
                 json!(names)
             }

@@ -52,27 +52,49 @@ pub async fn create_user(store: &dyn Store, username: &str, password: &str, supe
 }
 
 /// Creates a token for `user` with the given key, or a new random one; returns the key.
-pub async fn create_token(store: &dyn Store, user: &User, key: Option<&str>, write_enabled: bool, description: &str) -> anyhow::Result<String> {
+pub async fn create_token(
+    store: &dyn Store,
+    user: &User,
+    key: Option<&str>,
+    write_enabled: bool,
+    description: &str,
+) -> anyhow::Result<String> {
     let key = match key {
         Some(k) => {
-            anyhow::ensure!(k.len() >= 16 && k.chars().all(|c| c.is_ascii_graphic()), "a token key needs at least 16 printable characters");
+            anyhow::ensure!(
+                k.len() >= 16 && k.chars().all(|c| c.is_ascii_graphic()),
+                "a token key needs at least 16 printable characters"
+            );
             k.to_string()
         }
         None => new_key(),
     };
-    store.create_token(user.id, &hash_key(&key), write_enabled, description).await?;
+    store
+        .create_token(user.id, &hash_key(&key), write_enabled, description)
+        .await?;
     Ok(key)
 }
 
 /// The first start of a new database: creates `admin` with a superuser token. Returns the
 /// password and key when they were generated (so they can be shown once).
-pub async fn bootstrap_admin(store: &dyn Store, password: Option<String>, token: Option<String>) -> anyhow::Result<Option<(String, String)>> {
+pub async fn bootstrap_admin(
+    store: &dyn Store,
+    password: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<Option<(String, String)>> {
     if store.user_count().await? > 0 {
         return Ok(None);
     }
     let password = password.filter(|p| !p.is_empty()).unwrap_or_else(new_password);
     let user = create_user(store, "admin", &password, true).await?;
-    let key = create_token(store, &user, token.as_deref().filter(|t| !t.is_empty()), true, "created at first start").await?;
+    let key = create_token(
+        store,
+        &user,
+        token.as_deref().filter(|t| !t.is_empty()),
+        true,
+        "created at first start",
+    )
+    .await?;
     Ok(Some((password, key)))
 }
 

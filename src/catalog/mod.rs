@@ -48,12 +48,7 @@ impl Catalog {
     /// Parses a catalog written in the format of `types.toml`.
     pub fn from_toml(text: &str) -> Result<Catalog, toml::de::Error> {
         let file: CatalogFile = toml::from_str(text)?;
-        let index = file
-            .types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name(), i))
-            .collect();
+        let index = file.types.iter().enumerate().map(|(i, t)| (t.name(), i)).collect();
         Ok(Catalog {
             types: file.types,
             index,
@@ -105,12 +100,24 @@ mod tests {
     fn builtin_catalog_has_the_netbox_types() {
         let c = Catalog::builtin();
         for name in [
-            "dcim.site", "dcim.region", "dcim.device", "dcim.devicetype", "dcim.devicerole",
-            "dcim.manufacturer", "dcim.interface", "ipam.ipaddress", "ipam.prefix", "ipam.vlan",
-            "tenancy.tenant", "extras.tag",
+            "dcim.site",
+            "dcim.region",
+            "dcim.device",
+            "dcim.devicetype",
+            "dcim.devicerole",
+            "dcim.manufacturer",
+            "dcim.interface",
+            "ipam.ipaddress",
+            "ipam.prefix",
+            "ipam.vlan",
+            "tenancy.tenant",
+            "extras.tag",
         ] {
             let t = c.get(name).unwrap_or_else(|| panic!("{name} missing"));
-            assert_eq!(t.sample["url"].as_str().unwrap(), format!("/api/{}/{}/", t.api_path, t.sample["id"]));
+            assert_eq!(
+                t.sample["url"].as_str().unwrap(),
+                format!("/api/{}/{}/", t.api_path, t.sample["id"])
+            );
         }
         assert!(c.get("dcim.nothing").is_none());
         assert_eq!(c.get("dcim.site").unwrap().sample["tenant"], Value::Null);

@@ -37,7 +37,12 @@ pub struct Worker {
 
 impl Worker {
     /// `wake` is notified whenever deliveries are committed; `running` is set while `run` runs.
-    pub fn new(store: Arc<dyn Store>, config: WorkerConfig, wake: Arc<Notify>, running: Arc<AtomicBool>) -> Arc<Worker> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: WorkerConfig,
+        wake: Arc<Notify>,
+        running: Arc<AtomicBool>,
+    ) -> Arc<Worker> {
         Arc::new(Worker {
             store,
             config,
@@ -71,7 +76,11 @@ impl Worker {
                 }
             }
             let wanted = held.len();
-            let claimed = match self.store.claim(Utc::now(), wanted, self.config.lease_margin_secs).await {
+            let claimed = match self
+                .store
+                .claim(Utc::now(), wanted, self.config.lease_margin_secs)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     error!(error = ?e, "claiming deliveries failed");
@@ -125,7 +134,11 @@ impl Worker {
     async fn idle_wait(&self) -> Duration {
         let poll = Duration::from_secs_f64(self.config.poll_interval_secs);
         match self.store.next_due().await {
-            Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(poll).max(Duration::from_millis(1)),
+            Ok(Some(due)) => (due - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll)
+                .max(Duration::from_millis(1)),
             _ => poll,
         }
     }
@@ -147,7 +160,10 @@ impl Worker {
         for w in webhooks {
             let fresh = cache.get(&w.id).filter(|p| p.webhook == w).cloned();
             let prepared = fresh.unwrap_or_else(|| {
-                if cache.get(&w.id).is_some_and(|p| p.webhook.ca_file_path != w.ca_file_path) {
+                if cache
+                    .get(&w.id)
+                    .is_some_and(|p| p.webhook.ca_file_path != w.ca_file_path)
+                {
                     self.clients.clear();
                 }
                 let compiled = Compiled::new(&w);
@@ -183,7 +199,16 @@ impl Worker {
         };
         let timeout = Duration::from_secs(u64::from(prepared.webhook.timeout));
         let attempt = match self.clients.for_webhook(&prepared.webhook) {
-            Ok(client) => send::send(&client, &request, c.delivery_id, timeout, self.config.response_body_limit).await,
+            Ok(client) => {
+                send::send(
+                    &client,
+                    &request,
+                    c.delivery_id,
+                    timeout,
+                    self.config.response_body_limit,
+                )
+                .await
+            }
             Err(e) => {
                 let mut a = send::unsent_attempt(&request, c.delivery_id);
                 a.error = Some(e);
@@ -200,7 +225,11 @@ impl Worker {
                 }
             }
         };
-        debug!(status = status.as_str(), error = attempt.error.as_deref(), "delivery attempt done");
+        debug!(
+            status = status.as_str(),
+            error = attempt.error.as_deref(),
+            "delivery attempt done"
+        );
         Outcome {
             delivery_id: c.delivery_id,
             error: attempt.error.clone(),

@@ -37,7 +37,9 @@ impl Clients {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let client = builder.build().map_err(|e| format!("cannot build HTTP client: {}", describe(&e)))?;
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {}", describe(&e)))?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -66,7 +68,13 @@ pub fn unsent_attempt(req: &Outgoing, delivery_id: i64) -> Attempt {
 }
 
 /// Sends `req` and records the exchange. `error` is set unless the status is 2xx.
-pub async fn send(client: &reqwest::Client, req: &Outgoing, delivery_id: i64, timeout: Duration, body_limit: usize) -> Attempt {
+pub async fn send(
+    client: &reqwest::Client,
+    req: &Outgoing,
+    delivery_id: i64,
+    timeout: Duration,
+    body_limit: usize,
+) -> Attempt {
     let clock = Instant::now();
     let mut attempt = unsent_attempt(req, delivery_id);
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::POST);
@@ -80,7 +88,12 @@ pub async fn send(client: &reqwest::Client, req: &Outgoing, delivery_id: i64, ti
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await? {
@@ -98,7 +111,13 @@ pub async fn send(client: &reqwest::Client, req: &Outgoing, delivery_id: i64, ti
         Ok((status, headers, body)) => {
             let text = String::from_utf8_lossy(&body).into_owned();
             if !(200..300).contains(&status) {
-                let head: String = text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
+                let head: String = text
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(200)
+                    .collect();
                 attempt.error = Some(format!("status {status}: {head}").trim_end().to_string());
             }
             attempt.response_status = Some(status);

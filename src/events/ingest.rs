@@ -54,7 +54,10 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
         Some(s) => match EventKind::parse(&s) {
             Some(k) => Some(k),
             None => {
-                r.errors.add("event", format!("\"{s}\" is not a valid event: use created, updated or deleted."));
+                r.errors.add(
+                    "event",
+                    format!("\"{s}\" is not a valid event: use created, updated or deleted."),
+                );
                 None
             }
         },
@@ -72,7 +75,8 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
         Some(s) => match parse_timestamp(&s) {
             Some(t) => Some(netbox_timestamp(t)),
             None => {
-                r.errors.add("timestamp", "Not an ISO 8601 date and time with a time zone.");
+                r.errors
+                    .add("timestamp", "Not an ISO 8601 date and time with a time zone.");
                 None
             }
         },
@@ -98,7 +102,10 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
     let data = match r.raw("data") {
         Some(Value::Object(_)) => r.raw("data").cloned(),
         Some(_) => {
-            r.errors.add("data", "Expected an object: the changed object as the REST API shows it.");
+            r.errors.add(
+                "data",
+                "Expected an object: the changed object as the REST API shows it.",
+            );
             None
         }
         None => {
@@ -122,12 +129,18 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
                     "postchange": map.get("postchange").cloned().unwrap_or(Value::Null),
                 }))
             } else {
-                r.errors.add("snapshots", "Expected {\"prechange\": object or null, \"postchange\": object or null}.");
+                r.errors.add(
+                    "snapshots",
+                    "Expected {\"prechange\": object or null, \"postchange\": object or null}.",
+                );
                 None
             }
         }
         Some(_) => {
-            r.errors.add("snapshots", "Expected {\"prechange\": object or null, \"postchange\": object or null}.");
+            r.errors.add(
+                "snapshots",
+                "Expected {\"prechange\": object or null, \"postchange\": object or null}.",
+            );
             None
         }
     };
@@ -137,7 +150,16 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
         (Some(kind), Some(object_type), Some(timestamp), Some(request_id), Some(data), Some(snapshots))
             if errors.is_empty() =>
         {
-            Ok(Event { id: 0, kind, timestamp, object_type, username, request_id, data, snapshots })
+            Ok(Event {
+                id: 0,
+                kind,
+                timestamp,
+                object_type,
+                username,
+                request_id,
+                data,
+                snapshots,
+            })
         }
         _ => Err(errors),
     }
@@ -155,7 +177,8 @@ fn resolve_type(r: &mut Reader<'_>, catalog: &Catalog) -> Option<String> {
             };
             if let Some(m) = model {
                 if m != t.model {
-                    r.errors.add("model", format!("\"{m}\" does not match object_type \"{ot}\"."));
+                    r.errors
+                        .add("model", format!("\"{m}\" does not match object_type \"{ot}\"."));
                     return None;
                 }
             }
@@ -164,7 +187,10 @@ fn resolve_type(r: &mut Reader<'_>, catalog: &Catalog) -> Option<String> {
         (None, Some(m)) => match catalog.by_model(&m) {
             Some(t) => Some(t.name()),
             None => {
-                r.errors.add("model", format!("Unknown model \"{m}\": send object_type as app_label.model."));
+                r.errors.add(
+                    "model",
+                    format!("Unknown model \"{m}\": send object_type as app_label.model."),
+                );
                 None
             }
         },
@@ -192,7 +218,10 @@ mod tests {
     use super::*;
 
     fn defaults() -> Defaults<'static> {
-        Defaults { username: "admin", now: DateTime::from_timestamp(1_582_643_426, 10_582_000).unwrap() }
+        Defaults {
+            username: "admin",
+            now: DateTime::from_timestamp(1_582_643_426, 10_582_000).unwrap(),
+        }
     }
 
     #[test]
@@ -221,6 +250,11 @@ mod tests {
         let err = parse(&list, &c, &defaults()).unwrap_err();
         assert_eq!(err[0], json!({}));
         assert!(err[1].get("event").is_some());
-        assert_eq!(parse_timestamp("2020-02-25 15:10:26.010582+00:00").map(netbox_timestamp).unwrap(), "2020-02-25T15:10:26.010582+00:00");
+        assert_eq!(
+            parse_timestamp("2020-02-25 15:10:26.010582+00:00")
+                .map(netbox_timestamp)
+                .unwrap(),
+            "2020-02-25T15:10:26.010582+00:00"
+        );
     }
 }

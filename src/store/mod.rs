@@ -169,7 +169,8 @@ pub trait Store: Send + Sync + 'static {
     async fn user_count(&self) -> Result<i64>;
     async fn create_user(&self, username: &str, password_hash: &str, superuser: bool) -> Result<User>;
     async fn user_by_name(&self, username: &str) -> Result<User>;
-    async fn create_token(&self, user_id: i64, key_hash: &str, write_enabled: bool, description: &str) -> Result<Token>;
+    async fn create_token(&self, user_id: i64, key_hash: &str, write_enabled: bool, description: &str)
+        -> Result<Token>;
     /// The token with this key hash and its user.
     async fn token_by_hash(&self, key_hash: &str) -> Result<(Token, User)>;
 

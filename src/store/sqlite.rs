@@ -4,15 +4,16 @@
 //! `synchronous=NORMAL` in WAL mode keeps every commit across a process crash (kill -9).
 
 use super::{
-    Attempt, Claimed, Delivery, DeliveryFilter, Outcome, Recorded, Result, Status, Store, StoreError,
-    Token, User,
+    Attempt, Claimed, Delivery, DeliveryFilter, Outcome, Recorded, Result, Status, Store, StoreError, Token, User,
 };
 use crate::events::{Event, EventKind};
 use crate::webhooks::Webhook;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -152,8 +153,11 @@ fn push_ids(qb: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
     qb.push(")");
 }
 
-fn bind_webhook<'a>(mut q: sqlx::query::Query<'a, Sqlite, sqlx::sqlite::SqliteArguments<'a>>, w: &'a Webhook, types: String)
-    -> sqlx::query::Query<'a, Sqlite, sqlx::sqlite::SqliteArguments<'a>> {
+fn bind_webhook<'a>(
+    mut q: sqlx::query::Query<'a, Sqlite, sqlx::sqlite::SqliteArguments<'a>>,
+    w: &'a Webhook,
+    types: String,
+) -> sqlx::query::Query<'a, Sqlite, sqlx::sqlite::SqliteArguments<'a>> {
     q = q
         .bind(&w.name)
         .bind(types)
@@ -190,7 +194,10 @@ impl Store for SqliteStore {
     }
 
     async fn user_count(&self) -> Result<i64> {
-        sqlx::query_scalar("select count(*) from users").fetch_one(&self.read).await.map_err(other)
+        sqlx::query_scalar("select count(*) from users")
+            .fetch_one(&self.read)
+            .await
+            .map_err(other)
     }
 
     async fn create_user(&self, username: &str, password_hash: &str, superuser: bool) -> Result<User> {
@@ -204,7 +211,12 @@ impl Store for SqliteStore {
         .fetch_one(&self.write)
         .await
         .map_err(other)?;
-        Ok(User { id, username: username.into(), password_hash: password_hash.into(), is_superuser: superuser })
+        Ok(User {
+            id,
+            username: username.into(),
+            password_hash: password_hash.into(),
+            is_superuser: superuser,
+        })
     }
 
     async fn user_by_name(&self, username: &str) -> Result<User> {
@@ -221,7 +233,13 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn create_token(&self, user_id: i64, key_hash: &str, write_enabled: bool, description: &str) -> Result<Token> {
+    async fn create_token(
+        &self,
+        user_id: i64,
+        key_hash: &str,
+        write_enabled: bool,
+        description: &str,
+    ) -> Result<Token> {
         let id: i64 = sqlx::query_scalar(
             "insert into tokens (user_id, key_hash, write_enabled, description, created_at) values (?, ?, ?, ?, ?) returning id",
         )
@@ -233,7 +251,11 @@ impl Store for SqliteStore {
         .fetch_one(&self.write)
         .await
         .map_err(other)?;
-        Ok(Token { id, user_id, write_enabled })
+        Ok(Token {
+            id,
+            user_id,
+            write_enabled,
+        })
     }
 
     async fn token_by_hash(&self, key_hash: &str) -> Result<(Token, User)> {
@@ -260,7 +282,10 @@ impl Store for SqliteStore {
     }
 
     async fn webhooks(&self) -> Result<Vec<Webhook>> {
-        let rows = sqlx::query("select * from webhooks order by name, id").fetch_all(&self.read).await.map_err(other)?;
+        let rows = sqlx::query("select * from webhooks order by name, id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(other)?;
         rows.iter().map(webhook_from_row).collect()
     }
 
@@ -287,7 +312,9 @@ impl Store for SqliteStore {
         let mut out = Vec::with_capacity(webhooks.len());
         for mut w in webhooks {
             let types = serde_json::to_string(&w.content_types).map_err(json_err)?;
-            let q = bind_webhook(sqlx::query(&sql), &w, types).bind(micros(now)).bind(micros(now));
+            let q = bind_webhook(sqlx::query(&sql), &w, types)
+                .bind(micros(now))
+                .bind(micros(now));
             let id: i64 = q.fetch_one(&mut *tx).await.map_err(other)?.try_get(0).map_err(other)?;
             w.id = id;
             w.created = from_micros(micros(now));
@@ -301,7 +328,11 @@ impl Store for SqliteStore {
     async fn update_webhooks(&self, webhooks: Vec<Webhook>) -> Result<Vec<Webhook>> {
         let mut tx = self.begin().await?;
         let now = from_micros(micros(Utc::now()));
-        let sets = WEBHOOK_COLUMNS.split(", ").map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
+        let sets = WEBHOOK_COLUMNS
+            .split(", ")
+            .map(|c| format!("{c} = ?"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!("update webhooks set {sets}, updated_at = ? where id = ?");
         let mut out = Vec::with_capacity(webhooks.len());
         for mut w in webhooks {
@@ -325,7 +356,11 @@ impl Store for SqliteStore {
     async fn delete_webhooks(&self, ids: &[i64]) -> Result<()> {
         let mut tx = self.begin().await?;
         for id in ids {
-            let done = sqlx::query("delete from webhooks where id = ?").bind(id).execute(&mut *tx).await.map_err(other)?;
+            let done = sqlx::query("delete from webhooks where id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(other)?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -335,10 +370,16 @@ impl Store for SqliteStore {
 
     async fn record_events(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<Recorded>> {
         let mut tx = self.begin().await?;
-        let rows = sqlx::query("select * from webhooks where enabled = 1").fetch_all(&mut *tx).await.map_err(other)?;
+        let rows = sqlx::query("select * from webhooks where enabled = 1")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(other)?;
         let webhooks = rows.iter().map(webhook_from_row).collect::<Result<Vec<_>>>()?;
         // The write lock is held, so ids after the current maximum are ours.
-        let last: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from events").fetch_one(&mut *tx).await.map_err(other)?;
+        let last: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from events")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(other)?;
         let now_us = micros(now);
         let mut recorded = Vec::with_capacity(events.len());
         let mut pending: Vec<(i64, i64, &'static str, &str)> = Vec::new();
@@ -354,17 +395,20 @@ impl Store for SqliteStore {
                     serde_json::to_string(&e.snapshots).map_err(json_err)?,
                 ));
             }
-            qb.push_values(chunk.iter().zip(&encoded).enumerate(), |mut b, (j, (e, (data, snaps)))| {
-                b.push_bind(base + j as i64 + 1)
-                    .push_bind(e.kind.as_str())
-                    .push_bind(&e.timestamp)
-                    .push_bind(&e.object_type)
-                    .push_bind(&e.username)
-                    .push_bind(&e.request_id)
-                    .push_bind(data)
-                    .push_bind(snaps)
-                    .push_bind(now_us);
-            });
+            qb.push_values(
+                chunk.iter().zip(&encoded).enumerate(),
+                |mut b, (j, (e, (data, snaps)))| {
+                    b.push_bind(base + j as i64 + 1)
+                        .push_bind(e.kind.as_str())
+                        .push_bind(&e.timestamp)
+                        .push_bind(&e.object_type)
+                        .push_bind(&e.username)
+                        .push_bind(&e.request_id)
+                        .push_bind(data)
+                        .push_bind(snaps)
+                        .push_bind(now_us);
+                },
+            );
             qb.build().execute(&mut *tx).await.map_err(other)?;
             for (j, e) in chunk.iter().enumerate() {
                 let event_id = base + j as i64 + 1;
@@ -373,7 +417,10 @@ impl Store for SqliteStore {
                     pending.push((event_id, w.id, e.kind.as_str(), &e.object_type));
                     n += 1;
                 }
-                recorded.push(Recorded { event_id, deliveries: n });
+                recorded.push(Recorded {
+                    event_id,
+                    deliveries: n,
+                });
             }
         }
         for chunk in pending.chunks(CHUNK) {
@@ -423,7 +470,12 @@ impl Store for SqliteStore {
         for row in &rows {
             let event_id: i64 = row.try_get("event_id").map_err(other)?;
             event_ids.push(event_id);
-            claimed.push((row.try_get::<i64, _>("id").map_err(other)?, row.try_get::<i64, _>("webhook_id").map_err(other)?, row.try_get::<i64, _>("attempts").map_err(other)?, event_id));
+            claimed.push((
+                row.try_get::<i64, _>("id").map_err(other)?,
+                row.try_get::<i64, _>("webhook_id").map_err(other)?,
+                row.try_get::<i64, _>("attempts").map_err(other)?,
+                event_id,
+            ));
         }
         event_ids.sort_unstable();
         event_ids.dedup();
@@ -441,7 +493,12 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|(delivery_id, webhook_id, attempt, event_id)| {
                 let event = events.get(&event_id).cloned().ok_or(StoreError::NotFound)?;
-                Ok(Claimed { delivery_id, webhook_id, attempt, event })
+                Ok(Claimed {
+                    delivery_id,
+                    webhook_id,
+                    attempt,
+                    event,
+                })
             })
             .collect()
     }
@@ -483,12 +540,16 @@ impl Store for SqliteStore {
         // Successes share one statement; the rest carry their own error and time.
         let succeeded: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == Status::Succeeded).collect();
         for chunk in succeeded.chunks(CHUNK) {
-            let mut qb = QueryBuilder::new("update deliveries set status = 'succeeded', last_error = null, updated_at = ");
+            let mut qb =
+                QueryBuilder::new("update deliveries set status = 'succeeded', last_error = null, updated_at = ");
             qb.push_bind(now_us);
             qb.push(", next_attempt_at = ").push_bind(now_us);
             qb.push(", last_status_code = case id");
             for o in chunk {
-                qb.push(" when ").push_bind(o.delivery_id).push(" then ").push_bind(o.status_code.map(i64::from));
+                qb.push(" when ")
+                    .push_bind(o.delivery_id)
+                    .push(" then ")
+                    .push_bind(o.status_code.map(i64::from));
             }
             qb.push(" end where status = 'in_flight' and id in ");
             let ids: Vec<i64> = chunk.iter().map(|o| o.delivery_id).collect();
@@ -516,7 +577,9 @@ impl Store for SqliteStore {
     async fn release(&self, delivery_ids: &[i64], now: DateTime<Utc>) -> Result<()> {
         let mut tx = self.begin().await?;
         for chunk in delivery_ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::new("update deliveries set status = 'queued', attempts = max(attempts - 1, 0), next_attempt_at = ");
+            let mut qb = QueryBuilder::new(
+                "update deliveries set status = 'queued', attempts = max(attempts - 1, 0), next_attempt_at = ",
+            );
             qb.push_bind(micros(now)).push(" where status = 'in_flight' and id in ");
             push_ids(&mut qb, chunk);
             qb.build().execute(&mut *tx).await.map_err(other)?;
@@ -546,7 +609,10 @@ impl Store for SqliteStore {
                 push_ids(qb, &f.webhook_id);
             }
             for (column, values) in [
-                ("d.status", f.status.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>()),
+                (
+                    "d.status",
+                    f.status.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>(),
+                ),
                 ("d.object_type", f.object_type.clone()),
                 ("d.event", f.event.clone()),
             ] {
@@ -566,7 +632,10 @@ impl Store for SqliteStore {
         let total: i64 = count.build_query_scalar().fetch_one(&self.read).await.map_err(other)?;
         let mut qb = QueryBuilder::new(DELIVERY_SELECT);
         push_filter(&mut qb, filter);
-        qb.push(" order by d.id desc limit ").push_bind(limit).push(" offset ").push_bind(offset);
+        qb.push(" order by d.id desc limit ")
+            .push_bind(limit)
+            .push(" offset ")
+            .push_bind(offset);
         let rows = qb.build().fetch_all(&self.read).await.map_err(other)?;
         Ok((total, rows.iter().map(delivery_from_row).collect::<Result<_>>()?))
     }
@@ -598,7 +667,10 @@ impl Store for SqliteStore {
                     request_url: row.try_get("request_url").map_err(other)?,
                     request_headers: serde_json::from_str(&req_h).map_err(json_err)?,
                     request_body: row.try_get("request_body").map_err(other)?,
-                    response_status: row.try_get::<Option<i64>, _>("response_status").map_err(other)?.map(|s| s as u16),
+                    response_status: row
+                        .try_get::<Option<i64>, _>("response_status")
+                        .map_err(other)?
+                        .map(|s| s as u16),
                     response_headers: serde_json::from_str(&resp_h).map_err(json_err)?,
                     response_body: row.try_get("response_body").map_err(other)?,
                     error: row.try_get("error").map_err(other)?,
@@ -608,7 +680,11 @@ impl Store for SqliteStore {
     }
 
     async fn event(&self, id: i64) -> Result<Event> {
-        let row = sqlx::query("select * from events where id = ?").bind(id).fetch_one(&self.read).await.map_err(other)?;
+        let row = sqlx::query("select * from events where id = ?")
+            .bind(id)
+            .fetch_one(&self.read)
+            .await
+            .map_err(other)?;
         event_from_row(&row)
     }
 

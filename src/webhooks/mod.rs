@@ -83,7 +83,7 @@ impl Webhook {
                 EventKind::Updated => self.type_update,
                 EventKind::Deleted => self.type_delete,
             }
-            && self.content_types.iter().any(|t| *t == event.object_type)
+            && self.content_types.contains(&event.object_type)
     }
 
     /// The REST representation (the secret is never shown).
@@ -159,7 +159,8 @@ impl Webhook {
         }
         if let Some(c) = r.raw("conditions") {
             if !c.is_null() {
-                r.errors.add("conditions", "Conditions are not supported yet; leave this field null.");
+                r.errors
+                    .add("conditions", "Conditions are not supported yet; leave this field null.");
             }
         }
         let mut errors = std::mem::take(&mut r.errors);
@@ -195,7 +196,10 @@ impl Webhook {
             }
         }
         if !(self.type_create || self.type_update || self.type_delete) {
-            errors.add("type_create", "You must select at least one type: create, update, and/or delete.");
+            errors.add(
+                "type_create",
+                "You must select at least one type: create, update, and/or delete.",
+            );
         }
         if !has(errors, "payload_url") {
             if let Err(msg) = check_payload_url(&self.payload_url) {
@@ -205,17 +209,27 @@ impl Webhook {
         if !has(errors, "http_method") && !METHODS.contains(&self.http_method.as_str()) {
             errors.add(
                 "http_method",
-                format!("\"{}\" is not a valid choice: use one of {}.", self.http_method, METHODS.join(", ")),
+                format!(
+                    "\"{}\" is not a valid choice: use one of {}.",
+                    self.http_method,
+                    METHODS.join(", ")
+                ),
             );
         }
         if !has(errors, "http_content_type") {
             if self.http_content_type.is_empty() {
                 errors.add("http_content_type", "This field may not be blank.");
             } else if self.http_content_type.chars().any(char::is_control) || self.http_content_type.len() > 100 {
-                errors.add("http_content_type", "Must be a MIME type of at most 100 characters, on one line.");
+                errors.add(
+                    "http_content_type",
+                    "Must be a MIME type of at most 100 characters, on one line.",
+                );
             }
         }
-        for (field, source) in [("additional_headers", &self.additional_headers), ("body_template", &self.body_template)] {
+        for (field, source) in [
+            ("additional_headers", &self.additional_headers),
+            ("body_template", &self.body_template),
+        ] {
             if let Err(msg) = template::check(source) {
                 errors.add(field, format!("Invalid template: {msg}"));
             }
@@ -225,7 +239,10 @@ impl Webhook {
         }
         if let Some(path) = &self.ca_file_path {
             if !self.ssl_verification {
-                errors.add("ca_file_path", "Do not specify a CA certificate file if SSL verification is disabled.");
+                errors.add(
+                    "ca_file_path",
+                    "Do not specify a CA certificate file if SSL verification is disabled.",
+                );
             } else if let Err(msg) = read_ca_file(path) {
                 errors.add("ca_file_path", msg);
             }
@@ -253,7 +270,10 @@ fn check_payload_url(url: &str) -> Result<(), String> {
 pub fn check_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("Enter a valid URL ({e})."))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("Enter a valid URL: scheme \"{}\" is not http or https.", parsed.scheme()));
+        return Err(format!(
+            "Enter a valid URL: scheme \"{}\" is not http or https.",
+            parsed.scheme()
+        ));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err("Enter a valid URL: it has no host.".into());
@@ -288,7 +308,13 @@ mod tests {
             "ca_file_path": "/etc/hostname"
         });
         let err = Webhook::blank().apply(&body, &c, false).unwrap_err().into_value();
-        for f in ["type_create", "payload_url", "http_method", "body_template", "ca_file_path"] {
+        for f in [
+            "type_create",
+            "payload_url",
+            "http_method",
+            "body_template",
+            "ca_file_path",
+        ] {
             assert!(err.get(f).is_some(), "{f} missing in {err}");
         }
         let ok = json!({"name": "a", "content_types": ["dcim.site"], "type_create": true,

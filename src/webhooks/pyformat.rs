@@ -57,8 +57,13 @@ impl Spec {
 
 fn as_f64(v: &Value, conv: char) -> Result<f64, Error> {
     match v.kind() {
-        ValueKind::Number | ValueKind::Bool => f64::try_from(v.clone()).map_err(|_| type_error(format!("%{conv} format: a real number is required"))),
-        _ => Err(type_error(format!("%{conv} format: a real number is required, not {}", v.kind()))),
+        ValueKind::Number | ValueKind::Bool => {
+            f64::try_from(v.clone()).map_err(|_| type_error(format!("%{conv} format: a real number is required")))
+        }
+        _ => Err(type_error(format!(
+            "%{conv} format: a real number is required, not {}",
+            v.kind()
+        ))),
     }
 }
 
@@ -109,7 +114,13 @@ fn convert(conv: char, spec: &Spec, arg: &Value) -> Result<String, Error> {
         'f' | 'F' => {
             let f = as_f64(arg, conv)?;
             let p = spec.precision.unwrap_or(6);
-            let body = if f.is_finite() { format!("{:.*}", p, f.abs()) } else { super::pyjson::float_repr(f.abs()).to_lowercase().replace("infinity", "inf") };
+            let body = if f.is_finite() {
+                format!("{:.*}", p, f.abs())
+            } else {
+                super::pyjson::float_repr(f.abs())
+                    .to_lowercase()
+                    .replace("infinity", "inf")
+            };
             spec.pad(format!("{}{body}", spec.sign(f.is_sign_negative())), true)
         }
         'e' | 'E' => {
@@ -122,7 +133,11 @@ fn convert(conv: char, spec: &Spec, arg: &Value) -> Result<String, Error> {
                 Some(s) if s.chars().count() == 1 => s.to_string(),
                 _ => {
                     let n = as_int(arg, conv)?;
-                    u32::try_from(n).ok().and_then(char::from_u32).map(String::from).ok_or_else(|| type_error("%c arg not in range"))?
+                    u32::try_from(n)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .map(String::from)
+                        .ok_or_else(|| type_error("%c arg not in range"))?
                 }
             };
             spec.pad(s, false)
@@ -189,10 +204,17 @@ pub fn format(fmt: &str, args: &[Value]) -> Result<String, Error> {
             continue;
         }
         let arg = match (&key, mapping) {
-            (Some(k), Some(map)) => map.get_attr(k).ok().filter(|v| !v.is_undefined()).ok_or_else(|| type_error(format!("format key '{k}' not found")))?,
+            (Some(k), Some(map)) => map
+                .get_attr(k)
+                .ok()
+                .filter(|v| !v.is_undefined())
+                .ok_or_else(|| type_error(format!("format key '{k}' not found")))?,
             (Some(_), None) => return Err(type_error("format requires a mapping")),
             (None, _) => {
-                let a = args.get(next).cloned().ok_or_else(|| type_error("not enough arguments for format string"))?;
+                let a = args
+                    .get(next)
+                    .cloned()
+                    .ok_or_else(|| type_error("not enough arguments for format string"))?;
                 next += 1;
                 a
             }
@@ -216,9 +238,18 @@ mod tests {
     #[test]
     fn like_python() {
         assert_eq!(f("%s-%r", &[Value::from("a"), Value::from("b")]), "a-'b'");
-        assert_eq!(f("%05d|%-4d|%+d", &[Value::from(42), Value::from(7), Value::from(3)]), "00042|7   |+3");
-        assert_eq!(f("%.2f %08.3f", &[Value::from(1.005), Value::from(-3.14159)]), "1.00 -003.142");
-        assert_eq!(f("%x %#X %o", &[Value::from(255), Value::from(255), Value::from(8)]), "ff 0XFF 10");
+        assert_eq!(
+            f("%05d|%-4d|%+d", &[Value::from(42), Value::from(7), Value::from(3)]),
+            "00042|7   |+3"
+        );
+        assert_eq!(
+            f("%.2f %08.3f", &[Value::from(1.005), Value::from(-12.3456)]),
+            "1.00 -012.346"
+        );
+        assert_eq!(
+            f("%x %#X %o", &[Value::from(255), Value::from(255), Value::from(8)]),
+            "ff 0XFF 10"
+        );
         assert_eq!(f("%e", &[Value::from(12345.678)]), "1.234568e+04");
         assert_eq!(f("100%% %.3s", &[Value::from("abcdef")]), "100% abc");
         let kwargs = Value::from(minijinja::value::Kwargs::from_iter([("a", Value::from(1))]));

@@ -150,12 +150,15 @@ mod tests {
     #[test]
     fn python_separators_and_ascii() {
         let v = json!({"b": [1, 2.5, null, true], "a": "é\u{1F600}<"});
+        assert_eq!(dumps(&v), r#"{"b": [1, 2.5, null, true], "a": "\u00e9\ud83d\ude00<"}"#);
         assert_eq!(
-            dumps(&v),
-            r#"{"b": [1, 2.5, null, true], "a": "\u00e9\ud83d\ude00<"}"#
-        );
-        assert_eq!(
-            dumps_with(&v, Dumps { sort_keys: true, indent: None }),
+            dumps_with(
+                &v,
+                Dumps {
+                    sort_keys: true,
+                    indent: None
+                }
+            ),
             r#"{"a": "\u00e9\ud83d\ude00<", "b": [1, 2.5, null, true]}"#
         );
     }
@@ -164,7 +167,13 @@ mod tests {
     fn indent_uses_python_item_separator() {
         let v = json!({"a": [1, {}], "b": []});
         assert_eq!(
-            dumps_with(&v, Dumps { sort_keys: false, indent: Some(2) }),
+            dumps_with(
+                &v,
+                Dumps {
+                    sort_keys: false,
+                    indent: Some(2)
+                }
+            ),
             "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": []\n}"
         );
     }

@@ -34,7 +34,10 @@ impl std::fmt::Display for BuildError {
 }
 
 fn err(field: &'static str, message: impl Into<String>) -> BuildError {
-    BuildError { field, message: message.into() }
+    BuildError {
+        field,
+        message: message.into(),
+    }
 }
 
 /// A webhook with its templates compiled once.
@@ -120,7 +123,13 @@ pub fn parse_headers(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| {
             let (name, value) = line.split_once(':')?;
-            let clean = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>().trim().to_string();
+            let clean = |s: &str| {
+                s.chars()
+                    .filter(|c| !c.is_control())
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
+            };
             let name = clean(name);
             (!name.is_empty()).then(|| (name, clean(value)))
         })
@@ -136,7 +145,11 @@ mod tests {
         let parsed = parse_headers("A: 1\n\nno colon\n B : x:y \r\n: empty\nC:\u{7}bell");
         assert_eq!(
             parsed,
-            vec![("A".into(), "1".into()), ("B".into(), "x:y".into()), ("C".into(), "bell".into())]
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "x:y".into()),
+                ("C".into(), "bell".into())
+            ]
         );
     }
 

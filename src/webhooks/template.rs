@@ -23,7 +23,9 @@ pub fn environment() -> Environment<'static> {
     env.set_formatter(python_formatter);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     minijinja_contrib::add_to_environment(&mut env);
-    env.add_filter("format", |fmt: &Value, args: Rest<Value>| pyformat::format(&py_str(fmt), &args));
+    env.add_filter("format", |fmt: &Value, args: Rest<Value>| {
+        pyformat::format(&py_str(fmt), &args)
+    });
     env.add_filter("join", join);
     env.add_filter("tojson", tojson);
     env.add_filter("title", title);
@@ -39,9 +41,7 @@ pub fn environment() -> Environment<'static> {
 /// Checks that `source` compiles; the error names the line.
 pub fn check(source: &str) -> Result<(), String> {
     let env = environment();
-    env.template_from_str(source)
-        .map(|_| ())
-        .map_err(|e| describe(&e))
+    env.template_from_str(source).map(|_| ()).map_err(|e| describe(&e))
 }
 
 /// A one-line description of a template error, with its line number when known.
@@ -163,7 +163,11 @@ fn is_integer_repr(value: &Value) -> bool {
 
 /// Python's string `repr`: single quotes unless the text has `'` and no `"`.
 fn write_str_repr(out: &mut String, s: &str) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -196,9 +200,8 @@ fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value,
         Some(v) if v.is_none() => None,
         Some(v) => Some(usize::try_from(v)?),
     };
-    let json: serde_json::Value = serde_json::to_value(value).map_err(|e| {
-        Error::new(ErrorKind::BadSerialization, "cannot serialize to JSON").with_source(e)
-    })?;
+    let json: serde_json::Value = serde_json::to_value(value)
+        .map_err(|e| Error::new(ErrorKind::BadSerialization, "cannot serialize to JSON").with_source(e))?;
     let text = pyjson::dumps_with(
         &json,
         pyjson::Dumps {
@@ -223,7 +226,10 @@ fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value,
 fn join(value: &Value, d: Option<Value>, attribute: Option<String>, kwargs: Kwargs) -> Result<String, Error> {
     let sep = match d {
         Some(d) => py_str(&d),
-        None => kwargs.get::<Option<Value>>("d")?.map(|d| py_str(&d)).unwrap_or_default(),
+        None => kwargs
+            .get::<Option<Value>>("d")?
+            .map(|d| py_str(&d))
+            .unwrap_or_default(),
     };
     let attribute = match attribute {
         Some(a) => Some(a),
@@ -243,10 +249,11 @@ fn join(value: &Value, d: Option<Value>, attribute: Option<String>, kwargs: Kwar
 
 /// Jinja2's attribute paths: `site.name`, `tags.0`.
 fn attr_path(value: &Value, path: &str) -> Value {
-    path.split('.').fold(value.clone(), |v, part| match part.parse::<i64>() {
-        Ok(i) => v.get_item(&Value::from(i)).unwrap_or_default(),
-        Err(_) => v.get_attr(part).unwrap_or_default(),
-    })
+    path.split('.')
+        .fold(value.clone(), |v, part| match part.parse::<i64>() {
+            Ok(i) => v.get_item(&Value::from(i)).unwrap_or_default(),
+            Err(_) => v.get_attr(part).unwrap_or_default(),
+        })
 }
 
 /// Jinja2's `title`: words begin after `-`, whitespace, `(`, `{`, `[` or `<`.
@@ -384,7 +391,10 @@ mod tests {
     #[test]
     fn python_printing() {
         let ctx = serde_json::json!({"b": true, "n": null, "l": ["a", 1, 2.5], "d": {"k": "it's"}});
-        assert_eq!(r("{{ b }} {{ n }} {{ l }} {{ d }} {{ missing }}", ctx), "True None ['a', 1, 2.5] {'k': \"it's\"} ");
+        assert_eq!(
+            r("{{ b }} {{ n }} {{ l }} {{ d }} {{ missing }}", ctx),
+            "True None ['a', 1, 2.5] {'k': \"it's\"} "
+        );
     }
 
     #[test]
@@ -395,7 +405,10 @@ mod tests {
         assert_eq!(r("{{ s|truncate(9, leeway=0) }}", ctx.clone()), "hello...");
         assert_eq!(r("{{ t|title }}", ctx.clone()), "O'neil-Smith (Jr)");
         assert_eq!(r("[{{ 'ab'|center(5) }}]", ctx.clone()), "[  ab ]");
-        assert_eq!(r("{{ {'b': 1, 'a': '<'}|tojson }}", ctx), "{\"a\": \"\\u003c\", \"b\": 1}");
+        assert_eq!(
+            r("{{ {'b': 1, 'a': '<'}|tojson }}", ctx),
+            "{\"a\": \"\\u003c\", \"b\": 1}"
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -52,7 +55,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("debug,hyper=info,sqlx=info").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=info,sqlx=info")
+            .try_init();
     }
 }
 
@@ -69,10 +74,18 @@ impl TestApp {
         tweak(&mut config);
         let app = App::open(config).await.expect("open Herald");
         let store = app.state.store.clone();
-        let admin = herald::auth::create_user(store.as_ref(), "admin", "admin-password", true).await.unwrap();
-        let token = herald::auth::create_token(store.as_ref(), &admin, None, true, "test").await.unwrap();
-        let reader = herald::auth::create_user(store.as_ref(), "reader", "reader-password", false).await.unwrap();
-        let read_only_token = herald::auth::create_token(store.as_ref(), &reader, None, false, "test").await.unwrap();
+        let admin = herald::auth::create_user(store.as_ref(), "admin", "admin-password", true)
+            .await
+            .unwrap();
+        let token = herald::auth::create_token(store.as_ref(), &admin, None, true, "test")
+            .await
+            .unwrap();
+        let reader = herald::auth::create_user(store.as_ref(), "reader", "reader-password", false)
+            .await
+            .unwrap();
+        let read_only_token = herald::auth::create_token(store.as_ref(), &reader, None, false, "test")
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
@@ -116,7 +129,11 @@ impl TestApp {
         let resp = req.send().await.expect("request to Herald");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -165,8 +182,19 @@ impl TestApp {
 
     /// The ids of the deliveries of `webhook_id`.
     pub async fn delivery_ids(&self, webhook_id: i64) -> Vec<i64> {
-        let (_, list) = self.call("GET", &format!("/api/extras/deliveries/?webhook_id={webhook_id}&limit=0"), None).await;
-        list["results"].as_array().unwrap().iter().map(|d| d["id"].as_i64().unwrap()).collect()
+        let (_, list) = self
+            .call(
+                "GET",
+                &format!("/api/extras/deliveries/?webhook_id={webhook_id}&limit=0"),
+                None,
+            )
+            .await;
+        list["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_i64().unwrap())
+            .collect()
     }
 }
 

@@ -34,7 +34,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -60,7 +63,9 @@ impl Tls {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
         let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        leaf_params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        leaf_params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -70,7 +75,10 @@ impl Tls {
             .with_no_client_auth()
             .with_single_cert(vec![leaf.der().clone()], key)
             .unwrap();
-        Tls { ca_pem: ca.pem(), config: Arc::new(config) }
+        Tls {
+            ca_pem: ca.pem(),
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -111,7 +119,9 @@ impl TestReceiver {
         let s = shared.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let s = s.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -130,7 +140,12 @@ impl TestReceiver {
                 });
             }
         });
-        TestReceiver { addr, scheme, shared, task }
+        TestReceiver {
+            addr,
+            scheme,
+            shared,
+            task,
+        }
     }
 
     /// `scheme://127.0.0.1:port{path}`.
@@ -148,10 +163,14 @@ impl TestReceiver {
 
     /// Waits until at least `n` requests arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        super::wait_for(Duration::from_secs(30), &format!("{n} requests at the receiver"), || async {
-            let got = self.received();
-            (got.len() >= n).then_some(got)
-        })
+        super::wait_for(
+            Duration::from_secs(30),
+            &format!("{n} requests at the receiver"),
+            || async {
+                let got = self.received();
+                (got.len() >= n).then_some(got)
+            },
+        )
         .await
     }
 }
@@ -164,11 +183,24 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-    shared.received.lock().unwrap().push(Received { method, path, headers, body });
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    shared.received.lock().unwrap().push(Received {
+        method,
+        path,
+        headers,
+        body,
+    });
     let behavior = shared.behavior.lock().unwrap().clone();
     match behavior {
-        Behavior::Status(code, body) => Ok(Response::builder().status(code).body(Full::new(Bytes::from(body))).unwrap()),
+        Behavior::Status(code, body) => Ok(Response::builder()
+            .status(code)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()),
         Behavior::Hang => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok(Response::new(Full::new(Bytes::new())))

@@ -1,0 +1,102 @@
+//! The real `herald` binary: deliveries queued while no worker runs survive the process being
+//! killed, and the next `serve` delivers them.
+
+mod common;
+
+use common::{site_event, wait_for, TestReceiver};
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// Starts `herald serve` on port 0 and returns it with its base URL.
+async fn serve(db: &str, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
+        .args(extra)
+        .env("HERALD_ADMIN_TOKEN", TOKEN)
+        .env("HERALD_WORKER__RETRY_SCHEDULE", "[]")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("Herald listening on ") {
+                return url.trim_end_matches("/api/").to_string();
+            }
+        }
+        panic!("herald exited before listening");
+    })
+    .await
+    .expect("herald started within 30 s");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .header("Authorization", format!("Token {TOKEN}"));
+    if let Some(b) = body {
+        req = req.header("Content-Type", "application/json").body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn queued_deliveries_survive_a_kill_and_are_sent_by_the_next_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let rx = TestReceiver::start().await;
+
+    let (mut first, base) = serve(&db, &["--no-worker"]).await;
+    let (s, _) = call(&base, "POST", "/api/extras/webhooks/", Some(json!({
+        "name": "durable", "content_types": ["dcim.site"], "type_create": true, "payload_url": rx.url("/durable"), "secret": "x"
+    }))).await;
+    assert_eq!(s, 201);
+    let events: Vec<Value> = (1..=25)
+        .map(|i| site_event("created", i, &format!("Site {i}")))
+        .collect();
+    let (s, queued) = call(&base, "POST", "/api/extras/events/", Some(Value::Array(events))).await;
+    assert_eq!(s, 202);
+    assert_eq!(queued["deliveries_queued"], 25);
+    let (_, status) = call(&base, "GET", "/api/status/", None).await;
+    assert_eq!(status["worker-running"], false);
+    assert_eq!(status["queue"]["queued"], 25);
+    first.kill().await.unwrap();
+    assert!(rx.received().is_empty());
+
+    let (mut second, base) = serve(&db, &[]).await;
+    let got = rx.wait_for(25).await;
+    let mut ids: Vec<i64> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=25).collect::<Vec<_>>());
+    wait_for(
+        Duration::from_secs(30),
+        "all deliveries recorded as succeeded",
+        || async {
+            let (_, status) = call(&base, "GET", "/api/status/", None).await;
+            (status["queue"]["succeeded"] == 25).then_some(())
+        },
+    )
+    .await;
+    second.kill().await.unwrap();
+}

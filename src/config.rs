@@ -15,7 +15,15 @@ pub struct Config {
     pub database_url: String,
     pub log_format: String,
     pub worker: WorkerConfig,
+    pub retention: RetentionConfig,
     pub ingest: IngestConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionConfig {
+    pub succeeded_days: f64,
+    pub failed_days: f64,
+    pub interval_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +35,22 @@ pub struct WorkerConfig {
     pub retry_schedule: Vec<f64>,
     pub retry_jitter: f64,
     pub response_body_limit: usize,
+    pub per_destination_concurrency: usize,
+    pub throttle_backoff_secs: f64,
+    pub retry_after_max_secs: f64,
+    pub shutdown_grace_secs: f64,
+}
+
+impl WorkerConfig {
+    /// The retry rules for a webhook (its own schedule, or the configured one).
+    pub fn policy<'a>(&'a self, webhook_schedule: Option<&'a [f64]>) -> crate::queue::Policy<'a> {
+        crate::queue::Policy {
+            schedule: webhook_schedule.unwrap_or(&self.retry_schedule),
+            jitter: self.retry_jitter,
+            throttle_min: std::time::Duration::from_secs_f64(self.throttle_backoff_secs),
+            retry_after_max: std::time::Duration::from_secs_f64(self.retry_after_max_secs),
+        }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -41,6 +65,7 @@ impl std::fmt::Debug for Config {
             .field("database_url", &self.database_url)
             .field("log_format", &self.log_format)
             .field("worker", &self.worker)
+            .field("retention", &self.retention)
             .field(
                 "ingest.secret",
                 &if self.ingest.secret.is_empty() {
@@ -84,6 +109,17 @@ impl Config {
         let w = &self.worker;
         anyhow::ensure!(w.concurrency >= 1, "worker.concurrency must be at least 1");
         anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");
+        anyhow::ensure!(w.per_destination_concurrency >= 1, "worker.per_destination_concurrency must be at least 1");
+        for (name, v) in [
+            ("worker.throttle_backoff_secs", w.throttle_backoff_secs),
+            ("worker.retry_after_max_secs", w.retry_after_max_secs),
+            ("worker.shutdown_grace_secs", w.shutdown_grace_secs),
+            ("retention.succeeded_days", self.retention.succeeded_days),
+            ("retention.failed_days", self.retention.failed_days),
+        ] {
+            anyhow::ensure!(v.is_finite() && v >= 0.0, "{name} must be a non-negative number");
+        }
+        anyhow::ensure!(self.retention.interval_secs > 0.0, "retention.interval_secs must be positive");
         anyhow::ensure!(w.poll_interval_secs > 0.0, "worker.poll_interval_secs must be positive");
         anyhow::ensure!(
             (0.0..1.0).contains(&w.retry_jitter),

@@ -37,6 +37,7 @@ impl App {
         Worker::new(
             st.store.clone(),
             st.config.worker.clone(),
+            st.config.retention.clone(),
             st.wake.clone(),
             st.worker_running.clone(),
         )

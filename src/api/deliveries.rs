@@ -86,6 +86,7 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
         webhook_id: q.ints("webhook_id")?,
         object_type: q.all("object_type"),
         event: q.all("event"),
+        since: None,
     };
     let (count, rows) = st.store.deliveries(&filter, limit, offset).await?;
     Ok(Json(q.paginated(

@@ -1,38 +1,46 @@
 //! The delivery worker: claim due deliveries with a lease, commit, render and send each, then
 //! record the outcomes in groups. No transaction is held across an HTTP call.
 
+pub mod retention;
 pub mod send;
 
-use crate::config::WorkerConfig;
-use crate::queue::next_delay;
+use crate::config::{RetentionConfig, WorkerConfig};
+use crate::queue::{decide, parse_retry_after, Observed, Verdict};
 use crate::store::{Claimed, Outcome, Status, Store};
-use crate::webhooks::request::Compiled;
+use crate::webhooks::request::{BuildError, Compiled};
 use crate::webhooks::Webhook;
 use chrono::Utc;
 use send::Clients;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 /// A webhook with its templates compiled (or the compile error).
 struct Prepared {
     webhook: Webhook,
-    compiled: Result<Compiled, crate::webhooks::request::BuildError>,
+    compiled: Result<Compiled, BuildError>,
+    /// `host:port` when the URL's template cannot change it.
+    destination: Option<String>,
 }
 
 /// Sends deliveries until cancelled.
 pub struct Worker {
     store: Arc<dyn Store>,
     config: WorkerConfig,
+    retention: RetentionConfig,
     wake: Arc<Notify>,
     running: Arc<AtomicBool>,
     clients: Clients,
     cache: Mutex<HashMap<i64, Arc<Prepared>>>,
+    /// Per-destination slots.
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Deliveries claimed and not yet recorded.
+    in_flight: Mutex<HashSet<i64>>,
 }
 
 impl Worker {
@@ -40,27 +48,32 @@ impl Worker {
     pub fn new(
         store: Arc<dyn Store>,
         config: WorkerConfig,
+        retention: RetentionConfig,
         wake: Arc<Notify>,
         running: Arc<AtomicBool>,
     ) -> Arc<Worker> {
         Arc::new(Worker {
             store,
             config,
+            retention,
             wake,
             running,
             clients: Clients::default(),
             cache: Mutex::new(HashMap::new()),
+            destinations: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
         })
     }
 
-    /// Claims and sends until `cancel` fires; then stops claiming, lets in-flight sends finish
-    /// (each is bounded by its webhook's timeout) and records them.
+    /// Claims and sends until `cancel` fires; then stops claiming, gives in-flight sends
+    /// `shutdown_grace_secs` to finish, records them, and puts the rest back in the queue.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         self.running.store(true, Ordering::SeqCst);
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let tracker = TaskTracker::new();
         let (tx, rx) = mpsc::unbounded_channel::<Outcome>();
         let recorder = tokio::spawn(record(self.store.clone(), rx));
+        let purger = tokio::spawn(retention::run(self.store.clone(), self.retention.clone(), cancel.clone()));
         info!(concurrency = self.config.concurrency, "delivery worker started");
 
         loop {
@@ -76,11 +89,8 @@ impl Worker {
                 }
             }
             let wanted = held.len();
-            let claimed = match self
-                .store
-                .claim(Utc::now(), wanted, self.config.lease_margin_secs)
-                .await
-            {
+            let skip = self.saturated_webhooks();
+            let claimed = match self.store.claim(Utc::now(), wanted, self.config.lease_margin_secs, &skip).await {
                 Ok(c) => c,
                 Err(e) => {
                     error!(error = ?e, "claiming deliveries failed");
@@ -94,6 +104,7 @@ impl Worker {
             let got = claimed.len();
             if got > 0 {
                 let prepared = self.prepare(&claimed).await;
+                self.lock_in_flight().extend(claimed.iter().map(|c| c.delivery_id));
                 for c in claimed {
                     let permit = held.pop().expect("one permit per claimed delivery");
                     let worker = self.clone();
@@ -102,8 +113,10 @@ impl Worker {
                     let span = tracing::info_span!("deliver", delivery_id = c.delivery_id, webhook_id = c.webhook_id);
                     tracker.spawn(
                         async move {
+                            let id = c.delivery_id;
                             let outcome = worker.deliver(c, webhook).await;
                             let _ = tx.send(outcome);
+                            worker.lock_in_flight().remove(&id);
                             drop(permit);
                         }
                         .instrument(span),
@@ -121,13 +134,50 @@ impl Worker {
             }
         }
 
-        info!("delivery worker stopping: finishing in-flight deliveries");
+        info!("delivery worker stopping");
         tracker.close();
-        tracker.wait().await;
+        let grace = Duration::from_secs_f64(self.config.shutdown_grace_secs);
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            let left: Vec<i64> = self.lock_in_flight().iter().copied().collect();
+            warn!(deliveries = left.len(), "grace period over: returning unfinished deliveries to the queue");
+            if let Err(e) = self.store.release(&left, Utc::now()).await {
+                error!(error = ?e, "releasing deliveries failed; their leases will expire");
+            }
+        }
         drop(tx);
         let _ = recorder.await;
+        let _ = purger.await;
         self.running.store(false, Ordering::SeqCst);
         info!("delivery worker stopped");
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The slots of a destination.
+    fn slots(&self, destination: &str) -> Arc<Semaphore> {
+        let mut map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(destination.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination_concurrency)))
+            .clone()
+    }
+
+    /// Webhooks whose destination has no free slot: claiming their deliveries now would only
+    /// tie up worker slots.
+    fn saturated_webhooks(&self) -> Vec<i64> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .values()
+            .filter(|p| {
+                p.destination
+                    .as_ref()
+                    .and_then(|d| map.get(d))
+                    .is_some_and(|s| s.available_permits() == 0)
+            })
+            .map(|p| p.webhook.id)
+            .collect()
     }
 
     /// How long to sleep when nothing is due: until the next due delivery, at most the poll interval.
@@ -160,14 +210,14 @@ impl Worker {
         for w in webhooks {
             let fresh = cache.get(&w.id).filter(|p| p.webhook == w).cloned();
             let prepared = fresh.unwrap_or_else(|| {
-                if cache
-                    .get(&w.id)
-                    .is_some_and(|p| p.webhook.ca_file_path != w.ca_file_path)
-                {
+                if cache.get(&w.id).is_some_and(|p| p.webhook.ca_file_path != w.ca_file_path) {
                     self.clients.clear();
                 }
-                let compiled = Compiled::new(&w);
-                let p = Arc::new(Prepared { webhook: w, compiled });
+                let p = Arc::new(Prepared {
+                    compiled: Compiled::new(&w),
+                    destination: send::static_destination(&w.payload_url),
+                    webhook: w,
+                });
                 cache.insert(p.webhook.id, p.clone());
                 p
             });
@@ -189,47 +239,44 @@ impl Worker {
         let Some(prepared) = prepared else {
             return failed("the webhook no longer exists".into());
         };
-        let compiled = match &prepared.compiled {
-            Ok(c) => c,
-            Err(e) => return failed(format!("template error: {e}")),
+        let built = match &prepared.compiled {
+            Ok(comp) => comp.build(&prepared.webhook, &c.event),
+            Err(e) => Err(e.clone()),
         };
-        let request = match compiled.build(&prepared.webhook, &c.event) {
+        let request = match built {
             Ok(r) => r,
             Err(e) => return failed(format!("template error: {e}")),
         };
+        let _slot: Option<OwnedSemaphorePermit> = match send::destination(&request.url) {
+            Some(d) => self.slots(&d).acquire_owned().await.ok(),
+            None => None,
+        };
         let timeout = Duration::from_secs(u64::from(prepared.webhook.timeout));
-        let attempt = match self.clients.for_webhook(&prepared.webhook) {
-            Ok(client) => {
-                send::send(
-                    &client,
-                    &request,
-                    c.delivery_id,
-                    timeout,
-                    self.config.response_body_limit,
-                )
-                .await
-            }
+        let (attempt, timed_out) = match self.clients.for_webhook(&prepared.webhook) {
+            Ok(client) => send::send(&client, &request, c.delivery_id, timeout, self.config.response_body_limit).await,
             Err(e) => {
                 let mut a = send::unsent_attempt(&request, c.delivery_id);
                 a.error = Some(e);
-                a
+                (a, false)
             }
         };
-        let (status, next_attempt_at) = match attempt.error {
-            None => (Status::Succeeded, None),
-            Some(_) => {
-                let unit: f64 = rand::random();
-                match next_delay(&self.config.retry_schedule, c.attempt, self.config.retry_jitter, unit) {
-                    Some(delay) => (Status::Retrying, Some(Utc::now() + delay)),
-                    None => (Status::Failed, None),
-                }
-            }
+        let now = Utc::now();
+        let seen = Observed {
+            status: attempt.response_status,
+            timed_out,
+            retry_after: attempt
+                .response_headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
+                .and_then(|(_, v)| parse_retry_after(v, now)),
         };
-        debug!(
-            status = status.as_str(),
-            error = attempt.error.as_deref(),
-            "delivery attempt done"
-        );
+        let policy = self.config.policy(prepared.webhook.retry_schedule.as_deref());
+        let (status, next_attempt_at) = match decide(&policy, c.attempt, &seen, rand::random()) {
+            Verdict::Succeeded => (Status::Succeeded, None),
+            Verdict::RetryAfter(delay) => (Status::Retrying, Some(now + delay)),
+            Verdict::Failed => (Status::Failed, None),
+        };
+        debug!(status = status.as_str(), error = attempt.error.as_deref(), "delivery attempt done");
         Outcome {
             delivery_id: c.delivery_id,
             error: attempt.error.clone(),

@@ -74,7 +74,7 @@ pub async fn send(
     delivery_id: i64,
     timeout: Duration,
     body_limit: usize,
-) -> Attempt {
+) -> (Attempt, bool) {
     let clock = Instant::now();
     let mut attempt = unsent_attempt(req, delivery_id);
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::POST);
@@ -126,10 +126,27 @@ pub async fn send(
         }
         Err(e) if e.is_timeout() => {
             attempt.error = Some(format!("timed out after {}", human_secs(timeout)));
+            return (attempt, true);
         }
         Err(e) => attempt.error = Some(describe(&e)),
     }
-    attempt
+    (attempt, false)
+}
+
+/// `host:port` of a URL, the unit of per-destination concurrency.
+pub fn destination(url: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?))
+}
+
+/// The destination of a payload URL whose scheme, host and port hold no template.
+pub fn static_destination(payload_url: &str) -> Option<String> {
+    let rest = payload_url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('{') || payload_url[..payload_url.len() - rest.len()].contains('{') {
+        return None;
+    }
+    destination(&format!("{}{}/", &payload_url[..payload_url.len() - rest.len()], authority))
 }
 
 fn human_secs(d: Duration) -> String {
@@ -183,4 +200,16 @@ fn find_closed(err: &(dyn std::error::Error + 'static)) -> Option<String> {
         source = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations() {
+        assert_eq!(destination("https://h.example/x").as_deref(), Some("h.example:443"));
+        assert_eq!(static_destination("http://127.0.0.1:9000/{{ model }}").as_deref(), Some("127.0.0.1:9000"));
+        assert_eq!(static_destination("http://{{ data.host }}/x"), None);
+    }
 }

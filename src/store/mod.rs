@@ -151,6 +151,25 @@ pub struct DeliveryFilter {
     pub webhook_id: Vec<i64>,
     pub object_type: Vec<String>,
     pub event: Vec<String>,
+    /// Created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl DeliveryFilter {
+    pub fn ids(ids: Vec<i64>) -> DeliveryFilter {
+        DeliveryFilter { id: ids, ..DeliveryFilter::default() }
+    }
+}
+
+/// The queue at a glance.
+#[derive(Debug, Clone)]
+pub struct QueueStats {
+    /// Deliveries per status.
+    pub counts: Vec<(Status, i64)>,
+    /// When the oldest delivery still waiting (queued or retrying) was created.
+    pub oldest_waiting: Option<DateTime<Utc>>,
+    /// Failed attempts since the time asked about.
+    pub failed_attempts: i64,
 }
 
 /// What a request for events wrote.
@@ -187,8 +206,15 @@ pub trait Store: Send + Sync + 'static {
     async fn record_events(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<Recorded>>;
 
     /// Claims up to `limit` due deliveries (queued, retrying, or in flight with an expired
-    /// lease). The lease lasts the webhook's timeout plus `lease_margin_secs`.
-    async fn claim(&self, now: DateTime<Utc>, limit: usize, lease_margin_secs: u64) -> Result<Vec<Claimed>>;
+    /// lease), skipping those of the `skip_webhooks`. The lease lasts the webhook's timeout
+    /// plus `lease_margin_secs`.
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_margin_secs: u64,
+        skip_webhooks: &[i64],
+    ) -> Result<Vec<Claimed>>;
     /// Records outcomes of claimed deliveries in one transaction.
     async fn complete(&self, outcomes: Vec<Outcome>, now: DateTime<Utc>) -> Result<()>;
     /// Puts claimed deliveries back in the queue, due now (a worker shutting down).
@@ -202,6 +228,16 @@ pub trait Store: Send + Sync + 'static {
     async fn event(&self, id: i64) -> Result<Event>;
     /// Deliveries per status.
     async fn queue_counts(&self) -> Result<Vec<(Status, i64)>>;
+    /// Counts, the oldest waiting delivery, and failed attempts since `since`.
+    async fn queue_stats(&self, since: DateTime<Utc>) -> Result<QueueStats>;
+    /// Makes the matching deliveries that are not in flight due now; returns how many.
+    async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64>;
+    /// Deletes the matching queued, retrying or failed deliveries; returns how many.
+    async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64>;
+    /// Deletes up to `limit` succeeded deliveries last changed before `succeeded_before` and
+    /// failed ones before `failed_before` (with their attempts), and events older than
+    /// `succeeded_before` left without deliveries. Returns how many rows went.
+    async fn purge(&self, succeeded_before: DateTime<Utc>, failed_before: DateTime<Utc>, limit: i64) -> Result<u64>;
 }
 
 /// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`).

@@ -4,7 +4,7 @@
 //! `synchronous=NORMAL` in WAL mode keeps every commit across a process crash (kill -9).
 
 use super::{
-    Attempt, Claimed, Delivery, DeliveryFilter, Outcome, Recorded, Result, Status, Store, StoreError, Token, User,
+    QueueStats, Attempt, Claimed, Delivery, DeliveryFilter, Outcome, Recorded, Result, Status, Store, StoreError, Token, User,
 };
 use crate::events::{Event, EventKind};
 use crate::webhooks::Webhook;
@@ -104,6 +104,10 @@ fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
         ssl_verification: row.try_get("ssl_verification").map_err(other)?,
         ca_file_path: row.try_get("ca_file_path").map_err(other)?,
         timeout: row.try_get::<i64, _>("timeout").map_err(other)? as u32,
+        retry_schedule: match row.try_get::<Option<String>, _>("retry_schedule").map_err(other)? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(json_err)?),
+            None => None,
+        },
         created: from_micros(row.try_get("created_at").map_err(other)?),
         last_updated: from_micros(row.try_get("updated_at").map_err(other)?),
     })
@@ -173,12 +177,48 @@ fn bind_webhook<'a>(
         .bind(&w.secret)
         .bind(w.ssl_verification)
         .bind(&w.ca_file_path)
-        .bind(w.timeout as i64);
+        .bind(w.timeout as i64)
+        .bind(w.retry_schedule.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()));
     q
 }
 
+/// Appends ` where ...` for `f` to a query over `deliveries d`.
+fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &DeliveryFilter) {
+    qb.push(" where 1 = 1");
+    if !f.id.is_empty() {
+        qb.push(" and d.id in ");
+        push_ids(qb, &f.id);
+    }
+    if !f.webhook_id.is_empty() {
+        qb.push(" and d.webhook_id in ");
+        push_ids(qb, &f.webhook_id);
+    }
+    for (column, values) in [
+        (
+            "d.status",
+            f.status.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>(),
+        ),
+        ("d.object_type", f.object_type.clone()),
+        ("d.event", f.event.clone()),
+    ] {
+        if values.is_empty() {
+            continue;
+        }
+        qb.push(format!(" and {column} in ("));
+        let mut sep = qb.separated(", ");
+        for v in values {
+            sep.push_bind(v);
+        }
+        qb.push(")");
+    }
+    if let Some(since) = f.since {
+        qb.push(" and d.created_at >= ").push_bind(micros(since));
+    }
+}
+
 const WEBHOOK_COLUMNS: &str = "name, content_types, type_create, type_update, type_delete, enabled, payload_url, \
-     http_method, http_content_type, additional_headers, body_template, secret, ssl_verification, ca_file_path, timeout";
+     http_method, http_content_type, additional_headers, body_template, secret, ssl_verification, ca_file_path, timeout, \
+     retry_schedule";
 
 const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, d.event, d.object_type, \
      d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.last_error, d.last_status_code \
@@ -307,7 +347,7 @@ impl Store for SqliteStore {
         let now = Utc::now();
         let sql = format!(
             "insert into webhooks ({WEBHOOK_COLUMNS}, created_at, updated_at) \
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id"
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id"
         );
         let mut out = Vec::with_capacity(webhooks.len());
         for mut w in webhooks {
@@ -444,23 +484,32 @@ impl Store for SqliteStore {
         Ok(recorded)
     }
 
-    async fn claim(&self, now: DateTime<Utc>, limit: usize, lease_margin_secs: u64) -> Result<Vec<Claimed>> {
+    async fn claim(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_margin_secs: u64,
+        skip_webhooks: &[i64],
+    ) -> Result<Vec<Claimed>> {
         let now_us = micros(now);
         let mut tx = self.begin().await?;
-        let rows = sqlx::query(
-            "update deliveries set status = 'in_flight', attempts = attempts + 1, updated_at = ?1, \
-               next_attempt_at = ?1 + ((select timeout from webhooks w where w.id = deliveries.webhook_id) + ?3) * 1000000 \
-             where id in (select id from deliveries \
-               where status in ('queued', 'retrying', 'in_flight') and next_attempt_at <= ?1 \
-               order by next_attempt_at limit ?2) \
-             returning id, event_id, webhook_id, attempts",
-        )
-        .bind(now_us)
-        .bind(limit as i64)
-        .bind(lease_margin_secs as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(other)?;
+        let mut qb = QueryBuilder::new("update deliveries set status = 'in_flight', attempts = attempts + 1, updated_at = ");
+        qb.push_bind(now_us)
+            .push(", next_attempt_at = ")
+            .push_bind(now_us)
+            .push(" + ((select timeout from webhooks w where w.id = deliveries.webhook_id) + ")
+            .push_bind(lease_margin_secs as i64)
+            .push(") * 1000000 where id in (select id from deliveries indexed by deliveries_due \
+                   where status in ('queued', 'retrying', 'in_flight') and next_attempt_at <= ")
+            .push_bind(now_us);
+        if !skip_webhooks.is_empty() {
+            qb.push(" and webhook_id not in ");
+            push_ids(&mut qb, skip_webhooks);
+        }
+        qb.push(" order by next_attempt_at limit ")
+            .push_bind(limit as i64)
+            .push(") returning id, event_id, webhook_id, attempts");
+        let rows = qb.build().fetch_all(&mut *tx).await.map_err(other)?;
         if rows.is_empty() {
             tx.commit().await.map_err(other)?;
             return Ok(Vec::new());
@@ -589,7 +638,8 @@ impl Store for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let next: Option<i64> = sqlx::query_scalar(
-            "select min(next_attempt_at) from deliveries where status in ('queued', 'retrying', 'in_flight')",
+            "select min(next_attempt_at) from deliveries indexed by deliveries_due \
+             where status in ('queued', 'retrying', 'in_flight')",
         )
         .fetch_one(&self.read)
         .await
@@ -598,35 +648,6 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<(i64, Vec<Delivery>)> {
-        fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &DeliveryFilter) {
-            qb.push(" where 1 = 1");
-            if !f.id.is_empty() {
-                qb.push(" and d.id in ");
-                push_ids(qb, &f.id);
-            }
-            if !f.webhook_id.is_empty() {
-                qb.push(" and d.webhook_id in ");
-                push_ids(qb, &f.webhook_id);
-            }
-            for (column, values) in [
-                (
-                    "d.status",
-                    f.status.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>(),
-                ),
-                ("d.object_type", f.object_type.clone()),
-                ("d.event", f.event.clone()),
-            ] {
-                if values.is_empty() {
-                    continue;
-                }
-                qb.push(format!(" and {column} in ("));
-                let mut sep = qb.separated(", ");
-                for v in values {
-                    sep.push_bind(v);
-                }
-                qb.push(")");
-            }
-        }
         let mut count = QueryBuilder::new("select count(*) from deliveries d");
         push_filter(&mut count, filter);
         let total: i64 = count.build_query_scalar().fetch_one(&self.read).await.map_err(other)?;
@@ -701,5 +722,72 @@ impl Store for SqliteStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn queue_stats(&self, since: DateTime<Utc>) -> Result<QueueStats> {
+        let counts = self.queue_counts().await?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "select created_at from deliveries where id = \
+             (select min(id) from deliveries where status in ('queued', 'retrying'))",
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(other)?;
+        let failed_attempts: i64 =
+            sqlx::query_scalar("select count(*) from attempts where started_at >= ? and error is not null")
+                .bind(micros(since))
+                .fetch_one(&self.read)
+                .await
+                .map_err(other)?;
+        Ok(QueueStats { counts, oldest_waiting: oldest.map(from_micros), failed_attempts })
+    }
+
+    async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
+        let mut qb = QueryBuilder::new("update deliveries set status = 'queued', next_attempt_at = ");
+        qb.push_bind(micros(now)).push(", updated_at = ").push_bind(micros(now));
+        qb.push(" where id in (select d.id from deliveries d");
+        push_filter(&mut qb, filter);
+        qb.push(" and d.status != 'in_flight')");
+        let mut tx = self.begin().await?;
+        let done = qb.build().execute(&mut *tx).await.map_err(other)?;
+        tx.commit().await.map_err(other)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
+        let mut qb = QueryBuilder::new("delete from deliveries where id in (select d.id from deliveries d");
+        push_filter(&mut qb, filter);
+        qb.push(" and d.status in ('queued', 'retrying', 'failed'))");
+        let mut tx = self.begin().await?;
+        let done = qb.build().execute(&mut *tx).await.map_err(other)?;
+        tx.commit().await.map_err(other)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge(&self, succeeded_before: DateTime<Utc>, failed_before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let deliveries = sqlx::query(
+            "delete from deliveries where id in (select id from deliveries \
+             where (status = 'succeeded' and updated_at < ?1) or (status = 'failed' and updated_at < ?2) limit ?3)",
+        )
+        .bind(micros(succeeded_before))
+        .bind(micros(failed_before))
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(other)?
+        .rows_affected();
+        let events = sqlx::query(
+            "delete from events where id in (select e.id from events e where e.created_at < ?1 \
+             and not exists (select 1 from deliveries d where d.event_id = e.id) limit ?2)",
+        )
+        .bind(micros(succeeded_before))
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(other)?
+        .rows_affected();
+        tx.commit().await.map_err(other)?;
+        Ok(deliveries + events)
     }
 }

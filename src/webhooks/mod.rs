@@ -34,6 +34,8 @@ pub struct Webhook {
     pub ca_file_path: Option<String>,
     /// Seconds to wait for the receiver.
     pub timeout: u32,
+    /// Seconds before each retry; `None` uses the configured schedule, `[]` sends once.
+    pub retry_schedule: Option<Vec<f64>>,
     pub created: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
 }
@@ -70,6 +72,7 @@ impl Webhook {
             ssl_verification: true,
             ca_file_path: None,
             timeout: 15,
+            retry_schedule: None,
             created: now,
             last_updated: now,
         }
@@ -106,6 +109,7 @@ impl Webhook {
             "ssl_verification": self.ssl_verification,
             "ca_file_path": self.ca_file_path,
             "timeout": self.timeout,
+            "retry_schedule": self.retry_schedule,
             "has_secret": !self.secret.is_empty(),
             "created": crate::events::netbox_timestamp(self.created),
             "last_updated": crate::events::netbox_timestamp(self.last_updated),
@@ -156,6 +160,21 @@ impl Webhook {
         }
         if let Some(v) = r.int("timeout", 1, 3600) {
             self.timeout = v as u32;
+        }
+        match r.raw("retry_schedule") {
+            None => {}
+            Some(Value::Null) => self.retry_schedule = None,
+            Some(Value::Array(items)) => {
+                let secs: Vec<f64> = items.iter().filter_map(Value::as_f64).collect();
+                if secs.len() != items.len() || secs.iter().any(|s| !s.is_finite() || *s < 0.0 || *s > 604_800.0) {
+                    r.errors.add("retry_schedule", "Expected a list of delays in seconds, each from 0 to 604800.");
+                } else if secs.len() > 50 {
+                    r.errors.add("retry_schedule", "At most 50 retries.");
+                } else {
+                    self.retry_schedule = Some(secs);
+                }
+            }
+            Some(_) => r.errors.add("retry_schedule", "Expected a list of delays in seconds, or null."),
         }
         if let Some(c) = r.raw("conditions") {
             if !c.is_null() {

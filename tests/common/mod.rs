@@ -50,6 +50,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.database_url = format!("sqlite://{}", dir.join("herald.db").display());
     config.worker.retry_schedule = Vec::new();
     config.worker.poll_interval_secs = 0.05;
+    config.worker.throttle_backoff_secs = 0.0;
+    config.worker.shutdown_grace_secs = 2.0;
     config
 }
 

@@ -1,0 +1,56 @@
+//! Retention: finished deliveries are purged after their age, in small batches, so the purge
+//! never holds the database for long.
+
+use crate::config::RetentionConfig;
+use crate::store::Store;
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Rows deleted per transaction.
+const BATCH: i64 = 1000;
+
+fn days(d: f64) -> chrono::Duration {
+    chrono::Duration::milliseconds((d * 86_400_000.0) as i64)
+}
+
+/// Purges once; returns the rows deleted.
+pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &CancellationToken) -> u64 {
+    let now = Utc::now();
+    let (succeeded_before, failed_before) = (now - days(config.succeeded_days), now - days(config.failed_days));
+    let mut total = 0;
+    while !cancel.is_cancelled() {
+        match store.purge(succeeded_before, failed_before, BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < BATCH as u64 {
+                    break;
+                }
+                // Let deliveries through between batches.
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                error!(error = ?e, "purging old deliveries failed");
+                break;
+            }
+        }
+    }
+    total
+}
+
+/// Purges every `interval_secs` until cancelled.
+pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, cancel: CancellationToken) {
+    let interval = Duration::from_secs_f64(config.interval_secs);
+    loop {
+        let n = purge_once(store.as_ref(), &config, &cancel).await;
+        if n > 0 {
+            info!(rows = n, "purged old deliveries");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}

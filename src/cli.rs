@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::server::{shutdown_on_signals, App};
+use crate::store::{DeliveryFilter, Status};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -45,8 +46,70 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Inspect and control the delivery queue.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// Print the effective configuration (secrets masked).
     PrintConfig,
+}
+
+/// Which deliveries a queue command acts on.
+#[derive(clap::Args, Debug)]
+struct QueueFilter {
+    /// Delivery ids.
+    #[arg(long)]
+    id: Vec<i64>,
+    /// queued, in_flight, retrying, succeeded or failed.
+    #[arg(long)]
+    status: Vec<String>,
+    /// Webhook ids.
+    #[arg(long)]
+    webhook: Vec<i64>,
+}
+
+impl QueueFilter {
+    fn to_filter(&self) -> anyhow::Result<DeliveryFilter> {
+        let status = self
+            .status
+            .iter()
+            .map(|s| Status::parse(s).ok_or_else(|| anyhow::anyhow!("unknown status {s:?}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(DeliveryFilter {
+            id: self.id.clone(),
+            status,
+            webhook_id: self.webhook.clone(),
+            ..DeliveryFilter::default()
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.id.is_empty() && self.status.is_empty() && self.webhook.is_empty()
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueCommand {
+    /// Deliveries per state, the oldest waiting, failed attempts in the last hour.
+    Stats,
+    /// Deliveries, newest first.
+    List {
+        #[command(flatten)]
+        filter: QueueFilter,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Make deliveries due now (default: the failed ones); in-flight ones are left alone.
+    Retry {
+        #[command(flatten)]
+        filter: QueueFilter,
+    },
+    /// Delete queued, retrying or failed deliveries (a filter is required).
+    Purge {
+        #[command(flatten)]
+        filter: QueueFilter,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +239,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("created user {name}");
             Ok(())
         }
+        Command::Queue { command } => {
+            let app = App::open(config).await?;
+            queue(app.state.store.as_ref(), command).await
+        }
         Command::Token {
             command: TokenCommand::Create { user, read_only },
         } => {
@@ -190,4 +257,58 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn queue(store: &dyn crate::store::Store, command: QueueCommand) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match command {
+        QueueCommand::Stats => {
+            let stats = store.queue_stats(now - chrono::Duration::hours(1)).await?;
+            for (status, n) in &stats.counts {
+                println!("{:<10} {n}", status.as_str());
+            }
+            match stats.oldest_waiting {
+                Some(t) => println!(
+                    "oldest waiting: {} ({:.0} s ago)",
+                    crate::events::netbox_timestamp(t),
+                    (now - t).num_milliseconds() as f64 / 1000.0
+                ),
+                None => println!("oldest waiting: none"),
+            }
+            println!("failed attempts in the last hour: {}", stats.failed_attempts);
+        }
+        QueueCommand::List { filter, limit } => {
+            let (count, rows) = store
+                .deliveries(&filter.to_filter()?, limit.clamp(1, 10_000), 0)
+                .await?;
+            println!("{count} deliveries");
+            for d in rows {
+                println!(
+                    "{:>8}  {:<9}  webhook {:<4} {:<24} {:<8} {} attempt(s)  {}",
+                    d.id,
+                    d.status.as_str(),
+                    d.webhook_id,
+                    d.object_type,
+                    d.event_kind,
+                    d.attempts,
+                    d.last_error.unwrap_or_default()
+                );
+            }
+        }
+        QueueCommand::Retry { filter } => {
+            let mut f = filter.to_filter()?;
+            if filter.is_empty() {
+                f.status = vec![Status::Failed];
+            }
+            println!("{} deliveries queued again", store.requeue(&f, now).await?);
+        }
+        QueueCommand::Purge { filter } => {
+            anyhow::ensure!(!filter.is_empty(), "give a filter: --id, --status or --webhook");
+            println!(
+                "{} deliveries deleted",
+                store.delete_deliveries(&filter.to_filter()?).await?
+            );
+        }
+    }
+    Ok(())
 }

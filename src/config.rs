@@ -109,7 +109,10 @@ impl Config {
         let w = &self.worker;
         anyhow::ensure!(w.concurrency >= 1, "worker.concurrency must be at least 1");
         anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");
-        anyhow::ensure!(w.per_destination_concurrency >= 1, "worker.per_destination_concurrency must be at least 1");
+        anyhow::ensure!(
+            w.per_destination_concurrency >= 1,
+            "worker.per_destination_concurrency must be at least 1"
+        );
         for (name, v) in [
             ("worker.throttle_backoff_secs", w.throttle_backoff_secs),
             ("worker.retry_after_max_secs", w.retry_after_max_secs),
@@ -119,7 +122,10 @@ impl Config {
         ] {
             anyhow::ensure!(v.is_finite() && v >= 0.0, "{name} must be a non-negative number");
         }
-        anyhow::ensure!(self.retention.interval_secs > 0.0, "retention.interval_secs must be positive");
+        anyhow::ensure!(
+            self.retention.interval_secs > 0.0,
+            "retention.interval_secs must be positive"
+        );
         anyhow::ensure!(w.poll_interval_secs > 0.0, "worker.poll_interval_secs must be positive");
         anyhow::ensure!(
             (0.0..1.0).contains(&w.retry_jitter),

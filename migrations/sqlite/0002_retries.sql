@@ -2,3 +2,8 @@
 -- index for "failures in the last hour".
 alter table webhooks add column retry_schedule text;
 create index attempts_started on attempts(started_at);
+
+-- Claims take due deliveries webhook by webhook, so one webhook's backlog (or a destination
+-- at its concurrency cap) never makes a claim scan past it.
+create index deliveries_due_webhook on deliveries(webhook_id, next_attempt_at)
+    where status in ('queued', 'retrying', 'in_flight');

@@ -1,17 +1,22 @@
 //! `/api/extras/deliveries/`: the delivery log, with every attempt.
 
-use super::{ApiError, AppState, Auth, ListQuery};
-use crate::events::netbox_timestamp;
+use super::{ApiError, AppState, Auth, JsonBody, ListQuery};
+use crate::events::{ingest::parse_timestamp, netbox_timestamp};
 use crate::store::{Attempt, Delivery, DeliveryFilter, Status};
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/extras/deliveries/", get(list))
-        .route("/api/extras/deliveries/{id}/", get(detail))
+        .route("/api/extras/deliveries/", get(list).delete(delete_many))
+        .route("/api/extras/deliveries/retry/", post(retry_many))
+        .route("/api/extras/deliveries/{id}/", get(detail).delete(delete_one))
+        .route("/api/extras/deliveries/{id}/retry/", post(retry_one))
+        .route("/api/extras/queue/", get(queue))
 }
 
 /// A status as a NetBox choice: `{"value", "label"}`.
@@ -52,7 +57,7 @@ fn pairs(headers: &[(String, String)]) -> Value {
     )
 }
 
-fn attempt_json(n: usize, a: &Attempt) -> Value {
+pub(super) fn attempt_json(n: usize, a: &Attempt) -> Value {
     json!({
         "number": n,
         "started": netbox_timestamp(a.started),
@@ -99,6 +104,10 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
 
 async fn detail(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    Ok(Json(detail_json(&st, id).await?))
+}
+
+async fn detail_json(st: &AppState, id: i64) -> Result<Value, ApiError> {
     let d = st.store.delivery(id).await?;
     let attempts = st.store.attempts(id).await?;
     let event = st.store.event(d.event_id).await?;
@@ -112,5 +121,140 @@ async fn detail(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>)
             .map(|(i, a)| attempt_json(i + 1, a))
             .collect(),
     );
-    Ok(Json(body))
+    Ok(body)
+}
+
+/// A delivery that can be retried or deleted: not in flight (and, to delete, not succeeded).
+async fn changeable(st: &AppState, id: &str, deleting: bool) -> Result<i64, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let d = st.store.delivery(id).await?;
+    if d.status == Status::InFlight {
+        return Err(ApiError::Conflict(format!(
+            "Delivery {id} is being sent right now; try again when it is done."
+        )));
+    }
+    if deleting && d.status == Status::Succeeded {
+        return Err(ApiError::Conflict(format!(
+            "Delivery {id} succeeded; succeeded deliveries stay in the log until retention purges them."
+        )));
+    }
+    Ok(id)
+}
+
+/// Sends a delivery again now: one more attempt, same event, same webhook.
+async fn retry_one(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = changeable(&st, &id, false).await?;
+    st.store.requeue(&DeliveryFilter::ids(vec![id]), Utc::now()).await?;
+    st.wake.notify_one();
+    Ok(Json(detail_json(&st, id).await?))
+}
+
+async fn delete_one(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = changeable(&st, &id, true).await?;
+    st.store.delete_deliveries(&DeliveryFilter::ids(vec![id])).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A filter from a body: `{"status", "webhook_id", "id", "since"}` (values or lists), or a
+/// list of `{"id": n}`.
+fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
+    let bad = |field: &str, msg: &str| ApiError::Validation(json!({ field: [msg] }));
+    let list = |v: Option<&Value>| -> Vec<Value> {
+        match v {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items.clone(),
+            Some(other) => vec![other.clone()],
+        }
+    };
+    let ints = |field: &str, values: Vec<Value>| -> Result<Vec<i64>, ApiError> {
+        values
+            .iter()
+            .map(|x| x.as_i64().ok_or_else(|| bad(field, "Expected integers.")))
+            .collect()
+    };
+    let mut f = DeliveryFilter::default();
+    match body {
+        Value::Array(items) => {
+            f.id = ints(
+                "id",
+                items
+                    .iter()
+                    .map(|i| i.get("id").cloned().unwrap_or(Value::Null))
+                    .collect(),
+            )?;
+        }
+        Value::Object(map) => {
+            f.id = ints("id", list(map.get("id")))?;
+            f.webhook_id = ints("webhook_id", list(map.get("webhook_id")))?;
+            for s in list(map.get("status")) {
+                let status = s
+                    .as_str()
+                    .and_then(Status::parse)
+                    .ok_or_else(|| bad("status", "Expected queued, in_flight, retrying, succeeded or failed."))?;
+                f.status.push(status);
+            }
+            if let Some(since) = map.get("since").filter(|v| !v.is_null()) {
+                let t = since.as_str().and_then(parse_timestamp);
+                f.since = Some(t.ok_or_else(|| bad("since", "Expected an ISO 8601 date and time with a time zone."))?);
+            }
+        }
+        Value::Null => {}
+        _ => {
+            return Err(bad(
+                "non_field_errors",
+                "Expected a filter object or a list of {\"id\": n}.",
+            ))
+        }
+    }
+    Ok(f)
+}
+
+/// Retries every matching delivery that is not in flight (by default: the failed ones).
+async fn retry_many(
+    State(st): State<AppState>,
+    _auth: Auth,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let mut filter = body_filter(&body)?;
+    if filter.status.is_empty() && filter.id.is_empty() {
+        filter.status = vec![Status::Failed];
+    }
+    let n = st.store.requeue(&filter, Utc::now()).await?;
+    if n > 0 {
+        st.wake.notify_one();
+    }
+    Ok(Json(json!({"retried": n})))
+}
+
+/// Deletes matching queued, retrying or failed deliveries; a filter is required.
+async fn delete_many(
+    State(st): State<AppState>,
+    _auth: Auth,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let filter = body_filter(&body)?;
+    if filter.id.is_empty() && filter.status.is_empty() && filter.webhook_id.is_empty() && filter.since.is_none() {
+        return Err(ApiError::Validation(
+            json!({"non_field_errors": ["Give a filter (id, status, webhook_id or since)."]}),
+        ));
+    }
+    let n = st.store.delete_deliveries(&filter).await?;
+    Ok(Json(json!({"deleted": n})))
+}
+
+/// The queue at a glance.
+async fn queue(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, ApiError> {
+    let now = Utc::now();
+    let stats = st.store.queue_stats(now - chrono::Duration::hours(1)).await?;
+    let counts: Map<String, Value> = stats
+        .counts
+        .iter()
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect();
+    Ok(Json(json!({
+        "counts": counts,
+        "oldest_waiting": stats.oldest_waiting.map(netbox_timestamp),
+        "oldest_waiting_age_seconds": stats.oldest_waiting.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
+        "failed_attempts_last_hour": stats.failed_attempts,
+    })))
 }

@@ -1,9 +1,10 @@
 //! `/api/extras/webhooks/`: CRUD with NetBox's bulk forms, and preview.
 
 use super::{ApiError, AppState, Auth, JsonBody, ListQuery};
+use crate::delivery::send::{self, Clients};
 use crate::events::{ingest, netbox_timestamp, Event, EventKind};
 use crate::validate::parse_bool;
-use crate::webhooks::request::Compiled;
+use crate::webhooks::request::{Compiled, Outgoing};
 use crate::webhooks::Webhook;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
             get(detail).put(put).patch(patch).delete(delete),
         )
         .route("/api/extras/webhooks/{id}/preview/", post(preview_saved))
+        .route("/api/extras/webhooks/{id}/test/", post(test_send))
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {
@@ -249,13 +251,9 @@ async fn preview_saved(
     preview(&st, &auth, &webhook, body.get("event")).await
 }
 
-async fn preview(
-    st: &AppState,
-    auth: &Auth,
-    webhook: &Webhook,
-    event: Option<&Value>,
-) -> Result<Json<Value>, ApiError> {
-    let event = match event.filter(|e| !e.is_null()) {
+/// The sample event given in a body, or a built-in one for the webhook.
+fn event_for(st: &AppState, auth: &Auth, webhook: &Webhook, event: Option<&Value>) -> Result<Event, ApiError> {
+    match event.filter(|e| !e.is_null()) {
         Some(e) => {
             let defaults = ingest::Defaults {
                 username: &auth.user.username,
@@ -268,20 +266,50 @@ async fn preview(
                     json!({"event": ["Expected one event, not a list."]}),
                 ));
             }
-            parsed.remove(0)
+            Ok(parsed.remove(0))
         }
-        None => sample_event(st, webhook, &auth.user.username),
-    };
-    let built = Compiled::new(webhook).and_then(|c| c.build(webhook, &event));
-    match built {
-        Ok(req) => {
-            let headers: Map<String, Value> = req.headers.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-            Ok(Json(
-                json!({"method": req.method, "url": req.url, "headers": headers, "body": req.body}),
-            ))
-        }
-        Err(e) => Err(ApiError::Validation(json!({ e.field: [e.message] }))),
+        None => Ok(sample_event(st, webhook, &auth.user.username)),
     }
+}
+
+/// The request `webhook` sends for `event`; a template failure is a 400 naming its field.
+fn build(webhook: &Webhook, event: &Event) -> Result<Outgoing, ApiError> {
+    Compiled::new(webhook)
+        .and_then(|c| c.build(webhook, event))
+        .map_err(|e| ApiError::Validation(json!({ e.field: [e.message] })))
+}
+
+async fn preview(
+    st: &AppState,
+    auth: &Auth,
+    webhook: &Webhook,
+    event: Option<&Value>,
+) -> Result<Json<Value>, ApiError> {
+    let req = build(webhook, &event_for(st, auth, webhook, event)?)?;
+    let headers: Map<String, Value> = req.headers.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    Ok(Json(
+        json!({"method": req.method, "url": req.url, "headers": headers, "body": req.body}),
+    ))
+}
+
+/// `{"event": {...}}` (optional): sends a saved webhook's request now and shows the exchange.
+/// Nothing is queued or recorded.
+async fn test_send(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let webhook = one(&st, parse_id(&id)?).await?;
+    let req = build(&webhook, &event_for(&st, &auth, &webhook, body.get("event"))?)?;
+    let client = Clients::default()
+        .for_webhook(&webhook)
+        .map_err(|e| ApiError::Validation(json!({"ca_file_path": [e]})))?;
+    let timeout = std::time::Duration::from_secs(u64::from(webhook.timeout));
+    let (attempt, _) = send::send(&client, &req, 0, timeout, st.config.worker.response_body_limit).await;
+    let mut out = super::deliveries::attempt_json(1, &attempt);
+    out["succeeded"] = json!(attempt.error.is_none());
+    Ok(Json(out))
 }
 
 /// A realistic `created` event for the webhook's first content type.

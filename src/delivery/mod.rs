@@ -6,7 +6,7 @@ pub mod send;
 
 use crate::config::{RetentionConfig, WorkerConfig};
 use crate::queue::{decide, parse_retry_after, Observed, Verdict};
-use crate::store::{Claimed, Outcome, Status, Store};
+use crate::store::{ClaimLimits, Claimed, Outcome, Status, Store};
 use crate::webhooks::request::{BuildError, Compiled};
 use crate::webhooks::Webhook;
 use chrono::Utc;
@@ -41,6 +41,8 @@ pub struct Worker {
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Deliveries claimed and not yet recorded.
     in_flight: Mutex<HashSet<i64>>,
+    /// Notified when a send finishes, freeing a slot.
+    freed: Notify,
 }
 
 impl Worker {
@@ -62,6 +64,7 @@ impl Worker {
             cache: Mutex::new(HashMap::new()),
             destinations: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
+            freed: Notify::new(),
         })
     }
 
@@ -73,7 +76,13 @@ impl Worker {
         let tracker = TaskTracker::new();
         let (tx, rx) = mpsc::unbounded_channel::<Outcome>();
         let recorder = tokio::spawn(record(self.store.clone(), rx));
-        let purger = tokio::spawn(retention::run(self.store.clone(), self.retention.clone(), cancel.clone()));
+        let purger = tokio::spawn(retention::run(
+            self.store.clone(),
+            self.retention.clone(),
+            cancel.clone(),
+        ));
+        // Cancelled when the shutdown grace runs out: unfinished sends are dropped and released.
+        let abandon = CancellationToken::new();
         info!(concurrency = self.config.concurrency, "delivery worker started");
 
         loop {
@@ -89,8 +98,13 @@ impl Worker {
                 }
             }
             let wanted = held.len();
-            let skip = self.saturated_webhooks();
-            let claimed = match self.store.claim(Utc::now(), wanted, self.config.lease_margin_secs, &skip).await {
+            let limits = self.claim_limits(wanted);
+            let capped = limits.per_webhook.values().any(|n| *n == 0);
+            let claimed = match self
+                .store
+                .claim(Utc::now(), &limits, self.config.lease_margin_secs)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     error!(error = ?e, "claiming deliveries failed");
@@ -111,13 +125,18 @@ impl Worker {
                     let tx = tx.clone();
                     let webhook = prepared.get(&c.webhook_id).cloned();
                     let span = tracing::info_span!("deliver", delivery_id = c.delivery_id, webhook_id = c.webhook_id);
+                    let abandon = abandon.clone();
                     tracker.spawn(
                         async move {
                             let id = c.delivery_id;
-                            let outcome = worker.deliver(c, webhook).await;
+                            let outcome = tokio::select! {
+                                o = worker.deliver(c, webhook) => o,
+                                _ = abandon.cancelled() => return,
+                            };
                             let _ = tx.send(outcome);
                             worker.lock_in_flight().remove(&id);
                             drop(permit);
+                            worker.freed.notify_one();
                         }
                         .instrument(span),
                     );
@@ -125,9 +144,16 @@ impl Worker {
             }
             drop(held);
             if got < wanted {
-                let wait = self.idle_wait().await;
+                // With destinations at their cap, due work may be waiting for a slot: a
+                // finished send (or new work, or the poll) brings the next look.
+                let wait = if !capped {
+                    self.idle_wait().await
+                } else {
+                    Duration::from_secs_f64(self.config.poll_interval_secs)
+                };
                 tokio::select! {
                     _ = self.wake.notified() => {}
+                    _ = self.freed.notified(), if capped => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = cancel.cancelled() => break,
                 }
@@ -138,8 +164,13 @@ impl Worker {
         tracker.close();
         let grace = Duration::from_secs_f64(self.config.shutdown_grace_secs);
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            abandon.cancel();
+            tracker.wait().await;
             let left: Vec<i64> = self.lock_in_flight().iter().copied().collect();
-            warn!(deliveries = left.len(), "grace period over: returning unfinished deliveries to the queue");
+            warn!(
+                deliveries = left.len(),
+                "grace period over: returning unfinished deliveries to the queue"
+            );
             if let Err(e) = self.store.release(&left, Utc::now()).await {
                 error!(error = ?e, "releasing deliveries failed; their leases will expire");
             }
@@ -163,21 +194,24 @@ impl Worker {
             .clone()
     }
 
-    /// Webhooks whose destination has no free slot: claiming their deliveries now would only
-    /// tie up worker slots.
-    fn saturated_webhooks(&self) -> Vec<i64> {
+    /// What one claim may take: no more of a webhook than its destination has free slots, so
+    /// a slow receiver's deliveries never sit on worker slots waiting for their own.
+    fn claim_limits(&self, total: usize) -> ClaimLimits {
+        let cap = self.config.per_destination_concurrency;
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        cache
+        let per_webhook = cache
             .values()
-            .filter(|p| {
-                p.destination
-                    .as_ref()
-                    .and_then(|d| map.get(d))
-                    .is_some_and(|s| s.available_permits() == 0)
+            .filter_map(|p| {
+                let free = map.get(p.destination.as_ref()?).map_or(cap, |s| s.available_permits());
+                Some((p.webhook.id, free))
             })
-            .map(|p| p.webhook.id)
-            .collect()
+            .collect();
+        ClaimLimits {
+            total,
+            webhook_default: cap,
+            per_webhook,
+        }
     }
 
     /// How long to sleep when nothing is due: until the next due delivery, at most the poll interval.
@@ -210,7 +244,10 @@ impl Worker {
         for w in webhooks {
             let fresh = cache.get(&w.id).filter(|p| p.webhook == w).cloned();
             let prepared = fresh.unwrap_or_else(|| {
-                if cache.get(&w.id).is_some_and(|p| p.webhook.ca_file_path != w.ca_file_path) {
+                if cache
+                    .get(&w.id)
+                    .is_some_and(|p| p.webhook.ca_file_path != w.ca_file_path)
+                {
                     self.clients.clear();
                 }
                 let p = Arc::new(Prepared {
@@ -253,7 +290,16 @@ impl Worker {
         };
         let timeout = Duration::from_secs(u64::from(prepared.webhook.timeout));
         let (attempt, timed_out) = match self.clients.for_webhook(&prepared.webhook) {
-            Ok(client) => send::send(&client, &request, c.delivery_id, timeout, self.config.response_body_limit).await,
+            Ok(client) => {
+                send::send(
+                    &client,
+                    &request,
+                    c.delivery_id,
+                    timeout,
+                    self.config.response_body_limit,
+                )
+                .await
+            }
             Err(e) => {
                 let mut a = send::unsent_attempt(&request, c.delivery_id);
                 a.error = Some(e);
@@ -276,7 +322,11 @@ impl Worker {
             Verdict::RetryAfter(delay) => (Status::Retrying, Some(now + delay)),
             Verdict::Failed => (Status::Failed, None),
         };
-        debug!(status = status.as_str(), error = attempt.error.as_deref(), "delivery attempt done");
+        debug!(
+            status = status.as_str(),
+            error = attempt.error.as_deref(),
+            "delivery attempt done"
+        );
         Outcome {
             delivery_id: c.delivery_id,
             error: attempt.error.clone(),

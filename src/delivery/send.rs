@@ -118,7 +118,11 @@ pub async fn send(
                     .chars()
                     .take(200)
                     .collect();
-                attempt.error = Some(format!("status {status}: {head}").trim_end().to_string());
+                attempt.error = Some(if head.is_empty() {
+                    format!("status {status}")
+                } else {
+                    format!("status {status}: {head}")
+                });
             }
             attempt.response_status = Some(status);
             attempt.response_headers = headers;
@@ -146,7 +150,11 @@ pub fn static_destination(payload_url: &str) -> Option<String> {
     if authority.contains('{') || payload_url[..payload_url.len() - rest.len()].contains('{') {
         return None;
     }
-    destination(&format!("{}{}/", &payload_url[..payload_url.len() - rest.len()], authority))
+    destination(&format!(
+        "{}{}/",
+        &payload_url[..payload_url.len() - rest.len()],
+        authority
+    ))
 }
 
 fn human_secs(d: Duration) -> String {
@@ -209,7 +217,10 @@ mod tests {
     #[test]
     fn destinations() {
         assert_eq!(destination("https://h.example/x").as_deref(), Some("h.example:443"));
-        assert_eq!(static_destination("http://127.0.0.1:9000/{{ model }}").as_deref(), Some("127.0.0.1:9000"));
+        assert_eq!(
+            static_destination("http://127.0.0.1:9000/{{ model }}").as_deref(),
+            Some("127.0.0.1:9000")
+        );
         assert_eq!(static_destination("http://{{ data.host }}/x"), None);
     }
 }

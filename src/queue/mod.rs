@@ -89,7 +89,10 @@ mod tests {
     }
 
     fn status(s: u16) -> Observed {
-        Observed { status: Some(s), ..Observed::default() }
+        Observed {
+            status: Some(s),
+            ..Observed::default()
+        }
     }
 
     #[test]
@@ -115,36 +118,76 @@ mod tests {
     fn verdicts() {
         let p = policy();
         assert_eq!(decide(&p, 1, &status(204), 0.5), Verdict::Succeeded);
-        assert_eq!(decide(&p, 1, &status(500), 0.5), Verdict::RetryAfter(Duration::from_secs(5)));
+        assert_eq!(
+            decide(&p, 1, &status(500), 0.5),
+            Verdict::RetryAfter(Duration::from_secs(5))
+        );
         assert_eq!(decide(&p, 3, &status(500), 0.5), Verdict::Failed);
         assert_eq!(decide(&p, 1, &status(410), 0.5), Verdict::Failed);
-        assert_eq!(decide(&p, 1, &Observed::default(), 0.5), Verdict::RetryAfter(Duration::from_secs(5)));
+        assert_eq!(
+            decide(&p, 1, &Observed::default(), 0.5),
+            Verdict::RetryAfter(Duration::from_secs(5))
+        );
         for s in [429, 502, 503, 504] {
-            assert_eq!(decide(&p, 1, &status(s), 0.5), Verdict::RetryAfter(Duration::from_secs(60)), "{s}");
+            assert_eq!(
+                decide(&p, 1, &status(s), 0.5),
+                Verdict::RetryAfter(Duration::from_secs(60)),
+                "{s}"
+            );
         }
-        let timeout = Observed { timed_out: true, ..Observed::default() };
-        assert_eq!(decide(&p, 1, &timeout, 0.5), Verdict::RetryAfter(Duration::from_secs(60)));
+        let timeout = Observed {
+            timed_out: true,
+            ..Observed::default()
+        };
+        assert_eq!(
+            decide(&p, 1, &timeout, 0.5),
+            Verdict::RetryAfter(Duration::from_secs(60))
+        );
         // The schedule wins when it asks for longer.
-        assert_eq!(decide(&p, 2, &status(503), 0.5), Verdict::RetryAfter(Duration::from_secs(300)));
+        assert_eq!(
+            decide(&p, 2, &status(503), 0.5),
+            Verdict::RetryAfter(Duration::from_secs(300))
+        );
     }
 
     #[test]
     fn retry_after_is_honoured_but_clamped() {
         let p = policy();
-        let asked = |secs| Observed { status: Some(429), retry_after: Some(Duration::from_secs(secs)), ..Observed::default() };
-        assert_eq!(decide(&p, 1, &asked(120), 0.5), Verdict::RetryAfter(Duration::from_secs(120)));
-        assert_eq!(decide(&p, 1, &asked(1), 0.5), Verdict::RetryAfter(Duration::from_secs(60)));
-        assert_eq!(decide(&p, 1, &asked(86_400), 0.5), Verdict::RetryAfter(Duration::from_secs(3600)));
+        let asked = |secs| Observed {
+            status: Some(429),
+            retry_after: Some(Duration::from_secs(secs)),
+            ..Observed::default()
+        };
+        assert_eq!(
+            decide(&p, 1, &asked(120), 0.5),
+            Verdict::RetryAfter(Duration::from_secs(120))
+        );
+        assert_eq!(
+            decide(&p, 1, &asked(1), 0.5),
+            Verdict::RetryAfter(Duration::from_secs(60))
+        );
+        assert_eq!(
+            decide(&p, 1, &asked(86_400), 0.5),
+            Verdict::RetryAfter(Duration::from_secs(3600))
+        );
         // Retry-After does not revive an exhausted schedule.
         assert_eq!(decide(&p, 3, &asked(10), 0.5), Verdict::Failed);
     }
 
     #[test]
     fn parses_retry_after() {
-        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Thu, 01 Jan 2026 00:01:30 GMT", now), Some(Duration::from_secs(90)));
-        assert_eq!(parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 2026 00:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

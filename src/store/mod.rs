@@ -130,6 +130,37 @@ pub struct Claimed {
     pub event: Arc<Event>,
 }
 
+/// How many deliveries one claim may take.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimLimits {
+    /// In all.
+    pub total: usize,
+    /// Of one webhook, unless `per_webhook` says otherwise.
+    pub webhook_default: usize,
+    /// Of these webhooks (0 skips one), e.g. when its destination has few free slots.
+    pub per_webhook: std::collections::HashMap<i64, usize>,
+}
+
+impl ClaimLimits {
+    /// Up to `total`, from any webhooks.
+    pub fn total(total: usize) -> ClaimLimits {
+        ClaimLimits {
+            total,
+            webhook_default: total,
+            per_webhook: Default::default(),
+        }
+    }
+
+    /// The most one claim may take of `webhook_id`.
+    pub fn of(&self, webhook_id: i64) -> usize {
+        self.per_webhook
+            .get(&webhook_id)
+            .copied()
+            .unwrap_or(self.webhook_default)
+            .min(self.total)
+    }
+}
+
 /// What became of one claimed delivery.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -157,7 +188,10 @@ pub struct DeliveryFilter {
 
 impl DeliveryFilter {
     pub fn ids(ids: Vec<i64>) -> DeliveryFilter {
-        DeliveryFilter { id: ids, ..DeliveryFilter::default() }
+        DeliveryFilter {
+            id: ids,
+            ..DeliveryFilter::default()
+        }
     }
 }
 
@@ -205,16 +239,10 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction: the events, and one delivery for each enabled webhook each matches.
     async fn record_events(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<Recorded>>;
 
-    /// Claims up to `limit` due deliveries (queued, retrying, or in flight with an expired
-    /// lease), skipping those of the `skip_webhooks`. The lease lasts the webhook's timeout
-    /// plus `lease_margin_secs`.
-    async fn claim(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_margin_secs: u64,
-        skip_webhooks: &[i64],
-    ) -> Result<Vec<Claimed>>;
+    /// Claims due deliveries (queued, retrying, or in flight with an expired lease), the
+    /// oldest first, within `limits`. The lease lasts the webhook's timeout plus
+    /// `lease_margin_secs`.
+    async fn claim(&self, now: DateTime<Utc>, limits: &ClaimLimits, lease_margin_secs: u64) -> Result<Vec<Claimed>>;
     /// Records outcomes of claimed deliveries in one transaction.
     async fn complete(&self, outcomes: Vec<Outcome>, now: DateTime<Utc>) -> Result<()>;
     /// Puts claimed deliveries back in the queue, due now (a worker shutting down).

@@ -4,7 +4,8 @@
 //! `synchronous=NORMAL` in WAL mode keeps every commit across a process crash (kill -9).
 
 use super::{
-    QueueStats, Attempt, Claimed, Delivery, DeliveryFilter, Outcome, Recorded, Result, Status, Store, StoreError, Token, User,
+    Attempt, ClaimLimits, Claimed, Delivery, DeliveryFilter, Outcome, QueueStats, Recorded, Result, Status, Store,
+    StoreError, Token, User,
 };
 use crate::events::{Event, EventKind};
 use crate::webhooks::Webhook;
@@ -178,7 +179,11 @@ fn bind_webhook<'a>(
         .bind(w.ssl_verification)
         .bind(&w.ca_file_path)
         .bind(w.timeout as i64)
-        .bind(w.retry_schedule.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default()));
+        .bind(
+            w.retry_schedule
+                .as_ref()
+                .map(|s| serde_json::to_string(s).unwrap_or_default()),
+        );
     q
 }
 
@@ -484,30 +489,45 @@ impl Store for SqliteStore {
         Ok(recorded)
     }
 
-    async fn claim(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_margin_secs: u64,
-        skip_webhooks: &[i64],
-    ) -> Result<Vec<Claimed>> {
+    async fn claim(&self, now: DateTime<Utc>, limits: &ClaimLimits, lease_margin_secs: u64) -> Result<Vec<Claimed>> {
         let now_us = micros(now);
         let mut tx = self.begin().await?;
-        let mut qb = QueryBuilder::new("update deliveries set status = 'in_flight', attempts = attempts + 1, updated_at = ");
+        let webhook_ids: Vec<i64> = sqlx::query_scalar("select id from webhooks order by id")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(other)?;
+        let arms: Vec<(i64, usize)> = webhook_ids
+            .into_iter()
+            .map(|id| (id, limits.of(id)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if arms.is_empty() {
+            tx.commit().await.map_err(other)?;
+            return Ok(Vec::new());
+        }
+        // One index range per webhook: the oldest due of each, then the oldest overall.
+        let mut qb =
+            QueryBuilder::new("update deliveries set status = 'in_flight', attempts = attempts + 1, updated_at = ");
         qb.push_bind(now_us)
             .push(", next_attempt_at = ")
             .push_bind(now_us)
             .push(" + ((select timeout from webhooks w where w.id = deliveries.webhook_id) + ")
             .push_bind(lease_margin_secs as i64)
-            .push(") * 1000000 where id in (select id from deliveries indexed by deliveries_due \
-                   where status in ('queued', 'retrying', 'in_flight') and next_attempt_at <= ")
-            .push_bind(now_us);
-        if !skip_webhooks.is_empty() {
-            qb.push(" and webhook_id not in ");
-            push_ids(&mut qb, skip_webhooks);
+            .push(") * 1000000 where id in (select id from (");
+        for (i, (webhook_id, arm_limit)) in arms.iter().enumerate() {
+            if i > 0 {
+                qb.push(" union all ");
+            }
+            qb.push("select * from (select id, next_attempt_at from deliveries indexed by deliveries_due_webhook where webhook_id = ")
+                .push_bind(*webhook_id)
+                .push(" and status in ('queued', 'retrying', 'in_flight') and next_attempt_at <= ")
+                .push_bind(now_us)
+                .push(" order by next_attempt_at, id limit ")
+                .push_bind(*arm_limit as i64)
+                .push(")");
         }
-        qb.push(" order by next_attempt_at limit ")
-            .push_bind(limit as i64)
+        qb.push(") order by next_attempt_at, id limit ")
+            .push_bind(limits.total as i64)
             .push(") returning id, event_id, webhook_id, attempts");
         let rows = qb.build().fetch_all(&mut *tx).await.map_err(other)?;
         if rows.is_empty() {
@@ -739,7 +759,11 @@ impl Store for SqliteStore {
                 .fetch_one(&self.read)
                 .await
                 .map_err(other)?;
-        Ok(QueueStats { counts, oldest_waiting: oldest.map(from_micros), failed_attempts })
+        Ok(QueueStats {
+            counts,
+            oldest_waiting: oldest.map(from_micros),
+            failed_attempts,
+        })
     }
 
     async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {

@@ -167,14 +167,19 @@ impl Webhook {
             Some(Value::Array(items)) => {
                 let secs: Vec<f64> = items.iter().filter_map(Value::as_f64).collect();
                 if secs.len() != items.len() || secs.iter().any(|s| !s.is_finite() || *s < 0.0 || *s > 604_800.0) {
-                    r.errors.add("retry_schedule", "Expected a list of delays in seconds, each from 0 to 604800.");
+                    r.errors.add(
+                        "retry_schedule",
+                        "Expected a list of delays in seconds, each from 0 to 604800.",
+                    );
                 } else if secs.len() > 50 {
                     r.errors.add("retry_schedule", "At most 50 retries.");
                 } else {
                     self.retry_schedule = Some(secs);
                 }
             }
-            Some(_) => r.errors.add("retry_schedule", "Expected a list of delays in seconds, or null."),
+            Some(_) => r
+                .errors
+                .add("retry_schedule", "Expected a list of delays in seconds, or null."),
         }
         if let Some(c) = r.raw("conditions") {
             if !c.is_null() {

@@ -103,12 +103,13 @@ impl TestApp {
         }
     }
 
-    /// Stops the server and its worker, waiting for in-flight work.
-    pub async fn stop(mut self) {
+    /// Stops the server and its worker, waiting for in-flight work; returns the data folder.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
+        self.dir
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -85,6 +85,7 @@ impl Tls {
 struct Shared {
     received: Mutex<Vec<Received>>,
     behavior: Mutex<Behavior>,
+    headers: Mutex<Vec<(String, String)>>,
 }
 
 pub struct TestReceiver {
@@ -113,6 +114,7 @@ impl TestReceiver {
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
             behavior: Mutex::new(Behavior::Status(200, "ok".into())),
+            headers: Mutex::new(Vec::new()),
         });
         let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -157,6 +159,11 @@ impl TestReceiver {
         *self.shared.behavior.lock().unwrap() = behavior;
     }
 
+    /// Adds a header to every answer.
+    pub fn set_header(&self, name: &str, value: &str) {
+        self.shared.headers.lock().unwrap().push((name.into(), value.into()));
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
     }
@@ -197,10 +204,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     });
     let behavior = shared.behavior.lock().unwrap().clone();
     match behavior {
-        Behavior::Status(code, body) => Ok(Response::builder()
-            .status(code)
-            .body(Full::new(Bytes::from(body)))
-            .unwrap()),
+        Behavior::Status(code, body) => {
+            let mut resp = Response::builder().status(code);
+            for (name, value) in shared.headers.lock().unwrap().iter() {
+                resp = resp.header(name, value);
+            }
+            Ok(resp.body(Full::new(Bytes::from(body))).unwrap())
+        }
         Behavior::Hang => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok(Response::new(Full::new(Bytes::new())))

@@ -57,13 +57,33 @@ struct Report {
 
 impl Report {
     fn add(&mut self, scenario: &'static str, metric: &str, value: f64, unit: &'static str) {
-        self.rows.push(Row { scenario, metric: metric.into(), value, unit, target: None });
+        self.rows.push(Row {
+            scenario,
+            metric: metric.into(),
+            value,
+            unit,
+            target: None,
+        });
     }
 
     /// A figure with a target: `at_least` true for ≥, false for ≤.
-    fn target(&mut self, scenario: &'static str, metric: &str, value: f64, unit: &'static str, goal: f64, at_least: bool) {
+    fn target(
+        &mut self,
+        scenario: &'static str,
+        metric: &str,
+        value: f64,
+        unit: &'static str,
+        goal: f64,
+        at_least: bool,
+    ) {
         let met = if at_least { value >= goal } else { value <= goal };
-        self.rows.push(Row { scenario, metric: metric.into(), value, unit, target: Some((goal, at_least)) });
+        self.rows.push(Row {
+            scenario,
+            metric: metric.into(),
+            value,
+            unit,
+            target: Some((goal, at_least)),
+        });
         let _ = met;
     }
 
@@ -79,11 +99,23 @@ impl Report {
             let target = match r.target {
                 Some((goal, at_least)) => {
                     let met = if at_least { r.value >= goal } else { r.value <= goal };
-                    format!("{} {} {}", if at_least { "≥" } else { "≤" }, fmt(goal), if met { "met" } else { "**missed**" })
+                    format!(
+                        "{} {} {}",
+                        if at_least { "≥" } else { "≤" },
+                        fmt(goal),
+                        if met { "met" } else { "**missed**" }
+                    )
                 }
                 None => String::new(),
             };
-            out.push_str(&format!("| {} | {} | {} {} | {} |\n", r.scenario, r.metric, fmt(r.value), r.unit, target));
+            out.push_str(&format!(
+                "| {} | {} | {} {} | {} |\n",
+                r.scenario,
+                r.metric,
+                fmt(r.value),
+                r.unit,
+                target
+            ));
         }
         out
     }
@@ -135,14 +167,33 @@ impl Bench {
         let complete = rx.wait_unique(n as usize, Duration::from_secs(300)).await;
         let last = rx.counts.last.lock().unwrap().unwrap_or_else(Instant::now);
         let rate = n as f64 / (last - t0).as_secs_f64();
-        r.add("deliver", "events accepted", n as f64 / accepted.as_secs_f64(), "events/s");
+        r.add(
+            "deliver",
+            "events accepted",
+            n as f64 / accepted.as_secs_f64(),
+            "events/s",
+        );
         r.target("deliver", "deliveries arriving", rate, "/s", 10_000.0, true);
-        r.add("deliver", "signatures invalid", rx.counts.bad_signatures.load(Ordering::Relaxed) as f64, "");
-        r.add("deliver", "duplicates", rx.counts.duplicates.load(Ordering::Relaxed) as f64, "");
+        r.add(
+            "deliver",
+            "signatures invalid",
+            rx.counts.bad_signatures.load(Ordering::Relaxed) as f64,
+            "",
+        );
+        r.add(
+            "deliver",
+            "duplicates",
+            rx.counts.duplicates.load(Ordering::Relaxed) as f64,
+            "",
+        );
         r.target("deliver", "Herald RSS idle", idle as f64 / 1024.0, "MiB", 30.0, false);
         r.add("deliver", "Herald RSS peak", h.rss_kib().1 as f64 / 1024.0, "MiB");
         r.check("deliver", &format!("{} of {n} events arrived", rx.unique()), complete);
-        r.check("deliver", "every signature valid", rx.counts.bad_signatures.load(Ordering::Relaxed) == 0);
+        r.check(
+            "deliver",
+            "every signature valid",
+            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+        );
         h.stop().await;
         Ok(rate)
     }
@@ -150,13 +201,19 @@ impl Bench {
     /// The same bodies, signatures and concurrency, sent by a bare keep-alive client.
     async fn baseline(&self, r: &mut Report) -> anyhow::Result<f64> {
         let rx = Receiver::start(false).await;
-        let client = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build()?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()?;
         let n = self.events;
         let concurrency = herald::config::Config::defaults().worker.concurrency as u64;
         let url = rx.url();
         // Bodies and signatures as Herald makes them, prepared before the clock starts.
         let catalog = herald::catalog::Catalog::builtin();
-        let defaults = herald::events::ingest::Defaults { username: "bench", now: chrono::Utc::now() };
+        let defaults = herald::events::ingest::Defaults {
+            username: "bench",
+            now: chrono::Utc::now(),
+        };
         let mut requests = Vec::with_capacity(n as usize);
         for i in 1..=n {
             let events = herald::events::ingest::parse(&process::event(i), &catalog, &defaults)
@@ -226,15 +283,41 @@ impl Bench {
         }
         after_answer.sort_by(f64::total_cmp);
         after_send.sort_by(f64::total_cmp);
-        let pct = |v: &[f64], p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
-        r.target("latency", "answer → arrival p50", pct(&after_answer, 0.5), "ms", 0.5, false);
+        let pct = |v: &[f64], p: f64| {
+            v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        r.target(
+            "latency",
+            "answer → arrival p50",
+            pct(&after_answer, 0.5),
+            "ms",
+            0.5,
+            false,
+        );
         r.add("latency", "answer → arrival p95", pct(&after_answer, 0.95), "ms");
-        r.target("latency", "answer → arrival p99", pct(&after_answer, 0.99), "ms", 2.0, false);
+        r.target(
+            "latency",
+            "answer → arrival p99",
+            pct(&after_answer, 0.99),
+            "ms",
+            2.0,
+            false,
+        );
         r.add("latency", "answer → arrival max", pct(&after_answer, 1.0), "ms");
         r.add("latency", "request sent → arrival p50", pct(&after_send, 0.5), "ms");
         r.add("latency", "request sent → arrival p99", pct(&after_send, 0.99), "ms");
-        r.check("latency", &format!("{} of {n} events arrived", arrivals.len()), complete);
-        r.check("latency", "every signature valid", rx.counts.bad_signatures.load(Ordering::Relaxed) == 0);
+        r.check(
+            "latency",
+            &format!("{} of {n} events arrived", arrivals.len()),
+            complete,
+        );
+        r.check(
+            "latency",
+            "every signature valid",
+            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+        );
         h.stop().await;
         Ok(())
     }
@@ -256,10 +339,25 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let last = rx.counts.last.lock().unwrap().unwrap_or_else(Instant::now);
-        r.target("fanout", "deliveries arriving", rx.received() as f64 / (last - t0).as_secs_f64(), "/s", 10_000.0, true);
+        r.target(
+            "fanout",
+            "deliveries arriving",
+            rx.received() as f64 / (last - t0).as_secs_f64(),
+            "/s",
+            10_000.0,
+            true,
+        );
         r.add("fanout", "Herald RSS peak", h.rss_kib().1 as f64 / 1024.0, "MiB");
-        r.check("fanout", &format!("{} of {want} deliveries arrived", rx.received()), rx.received() >= want);
-        r.check("fanout", "every signature valid", rx.counts.bad_signatures.load(Ordering::Relaxed) == 0);
+        r.check(
+            "fanout",
+            &format!("{} of {want} deliveries arrived", rx.received()),
+            rx.received() >= want,
+        );
+        r.check(
+            "fanout",
+            "every signature valid",
+            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+        );
         h.stop().await;
         Ok(())
     }
@@ -273,23 +371,57 @@ impl Bench {
         h.create_webhook("backlog", &rx.url(), 15).await?;
         let t0 = Instant::now();
         post_events(&h, 1, n + 1, 1000, 4).await?;
-        r.add("backlog", "queued (no worker)", n as f64 / t0.elapsed().as_secs_f64(), "deliveries/s");
-        r.add("backlog", "database size", database_bytes(dir.path()) as f64 / (1024.0 * 1024.0), "MiB");
-        r.target("backlog", "Herald RSS with the queue full", h.rss_kib().1 as f64 / 1024.0, "MiB", 150.0, false);
+        r.add(
+            "backlog",
+            "queued (no worker)",
+            n as f64 / t0.elapsed().as_secs_f64(),
+            "deliveries/s",
+        );
+        r.add(
+            "backlog",
+            "database size",
+            database_bytes(dir.path()) as f64 / (1024.0 * 1024.0),
+            "MiB",
+        );
+        r.target(
+            "backlog",
+            "Herald RSS with the queue full",
+            h.rss_kib().1 as f64 / 1024.0,
+            "MiB",
+            150.0,
+            false,
+        );
         h.stop().await;
 
         let h = self.herald(&dir, true).await?;
         let t0 = Instant::now();
-        let complete = rx.wait_unique(n as usize, Duration::from_secs(if self.quick { 60 } else { 400 })).await;
+        let complete = rx
+            .wait_unique(n as usize, Duration::from_secs(if self.quick { 60 } else { 400 }))
+            .await;
         let last = rx.counts.last.lock().unwrap().unwrap_or_else(Instant::now);
         let rate = rx.unique() as f64 / (last - t0).as_secs_f64();
         match deliver_rate {
             Some(d) => r.target("backlog", "drain", rate, "/s", d, true),
             None => r.add("backlog", "drain", rate, "/s"),
         }
-        r.target("backlog", "Herald RSS peak while draining", h.rss_kib().1 as f64 / 1024.0, "MiB", 150.0, false);
-        r.check("backlog", &format!("{} of {n} deliveries arrived", rx.unique()), complete);
-        r.check("backlog", "every signature valid", rx.counts.bad_signatures.load(Ordering::Relaxed) == 0);
+        r.target(
+            "backlog",
+            "Herald RSS peak while draining",
+            h.rss_kib().1 as f64 / 1024.0,
+            "MiB",
+            150.0,
+            false,
+        );
+        r.check(
+            "backlog",
+            &format!("{} of {n} deliveries arrived", rx.unique()),
+            complete,
+        );
+        r.check(
+            "backlog",
+            "every signature valid",
+            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+        );
         h.stop().await;
         Ok(())
     }
@@ -335,7 +467,11 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("herald"),
     };
-    anyhow::ensure!(exe.exists(), "{} not found: build it first (cargo build --release --bins)", exe.display());
+    anyhow::ensure!(
+        exe.exists(),
+        "{} not found: build it first (cargo build --release --bins)",
+        exe.display()
+    );
     let bench = Bench {
         exe,
         quick: args.quick,
@@ -344,32 +480,58 @@ async fn main() -> anyhow::Result<()> {
     };
     let all = args.scenario == "all";
     let wants = |s: &str| all || args.scenario == s;
-    let known = ["all", "deliver", "baseline", "latency", "fanout", "backlog", "isolation"];
-    anyhow::ensure!(known.contains(&args.scenario.as_str()), "unknown scenario {:?}: one of {known:?}", args.scenario);
+    let known = [
+        "all",
+        "deliver",
+        "baseline",
+        "latency",
+        "fanout",
+        "backlog",
+        "isolation",
+    ];
+    anyhow::ensure!(
+        known.contains(&args.scenario.as_str()),
+        "unknown scenario {:?}: one of {known:?}",
+        args.scenario
+    );
 
     let started = Instant::now();
     let mut report = Report::default();
+    let mut shown = 0;
+    let mut progress = |report: &Report, name: &str| {
+        eprintln!("herald-bench: {name} done at {:.0} s", started.elapsed().as_secs_f64());
+        for r in &report.rows[shown..] {
+            eprintln!("  {} {}: {} {}", r.scenario, r.metric, fmt(r.value), r.unit);
+        }
+        shown = report.rows.len();
+    };
     let mut deliver_rate = None;
     if wants("deliver") {
         deliver_rate = Some(bench.deliver(&mut report).await.context("deliver")?);
+        progress(&report, "deliver");
     }
     if wants("baseline") {
         let base = bench.baseline(&mut report).await.context("baseline")?;
         if let Some(d) = deliver_rate {
             report.target("baseline", "deliver ÷ baseline", d / base, "", 0.5, true);
         }
+        progress(&report, "baseline");
     }
     if wants("latency") {
         bench.latency(&mut report).await.context("latency")?;
+        progress(&report, "latency");
     }
     if wants("fanout") {
         bench.fanout(&mut report).await.context("fanout")?;
+        progress(&report, "fanout");
     }
     if wants("backlog") {
         bench.backlog(&mut report, deliver_rate).await.context("backlog")?;
+        progress(&report, "backlog");
     }
     if wants("isolation") {
         bench.isolation(&mut report).await.context("isolation")?;
+        progress(&report, "isolation");
     }
     println!("{}", report.markdown());
     println!(

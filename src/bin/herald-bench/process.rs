@@ -58,8 +58,16 @@ impl Herald {
         .await
         .context("herald did not start within 60 s")??;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let client = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build()?;
-        Ok(Herald { child, pid, base, client })
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Herald {
+            child,
+            pid,
+            base,
+            client,
+        })
     }
 
     /// Resident memory now and at its peak, in KiB (from /proc).
@@ -78,8 +86,13 @@ impl Herald {
 
     /// SIGTERM, then wait (bounded); SIGKILL if it does not exit.
     pub async fn stop(mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_err() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }

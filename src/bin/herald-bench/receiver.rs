@@ -48,7 +48,9 @@ impl Receiver {
         let (c, h) = (counts.clone(), hang.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let _ = stream.set_nodelay(true);
                 let (c, h) = (c.clone(), h.clone());
                 tokio::spawn(async move {
@@ -59,7 +61,12 @@ impl Receiver {
                 });
             }
         });
-        Receiver { addr, counts, hang, task }
+        Receiver {
+            addr,
+            counts,
+            hang,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -99,7 +106,11 @@ fn event_number(body: &[u8]) -> Option<u64> {
     digits.parse().ok()
 }
 
-async fn handle(counts: Arc<Counts>, hang: Arc<AtomicBool>, req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, hyper::Error> {
+async fn handle(
+    counts: Arc<Counts>,
+    hang: Arc<AtomicBool>,
+    req: Request<Incoming>,
+) -> Result<Response<Empty<Bytes>>, hyper::Error> {
     let signature = req.headers().get("x-hook-signature").map(|v| v.as_bytes().to_vec());
     let body = req.into_body().collect().await?.to_bytes();
     let now = Instant::now();
@@ -118,7 +129,10 @@ async fn handle(counts: Arc<Counts>, hang: Arc<AtomicBool>, req: Request<Incomin
         }
     }
     *counts.last.lock().unwrap() = Some(now);
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Empty::new()).expect("static response"))
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Empty::new())
+        .expect("static response"))
 }
 
 #[cfg(test)]

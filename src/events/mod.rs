@@ -75,9 +75,32 @@ impl Event {
         Value::Object(ctx)
     }
 
-    /// The body sent when a webhook has no body template: the context as `json.dumps` writes it.
+    /// The body sent when a webhook has no body template: the context as `json.dumps` writes
+    /// it (written field by field, without building the context).
     pub fn default_body(&self) -> String {
-        pyjson::dumps(&self.context())
+        let mut out = String::with_capacity(512);
+        for (i, (key, text)) in [
+            ("event", self.kind.as_str()),
+            ("timestamp", self.timestamp.as_str()),
+            ("model", self.model()),
+            ("object_type", self.object_type.as_str()),
+            ("username", self.username.as_str()),
+            ("request_id", self.request_id.as_str()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out.push_str(if i == 0 { "{" } else { ", " });
+            pyjson::write_str(&mut out, key);
+            out.push_str(": ");
+            pyjson::write_str(&mut out, text);
+        }
+        out.push_str(", \"data\": ");
+        pyjson::write_value_into(&mut out, &self.data);
+        out.push_str(", \"snapshots\": ");
+        pyjson::write_value_into(&mut out, &self.snapshots);
+        out.push('}');
+        out
     }
 }
 
@@ -107,6 +130,7 @@ mod tests {
             e.default_body(),
             r#"{"event": "created", "timestamp": "2020-02-25T15:10:26.010582+00:00", "model": "site", "object_type": "dcim.site", "username": "jstretch", "request_id": "fdbca812-3142-4783-b364-2e2bd5c16c6a", "data": {"id": 19, "name": "Site 1"}, "snapshots": {"prechange": null, "postchange": {"name": "Site 1"}}}"#
         );
+        assert_eq!(e.default_body(), pyjson::dumps(&e.context()));
         assert_eq!(EventKind::parse("object_deleted"), Some(EventKind::Deleted));
         assert_eq!(EventKind::parse("moved"), None);
     }

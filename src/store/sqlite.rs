@@ -58,15 +58,15 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("cache_size", "-16000");
+            .foreign_keys(true);
         let memory = url.contains(":memory:") || url.contains("mode=memory");
+        // Page cache: 8 MiB for the writer, SQLite's default 2 MiB for each reader.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().pragma("cache_size", "-8000"))
             .await
             .with_context(|| format!("cannot open database {url}"))?;
         let read = if memory {
@@ -414,12 +414,14 @@ impl Store for SqliteStore {
     }
 
     async fn record_events(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<Recorded>> {
-        let mut tx = self.begin().await?;
+        // Read before the write transaction, off the writer: a webhook change committed before
+        // this request is seen, as in any later transaction.
         let rows = sqlx::query("select * from webhooks where enabled = 1")
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.read)
             .await
             .map_err(other)?;
         let webhooks = rows.iter().map(webhook_from_row).collect::<Result<Vec<_>>>()?;
+        let mut tx = self.begin().await?;
         // The write lock is held, so ids after the current maximum are ours.
         let last: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from events")
             .fetch_one(&mut *tx)
@@ -491,9 +493,10 @@ impl Store for SqliteStore {
 
     async fn claim(&self, now: DateTime<Utc>, limits: &ClaimLimits, lease_margin_secs: u64) -> Result<Vec<Claimed>> {
         let now_us = micros(now);
-        let mut tx = self.begin().await?;
+        // The writer is the bottleneck: only the claim itself (one autocommit statement) runs
+        // on it; the webhook list and the events come from the readers.
         let webhook_ids: Vec<i64> = sqlx::query_scalar("select id from webhooks order by id")
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.read)
             .await
             .map_err(other)?;
         let arms: Vec<(i64, usize)> = webhook_ids
@@ -502,7 +505,6 @@ impl Store for SqliteStore {
             .filter(|(_, n)| *n > 0)
             .collect();
         if arms.is_empty() {
-            tx.commit().await.map_err(other)?;
             return Ok(Vec::new());
         }
         // One index range per webhook: the oldest due of each, then the oldest overall.
@@ -529,9 +531,8 @@ impl Store for SqliteStore {
         qb.push(") order by next_attempt_at, id limit ")
             .push_bind(limits.total as i64)
             .push(") returning id, event_id, webhook_id, attempts");
-        let rows = qb.build().fetch_all(&mut *tx).await.map_err(other)?;
+        let rows = qb.build().fetch_all(&self.write).await.map_err(other)?;
         if rows.is_empty() {
-            tx.commit().await.map_err(other)?;
             return Ok(Vec::new());
         }
         let mut claimed = Vec::with_capacity(rows.len());
@@ -552,12 +553,11 @@ impl Store for SqliteStore {
         for chunk in event_ids.chunks(CHUNK) {
             let mut qb = QueryBuilder::new("select * from events where id in ");
             push_ids(&mut qb, chunk);
-            for row in qb.build().fetch_all(&mut *tx).await.map_err(other)? {
+            for row in qb.build().fetch_all(&self.read).await.map_err(other)? {
                 let e = event_from_row(&row)?;
                 events.insert(e.id, Arc::new(e));
             }
         }
-        tx.commit().await.map_err(other)?;
         claimed
             .into_iter()
             .map(|(delivery_id, webhook_id, attempt, event_id)| {

@@ -26,6 +26,11 @@ pub fn dumps_with(value: &Value, opts: Dumps) -> String {
     out
 }
 
+/// Appends `json.dumps(value)` to `out`.
+pub fn write_value_into(out: &mut String, value: &Value) {
+    write_value(out, value, Dumps::default(), 0);
+}
+
 fn newline(out: &mut String, opts: Dumps, depth: usize) {
     if let Some(indent) = opts.indent {
         out.push('\n');

@@ -44,6 +44,15 @@ fn err(field: &'static str, message: impl Into<String>) -> BuildError {
 pub struct Compiled {
     env: Environment<'static>,
     has_body: bool,
+    /// The URL when it holds no template (most do): no rendering needed.
+    static_url: Option<String>,
+    /// The extra headers when they hold no template.
+    static_headers: Option<Vec<(String, String)>>,
+}
+
+/// Whether `source` holds any Jinja2 syntax; without it, rendering returns the text itself.
+fn is_template(source: &str) -> bool {
+    source.contains("{{") || source.contains("{%") || source.contains("{#")
 }
 
 impl Compiled {
@@ -62,23 +71,42 @@ impl Compiled {
             env.add_template_owned(field, source.clone())
                 .map_err(|e| err(field, template::describe(&e)))?;
         }
-        Ok(Compiled { env, has_body })
+        let static_url = (!is_template(&webhook.payload_url)).then(|| webhook.payload_url.trim().to_string());
+        let static_headers =
+            (!is_template(&webhook.additional_headers)).then(|| parse_headers(&webhook.additional_headers));
+        Ok(Compiled {
+            env,
+            has_body,
+            static_url,
+            static_headers,
+        })
     }
 
     /// Renders the request `webhook` sends for `event`. Errors name the field that failed.
     pub fn build(&self, webhook: &Webhook, event: &Event) -> Result<Outgoing, BuildError> {
-        let context = event.context();
-        let ctx = minijinja::Value::from_serialize(&context);
+        let needs_context = self.has_body || self.static_url.is_none() || self.static_headers.is_none();
+        let ctx = if needs_context {
+            minijinja::Value::from_serialize(event.context())
+        } else {
+            minijinja::Value::UNDEFINED
+        };
         let render = |name: &'static str| template::render(&self.env, name, &ctx).map_err(|e| err(name, e));
 
-        let url = render("payload_url")?.trim().to_string();
+        let url = match &self.static_url {
+            Some(u) => u.clone(),
+            None => render("payload_url")?.trim().to_string(),
+        };
         super::check_url(&url).map_err(|e| err("payload_url", format!("rendered to \"{url}\": {e}")))?;
 
         let mut headers: Vec<(String, String)> = vec![
             ("Content-Type".into(), webhook.http_content_type.clone()),
             ("User-Agent".into(), USER_AGENT.into()),
         ];
-        for (name, value) in parse_headers(&render("additional_headers")?) {
+        let extra = match &self.static_headers {
+            Some(h) => h.clone(),
+            None => parse_headers(&render("additional_headers")?),
+        };
+        for (name, value) in extra {
             if let Some(existing) = headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
                 *existing = (name, value);
             } else {
@@ -93,7 +121,7 @@ impl Compiled {
         let body = if self.has_body {
             render("body_template")?
         } else {
-            crate::webhooks::pyjson::dumps(&context)
+            event.default_body()
         };
 
         if !webhook.secret.is_empty() {

@@ -42,7 +42,7 @@ async fn create(
         username: &auth.user.username,
         now: Utc::now(),
     };
-    let events = ingest::parse(&value, &st.catalog, &defaults).map_err(ApiError::Validation)?;
+    let events = ingest::parse(value, &st.catalog, &defaults).map_err(ApiError::Validation)?;
     let recorded = st.store.record_events(events, Utc::now()).await?;
     let queued: usize = recorded.iter().map(|r| r.deliveries).sum();
     if queued > 0 {

@@ -259,8 +259,8 @@ fn event_for(st: &AppState, auth: &Auth, webhook: &Webhook, event: Option<&Value
                 username: &auth.user.username,
                 now: Utc::now(),
             };
-            let mut parsed =
-                ingest::parse(e, &st.catalog, &defaults).map_err(|e| ApiError::Validation(json!({ "event": e })))?;
+            let mut parsed = ingest::parse(e.clone(), &st.catalog, &defaults)
+                .map_err(|e| ApiError::Validation(json!({ "event": e })))?;
             if parsed.len() != 1 {
                 return Err(ApiError::Validation(
                     json!({"event": ["Expected one event, not a list."]}),

@@ -15,7 +15,7 @@ pub struct Defaults<'a> {
 
 /// Parses one event or a list. Errors come back as NetBox does for bulk bodies: one error object
 /// for a single event, a list with one object per item (empty for good items) for a list.
-pub fn parse(body: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Vec<Event>, Value> {
+pub fn parse(body: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Vec<Event>, Value> {
     match body {
         Value::Array(items) => {
             if items.is_empty() {
@@ -48,8 +48,8 @@ pub fn parse(body: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result
     }
 }
 
-fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Event, FieldErrors> {
-    let mut r = Reader::new(value)?;
+fn parse_one(value: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Event, FieldErrors> {
+    let mut r = Reader::new(&value)?;
     let kind = match r.string("event") {
         Some(s) => match EventKind::parse(&s) {
             Some(k) => Some(k),
@@ -100,7 +100,7 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
     };
 
     let data = match r.raw("data") {
-        Some(Value::Object(_)) => r.raw("data").cloned(),
+        Some(Value::Object(_)) => Some(()),
         Some(_) => {
             r.errors.add(
                 "data",
@@ -115,7 +115,7 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
     };
 
     let snapshots = match r.raw("snapshots") {
-        None | Some(Value::Null) => Some(json!({"prechange": null, "postchange": null})),
+        None | Some(Value::Null) => Some(()),
         Some(Value::Object(map)) => {
             let mut ok = true;
             for (k, v) in map {
@@ -124,10 +124,7 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
                 }
             }
             if ok {
-                Some(json!({
-                    "prechange": map.get("prechange").cloned().unwrap_or(Value::Null),
-                    "postchange": map.get("postchange").cloned().unwrap_or(Value::Null),
-                }))
+                Some(())
             } else {
                 r.errors.add(
                     "snapshots",
@@ -147,9 +144,17 @@ fn parse_one(value: &Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Resul
 
     let errors = std::mem::take(&mut r.errors);
     match (kind, object_type, timestamp, request_id, data, snapshots) {
-        (Some(kind), Some(object_type), Some(timestamp), Some(request_id), Some(data), Some(snapshots))
-            if errors.is_empty() =>
-        {
+        (Some(kind), Some(object_type), Some(timestamp), Some(request_id), Some(()), Some(())) if errors.is_empty() => {
+            // Checked: now move the object trees out instead of copying them.
+            let Value::Object(mut map) = value else {
+                return Err(errors);
+            };
+            let data = map.remove("data").unwrap_or(Value::Null);
+            let mut side = |name: &str| match map.get_mut("snapshots") {
+                Some(Value::Object(s)) => s.remove(name).unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+            let snapshots = json!({"prechange": side("prechange"), "postchange": side("postchange")});
             Ok(Event {
                 id: 0,
                 kind,
@@ -228,7 +233,7 @@ mod tests {
     fn fills_missing_fields() {
         let c = Catalog::builtin();
         let body = json!({"event": "object_created", "model": "site", "data": {"id": 1}});
-        let events = parse(&body, &c, &defaults()).unwrap();
+        let events = parse(body.clone(), &c, &defaults()).unwrap();
         let e = &events[0];
         assert_eq!(e.kind, EventKind::Created);
         assert_eq!(e.object_type, "dcim.site");
@@ -242,12 +247,12 @@ mod tests {
     fn names_bad_fields() {
         let c = Catalog::builtin();
         let body = json!({"event": "moved", "object_type": "dcim.nothing", "timestamp": "yesterday", "data": 3});
-        let err = parse(&body, &c, &defaults()).unwrap_err();
+        let err = parse(body.clone(), &c, &defaults()).unwrap_err();
         for f in ["event", "object_type", "timestamp", "data"] {
             assert!(err.get(f).is_some(), "{f} not named in {err}");
         }
         let list = json!([{"event": "created", "object_type": "dcim.site", "data": {}}, {"event": "x"}]);
-        let err = parse(&list, &c, &defaults()).unwrap_err();
+        let err = parse(list.clone(), &c, &defaults()).unwrap_err();
         assert_eq!(err[0], json!({}));
         assert!(err[1].get("event").is_some());
         assert_eq!(

@@ -216,7 +216,7 @@ impl Bench {
         };
         let mut requests = Vec::with_capacity(n as usize);
         for i in 1..=n {
-            let events = herald::events::ingest::parse(&process::event(i), &catalog, &defaults)
+            let events = herald::events::ingest::parse(process::event(i), &catalog, &defaults)
                 .map_err(|e| anyhow::anyhow!("bad bench event: {e}"))?;
             let body = events[0].default_body();
             let sig = herald::webhooks::request::sign(receiver::SECRET, body.as_bytes());
@@ -383,14 +383,16 @@ impl Bench {
             database_bytes(dir.path()) as f64 / (1024.0 * 1024.0),
             "MiB",
         );
+        let (rss, peak) = h.rss_kib();
         r.target(
             "backlog",
             "Herald RSS with the queue full",
-            h.rss_kib().1 as f64 / 1024.0,
+            rss as f64 / 1024.0,
             "MiB",
             150.0,
             false,
         );
+        r.add("backlog", "Herald RSS peak while queueing", peak as f64 / 1024.0, "MiB");
         h.stop().await;
 
         let h = self.herald(&dir, true).await?;

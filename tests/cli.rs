@@ -35,6 +35,57 @@ fn users_tokens_and_config() {
     let (ok, _, err) = herald(&db, &["token", "create", "--user", "nobody"]);
     assert!(!ok && err.contains("no user named"), "{err}");
 
+    // Three deliveries queued (no worker runs), then inspected and purged from the CLI.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut config = herald::config::Config::defaults();
+        config.database_url = db.clone();
+        let app = herald::server::App::open(config).await.unwrap();
+        let body = serde_json::json!({"name": "q", "content_types": ["dcim.site"], "type_create": true,
+                                      "payload_url": "http://127.0.0.1:9/"});
+        let w = herald::webhooks::Webhook::blank()
+            .apply(&body, &app.state.catalog, false)
+            .unwrap();
+        app.state.store.create_webhooks(vec![w]).await.unwrap();
+        let events = (1..=3)
+            .map(|i| herald::events::Event {
+                id: 0,
+                kind: herald::events::EventKind::Created,
+                timestamp: "2026-11-29T00:00:00.000000+00:00".into(),
+                object_type: "dcim.site".into(),
+                username: "cli".into(),
+                request_id: uuid::Uuid::new_v4().to_string(),
+                data: serde_json::json!({"id": i}),
+                snapshots: serde_json::json!({"prechange": null, "postchange": null}),
+            })
+            .collect();
+        app.state.store.record_events(events, chrono::Utc::now()).await.unwrap();
+    });
+    let (ok, stats, err) = herald(&db, &["queue", "stats"]);
+    assert!(ok, "{err}");
+    assert!(
+        stats.contains("queued     3") && stats.contains("failed     0"),
+        "{stats}"
+    );
+    assert!(!stats.contains("oldest waiting: none"), "{stats}");
+    let (ok, list, _) = herald(&db, &["queue", "list", "--status", "queued"]);
+    assert!(
+        ok && list.starts_with("3 deliveries") && list.lines().count() == 4,
+        "{list}"
+    );
+    let (ok, out, _) = herald(&db, &["queue", "retry"]);
+    assert!(
+        ok && out.contains("0 deliveries queued again"),
+        "nothing failed yet: {out}"
+    );
+    let (ok, out, _) = herald(&db, &["queue", "retry", "--id", "1"]);
+    assert!(ok && out.contains("1 deliveries queued again"), "{out}");
+    let (ok, _, err) = herald(&db, &["queue", "purge"]);
+    assert!(!ok && err.contains("give a filter"), "{err}");
+    let (ok, out, _) = herald(&db, &["queue", "purge", "--status", "queued"]);
+    assert!(ok && out.contains("3 deliveries deleted"), "{out}");
+    let (ok, _, err) = herald(&db, &["queue", "list", "--status", "lost"]);
+    assert!(!ok && err.contains("unknown status"), "{err}");
+
     let (ok, cfg, _) = herald(&db, &["print-config"]);
     assert!(ok);
     assert!(cfg.contains(&format!("database_url = \"{db}\"")), "{cfg}");

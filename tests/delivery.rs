@@ -280,3 +280,31 @@ async fn a_template_error_at_render_time_fails_that_delivery_only() {
     assert_eq!(rx.received()[0].path, "/good");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_response_bodies_are_capped() {
+    let app = TestApp::spawn().await;
+    let target = TestReceiver::start().await;
+    let redirecting = TestReceiver::start().await;
+    redirecting.set(Behavior::Status(302, String::new()));
+    redirecting.set_header("Location", &target.url("/moved"));
+    let big = TestReceiver::start().await;
+    big.set(Behavior::Status(200, "x".repeat(100_000)));
+    let moved = app.create_webhook(json!({"payload_url": redirecting.url("/")})).await;
+    let chatty = app.create_webhook(json!({"payload_url": big.url("/")})).await;
+    app.send_events(site_event("created", 1, "A")).await;
+
+    let d = app
+        .wait_delivery_done(app.delivery_ids(moved["id"].as_i64().unwrap()).await[0])
+        .await;
+    assert_eq!(d["status"]["value"], "failed");
+    assert_eq!(d["attempts"][0]["error"], "status 302");
+    assert!(target.received().is_empty(), "the redirect was followed");
+
+    let d = app
+        .wait_delivery_done(app.delivery_ids(chatty["id"].as_i64().unwrap()).await[0])
+        .await;
+    assert_eq!(d["status"]["value"], "succeeded");
+    assert_eq!(d["attempts"][0]["response"]["body"].as_str().unwrap().len(), 65_536);
+    app.stop().await;
+}

@@ -297,3 +297,64 @@ async fn stopping_returns_unfinished_deliveries_to_the_queue() {
     assert_eq!(d.status, herald::store::Status::Queued);
     assert_eq!(d.attempts, 0);
 }
+
+#[tokio::test]
+async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
+    use herald::store::{ClaimLimits, Outcome, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let app = herald::server::App::open(common::test_config(dir.path()))
+        .await
+        .unwrap();
+    let (store, catalog) = (app.state.store.clone(), app.state.catalog.clone());
+    let mut hooks = Vec::new();
+    for name in ["doomed", "kept"] {
+        let body = json!({"name": name, "content_types": ["dcim.site"], "type_create": true, "payload_url": "http://127.0.0.1:9/"});
+        hooks.push(
+            herald::webhooks::Webhook::blank()
+                .apply(&body, &catalog, false)
+                .unwrap(),
+        );
+    }
+    let hooks = store.create_webhooks(hooks).await.unwrap();
+    let defaults = herald::events::ingest::Defaults {
+        username: "t",
+        now: Utc::now(),
+    };
+    let events = herald::events::ingest::parse(site_event("created", 1, "A"), &catalog, &defaults).unwrap();
+    store.record_events(events, Utc::now()).await.unwrap();
+    let claimed = store.claim(Utc::now(), &ClaimLimits::total(10), 30).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    // The doomed webhook goes (with its deliveries) while both are in flight.
+    store.delete_webhooks(&[hooks[0].id]).await.unwrap();
+    let outcomes = claimed
+        .iter()
+        .map(|c| Outcome {
+            delivery_id: c.delivery_id,
+            attempt: Some(herald::store::Attempt {
+                delivery_id: c.delivery_id,
+                started: Utc::now(),
+                duration_ms: 1.0,
+                request_method: "POST".into(),
+                request_url: "http://127.0.0.1:9/".into(),
+                request_headers: Vec::new(),
+                request_body: "{}".into(),
+                response_status: Some(200),
+                response_headers: Vec::new(),
+                response_body: Some(String::new()),
+                error: None,
+            }),
+            error: None,
+            status_code: Some(200),
+            status: Status::Succeeded,
+            next_attempt_at: None,
+        })
+        .collect();
+    store
+        .complete(outcomes, Utc::now())
+        .await
+        .expect("the surviving outcome is recorded");
+    let kept = claimed.iter().find(|c| c.webhook_id == hooks[1].id).unwrap();
+    let d = store.delivery(kept.delivery_id).await.unwrap();
+    assert_eq!(d.status, Status::Succeeded);
+    assert_eq!(store.attempts(kept.delivery_id).await.unwrap().len(), 1);
+}

@@ -100,3 +100,41 @@ async fn queued_deliveries_survive_a_kill_and_are_sent_by_the_next_serve() {
     .await;
     second.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_separate_worker_process_delivers_what_serve_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let rx = TestReceiver::start().await;
+    let (mut api, base) = serve(&db, &["--no-worker"]).await;
+    let (s, _) = call(
+        &base,
+        "POST",
+        "/api/extras/webhooks/",
+        Some(json!({
+            "name": "remote", "content_types": ["dcim.site"], "type_create": true, "payload_url": rx.url("/w")
+        })),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["worker", "--database", &db])
+        .env("HERALD_WORKER__POLL_INTERVAL_SECS", "0.05")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald worker");
+    let events: Vec<Value> = (1..=10)
+        .map(|i| site_event("created", i, &format!("Site {i}")))
+        .collect();
+    let (s, _) = call(&base, "POST", "/api/extras/events/", Some(Value::Array(events))).await;
+    assert_eq!(s, 202);
+    rx.wait_for(10).await;
+    wait_for(Duration::from_secs(30), "the worker's results recorded", || async {
+        let (_, status) = call(&base, "GET", "/api/status/", None).await;
+        (status["queue"]["succeeded"] == 10).then_some(())
+    })
+    .await;
+    worker.kill().await.unwrap();
+    api.kill().await.unwrap();
+}

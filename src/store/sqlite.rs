@@ -578,6 +578,20 @@ impl Store for SqliteStore {
         }
         let now_us = micros(now);
         let mut tx = self.begin().await?;
+        // A delivery can vanish while in flight (its webhook deleted): keep only the rest.
+        let mut alive = std::collections::HashSet::with_capacity(outcomes.len());
+        let ids: Vec<i64> = outcomes.iter().map(|o| o.delivery_id).collect();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::new("select id from deliveries where id in ");
+            push_ids(&mut qb, chunk);
+            for row in qb.build().fetch_all(&mut *tx).await.map_err(other)? {
+                alive.insert(row.try_get::<i64, _>(0).map_err(other)?);
+            }
+        }
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .filter(|o| alive.contains(&o.delivery_id))
+            .collect();
         let attempts: Vec<&Attempt> = outcomes.iter().filter_map(|o| o.attempt.as_ref()).collect();
         for chunk in attempts.chunks(CHUNK / 2) {
             let mut qb = QueryBuilder::new(

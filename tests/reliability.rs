@@ -326,6 +326,11 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
     assert_eq!(claimed.len(), 2);
     // The doomed webhook goes (with its deliveries) while both are in flight.
     store.delete_webhooks(&[hooks[0].id]).await.unwrap();
+    let doomed = claimed.iter().find(|c| c.webhook_id == hooks[0].id).unwrap();
+    assert!(matches!(
+        store.delivery(doomed.delivery_id).await,
+        Err(herald::store::StoreError::NotFound)
+    ));
     let outcomes = claimed
         .iter()
         .map(|c| Outcome {

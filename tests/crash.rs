@@ -7,39 +7,19 @@ mod common;
 use common::{site_event, wait_for, TestReceiver};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const TOKEN: &str = "c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff";
 const EVENTS: i64 = 3000;
 const BATCH: i64 = 50;
 
 async fn serve(db: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
-        .env("HERALD_ADMIN_TOKEN", TOKEN)
-        .env("HERALD_WORKER__RETRY_SCHEDULE", "[0.05, 0.05, 0.05, 0.05, 0.05]")
-        .env("HERALD_WORKER__LEASE_MARGIN_SECS", "1")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start herald");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("Herald listening on ") {
-                return url.trim_end_matches("/api/").to_string();
-            }
-        }
-        panic!("herald exited before listening");
-    })
-    .await
-    .expect("herald started");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    let env = [
+        ("HERALD_WORKER__RETRY_SCHEDULE", "[0.05, 0.05, 0.05, 0.05, 0.05]"),
+        ("HERALD_WORKER__LEASE_MARGIN_SECS", "1"),
+    ];
+    common::process::serve(db, TOKEN, &[], &env).await
 }
 
 fn post(client: &reqwest::Client, base: &str, path: &str, body: &Value) -> reqwest::RequestBuilder {
@@ -48,17 +28,6 @@ fn post(client: &reqwest::Client, base: &str, path: &str, body: &Value) -> reqwe
         .header("Authorization", format!("Token {TOKEN}"))
         .header("Content-Type", "application/json")
         .body(body.to_string())
-}
-
-fn event_ids(rx: &TestReceiver) -> Vec<i64> {
-    rx.received()
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -117,12 +86,12 @@ async fn sigkill_during_load_loses_nothing() {
         Duration::from_secs(90),
         "every accepted event after the restart",
         || async {
-            let got: HashSet<i64> = event_ids(&rx).into_iter().collect();
+            let got: HashSet<i64> = rx.event_ids().into_iter().collect();
             accepted.is_subset(&got).then_some(())
         },
     )
     .await;
-    let ids = event_ids(&rx);
+    let ids = rx.event_ids();
     let mut seen: HashMap<i64, usize> = HashMap::new();
     for id in &ids {
         *seen.entry(*id).or_default() += 1;

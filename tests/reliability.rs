@@ -104,15 +104,7 @@ async fn a_receiver_down_for_a_while_gets_everything_when_back() {
         assert_eq!(d["status"]["value"], "succeeded", "{d}");
         assert!(d["attempt_count"].as_i64().unwrap() >= 2);
     }
-    let mut got: Vec<i64> = rx
-        .received()
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let mut got = rx.event_ids();
     got.sort_unstable();
     got.dedup();
     assert_eq!(got, (1..=20).collect::<Vec<_>>());

@@ -5,40 +5,13 @@ mod common;
 
 use common::{site_event, wait_for, TestReceiver};
 use serde_json::{json, Value};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// Starts `herald serve` on port 0 and returns it with its base URL.
 async fn serve(db: &str, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
-        .args(extra)
-        .env("HERALD_ADMIN_TOKEN", TOKEN)
-        .env("HERALD_WORKER__RETRY_SCHEDULE", "[]")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start herald");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("Herald listening on ") {
-                return url.trim_end_matches("/api/").to_string();
-            }
-        }
-        panic!("herald exited before listening");
-    })
-    .await
-    .expect("herald started within 30 s");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    common::process::serve(db, TOKEN, extra, &[("HERALD_WORKER__RETRY_SCHEDULE", "[]")]).await
 }
 
 async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -78,15 +51,8 @@ async fn queued_deliveries_survive_a_kill_and_are_sent_by_the_next_serve() {
     assert!(rx.received().is_empty());
 
     let (mut second, base) = serve(&db, &[]).await;
-    let got = rx.wait_for(25).await;
-    let mut ids: Vec<i64> = got
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["data"]["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    rx.wait_for(25).await;
+    let mut ids = rx.event_ids();
     ids.sort_unstable();
     assert_eq!(ids, (1..=25).collect::<Vec<_>>());
     wait_for(

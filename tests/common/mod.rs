@@ -2,6 +2,7 @@
 //! receivers that record what they get.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod receiver;
 
 use herald::config::Config;

@@ -168,6 +168,17 @@ impl TestReceiver {
         self.shared.received.lock().unwrap().clone()
     }
 
+    /// The `data.id` of every default body received, in arrival order.
+    pub fn event_ids(&self) -> Vec<i64> {
+        self.received()
+            .iter()
+            .map(|r| {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON body");
+                body["data"]["id"].as_i64().expect("data.id")
+            })
+            .collect()
+    }
+
     /// Waits until at least `n` requests arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         super::wait_for(

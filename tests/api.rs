@@ -230,7 +230,14 @@ async fn bad_webhooks_get_a_400_naming_the_field() {
         (with("ca_file_path", json!("/nonexistent/ca.pem")), "ca_file_path"),
         (with("ca_file_path", json!("/etc/hostname")), "ca_file_path"),
         (
-            with("conditions", json!({"attr": "status.value", "value": "active"})),
+            with("conditions", json!({"attr": "status.value", "value": 1, "op": "near"})),
+            "conditions",
+        ),
+        (
+            with(
+                "conditions",
+                json!({"and": [{"attr": "mtu", "value": "big", "op": "gt"}]}),
+            ),
             "conditions",
         ),
         (json!({"content_types": ["dcim.site"], "type_create": true}), "name"),

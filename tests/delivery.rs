@@ -308,3 +308,61 @@ async fn redirects_are_not_followed_and_response_bodies_are_capped() {
     assert_eq!(d["attempts"][0]["response"]["body"].as_str().unwrap().len(), 65_536);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn conditions_decide_what_is_queued() {
+    let app = TestApp::spawn().await;
+    let rx = TestReceiver::start().await;
+    let conditions = json!({"and": [
+        {"attr": "status.value", "value": "active"},
+        {"or": [
+            {"attr": "tags.slug", "value": "core", "op": "contains"},
+            {"attr": "name", "value": "^edge-", "op": "regex"}
+        ]}
+    ]});
+    let hook = app
+        .create_webhook(json!({"payload_url": rx.url("/c"), "conditions": conditions, "type_update": true}))
+        .await;
+    assert_eq!(hook["conditions"], conditions);
+    let moved = app
+        .create_webhook(
+            json!({"payload_url": rx.url("/moved"), "type_create": false, "type_update": true,
+                               "conditions": {"attr": "status", "op": "changed"}}),
+        )
+        .await;
+
+    let mut matching = site_event("created", 1, "edge-1");
+    let mut planned = site_event("created", 2, "edge-2");
+    planned["data"]["status"] = json!({"value": "planned", "label": "Planned"});
+    let mut other = site_event("created", 3, "core-3");
+    other["data"]["tags"] = json!([{"slug": "edge"}]);
+    matching["data"]["tags"] = json!([]);
+    let r = app.send_events(json!([matching, planned, other])).await;
+    assert_eq!(r["deliveries_queued"], 1, "only the active edge site matches: {r}");
+
+    let mut changed = site_event("updated", 4, "Four");
+    changed["snapshots"] = json!({"prechange": {"status": "planned"}, "postchange": {"status": "active"}});
+    let mut same = site_event("updated", 5, "Five");
+    same["snapshots"] = json!({"prechange": {"status": "active"}, "postchange": {"status": "active"}});
+    let r = app.send_events(json!([changed, same])).await;
+    assert_eq!(
+        r["deliveries_queued"], 1,
+        "only the status change matches `changed`: {r}"
+    );
+    assert_eq!(app.delivery_ids(moved["id"].as_i64().unwrap()).await.len(), 1);
+
+    let got = rx.wait_for(2).await;
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/c", "/moved"]);
+    // Conditions can be cleared.
+    let (s, w) = app
+        .call(
+            "PATCH",
+            &format!("/api/extras/webhooks/{}/", hook["id"]),
+            Some(json!({"conditions": null})),
+        )
+        .await;
+    assert_eq!((s, w["conditions"].clone()), (200, serde_json::Value::Null));
+    app.stop().await;
+}

@@ -7,3 +7,6 @@ create index attempts_started on attempts(started_at);
 -- at its concurrency cap) never makes a claim scan past it.
 create index deliveries_due_webhook on deliveries(webhook_id, next_attempt_at)
     where status in ('queued', 'retrying', 'in_flight');
+
+-- Webhook conditions (NetBox's condition sets, JSON; null: always).
+alter table webhooks add column conditions text;

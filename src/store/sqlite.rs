@@ -12,6 +12,7 @@ use crate::webhooks::Webhook;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -109,6 +110,10 @@ fn webhook_from_row(row: &SqliteRow) -> Result<Webhook> {
             Some(text) => Some(serde_json::from_str(&text).map_err(json_err)?),
             None => None,
         },
+        conditions: match row.try_get::<Option<String>, _>("conditions").map_err(other)? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(json_err)?),
+            None => None,
+        },
         created: from_micros(row.try_get("created_at").map_err(other)?),
         last_updated: from_micros(row.try_get("updated_at").map_err(other)?),
     })
@@ -183,7 +188,8 @@ fn bind_webhook<'a>(
             w.retry_schedule
                 .as_ref()
                 .map(|s| serde_json::to_string(s).unwrap_or_default()),
-        );
+        )
+        .bind(w.conditions.as_ref().map(Value::to_string));
     q
 }
 
@@ -223,7 +229,7 @@ fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &DeliveryFilter) {
 
 const WEBHOOK_COLUMNS: &str = "name, content_types, type_create, type_update, type_delete, enabled, payload_url, \
      http_method, http_content_type, additional_headers, body_template, secret, ssl_verification, ca_file_path, timeout, \
-     retry_schedule";
+     retry_schedule, conditions";
 
 const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, d.event, d.object_type, \
      d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.last_error, d.last_status_code \
@@ -352,7 +358,7 @@ impl Store for SqliteStore {
         let now = Utc::now();
         let sql = format!(
             "insert into webhooks ({WEBHOOK_COLUMNS}, created_at, updated_at) \
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id"
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id"
         );
         let mut out = Vec::with_capacity(webhooks.len());
         for mut w in webhooks {
@@ -421,6 +427,7 @@ impl Store for SqliteStore {
             .await
             .map_err(other)?;
         let webhooks = rows.iter().map(webhook_from_row).collect::<Result<Vec<_>>>()?;
+        let matcher = crate::webhooks::Matcher::new(&webhooks);
         let mut tx = self.begin().await?;
         // The write lock is held, so ids after the current maximum are ours.
         let last: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from events")
@@ -460,7 +467,7 @@ impl Store for SqliteStore {
             for (j, e) in chunk.iter().enumerate() {
                 let event_id = base + j as i64 + 1;
                 let mut n = 0;
-                for w in webhooks.iter().filter(|w| w.matches(e)) {
+                for w in matcher.matching(e) {
                     pending.push((event_id, w.id, e.kind.as_str(), &e.object_type));
                     n += 1;
                 }

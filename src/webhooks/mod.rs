@@ -1,5 +1,6 @@
 //! Webhooks: their fields and rules (NetBox's), their REST view, and which events they match.
 
+pub mod conditions;
 pub mod pyformat;
 pub mod pyjson;
 pub mod request;
@@ -36,6 +37,8 @@ pub struct Webhook {
     pub timeout: u32,
     /// Seconds before each retry; `None` uses the configured schedule, `[]` sends once.
     pub retry_schedule: Option<Vec<f64>>,
+    /// A NetBox condition set on the event's data; `None` matches every event.
+    pub conditions: Option<Value>,
     pub created: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
 }
@@ -73,12 +76,13 @@ impl Webhook {
             ca_file_path: None,
             timeout: 15,
             retry_schedule: None,
+            conditions: None,
             created: now,
             last_updated: now,
         }
     }
 
-    /// Whether this webhook fires for `event`.
+    /// Whether this webhook's type and event flags select `event` (conditions aside).
     pub fn matches(&self, event: &Event) -> bool {
         self.enabled
             && match event.kind {
@@ -110,6 +114,7 @@ impl Webhook {
             "ca_file_path": self.ca_file_path,
             "timeout": self.timeout,
             "retry_schedule": self.retry_schedule,
+            "conditions": self.conditions,
             "has_secret": !self.secret.is_empty(),
             "created": crate::events::netbox_timestamp(self.created),
             "last_updated": crate::events::netbox_timestamp(self.last_updated),
@@ -181,11 +186,13 @@ impl Webhook {
                 .errors
                 .add("retry_schedule", "Expected a list of delays in seconds, or null."),
         }
-        if let Some(c) = r.raw("conditions") {
-            if !c.is_null() {
-                r.errors
-                    .add("conditions", "Conditions are not supported yet; leave this field null.");
-            }
+        match r.raw("conditions") {
+            None => {}
+            Some(Value::Null) => self.conditions = None,
+            Some(c) => match conditions::Conditions::parse(c) {
+                Ok(_) => self.conditions = Some(c.clone()),
+                Err(e) => r.errors.add("conditions", format!("Invalid condition set: {e}.")),
+            },
         }
         let mut errors = std::mem::take(&mut r.errors);
         if !partial {
@@ -271,6 +278,36 @@ impl Webhook {
                 errors.add("ca_file_path", msg);
             }
         }
+    }
+}
+
+/// Webhooks with their conditions parsed once, to match many events.
+pub struct Matcher<'a> {
+    webhooks: Vec<(&'a Webhook, Option<conditions::Conditions>)>,
+}
+
+impl<'a> Matcher<'a> {
+    pub fn new(webhooks: &'a [Webhook]) -> Matcher<'a> {
+        let webhooks = webhooks
+            .iter()
+            .map(|w| match w.conditions.as_ref().map(conditions::Conditions::parse) {
+                Some(Err(e)) => {
+                    tracing::error!(webhook_id = w.id, error = %e, "stored conditions are invalid; the webhook matches nothing");
+                    (w, Some(conditions::Conditions::Any(Vec::new())))
+                }
+                Some(Ok(c)) => (w, Some(c)),
+                None => (w, None),
+            })
+            .collect();
+        Matcher { webhooks }
+    }
+
+    /// The webhooks `event` fires: enabled, of its type and kind, and its conditions hold.
+    pub fn matching<'e>(&'e self, event: &'e Event) -> impl Iterator<Item = &'a Webhook> + 'e {
+        self.webhooks
+            .iter()
+            .filter(|(w, c)| w.matches(event) && c.as_ref().is_none_or(|c| c.eval(&event.data, &event.snapshots)))
+            .map(|(w, _)| *w)
     }
 }
 

@@ -20,6 +20,8 @@ pub enum ApiError {
     InvalidToken,
     #[error("permission denied")]
     Forbidden,
+    #[error("invalid username or password")]
+    BadCredentials,
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -32,7 +34,9 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated | ApiError::InvalidToken | ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Unauthenticated | ApiError::InvalidToken | ApiError::Forbidden | ApiError::BadCredentials => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -46,6 +50,7 @@ impl ApiError {
             ApiError::Unauthenticated => json!({"detail": "Authentication credentials were not provided."}),
             ApiError::InvalidToken => json!({"detail": "Invalid token"}),
             ApiError::Forbidden => json!({"detail": "You do not have permission to perform this action."}),
+            ApiError::BadCredentials => json!({"detail": "Invalid username/password"}),
             ApiError::NotFound => json!({"detail": "Not found."}),
             ApiError::Internal(_) => json!({"detail": "Internal server error: see Herald's log."}),
         }

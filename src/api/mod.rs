@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod extract;
 mod root;
+mod users;
 mod webhooks;
 
 pub use error::ApiError;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(deliveries::router())
+        .merge(users::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::map_response(add_api_version))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -17,6 +17,7 @@ async fn root() -> Json<Value> {
     Json(json!({
         "extras": "/api/extras/",
         "status": "/api/status/",
+        "users": "/api/users/",
     }))
 }
 

@@ -31,6 +31,7 @@ pub struct User {
     pub username: String,
     pub password_hash: String,
     pub is_superuser: bool,
+    pub created: DateTime<Utc>,
 }
 
 /// An API token (its key is only ever known when created).
@@ -39,6 +40,8 @@ pub struct Token {
     pub id: i64,
     pub user_id: i64,
     pub write_enabled: bool,
+    pub description: String,
+    pub created: DateTime<Utc>,
 }
 
 /// Where a delivery stands.
@@ -226,6 +229,16 @@ pub trait Store: Send + Sync + 'static {
         -> Result<Token>;
     /// The token with this key hash and its user.
     async fn token_by_hash(&self, key_hash: &str) -> Result<(Token, User)>;
+    async fn user(&self, id: i64) -> Result<User>;
+    async fn users(&self) -> Result<Vec<User>>;
+    /// Saves username, password hash and superuser flag.
+    async fn update_user(&self, user: &User) -> Result<()>;
+    /// Deletes a user and their tokens.
+    async fn delete_user(&self, id: i64) -> Result<()>;
+    async fn token(&self, id: i64) -> Result<(Token, User)>;
+    /// Tokens with their users, of one user or of all.
+    async fn tokens(&self, user_id: Option<i64>) -> Result<Vec<(Token, User)>>;
+    async fn delete_token(&self, id: i64) -> Result<()>;
 
     async fn webhooks(&self) -> Result<Vec<Webhook>>;
     async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>>;

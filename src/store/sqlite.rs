@@ -227,6 +227,32 @@ fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &DeliveryFilter) {
     }
 }
 
+const USER_SELECT: &str =
+    "select id as user_id, username, password_hash, is_superuser, created_at as user_created from users";
+
+const TOKEN_SELECT: &str = "select t.id, t.user_id, t.write_enabled, t.description, t.created_at, u.username, \
+     u.password_hash, u.is_superuser, u.created_at as user_created from tokens t join users u on u.id = t.user_id";
+
+fn user_from_row(row: &SqliteRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("user_id").map_err(other)?,
+        username: row.try_get("username").map_err(other)?,
+        password_hash: row.try_get("password_hash").map_err(other)?,
+        is_superuser: row.try_get("is_superuser").map_err(other)?,
+        created: from_micros(row.try_get("user_created").map_err(other)?),
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<Token> {
+    Ok(Token {
+        id: row.try_get("id").map_err(other)?,
+        user_id: row.try_get("user_id").map_err(other)?,
+        write_enabled: row.try_get("write_enabled").map_err(other)?,
+        description: row.try_get("description").map_err(other)?,
+        created: from_micros(row.try_get("created_at").map_err(other)?),
+    })
+}
+
 const WEBHOOK_COLUMNS: &str = "name, content_types, type_create, type_update, type_delete, enabled, payload_url, \
      http_method, http_content_type, additional_headers, body_template, secret, ssl_verification, ca_file_path, timeout, \
      retry_schedule, conditions";
@@ -262,26 +288,60 @@ impl Store for SqliteStore {
         .fetch_one(&self.write)
         .await
         .map_err(other)?;
-        Ok(User {
-            id,
-            username: username.into(),
-            password_hash: password_hash.into(),
-            is_superuser: superuser,
-        })
+        self.user(id).await
     }
 
     async fn user_by_name(&self, username: &str) -> Result<User> {
-        let row = sqlx::query("select id, username, password_hash, is_superuser from users where username = ?")
+        let row = sqlx::query(&format!("{USER_SELECT} where username = ?"))
             .bind(username)
             .fetch_one(&self.read)
             .await
             .map_err(other)?;
-        Ok(User {
-            id: row.try_get("id").map_err(other)?,
-            username: row.try_get("username").map_err(other)?,
-            password_hash: row.try_get("password_hash").map_err(other)?,
-            is_superuser: row.try_get("is_superuser").map_err(other)?,
-        })
+        user_from_row(&row)
+    }
+
+    async fn user(&self, id: i64) -> Result<User> {
+        let row = sqlx::query(&format!("{USER_SELECT} where id = ?"))
+            .bind(id)
+            .fetch_one(&self.read)
+            .await
+            .map_err(other)?;
+        user_from_row(&row)
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!("{USER_SELECT} order by username"))
+            .fetch_all(&self.read)
+            .await
+            .map_err(other)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(&self, user: &User) -> Result<()> {
+        let done = sqlx::query("update users set username = ?, password_hash = ?, is_superuser = ? where id = ?")
+            .bind(&user.username)
+            .bind(&user.password_hash)
+            .bind(user.is_superuser)
+            .bind(user.id)
+            .execute(&self.write)
+            .await
+            .map_err(other)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("delete from users where id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(other)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn create_token(
@@ -302,34 +362,57 @@ impl Store for SqliteStore {
         .fetch_one(&self.write)
         .await
         .map_err(other)?;
-        Ok(Token {
-            id,
-            user_id,
-            write_enabled,
-        })
+        Ok(self.token(id).await?.0)
     }
 
     async fn token_by_hash(&self, key_hash: &str) -> Result<(Token, User)> {
-        let row = sqlx::query(
-            "select t.id, t.user_id, t.write_enabled, u.username, u.password_hash, u.is_superuser \
-             from tokens t join users u on u.id = t.user_id where t.key_hash = ?",
-        )
-        .bind(key_hash)
-        .fetch_one(&self.read)
-        .await
+        let row = sqlx::query(&format!("{TOKEN_SELECT} where t.key_hash = ?"))
+            .bind(key_hash)
+            .fetch_one(&self.read)
+            .await
+            .map_err(other)?;
+        Ok((token_from_row(&row)?, user_from_row(&row)?))
+    }
+
+    async fn token(&self, id: i64) -> Result<(Token, User)> {
+        let row = sqlx::query(&format!("{TOKEN_SELECT} where t.id = ?"))
+            .bind(id)
+            .fetch_one(&self.read)
+            .await
+            .map_err(other)?;
+        Ok((token_from_row(&row)?, user_from_row(&row)?))
+    }
+
+    async fn tokens(&self, user_id: Option<i64>) -> Result<Vec<(Token, User)>> {
+        let rows = match user_id {
+            Some(u) => {
+                sqlx::query(&format!("{TOKEN_SELECT} where t.user_id = ? order by t.id"))
+                    .bind(u)
+                    .fetch_all(&self.read)
+                    .await
+            }
+            None => {
+                sqlx::query(&format!("{TOKEN_SELECT} order by t.id"))
+                    .fetch_all(&self.read)
+                    .await
+            }
+        }
         .map_err(other)?;
-        let token = Token {
-            id: row.try_get("id").map_err(other)?,
-            user_id: row.try_get("user_id").map_err(other)?,
-            write_enabled: row.try_get("write_enabled").map_err(other)?,
-        };
-        let user = User {
-            id: token.user_id,
-            username: row.try_get("username").map_err(other)?,
-            password_hash: row.try_get("password_hash").map_err(other)?,
-            is_superuser: row.try_get("is_superuser").map_err(other)?,
-        };
-        Ok((token, user))
+        rows.iter()
+            .map(|r| Ok((token_from_row(r)?, user_from_row(r)?)))
+            .collect()
+    }
+
+    async fn delete_token(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("delete from tokens where id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(other)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 
     async fn webhooks(&self) -> Result<Vec<Webhook>> {

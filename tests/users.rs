@@ -1,0 +1,138 @@
+//! Users and tokens over the API, and pynetbox (from PyPI) as a real client.
+
+mod common;
+
+use common::{TestApp, TestReceiver};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn users_and_tokens() {
+    let app = TestApp::spawn().await;
+    // Provisioning: username and password for a new token, no token needed.
+    let resp = app
+        .client
+        .post(app.url("/api/users/tokens/provision/"))
+        .json(&json!({"username": "admin", "password": "admin-password", "description": "ci"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let token: Value = resp.json().await.unwrap();
+    let key = token["key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 40);
+    assert_eq!(token["user"]["username"], "admin");
+    assert_eq!(token["description"], "ci");
+    let (s, _) = app.call_as(&key, "GET", "/api/status/", None).await;
+    assert_eq!(s, 200, "the provisioned key works");
+    let resp = app
+        .client
+        .post(app.url("/api/users/tokens/provision/"))
+        .json(&json!({"username": "admin", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"detail": "Invalid username/password"})
+    );
+
+    // Users: superusers manage them; passwords are write-only.
+    let (s, u) = app
+        .call(
+            "POST",
+            "/api/users/users/",
+            Some(json!({"username": "ops", "password": "pw"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{u}");
+    assert!(u.get("password").is_none() && !u.to_string().contains("argon2"));
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/users/users/",
+            Some(json!({"username": "ops", "password": "pw"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["username"].is_array(), "{b}");
+    let (s, b) = app
+        .call("POST", "/api/users/users/", Some(json!({"username": "x"})))
+        .await;
+    assert_eq!(s, 400);
+    assert!(b["password"].is_array());
+    let (_, list) = app.call("GET", "/api/users/users/", None).await;
+    assert_eq!(list["count"], 3);
+    // A non-superuser sees only themselves and cannot create users.
+    let (_, mine) = app
+        .call_as(&app.read_only_token, "GET", "/api/users/users/", None)
+        .await;
+    assert_eq!(mine["count"], 1);
+    assert_eq!(mine["results"][0]["username"], "reader");
+    let (s, _) = app
+        .call(
+            "POST",
+            "/api/users/tokens/",
+            Some(json!({"user": u["id"], "write_enabled": false})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (_, tokens) = app
+        .call_as(&app.read_only_token, "GET", "/api/users/tokens/", None)
+        .await;
+    assert_eq!(tokens["count"], 1, "only the reader's own token: {tokens}");
+    assert!(tokens["results"][0].get("key").is_none(), "keys are shown only once");
+    // Change a password, then provision with it.
+    let (s, _) = app
+        .call(
+            "PATCH",
+            &format!("/api/users/users/{}/", u["id"]),
+            Some(json!({"password": "new-pw"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let resp = app
+        .client
+        .post(app.url("/api/users/tokens/provision/"))
+        .json(&json!({"username": "ops", "password": "new-pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    // Deleting a token revokes it.
+    let id = token["id"].as_i64().unwrap();
+    let (s, _) = app.call("DELETE", &format!("/api/users/tokens/{id}/"), None).await;
+    assert_eq!(s, 204);
+    let (s, _) = app.call_as(&key, "GET", "/api/status/", None).await;
+    assert_eq!(s, 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pynetbox_works_against_herald() {
+    let app = TestApp::spawn().await;
+    let rx = TestReceiver::start().await;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynetbox/smoke.py");
+    let out = tokio::process::Command::new(&python)
+        .args([script, &app.base, "admin", "admin-password", &rx.url("/hook")])
+        .output()
+        .await
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "pynetbox failed (is it installed? `pip install -r tests/requirements.txt`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["token_user"], "admin");
+    assert_eq!(seen["token_len"], 40);
+    assert_eq!(seen["status_worker"], true);
+    assert_eq!(seen["hook_enabled_after_save"], false);
+    assert_eq!(seen["hook_timeout"], 5);
+    assert_eq!(seen["hook_enabled"], true);
+    assert_eq!(seen["webhooks"], json!(["from-pynetbox"]));
+    assert_eq!(seen["tokens"], 3);
+    assert_eq!(seen["users"], json!(["admin", "reader"]));
+    app.stop().await;
+}

@@ -38,9 +38,15 @@ fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
+/// How a broken foreign key shows in `StoreError::Conflict`.
+const FOREIGN_KEY: &str = "foreign key: ";
+
 fn other(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Conflict(format!("{FOREIGN_KEY}{}", db.message()))
+        }
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
         e => StoreError::Other(anyhow::Error::new(e)),
     }
@@ -191,6 +197,72 @@ fn bind_webhook<'a>(
         )
         .bind(w.conditions.as_ref().map(Value::to_string));
     q
+}
+
+/// Writes attempts and delivery states for `outcomes`, successes in one statement.
+async fn write_outcomes(tx: &mut sqlx::Transaction<'static, Sqlite>, outcomes: &[Outcome], now_us: i64) -> Result<()> {
+    let attempts: Vec<&Attempt> = outcomes.iter().filter_map(|o| o.attempt.as_ref()).collect();
+    for chunk in attempts.chunks(CHUNK / 2) {
+        let mut qb = QueryBuilder::new(
+                "insert into attempts (delivery_id, started_at, duration_us, request_method, request_url, request_headers, \
+                 request_body, response_status, response_headers, response_body, error) ",
+            );
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for a in chunk {
+            encoded.push((
+                serde_json::to_string(&a.request_headers).map_err(json_err)?,
+                serde_json::to_string(&a.response_headers).map_err(json_err)?,
+            ));
+        }
+        qb.push_values(chunk.iter().zip(&encoded), |mut b, (a, (req_h, resp_h))| {
+            b.push_bind(a.delivery_id)
+                .push_bind(micros(a.started))
+                .push_bind((a.duration_ms * 1000.0) as i64)
+                .push_bind(&a.request_method)
+                .push_bind(&a.request_url)
+                .push_bind(req_h)
+                .push_bind(&a.request_body)
+                .push_bind(a.response_status.map(i64::from))
+                .push_bind(resp_h)
+                .push_bind(&a.response_body)
+                .push_bind(&a.error);
+        });
+        qb.build().execute(&mut **tx).await.map_err(other)?;
+    }
+    // Successes share one statement; the rest carry their own error and time.
+    let succeeded: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == Status::Succeeded).collect();
+    for chunk in succeeded.chunks(CHUNK) {
+        let mut qb = QueryBuilder::new("update deliveries set status = 'succeeded', last_error = null, updated_at = ");
+        qb.push_bind(now_us);
+        qb.push(", next_attempt_at = ").push_bind(now_us);
+        qb.push(", last_status_code = case id");
+        for o in chunk {
+            qb.push(" when ")
+                .push_bind(o.delivery_id)
+                .push(" then ")
+                .push_bind(o.status_code.map(i64::from));
+        }
+        qb.push(" end where status = 'in_flight' and id in ");
+        let ids: Vec<i64> = chunk.iter().map(|o| o.delivery_id).collect();
+        push_ids(&mut qb, &ids);
+        qb.build().execute(&mut **tx).await.map_err(other)?;
+    }
+    for o in outcomes.iter().filter(|o| o.status != Status::Succeeded) {
+        sqlx::query(
+                "update deliveries set status = ?, last_error = ?, last_status_code = ?, next_attempt_at = ?, updated_at = ? \
+                 where id = ? and status = 'in_flight'",
+            )
+            .bind(o.status.as_str())
+            .bind(&o.error)
+            .bind(o.status_code.map(i64::from))
+            .bind(o.next_attempt_at.map(micros).unwrap_or(now_us))
+            .bind(now_us)
+            .bind(o.delivery_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(other)?;
+    }
+    Ok(())
 }
 
 /// Appends ` where ...` for `f` to a query over `deliveries d`.
@@ -668,7 +740,13 @@ impl Store for SqliteStore {
         }
         let now_us = micros(now);
         let mut tx = self.begin().await?;
-        // A delivery can vanish while in flight (its webhook deleted): keep only the rest.
+        match write_outcomes(&mut tx, &outcomes, now_us).await {
+            Ok(()) => return tx.commit().await.map_err(other),
+            Err(StoreError::Conflict(msg)) if msg.starts_with(FOREIGN_KEY) => tx.rollback().await.map_err(other)?,
+            Err(e) => return Err(e),
+        }
+        // Rare: a delivery vanished while in flight (its webhook was deleted). Record the rest.
+        let mut tx = self.begin().await?;
         let mut alive = std::collections::HashSet::with_capacity(outcomes.len());
         let ids: Vec<i64> = outcomes.iter().map(|o| o.delivery_id).collect();
         for chunk in ids.chunks(CHUNK) {
@@ -682,68 +760,7 @@ impl Store for SqliteStore {
             .into_iter()
             .filter(|o| alive.contains(&o.delivery_id))
             .collect();
-        let attempts: Vec<&Attempt> = outcomes.iter().filter_map(|o| o.attempt.as_ref()).collect();
-        for chunk in attempts.chunks(CHUNK / 2) {
-            let mut qb = QueryBuilder::new(
-                "insert into attempts (delivery_id, started_at, duration_us, request_method, request_url, request_headers, \
-                 request_body, response_status, response_headers, response_body, error) ",
-            );
-            let mut encoded = Vec::with_capacity(chunk.len());
-            for a in chunk {
-                encoded.push((
-                    serde_json::to_string(&a.request_headers).map_err(json_err)?,
-                    serde_json::to_string(&a.response_headers).map_err(json_err)?,
-                ));
-            }
-            qb.push_values(chunk.iter().zip(&encoded), |mut b, (a, (req_h, resp_h))| {
-                b.push_bind(a.delivery_id)
-                    .push_bind(micros(a.started))
-                    .push_bind((a.duration_ms * 1000.0) as i64)
-                    .push_bind(&a.request_method)
-                    .push_bind(&a.request_url)
-                    .push_bind(req_h)
-                    .push_bind(&a.request_body)
-                    .push_bind(a.response_status.map(i64::from))
-                    .push_bind(resp_h)
-                    .push_bind(&a.response_body)
-                    .push_bind(&a.error);
-            });
-            qb.build().execute(&mut *tx).await.map_err(other)?;
-        }
-        // Successes share one statement; the rest carry their own error and time.
-        let succeeded: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == Status::Succeeded).collect();
-        for chunk in succeeded.chunks(CHUNK) {
-            let mut qb =
-                QueryBuilder::new("update deliveries set status = 'succeeded', last_error = null, updated_at = ");
-            qb.push_bind(now_us);
-            qb.push(", next_attempt_at = ").push_bind(now_us);
-            qb.push(", last_status_code = case id");
-            for o in chunk {
-                qb.push(" when ")
-                    .push_bind(o.delivery_id)
-                    .push(" then ")
-                    .push_bind(o.status_code.map(i64::from));
-            }
-            qb.push(" end where status = 'in_flight' and id in ");
-            let ids: Vec<i64> = chunk.iter().map(|o| o.delivery_id).collect();
-            push_ids(&mut qb, &ids);
-            qb.build().execute(&mut *tx).await.map_err(other)?;
-        }
-        for o in outcomes.iter().filter(|o| o.status != Status::Succeeded) {
-            sqlx::query(
-                "update deliveries set status = ?, last_error = ?, last_status_code = ?, next_attempt_at = ?, updated_at = ? \
-                 where id = ? and status = 'in_flight'",
-            )
-            .bind(o.status.as_str())
-            .bind(&o.error)
-            .bind(o.status_code.map(i64::from))
-            .bind(o.next_attempt_at.map(micros).unwrap_or(now_us))
-            .bind(now_us)
-            .bind(o.delivery_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(other)?;
-        }
+        write_outcomes(&mut tx, &outcomes, now_us).await?;
         tx.commit().await.map_err(other)
     }
 

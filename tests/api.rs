@@ -493,3 +493,52 @@ async fn status_and_deliveries_filters() {
     assert_eq!(st["queue"]["queued"], 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn events_of_one_request_share_its_request_id() {
+    let app = TestApp::spawn().await;
+    app.create_webhook(json!({"payload_url": "http://127.0.0.1:9/"})).await;
+    let strip = |mut e: Value| {
+        e.as_object_mut().unwrap().remove("request_id");
+        e
+    };
+    let body = json!([
+        strip(site_event("created", 1, "A")),
+        strip(site_event("created", 2, "B"))
+    ]);
+    let resp = app
+        .client
+        .post(app.url("/api/extras/events/"))
+        .header("Authorization", format!("Token {}", app.token))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let request_id = resp.headers()["X-Request-ID"].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&request_id).is_ok());
+    let (_, list) = app.call("GET", "/api/extras/deliveries/", None).await;
+    for d in list["results"].as_array().unwrap() {
+        let (_, detail) = app
+            .call("GET", &format!("/api/extras/deliveries/{}/", d["id"]), None)
+            .await;
+        assert_eq!(detail["request_id"], request_id.as_str());
+        assert_eq!(detail["context"]["request_id"], request_id.as_str());
+    }
+    assert_eq!(list["count"], 2);
+    // A request id given in the body is kept.
+    let r = app.send_events(site_event("created", 3, "C")).await;
+    let id = r["event_ids"][0].as_i64().unwrap();
+    let (_, list) = app.call("GET", "/api/extras/deliveries/?limit=1", None).await;
+    let (_, detail) = app
+        .call(
+            "GET",
+            &format!("/api/extras/deliveries/{}/", list["results"][0]["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(detail["event_id"], id);
+    assert_eq!(detail["request_id"], "fdbca812-3142-4783-b364-2e2bd5c16c6a");
+    app.stop().await;
+}

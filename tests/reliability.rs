@@ -311,6 +311,7 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
     let defaults = herald::events::ingest::Defaults {
         username: "t",
         now: Utc::now(),
+        request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a",
     };
     let events = herald::events::ingest::parse(site_event("created", 1, "A"), &catalog, &defaults).unwrap();
     store.record_events(events, Utc::now()).await.unwrap();

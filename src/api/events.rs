@@ -1,12 +1,13 @@
 //! `POST /api/extras/events/`: changes from outside (e.g. a NetBox forwarding its webhooks).
 
-use super::{ApiError, AppState, Auth};
+use super::{ApiError, AppState, Auth, RequestId};
 use crate::events::ingest;
 use crate::webhooks::request::sign;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use axum::Extension;
 use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -18,6 +19,7 @@ pub fn router() -> Router<AppState> {
 async fn create(
     State(st): State<AppState>,
     auth: Auth,
+    Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -41,6 +43,7 @@ async fn create(
     let defaults = ingest::Defaults {
         username: &auth.user.username,
         now: Utc::now(),
+        request_id: &request_id.0,
     };
     let events = ingest::parse(value, &st.catalog, &defaults).map_err(ApiError::Validation)?;
     let recorded = st.store.record_events(events, Utc::now()).await?;

@@ -50,9 +50,25 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::map_response(add_api_version))
+        .layer(axum::middleware::from_fn(request_id))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The id of one API request (a UUID), shared by every change it makes; sent back as
+/// `X-Request-ID`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let id = uuid::Uuid::new_v4().hyphenated().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("X-Request-ID", value);
+    }
+    resp
 }
 
 async fn add_api_version(mut resp: axum::response::Response) -> axum::response::Response {

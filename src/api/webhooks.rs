@@ -255,9 +255,11 @@ async fn preview_saved(
 fn event_for(st: &AppState, auth: &Auth, webhook: &Webhook, event: Option<&Value>) -> Result<Event, ApiError> {
     match event.filter(|e| !e.is_null()) {
         Some(e) => {
+            let request_id = uuid::Uuid::new_v4().to_string();
             let defaults = ingest::Defaults {
                 username: &auth.user.username,
                 now: Utc::now(),
+                request_id: &request_id,
             };
             let mut parsed = ingest::parse(e.clone(), &st.catalog, &defaults)
                 .map_err(|e| ApiError::Validation(json!({ "event": e })))?;

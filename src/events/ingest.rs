@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 pub struct Defaults<'a> {
     pub username: &'a str,
     pub now: DateTime<Utc>,
+    /// The API request's id: every event of one request shares it, as NetBox's changes do.
+    pub request_id: &'a str,
 }
 
 /// Parses one event or a list. Errors come back as NetBox does for bulk bodies: one error object
@@ -96,7 +98,7 @@ fn parse_one(value: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result
                 None
             }
         },
-        None => Some(uuid::Uuid::new_v4().hyphenated().to_string()),
+        None => Some(defaults.request_id.to_string()),
     };
 
     let data = match r.raw("data") {
@@ -226,6 +228,7 @@ mod tests {
         Defaults {
             username: "admin",
             now: DateTime::from_timestamp(1_582_643_426, 10_582_000).unwrap(),
+            request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a",
         }
     }
 
@@ -239,7 +242,7 @@ mod tests {
         assert_eq!(e.object_type, "dcim.site");
         assert_eq!(e.username, "admin");
         assert_eq!(e.timestamp, "2020-02-25T15:10:26.010582+00:00");
-        assert!(uuid::Uuid::parse_str(&e.request_id).is_ok());
+        assert_eq!(e.request_id, "fdbca812-3142-4783-b364-2e2bd5c16c6a");
         assert_eq!(e.snapshots, json!({"prechange": null, "postchange": null}));
     }
 

@@ -213,6 +213,7 @@ impl Bench {
         let defaults = herald::events::ingest::Defaults {
             username: "bench",
             now: chrono::Utc::now(),
+            request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a",
         };
         let mut requests = Vec::with_capacity(n as usize);
         for i in 1..=n {

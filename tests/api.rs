@@ -100,6 +100,8 @@ async fn webhook_crud_bulk_filters_and_pagination() {
     assert_eq!(one["enabled"], true);
     assert_eq!(one["ssl_verification"], true);
     let id = one["id"].as_i64().unwrap();
+    // REST urls are absolute, as NetBox's are (webhook payloads keep theirs relative).
+    assert_eq!(one["url"], format!("{}/api/extras/webhooks/{id}/", app.base));
 
     let bulk: Vec<Value> = (0..5).map(|i| webhook(&format!("bulk-{i}"))).collect();
     let (s, made) = app

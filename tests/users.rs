@@ -127,6 +127,7 @@ async fn pynetbox_works_against_herald() {
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seen["token_user"], "admin");
     assert_eq!(seen["token_len"], 40);
+    assert_eq!(seen["token_user_superuser"], true);
     assert_eq!(seen["status_worker"], true);
     assert_eq!(seen["hook_enabled_after_save"], false);
     assert_eq!(seen["hook_timeout"], 5);

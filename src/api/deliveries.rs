@@ -1,6 +1,6 @@
 //! `/api/extras/deliveries/`: the delivery log, with every attempt.
 
-use super::{ApiError, AppState, Auth, JsonBody, ListQuery};
+use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery};
 use crate::events::{ingest::parse_timestamp, netbox_timestamp};
 use crate::store::{Attempt, Delivery, DeliveryFilter, Status};
 use axum::extract::{Path, State};
@@ -24,14 +24,14 @@ pub fn status_json(s: Status) -> Value {
     json!({"value": s.as_str(), "label": s.label()})
 }
 
-fn delivery_json(d: &Delivery) -> Value {
+fn delivery_json(d: &Delivery, base: &str) -> Value {
     json!({
         "id": d.id,
-        "url": format!("/api/extras/deliveries/{}/", d.id),
+        "url": format!("{base}/api/extras/deliveries/{}/", d.id),
         "display": format!("{} #{}", d.webhook_name, d.event_id),
         "webhook": {
             "id": d.webhook_id,
-            "url": format!("/api/extras/webhooks/{}/", d.webhook_id),
+            "url": format!("{base}/api/extras/webhooks/{}/", d.webhook_id),
             "display": d.webhook_name,
             "name": d.webhook_name,
         },
@@ -98,20 +98,25 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
         count,
         limit,
         offset,
-        rows.iter().map(delivery_json).collect(),
+        rows.iter().map(|d| delivery_json(d, &q.origin)).collect(),
     )))
 }
 
-async fn detail(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn detail(
+    State(st): State<AppState>,
+    _auth: Auth,
+    Base(base): Base,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    Ok(Json(detail_json(&st, id).await?))
+    Ok(Json(detail_json(&st, id, &base).await?))
 }
 
-async fn detail_json(st: &AppState, id: i64) -> Result<Value, ApiError> {
+async fn detail_json(st: &AppState, id: i64, base: &str) -> Result<Value, ApiError> {
     let d = st.store.delivery(id).await?;
     let attempts = st.store.attempts(id).await?;
     let event = st.store.event(d.event_id).await?;
-    let mut body = delivery_json(&d);
+    let mut body = delivery_json(&d, base);
     body["request_id"] = json!(event.request_id);
     body["context"] = event.context();
     body["attempts"] = Value::Array(
@@ -142,11 +147,16 @@ async fn changeable(st: &AppState, id: &str, deleting: bool) -> Result<i64, ApiE
 }
 
 /// Sends a delivery again now: one more attempt, same event, same webhook.
-async fn retry_one(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn retry_one(
+    State(st): State<AppState>,
+    _auth: Auth,
+    Base(base): Base,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = changeable(&st, &id, false).await?;
     st.store.requeue(&DeliveryFilter::ids(vec![id]), Utc::now()).await?;
     st.wake.notify_one();
-    Ok(Json(detail_json(&st, id).await?))
+    Ok(Json(detail_json(&st, id, &base).await?))
 }
 
 async fn delete_one(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {

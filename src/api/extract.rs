@@ -63,6 +63,33 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// `scheme://host` of the request, for the absolute `url`s NetBox's REST responses carry
+/// (webhook payloads keep them relative, as NetBox's do).
+pub struct Base(pub String);
+
+/// `scheme://host` from `Host` (and `X-Forwarded-Proto`), or `http://localhost`.
+fn base_of(parts: &Parts) -> String {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
+        .unwrap_or("localhost");
+    let scheme = match parts.headers.get("X-Forwarded-Proto").and_then(|v| v.to_str().ok()) {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Base {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Base, ApiError> {
+        Ok(Base(base_of(parts)))
+    }
+}
+
 /// NetBox's default and largest page sizes.
 pub const PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 1000;
@@ -70,6 +97,8 @@ pub const MAX_PAGE_SIZE: i64 = 1000;
 /// A list request: its query parameters and where it was sent, to build `next`/`previous`.
 pub struct ListQuery {
     pub params: Vec<(String, String)>,
+    /// `scheme://host`, for the results' `url`s.
+    pub origin: String,
     base: String,
 }
 
@@ -79,16 +108,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<ListQuery, ApiError> {
         let query = parts.uri.query().unwrap_or("");
         let params: Vec<(String, String)> = serde_urlencoded_pairs(query);
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        let mut base = format!("http://{host}{}", parts.uri.path());
-        if reqwest::Url::parse(&base).is_err() {
-            base = format!("http://localhost{}", parts.uri.path());
-        }
-        Ok(ListQuery { params, base })
+        let origin = base_of(parts);
+        let base = format!("{origin}{}", parts.uri.path());
+        Ok(ListQuery { params, origin, base })
     }
 }
 

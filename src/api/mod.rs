@@ -10,7 +10,7 @@ mod users;
 mod webhooks;
 
 pub use error::ApiError;
-pub use extract::{Auth, JsonBody, ListQuery};
+pub use extract::{Auth, Base, JsonBody, ListQuery};
 
 use crate::catalog::Catalog;
 use crate::config::Config;

@@ -1,6 +1,6 @@
 //! `/api/` and `/api/status/`.
 
-use super::{ApiError, AppState, Auth};
+use super::{ApiError, AppState, Auth, Base};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,11 +13,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/status/", get(status))
 }
 
-async fn root() -> Json<Value> {
+async fn root(Base(base): Base) -> Json<Value> {
     Json(json!({
-        "extras": "/api/extras/",
-        "status": "/api/status/",
-        "users": "/api/users/",
+        "extras": format!("{base}/api/extras/"),
+        "status": format!("{base}/api/status/"),
+        "users": format!("{base}/api/users/"),
     }))
 }
 

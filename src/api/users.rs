@@ -2,7 +2,7 @@
 //! `create_token` calls). Superusers manage everyone; other users see themselves and manage
 //! their own tokens.
 
-use super::{ApiError, AppState, Auth, JsonBody, ListQuery};
+use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery};
 use crate::auth;
 use crate::events::netbox_timestamp;
 use crate::store::{StoreError, Token, User};
@@ -25,12 +25,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/tokens/{id}/", get(token_detail).delete(delete_token))
 }
 
-fn brief_user(u: &User) -> Value {
-    json!({"id": u.id, "url": format!("/api/users/users/{}/", u.id), "display": u.username, "username": u.username})
+fn brief_user(u: &User, base: &str) -> Value {
+    json!({"id": u.id, "url": format!("{base}/api/users/users/{}/", u.id), "display": u.username, "username": u.username})
 }
 
-fn user_json(u: &User) -> Value {
-    let mut v = brief_user(u);
+fn user_json(u: &User, base: &str) -> Value {
+    let mut v = brief_user(u, base);
     v["is_superuser"] = json!(u.is_superuser);
     v["is_staff"] = json!(u.is_superuser);
     v["is_active"] = json!(true);
@@ -39,12 +39,12 @@ fn user_json(u: &User) -> Value {
     v
 }
 
-fn token_json(t: &Token, u: &User) -> Value {
+fn token_json(t: &Token, u: &User, base: &str) -> Value {
     json!({
         "id": t.id,
-        "url": format!("/api/users/tokens/{}/", t.id),
+        "url": format!("{base}/api/users/tokens/{}/", t.id),
         "display": if t.description.is_empty() { format!("Token {}", t.id) } else { t.description.clone() },
-        "user": brief_user(u),
+        "user": brief_user(u, base),
         "created": netbox_timestamp(t.created),
         "expires": null,
         "last_used": null,
@@ -89,15 +89,20 @@ async fn list_users(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Res
         .iter()
         .skip(offset as usize)
         .take(limit as usize)
-        .map(user_json)
+        .map(|u| user_json(u, &q.origin))
         .collect();
     Ok(Json(q.paginated(users.len() as i64, limit, offset, page)))
 }
 
-async fn user_detail(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn user_detail(
+    State(st): State<AppState>,
+    auth: Auth,
+    Base(base): Base,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     visible(&auth, id)?;
-    Ok(Json(user_json(&st.store.user(id).await?)))
+    Ok(Json(user_json(&st.store.user(id).await?, &base)))
 }
 
 /// Reads `username`, `password` and `is_superuser` over `user`.
@@ -131,6 +136,7 @@ fn apply_user(mut user: User, body: &Value, creating: bool) -> Result<User, ApiE
 async fn create_user(
     State(st): State<AppState>,
     auth: Auth,
+    Base(base): Base,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_superuser(&auth)?;
@@ -146,12 +152,13 @@ async fn create_user(
         .store
         .create_user(&user.username, &user.password_hash, user.is_superuser)
         .await?;
-    Ok((StatusCode::CREATED, Json(user_json(&created))))
+    Ok((StatusCode::CREATED, Json(user_json(&created, &base))))
 }
 
 async fn update_user(
     State(st): State<AppState>,
     auth: Auth,
+    Base(base): Base,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -159,7 +166,7 @@ async fn update_user(
     let current = st.store.user(parse_id(&id)?).await?;
     let user = apply_user(current, &body, false)?;
     st.store.update_user(&user).await?;
-    Ok(Json(user_json(&st.store.user(user.id).await?)))
+    Ok(Json(user_json(&st.store.user(user.id).await?, &base)))
 }
 
 async fn delete_user(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -189,20 +196,25 @@ async fn list_tokens(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Re
         .iter()
         .skip(offset as usize)
         .take(limit as usize)
-        .map(|(t, u)| token_json(t, u))
+        .map(|(t, u)| token_json(t, u, &q.origin))
         .collect();
     Ok(Json(q.paginated(tokens.len() as i64, limit, offset, page)))
 }
 
-async fn token_detail(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn token_detail(
+    State(st): State<AppState>,
+    auth: Auth,
+    Base(base): Base,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let (token, user) = st.store.token(parse_id(&id)?).await?;
     visible(&auth, user.id)?;
-    Ok(Json(token_json(&token, &user)))
+    Ok(Json(token_json(&token, &user, &base)))
 }
 
 /// Creates a token for `user` from `write_enabled`, `description` and an optional `key`; the
 /// response is the only place the key is ever shown.
-async fn new_token(st: &AppState, user: &User, body: &Value) -> Result<Value, ApiError> {
+async fn new_token(st: &AppState, user: &User, body: &Value, base: &str) -> Result<Value, ApiError> {
     let mut r = Reader::new(body)?;
     let write_enabled = r.bool("write_enabled").unwrap_or(true);
     let description = r.string("description").unwrap_or_default();
@@ -231,7 +243,7 @@ async fn new_token(st: &AppState, user: &User, body: &Value) -> Result<Value, Ap
         },
     };
     let (token, owner) = st.store.token_by_hash(&auth::hash_key(&key)).await?;
-    let mut v = token_json(&token, &owner);
+    let mut v = token_json(&token, &owner, base);
     v["key"] = json!(key);
     Ok(v)
 }
@@ -239,6 +251,7 @@ async fn new_token(st: &AppState, user: &User, body: &Value) -> Result<Value, Ap
 async fn create_token(
     State(st): State<AppState>,
     auth: Auth,
+    Base(base): Base,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let owner = match body.get("user") {
@@ -260,7 +273,7 @@ async fn create_token(
             }
         }
     };
-    Ok((StatusCode::CREATED, Json(new_token(&st, &owner, &body).await?)))
+    Ok((StatusCode::CREATED, Json(new_token(&st, &owner, &body, &base).await?)))
 }
 
 async fn delete_token(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -274,6 +287,7 @@ async fn delete_token(State(st): State<AppState>, auth: Auth, Path(id): Path<Str
 /// `{"username", "password"}` → a new token for that user; no token needed to call it.
 async fn provision(
     State(st): State<AppState>,
+    Base(base): Base,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut r = Reader::new(&body)?;
@@ -292,5 +306,5 @@ async fn provision(
         Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::BadCredentials),
         Err(e) => return Err(e.into()),
     };
-    Ok((StatusCode::CREATED, Json(new_token(&st, &user, &body).await?)))
+    Ok((StatusCode::CREATED, Json(new_token(&st, &user, &body, &base).await?)))
 }

@@ -1,6 +1,6 @@
 //! `/api/extras/webhooks/`: CRUD with NetBox's bulk forms, and preview.
 
-use super::{ApiError, AppState, Auth, JsonBody, ListQuery};
+use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery};
 use crate::delivery::send::{self, Clients};
 use crate::events::{ingest, netbox_timestamp, Event, EventKind};
 use crate::validate::parse_bool;
@@ -72,14 +72,19 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
         .iter()
         .skip(offset as usize)
         .take(limit as usize)
-        .map(Webhook::to_json)
+        .map(|w| w.to_json(&q.origin))
         .collect();
     Ok(Json(q.paginated(count, limit, offset, page)))
 }
 
-async fn detail(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn detail(
+    State(st): State<AppState>,
+    _auth: Auth,
+    Base(base): Base,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let w = one(&st, parse_id(&id)?).await?;
-    Ok(Json(w.to_json()))
+    Ok(Json(w.to_json(&base)))
 }
 
 async fn one(st: &AppState, id: i64) -> Result<Webhook, ApiError> {
@@ -115,7 +120,12 @@ fn validate_all<T>(items: &[Value], mut f: impl FnMut(&Value) -> Result<T, ApiEr
     }
 }
 
-async fn create(State(st): State<AppState>, _auth: Auth, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+async fn create(
+    State(st): State<AppState>,
+    _auth: Auth,
+    Base(base): Base,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let (items, many) = match &body {
         Value::Array(items) if !items.is_empty() => (items.clone(), true),
         Value::Array(_) => return Err(ApiError::BadRequest("Expected a non-empty list of webhooks.".into())),
@@ -129,7 +139,7 @@ async fn create(State(st): State<AppState>, _auth: Auth, JsonBody(body): JsonBod
     let created = st.store.create_webhooks(webhooks).await?;
     Ok((
         StatusCode::CREATED,
-        Json(shape(created.iter().map(Webhook::to_json).collect(), many)),
+        Json(shape(created.iter().map(|w| w.to_json(&base)).collect(), many)),
     )
         .into_response())
 }
@@ -142,17 +152,30 @@ fn shape(mut items: Vec<Value>, many: bool) -> Value {
     }
 }
 
-async fn put(st: State<AppState>, auth: Auth, id: Path<String>, body: JsonBody) -> Result<Json<Value>, ApiError> {
-    update_one(st, auth, id, body, false).await
+async fn put(
+    st: State<AppState>,
+    auth: Auth,
+    base: Base,
+    id: Path<String>,
+    body: JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    update_one(st, auth, base, id, body, false).await
 }
 
-async fn patch(st: State<AppState>, auth: Auth, id: Path<String>, body: JsonBody) -> Result<Json<Value>, ApiError> {
-    update_one(st, auth, id, body, true).await
+async fn patch(
+    st: State<AppState>,
+    auth: Auth,
+    base: Base,
+    id: Path<String>,
+    body: JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    update_one(st, auth, base, id, body, true).await
 }
 
 async fn update_one(
     State(st): State<AppState>,
     _auth: Auth,
+    Base(base): Base,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
     partial: bool,
@@ -160,15 +183,15 @@ async fn update_one(
     let current = one(&st, parse_id(&id)?).await?;
     let updated = current.apply(&body, &st.catalog, partial)?;
     let mut saved = st.store.update_webhooks(vec![updated]).await?;
-    Ok(Json(saved.pop().map(|w| w.to_json()).unwrap_or(Value::Null)))
+    Ok(Json(saved.pop().map(|w| w.to_json(&base)).unwrap_or(Value::Null)))
 }
 
-async fn bulk_put(st: State<AppState>, auth: Auth, body: JsonBody) -> Result<Json<Value>, ApiError> {
-    bulk_update(st, auth, body, false).await
+async fn bulk_put(st: State<AppState>, auth: Auth, base: Base, body: JsonBody) -> Result<Json<Value>, ApiError> {
+    bulk_update(st, auth, base, body, false).await
 }
 
-async fn bulk_patch(st: State<AppState>, auth: Auth, body: JsonBody) -> Result<Json<Value>, ApiError> {
-    bulk_update(st, auth, body, true).await
+async fn bulk_patch(st: State<AppState>, auth: Auth, base: Base, body: JsonBody) -> Result<Json<Value>, ApiError> {
+    bulk_update(st, auth, base, body, true).await
 }
 
 /// The ids of a bulk body: a list of objects each with an integer `id`.
@@ -193,6 +216,7 @@ fn bulk_ids(body: &Value) -> Result<Vec<i64>, ApiError> {
 async fn bulk_update(
     State(st): State<AppState>,
     _auth: Auth,
+    Base(base): Base,
     JsonBody(body): JsonBody,
     partial: bool,
 ) -> Result<Json<Value>, ApiError> {
@@ -205,7 +229,7 @@ async fn bulk_update(
         Ok(w.apply(item, &st.catalog, partial)?)
     })?;
     let saved = st.store.update_webhooks(updated).await?;
-    Ok(Json(Value::Array(saved.iter().map(Webhook::to_json).collect())))
+    Ok(Json(Value::Array(saved.iter().map(|w| w.to_json(&base)).collect())))
 }
 
 async fn delete(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {

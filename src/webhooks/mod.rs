@@ -93,11 +93,11 @@ impl Webhook {
             && self.content_types.contains(&event.object_type)
     }
 
-    /// The REST representation (the secret is never shown).
-    pub fn to_json(&self) -> Value {
+    /// The REST representation, `url` under `base` (`http://host`); the secret is never shown.
+    pub fn to_json(&self, base: &str) -> Value {
         json!({
             "id": self.id,
-            "url": format!("/api/extras/webhooks/{}/", self.id),
+            "url": format!("{base}/api/extras/webhooks/{}/", self.id),
             "display": self.name,
             "content_types": self.content_types,
             "name": self.name,

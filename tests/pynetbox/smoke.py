@@ -14,6 +14,8 @@ def main():
     nb = pynetbox.api(base)
     token = nb.create_token(username, password)
     seen = {"token_user": token.user.username, "token_len": len(nb.token)}
+    token.user.full_details()  # follows the nested record's url
+    seen["token_user_superuser"] = token.user.is_superuser
     seen["status_worker"] = nb.status()["worker-running"]
 
     hook = nb.extras.webhooks.create(

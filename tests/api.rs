@@ -491,6 +491,7 @@ async fn status_and_deliveries_filters() {
     );
     let (_, st) = app.call("GET", "/api/status/", None).await;
     assert_eq!(st["worker-running"], true);
+    assert_eq!(st["rq-workers-running"], 1);
     assert_eq!(st["queue"]["succeeded"], 3);
     assert_eq!(st["queue"]["queued"], 0);
     app.stop().await;

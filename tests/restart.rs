@@ -46,6 +46,7 @@ async fn queued_deliveries_survive_a_kill_and_are_sent_by_the_next_serve() {
     assert_eq!(queued["deliveries_queued"], 25);
     let (_, status) = call(&base, "GET", "/api/status/", None).await;
     assert_eq!(status["worker-running"], false);
+    assert_eq!(status["rq-workers-running"], 0);
     assert_eq!(status["queue"]["queued"], 25);
     first.kill().await.unwrap();
     assert!(rx.received().is_empty());
@@ -101,6 +102,19 @@ async fn a_separate_worker_process_delivers_what_serve_queued() {
         (status["queue"]["succeeded"] == 10).then_some(())
     })
     .await;
-    worker.kill().await.unwrap();
+    // The separate worker counts as running (by its heartbeat) though serve has none...
+    let (_, status) = call(&base, "GET", "/api/status/", None).await;
+    assert_eq!(status["worker-running"], false);
+    assert_eq!(status["rq-workers-running"], 1);
+    // ...and stops counting once it shuts down cleanly (SIGTERM).
+    let pid = worker.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    worker.wait().await.unwrap();
+    let (_, status) = call(&base, "GET", "/api/status/", None).await;
+    assert_eq!(status["rq-workers-running"], 0);
     api.kill().await.unwrap();
 }

@@ -10,3 +10,12 @@ create index deliveries_due_webhook on deliveries(webhook_id, next_attempt_at)
 
 -- Webhook conditions (NetBox's condition sets, JSON; null: always).
 alter table webhooks add column conditions text;
+
+-- Delivery workers, by heartbeat: what /api/status/ counts as running.
+create table workers (
+    id text primary key,
+    host text not null,
+    pid integer not null,
+    started_at integer not null,
+    seen_at integer not null
+);

@@ -25,11 +25,13 @@ async fn status(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, 
     let counts = st.store.queue_counts().await?;
     let queue: Map<String, Value> = counts.iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect();
     let running = st.worker_running.load(Ordering::SeqCst);
+    let since = chrono::Utc::now() - crate::delivery::heartbeat::stale_after();
+    let workers = st.store.workers_seen_since(since).await?;
     Ok(Json(json!({
         "herald-version": env!("CARGO_PKG_VERSION"),
         "api-version": super::API_VERSION,
         "worker-running": running,
-        "rq-workers-running": i32::from(running),
+        "rq-workers-running": workers,
         "queue": queue,
     })))
 }

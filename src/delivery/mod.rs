@@ -1,6 +1,7 @@
 //! The delivery worker: claim due deliveries with a lease, commit, render and send each, then
 //! record the outcomes in groups. No transaction is held across an HTTP call.
 
+pub mod heartbeat;
 pub mod retention;
 pub mod send;
 
@@ -76,6 +77,7 @@ impl Worker {
         let tracker = TaskTracker::new();
         let (tx, rx) = mpsc::unbounded_channel::<Outcome>();
         let recorder = tokio::spawn(record(self.store.clone(), rx));
+        let beats = tokio::spawn(heartbeat::run(self.store.clone(), cancel.clone()));
         let purger = tokio::spawn(retention::run(
             self.store.clone(),
             self.retention.clone(),
@@ -190,6 +192,7 @@ impl Worker {
         drop(tx);
         let _ = recorder.await;
         let _ = purger.await;
+        let _ = beats.await;
         self.running.store(false, Ordering::SeqCst);
         info!("delivery worker stopped");
     }

@@ -269,6 +269,12 @@ pub trait Store: Send + Sync + 'static {
     async fn event(&self, id: i64) -> Result<Event>;
     /// Deliveries per status.
     async fn queue_counts(&self) -> Result<Vec<(Status, i64)>>;
+    /// Records that worker `id` (on `host`, process `pid`) is alive now.
+    async fn worker_heartbeat(&self, id: &str, host: &str, pid: u32, now: DateTime<Utc>) -> Result<()>;
+    /// Forgets a worker that stopped.
+    async fn worker_gone(&self, id: &str) -> Result<()>;
+    /// Workers whose last heartbeat is at or after `since`.
+    async fn workers_seen_since(&self, since: DateTime<Utc>) -> Result<i64>;
     /// Counts, the oldest waiting delivery, and failed attempts since `since`.
     async fn queue_stats(&self, since: DateTime<Utc>) -> Result<QueueStats>;
     /// Makes the matching deliveries that are not in flight due now; returns how many.

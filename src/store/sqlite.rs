@@ -935,4 +935,36 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(other)?;
         Ok(deliveries + events)
     }
+
+    async fn worker_heartbeat(&self, id: &str, host: &str, pid: u32, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "insert into workers (id, host, pid, started_at, seen_at) values (?1, ?2, ?3, ?4, ?4) \
+             on conflict (id) do update set seen_at = excluded.seen_at",
+        )
+        .bind(id)
+        .bind(host)
+        .bind(i64::from(pid))
+        .bind(micros(now))
+        .execute(&self.write)
+        .await
+        .map_err(other)?;
+        Ok(())
+    }
+
+    async fn worker_gone(&self, id: &str) -> Result<()> {
+        sqlx::query("delete from workers where id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(other)?;
+        Ok(())
+    }
+
+    async fn workers_seen_since(&self, since: DateTime<Utc>) -> Result<i64> {
+        sqlx::query_scalar("select count(*) from workers where seen_at >= ?")
+            .bind(micros(since))
+            .fetch_one(&self.read)
+            .await
+            .map_err(other)
+    }
 }

@@ -88,6 +88,19 @@ impl SqliteStore {
         Ok(SqliteStore { write, read })
     }
 
+    /// Deletes the row `id` of `table` (a name from this file, never from input).
+    async fn delete_row(&self, table: &'static str, id: i64) -> Result<()> {
+        let done = sqlx::query(&format!("delete from {table} where id = ?"))
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(other)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         self.write.begin_with("BEGIN IMMEDIATE").await.map_err(other)
     }
@@ -405,15 +418,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user(&self, id: i64) -> Result<()> {
-        let done = sqlx::query("delete from users where id = ?")
-            .bind(id)
-            .execute(&self.write)
-            .await
-            .map_err(other)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_row("users", id).await
     }
 
     async fn create_token(
@@ -476,15 +481,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_token(&self, id: i64) -> Result<()> {
-        let done = sqlx::query("delete from tokens where id = ?")
-            .bind(id)
-            .execute(&self.write)
-            .await
-            .map_err(other)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.delete_row("tokens", id).await
     }
 
     async fn webhooks(&self) -> Result<Vec<Webhook>> {

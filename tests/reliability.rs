@@ -315,7 +315,14 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
     };
     let events = herald::events::ingest::parse(site_event("created", 1, "A"), &catalog, &defaults).unwrap();
     store.record_events(events, Utc::now()).await.unwrap();
-    let claimed = store.claim(Utc::now(), &ClaimLimits::total(10), 30).await.unwrap();
+    let claimed = store
+        .claim(
+            Utc::now(),
+            &ClaimLimits::total(10, hooks.iter().map(|h| h.id).collect()),
+            30,
+        )
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 2);
     // The doomed webhook goes (with its deliveries) while both are in flight.
     store.delete_webhooks(&[hooks[0].id]).await.unwrap();
@@ -355,4 +362,61 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
     let d = store.delivery(kept.delivery_id).await.unwrap();
     assert_eq!(d.status, Status::Succeeded);
     assert_eq!(store.attempts(kept.delivery_id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn webhooks_sharing_a_hanging_destination_share_its_slots() {
+    let app = TestApp::spawn_with(|c| {
+        c.worker.concurrency = 8;
+        c.worker.per_destination_concurrency = 3;
+    })
+    .await;
+    let hanging = TestReceiver::start().await;
+    hanging.set(Behavior::Hang);
+    let healthy = TestReceiver::start().await;
+    // Four webhooks on one slow host: together they may hold its 3 slots, no more.
+    let mut slow = Vec::new();
+    for path in ["/a", "/b", "/c", "/d"] {
+        slow.push(
+            app.create_webhook(json!({"payload_url": hanging.url(path), "timeout": 5}))
+                .await,
+        );
+    }
+    app.create_webhook(json!({"payload_url": healthy.url("/")})).await;
+    let events: Vec<Value> = (1..=20).map(|i| site_event("created", i, &format!("S{i}"))).collect();
+    app.send_events(Value::Array(events)).await;
+    healthy.wait_for(20).await;
+    for hook in &slow {
+        let (_, list) = app
+            .call(
+                "GET",
+                &format!(
+                    "/api/extras/deliveries/?webhook_id={}&status=failed&status=succeeded",
+                    hook["id"]
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(list["count"], 0, "the healthy receiver waited for the hanging one");
+    }
+    assert!(
+        hanging.received().len() <= 3,
+        "more than the destination's cap sent at once"
+    );
+    // Claims never took more for that host than it had free slots: no worker slot sits idle
+    // waiting behind it.
+    let ids: Vec<String> = slow.iter().map(|h| format!("webhook_id={}", h["id"])).collect();
+    let (_, claimed) = app
+        .call(
+            "GET",
+            &format!("/api/extras/deliveries/?status=in_flight&{}", ids.join("&")),
+            None,
+        )
+        .await;
+    assert!(
+        claimed["count"].as_i64().unwrap() <= 3,
+        "claimed beyond the cap: {}",
+        claimed["count"]
+    );
+    app.stop().await;
 }

@@ -13,13 +13,16 @@ use crate::webhooks::Webhook;
 use chrono::Utc;
 use send::Clients;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
+
+/// How often a worker reloads the webhook list (new webhooks' destinations, changes).
+const WEBHOOK_REFRESH: Duration = Duration::from_secs(1);
 
 /// A webhook with its templates compiled (or the compile error).
 struct Prepared {
@@ -44,6 +47,8 @@ pub struct Worker {
     in_flight: Mutex<HashSet<i64>>,
     /// Notified when a send finishes, freeing a slot.
     freed: Notify,
+    /// Turns the order in which webhooks sharing a destination get its spare slot.
+    turn: AtomicUsize,
 }
 
 impl Worker {
@@ -66,6 +71,7 @@ impl Worker {
             destinations: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             freed: Notify::new(),
+            turn: AtomicUsize::new(0),
         })
     }
 
@@ -85,6 +91,7 @@ impl Worker {
         ));
         // Cancelled when the shutdown grace runs out: unfinished sends are dropped and released.
         let abandon = CancellationToken::new();
+        let mut refreshed: Option<tokio::time::Instant> = None;
         info!(concurrency = self.config.concurrency, "delivery worker started");
 
         loop {
@@ -110,7 +117,24 @@ impl Worker {
                 }
             }
             let wanted = held.len();
-            let limits = self.claim_limits(wanted);
+            let webhooks = match self.store.webhook_ids().await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    error!(error = ?e, "listing webhooks failed");
+                    Vec::new()
+                }
+            };
+            // A webhook not seen yet (or a second gone by): reload, so every claim knows each
+            // webhook's destination before taking its deliveries.
+            let unknown = {
+                let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                webhooks.iter().any(|id| !cache.contains_key(id))
+            };
+            if unknown || refreshed.is_none_or(|t| t.elapsed() >= WEBHOOK_REFRESH) {
+                self.refresh().await;
+                refreshed = Some(tokio::time::Instant::now());
+            }
+            let limits = self.claim_limits(wanted, webhooks);
             let claimed = match self
                 .store
                 .claim(Utc::now(), &limits, self.config.lease_margin_secs)
@@ -155,11 +179,10 @@ impl Worker {
             }
             drop(held);
             if got < wanted {
-                // Fewer than asked for: either the queue is drained (new work wakes us) or some
-                // webhooks' destinations are at their cap (a finished send frees a slot), so wait
-                // for either; with nothing in flight and nothing capped, sleep until the next
-                // retry falls due.
-                let slot_may_free = got > 0 || limits.per_webhook.values().any(|n| *n < limits.total);
+                // Fewer than asked for: the queue is drained (new work wakes us), or some
+                // destinations are at their cap (a finished send frees a slot). With sends in
+                // flight, wait for one to finish; with none, sleep until the next retry is due.
+                let slot_may_free = !self.lock_in_flight().is_empty();
                 let wait = if slot_may_free {
                     Duration::from_secs_f64(self.config.poll_interval_secs)
                 } else {
@@ -211,19 +234,31 @@ impl Worker {
 
     /// What one claim may take: no more of a webhook than its destination has free slots, so
     /// a slow receiver's deliveries never sit on worker slots waiting for their own.
-    fn claim_limits(&self, total: usize) -> ClaimLimits {
+    fn claim_limits(&self, total: usize, webhooks: Vec<i64>) -> ClaimLimits {
         let cap = self.config.per_destination_concurrency;
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        let per_webhook = cache
-            .values()
-            .filter_map(|p| {
-                let free = map.get(p.destination.as_ref()?).map_or(cap, |s| s.available_permits());
-                Some((p.webhook.id, free))
-            })
-            .collect();
+        // Webhooks sharing a destination share its free slots: split them, turn by turn.
+        let mut by_destination: HashMap<&str, Vec<i64>> = HashMap::new();
+        for p in cache.values() {
+            if let Some(d) = &p.destination {
+                by_destination.entry(d.as_str()).or_default().push(p.webhook.id);
+            }
+        }
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let mut per_webhook = HashMap::new();
+        for (destination, mut ids) in by_destination {
+            ids.sort_unstable();
+            let free = map.get(destination).map_or(cap, |s| s.available_permits());
+            let n = ids.len();
+            for (i, id) in ids.into_iter().enumerate() {
+                let extra = usize::from((i + turn) % n < free % n);
+                per_webhook.insert(id, free / n + extra);
+            }
+        }
         ClaimLimits {
             total,
+            webhooks,
             webhook_default: cap,
             per_webhook,
         }
@@ -247,13 +282,31 @@ impl Worker {
         let mut ids: Vec<i64> = claimed.iter().map(|c| c.webhook_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let webhooks = match self.store.webhooks_by_id(&ids).await {
-            Ok(w) => w,
+        match self.store.webhooks_by_id(&ids).await {
+            Ok(w) => self.remember(w),
             Err(e) => {
                 error!(error = ?e, "loading webhooks failed");
-                Vec::new()
+                HashMap::new()
             }
-        };
+        }
+    }
+
+    /// Reloads every webhook, so claims know each one's destination before its first delivery.
+    async fn refresh(&self) {
+        match self.store.webhooks().await {
+            Ok(all) => {
+                let alive = self.remember(all);
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|id, _| alive.contains_key(id));
+            }
+            Err(e) => error!(error = ?e, "loading webhooks failed"),
+        }
+    }
+
+    /// Caches `webhooks`, compiling those that are new or changed.
+    fn remember(&self, webhooks: Vec<Webhook>) -> HashMap<i64, Arc<Prepared>> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = HashMap::with_capacity(webhooks.len());
         for w in webhooks {

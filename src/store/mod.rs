@@ -133,11 +133,14 @@ pub struct Claimed {
     pub event: Arc<Event>,
 }
 
-/// How many deliveries one claim may take.
+/// Which deliveries one claim may take: of the listed webhooks only, `total` at most, and
+/// no more of one webhook than its limit.
 #[derive(Debug, Clone, Default)]
 pub struct ClaimLimits {
     /// In all.
     pub total: usize,
+    /// The webhooks to claim for.
+    pub webhooks: Vec<i64>,
     /// Of one webhook, unless `per_webhook` says otherwise.
     pub webhook_default: usize,
     /// Of these webhooks (0 skips one), e.g. when its destination has few free slots.
@@ -145,10 +148,11 @@ pub struct ClaimLimits {
 }
 
 impl ClaimLimits {
-    /// Up to `total`, from any webhooks.
-    pub fn total(total: usize) -> ClaimLimits {
+    /// Up to `total`, from any of `webhooks`.
+    pub fn total(total: usize, webhooks: Vec<i64>) -> ClaimLimits {
         ClaimLimits {
             total,
+            webhooks,
             webhook_default: total,
             per_webhook: Default::default(),
         }
@@ -241,6 +245,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_token(&self, id: i64) -> Result<()>;
 
     async fn webhooks(&self) -> Result<Vec<Webhook>>;
+    /// The ids of all webhooks.
+    async fn webhook_ids(&self) -> Result<Vec<i64>>;
     async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>>;
     /// Inserts all or none; returns them with ids.
     async fn create_webhooks(&self, webhooks: Vec<Webhook>) -> Result<Vec<Webhook>>;

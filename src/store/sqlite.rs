@@ -492,6 +492,13 @@ impl Store for SqliteStore {
         rows.iter().map(webhook_from_row).collect()
     }
 
+    async fn webhook_ids(&self) -> Result<Vec<i64>> {
+        sqlx::query_scalar("select id from webhooks order by id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(other)
+    }
+
     async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
@@ -653,13 +660,9 @@ impl Store for SqliteStore {
     async fn claim(&self, now: DateTime<Utc>, limits: &ClaimLimits, lease_margin_secs: u64) -> Result<Vec<Claimed>> {
         let now_us = micros(now);
         // The writer is the bottleneck: only the claim itself (one autocommit statement) runs
-        // on it; the webhook list and the events come from the readers.
-        let webhook_ids: Vec<i64> = sqlx::query_scalar("select id from webhooks order by id")
-            .fetch_all(&self.read)
-            .await
-            .map_err(other)?;
+        // on it; the events come from the readers.
+        let webhook_ids = limits.webhooks.iter().copied();
         let arms: Vec<(i64, usize)> = webhook_ids
-            .into_iter()
             .map(|id| (id, limits.of(id)))
             .filter(|(_, n)| *n > 0)
             .collect();

@@ -21,9 +21,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
 
-/// How often a worker reloads the webhook list (new webhooks' destinations, changes).
-const WEBHOOK_REFRESH: Duration = Duration::from_secs(1);
-
 /// A webhook with its templates compiled (or the compile error).
 struct Prepared {
     webhook: Webhook,
@@ -91,7 +88,6 @@ impl Worker {
         ));
         // Cancelled when the shutdown grace runs out: unfinished sends are dropped and released.
         let abandon = CancellationToken::new();
-        let mut refreshed: Option<tokio::time::Instant> = None;
         info!(concurrency = self.config.concurrency, "delivery worker started");
 
         loop {
@@ -117,23 +113,7 @@ impl Worker {
                 }
             }
             let wanted = held.len();
-            let webhooks = match self.store.webhook_ids().await {
-                Ok(ids) => ids,
-                Err(e) => {
-                    error!(error = ?e, "listing webhooks failed");
-                    Vec::new()
-                }
-            };
-            // A webhook not seen yet (or a second gone by): reload, so every claim knows each
-            // webhook's destination before taking its deliveries.
-            let unknown = {
-                let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                webhooks.iter().any(|id| !cache.contains_key(id))
-            };
-            if unknown || refreshed.is_none_or(|t| t.elapsed() >= WEBHOOK_REFRESH) {
-                self.refresh().await;
-                refreshed = Some(tokio::time::Instant::now());
-            }
+            let webhooks = self.sync_webhooks().await;
             let limits = self.claim_limits(wanted, webhooks);
             let claimed = match self
                 .store
@@ -152,13 +132,21 @@ impl Worker {
             };
             let got = claimed.len();
             if got > 0 {
-                let prepared = self.prepare(&claimed).await;
-                self.lock_in_flight().extend(claimed.iter().map(|c| c.delivery_id));
-                for c in claimed {
+                let jobs: Vec<(Claimed, Option<Arc<Prepared>>)> = {
+                    let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                    claimed
+                        .into_iter()
+                        .map(|c| {
+                            let w = cache.get(&c.webhook_id).cloned();
+                            (c, w)
+                        })
+                        .collect()
+                };
+                self.lock_in_flight().extend(jobs.iter().map(|(c, _)| c.delivery_id));
+                for (c, webhook) in jobs {
                     let permit = held.pop().expect("one permit per claimed delivery");
                     let worker = self.clone();
                     let tx = tx.clone();
-                    let webhook = prepared.get(&c.webhook_id).cloned();
                     let span = tracing::info_span!("deliver", delivery_id = c.delivery_id, webhook_id = c.webhook_id);
                     let abandon = abandon.clone();
                     tracker.spawn(
@@ -277,32 +265,37 @@ impl Worker {
         }
     }
 
-    /// The claimed deliveries' webhooks, compiled once per version.
-    async fn prepare(&self, claimed: &[Claimed]) -> HashMap<i64, Arc<Prepared>> {
-        let mut ids: Vec<i64> = claimed.iter().map(|c| c.webhook_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        match self.store.webhooks_by_id(&ids).await {
-            Ok(w) => self.remember(w),
+    /// Lists the webhooks (id and version, one light read) and reloads them when any was
+    /// added, changed or removed, so every claim knows each webhook's destination and every
+    /// send uses the webhook as it is now. Returns the ids to claim for.
+    async fn sync_webhooks(&self) -> Vec<i64> {
+        let versions = match self.store.webhook_versions().await {
+            Ok(v) => v,
             Err(e) => {
-                error!(error = ?e, "loading webhooks failed");
-                HashMap::new()
+                error!(error = ?e, "listing webhooks failed");
+                return Vec::new();
+            }
+        };
+        let stale = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.len() != versions.len()
+                || versions
+                    .iter()
+                    .any(|(id, at)| cache.get(id).is_none_or(|p| p.webhook.last_updated != *at))
+        };
+        if stale {
+            match self.store.webhooks().await {
+                Ok(all) => {
+                    let alive = self.remember(all);
+                    self.cache
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .retain(|id, _| alive.contains_key(id));
+                }
+                Err(e) => error!(error = ?e, "loading webhooks failed"),
             }
         }
-    }
-
-    /// Reloads every webhook, so claims know each one's destination before its first delivery.
-    async fn refresh(&self) {
-        match self.store.webhooks().await {
-            Ok(all) => {
-                let alive = self.remember(all);
-                self.cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|id, _| alive.contains_key(id));
-            }
-            Err(e) => error!(error = ?e, "loading webhooks failed"),
-        }
+        versions.into_iter().map(|(id, _)| id).collect()
     }
 
     /// Caches `webhooks`, compiling those that are new or changed.
@@ -352,7 +345,8 @@ impl Worker {
             Ok(r) => r,
             Err(e) => return failed(format!("template error: {e}")),
         };
-        let _slot: Option<OwnedSemaphorePermit> = match send::destination(&request.url) {
+        let destination = prepared.destination.clone().or_else(|| send::destination(&request.url));
+        let _slot: Option<OwnedSemaphorePermit> = match destination {
             Some(d) => self.slots(&d).acquire_owned().await.ok(),
             None => None,
         };

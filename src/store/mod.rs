@@ -245,8 +245,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_token(&self, id: i64) -> Result<()>;
 
     async fn webhooks(&self) -> Result<Vec<Webhook>>;
-    /// The ids of all webhooks.
-    async fn webhook_ids(&self) -> Result<Vec<i64>>;
+    /// Every webhook's id and `last_updated`: enough to tell whether a cached copy is current.
+    async fn webhook_versions(&self) -> Result<Vec<(i64, DateTime<Utc>)>>;
     async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>>;
     /// Inserts all or none; returns them with ids.
     async fn create_webhooks(&self, webhooks: Vec<Webhook>) -> Result<Vec<Webhook>>;

@@ -492,11 +492,12 @@ impl Store for SqliteStore {
         rows.iter().map(webhook_from_row).collect()
     }
 
-    async fn webhook_ids(&self) -> Result<Vec<i64>> {
-        sqlx::query_scalar("select id from webhooks order by id")
+    async fn webhook_versions(&self) -> Result<Vec<(i64, DateTime<Utc>)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as("select id, updated_at from webhooks order by id")
             .fetch_all(&self.read)
             .await
-            .map_err(other)
+            .map_err(other)?;
+        Ok(rows.into_iter().map(|(id, at)| (id, from_micros(at))).collect())
     }
 
     async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>> {

@@ -230,20 +230,21 @@ async fn new_token(st: &AppState, user: &User, body: &Value, base: &str) -> Resu
     }
     let errors = std::mem::take(&mut r.errors);
     errors.finish(())?;
-    let key = match auth::create_token(st.store.as_ref(), user, key.as_deref(), write_enabled, &description).await {
-        Ok(k) => k,
-        Err(e) => match e.downcast::<StoreError>() {
-            Ok(StoreError::Conflict(_)) => {
-                return Err(ApiError::Validation(
-                    json!({"key": ["A token with this key already exists."]}),
-                ))
-            }
-            Ok(other) => return Err(other.into()),
-            Err(e) => return Err(ApiError::Internal(e)),
-        },
+    let key = key.unwrap_or_else(auth::new_key);
+    let token = match st
+        .store
+        .create_token(user.id, &auth::hash_key(&key), write_enabled, &description)
+        .await
+    {
+        Ok(t) => t,
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::Validation(
+                json!({"key": ["A token with this key already exists."]}),
+            ))
+        }
+        Err(e) => return Err(e.into()),
     };
-    let (token, owner) = st.store.token_by_hash(&auth::hash_key(&key)).await?;
-    let mut v = token_json(&token, &owner, base);
+    let mut v = token_json(&token, user, base);
     v["key"] = json!(key);
     Ok(v)
 }

@@ -38,6 +38,15 @@ fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
+/// `NotFound` when a statement touched no row.
+fn found(done: &sqlx::sqlite::SqliteQueryResult) -> Result<()> {
+    if done.rows_affected() == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
 /// How a broken foreign key shows in `StoreError::Conflict`.
 const FOREIGN_KEY: &str = "foreign key: ";
 
@@ -95,10 +104,7 @@ impl SqliteStore {
             .execute(&self.write)
             .await
             .map_err(other)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(&done)
     }
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
@@ -411,10 +417,7 @@ impl Store for SqliteStore {
             .execute(&self.write)
             .await
             .map_err(other)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        found(&done)
     }
 
     async fn delete_user(&self, id: i64) -> Result<()> {
@@ -554,9 +557,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(other)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(&done)?;
             w.last_updated = now;
             out.push(w);
         }
@@ -572,9 +573,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(other)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
+            found(&done)?;
         }
         tx.commit().await.map_err(other)
     }

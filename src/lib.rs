@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod events;
+pub mod objects;
 pub mod queue;
 pub mod server;
 pub mod store;

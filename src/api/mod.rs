@@ -5,6 +5,7 @@ mod deliveries;
 mod error;
 mod events;
 mod extract;
+mod objects;
 mod root;
 mod users;
 mod webhooks;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(deliveries::router())
         .merge(users::router())
+        .merge(objects::router(&state.catalog))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::map_response(add_api_version))
         .layer(axum::middleware::from_fn(request_id))

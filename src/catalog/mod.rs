@@ -1,20 +1,113 @@
 //! The catalog of object types: which `app_label.model` types exist, where their API lives,
-//! and a sample object of each. Data, not code: see `types.toml`.
+//! their fields and rules, and a sample object of each. Data, not code: see `types.toml`.
 
+use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 
 const BUILTIN: &str = include_str!("types.toml");
 
+/// What a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    String,
+    Integer,
+    Decimal,
+    Boolean,
+    Choice,
+    Fk,
+    Prefix,
+    Address,
+    Mac,
+    /// Read-only: the IP family (4 or 6) of another field.
+    Family,
+}
+
+/// What deleting a referenced object does to the objects that point at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDelete {
+    /// The delete is refused (409) while they exist.
+    Protect,
+    /// They are deleted too, each with its own change.
+    Cascade,
+    /// Their reference is cleared.
+    SetNull,
+}
+
+/// One field of an object type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: FieldKind,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub null: bool,
+    pub max_length: Option<usize>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub places: Option<u32>,
+    pub pattern: Option<String>,
+    pub pattern_message: Option<String>,
+    /// The choice set (`choice` fields).
+    pub choices: Option<String>,
+    /// The referenced type (`fk` fields).
+    pub to: Option<String>,
+    pub on_delete: Option<OnDelete>,
+    #[serde(default, deserialize_with = "optional_from_toml")]
+    pub default: Option<Value>,
+    /// The field a `family` is computed from.
+    pub from: Option<String>,
+    #[serde(default)]
+    pub tree: bool,
+    #[serde(skip)]
+    pub regex: Option<Regex>,
+}
+
+impl Field {
+    /// Whether clients may write it.
+    pub fn writable(&self) -> bool {
+        self.kind != FieldKind::Family
+    }
+
+    /// Its value when a create does not give it.
+    pub fn default_value(&self) -> Value {
+        match (&self.default, self.kind) {
+            (Some(v), _) => v.clone(),
+            (None, FieldKind::String) if !self.null => Value::from(""),
+            (None, FieldKind::Boolean) => Value::Bool(false),
+            _ => Value::Null,
+        }
+    }
+}
+
 /// One object type, e.g. `dcim.site`.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ObjectType {
     pub app_label: String,
     pub model: String,
     pub verbose_name: String,
     /// Path under `/api/`, without slashes at the ends: `dcim/sites`.
     pub api_path: String,
+    /// How the object is named in `display`: `{field}`s replaced by their values.
+    pub display: String,
+    /// Fields a nested (brief) reference shows besides `id`, `url` and `display`.
+    pub brief: Vec<String>,
+    /// Fields `q=` searches.
+    pub search: Vec<String>,
+    /// The default ordering of lists.
+    pub ordering: Vec<String>,
+    /// Sets of fields whose values together must be unique.
+    pub unique: Vec<Vec<String>>,
+    /// Whether objects carry tags (and custom fields).
+    pub tags: bool,
+    pub fields: Vec<Field>,
     /// An object as the REST API shows it.
     #[serde(deserialize_with = "sample_from_toml")]
     pub sample: Value,
@@ -25,33 +118,53 @@ impl ObjectType {
     pub fn name(&self) -> String {
         format!("{}.{}", self.app_label, self.model)
     }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
 }
 
-/// Every object type Herald knows.
+/// Every object type Herald knows, and the choice sets their fields use.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     types: Vec<ObjectType>,
     index: HashMap<String, usize>,
+    choices: HashMap<String, Vec<(String, String)>>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CatalogFile {
+    #[serde(default)]
+    choices: HashMap<String, Vec<(String, String)>>,
     types: Vec<ObjectType>,
 }
 
 impl Catalog {
     /// The catalog shipped in the binary.
     pub fn builtin() -> Catalog {
-        Catalog::from_toml(BUILTIN).expect("the built-in catalog is valid TOML")
+        Catalog::from_toml(BUILTIN).expect("the built-in catalog is valid")
     }
 
-    /// Parses a catalog written in the format of `types.toml`.
-    pub fn from_toml(text: &str) -> Result<Catalog, toml::de::Error> {
-        let file: CatalogFile = toml::from_str(text)?;
-        let index = file.types.iter().enumerate().map(|(i, t)| (t.name(), i)).collect();
+    /// Parses and checks a catalog written in the format of `types.toml`.
+    pub fn from_toml(text: &str) -> anyhow::Result<Catalog> {
+        let mut file: CatalogFile = toml::from_str(text)?;
+        let index: HashMap<String, usize> = file.types.iter().enumerate().map(|(i, t)| (t.name(), i)).collect();
+        for t in &mut file.types {
+            let name = t.name();
+            for f in &mut t.fields {
+                if let Some(p) = &f.pattern {
+                    f.regex = Some(Regex::new(p).map_err(|e| anyhow::anyhow!("{name}.{}: bad pattern: {e}", f.name))?);
+                }
+            }
+        }
+        for t in &file.types {
+            check_type(t, &index, &file.choices)?;
+        }
         Ok(Catalog {
             types: file.types,
             index,
+            choices: file.choices,
         })
     }
 
@@ -71,6 +184,117 @@ impl Catalog {
         let first = found.next()?;
         found.next().is_none().then_some(first)
     }
+
+    /// The `(value, label)` pairs of a choice set.
+    pub fn choices(&self, set: &str) -> &[(String, String)] {
+        self.choices.get(set).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The label of `value` in a choice field's set.
+    pub fn choice_label(&self, field: &Field, value: &str) -> Option<&str> {
+        let set = field.choices.as_deref()?;
+        self.choices(set)
+            .iter()
+            .find(|(v, _)| v == value)
+            .map(|(_, l)| l.as_str())
+    }
+
+    /// Every `(type, field)` whose foreign key points at `target`.
+    pub fn referrers<'a>(&'a self, target: &'a str) -> impl Iterator<Item = (&'a ObjectType, &'a Field)> + 'a {
+        self.types.iter().flat_map(move |t| {
+            t.fields
+                .iter()
+                .filter(move |f| f.kind == FieldKind::Fk && f.to.as_deref() == Some(target))
+                .map(move |f| (t, f))
+        })
+    }
+}
+
+fn check_type(
+    t: &ObjectType,
+    index: &HashMap<String, usize>,
+    choices: &HashMap<String, Vec<(String, String)>>,
+) -> anyhow::Result<()> {
+    let name = t.name();
+    let known = |f: &str| t.field(f).is_some() || f == "id";
+    for f in &t.fields {
+        let at = format!("{name}.{}", f.name);
+        match f.kind {
+            FieldKind::Fk => {
+                let to =
+                    f.to.as_deref()
+                        .ok_or_else(|| anyhow::anyhow!("{at}: fk without `to`"))?;
+                anyhow::ensure!(index.contains_key(to), "{at}: unknown type {to}");
+                anyhow::ensure!(f.on_delete.is_some(), "{at}: fk without `on_delete`");
+                anyhow::ensure!(!f.tree || to == name, "{at}: a tree field must point at its own type");
+            }
+            FieldKind::Choice => {
+                let set = f.choices.as_deref().unwrap_or("");
+                let values = choices
+                    .get(set)
+                    .ok_or_else(|| anyhow::anyhow!("{at}: unknown choice set {set:?}"))?;
+                if let Some(Value::String(d)) = &f.default {
+                    anyhow::ensure!(
+                        values.iter().any(|(v, _)| v == d),
+                        "{at}: default {d:?} is not a choice"
+                    );
+                }
+            }
+            FieldKind::Family => {
+                let from = f.from.as_deref().and_then(|s| t.field(s));
+                anyhow::ensure!(
+                    from.is_some_and(|s| matches!(s.kind, FieldKind::Address | FieldKind::Prefix)),
+                    "{at}: `from` must name an address or prefix field"
+                );
+            }
+            _ => {}
+        }
+    }
+    for list in [&t.brief, &t.search, &t.ordering] {
+        for f in list {
+            anyhow::ensure!(known(f), "{name}: unknown field {f}");
+        }
+    }
+    for rule in &t.unique {
+        for f in rule {
+            anyhow::ensure!(t.field(f).is_some(), "{name}: unique rule names unknown field {f}");
+        }
+    }
+    for part in display_parts(&t.display) {
+        if let DisplayPart::Field(f) = part {
+            anyhow::ensure!(known(f), "{name}: display names unknown field {f}");
+        }
+    }
+    Ok(())
+}
+
+/// A piece of a `display` format.
+pub enum DisplayPart<'a> {
+    Text(&'a str),
+    Field(&'a str),
+}
+
+/// Splits `"{name} ({vid})"` into text and field pieces.
+pub fn display_parts(format: &str) -> Vec<DisplayPart<'_>> {
+    let mut parts = Vec::new();
+    let mut rest = format;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        if open > 0 {
+            parts.push(DisplayPart::Text(&rest[..open]));
+        }
+        parts.push(DisplayPart::Field(&rest[open + 1..open + close]));
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(DisplayPart::Text(rest));
+    }
+    parts
+}
+
+fn optional_from_toml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    let value = toml::Value::deserialize(d)?;
+    Ok(Some(toml_to_json(value)))
 }
 
 fn sample_from_toml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {

@@ -4,6 +4,9 @@
 pub mod sqlite;
 
 use crate::events::Event;
+use crate::objects::engine::{WriteError, WriteRequest, Written};
+use crate::objects::query::ObjectQuery;
+use crate::objects::{Change, ChangeFilter, Obj};
 use crate::webhooks::Webhook;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -257,6 +260,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// In one transaction: the events, and one delivery for each enabled webhook each matches.
     async fn record_events(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<Recorded>>;
+
+    /// Applies one API request's object writes in one transaction: objects, their changes,
+    /// one event per object touched and the deliveries of matching webhooks; nothing on error.
+    /// Returns what was written and how many deliveries were queued.
+    async fn write_objects(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        req: &WriteRequest,
+    ) -> std::result::Result<(Written, usize), WriteError>;
+    /// One page of the objects of `ty` matching `query`, and how many match in all.
+    async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<(i64, Vec<Obj>)>;
+    /// The objects of `ty` with these ids that exist.
+    async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>;
+    /// One page of object changes, newest first, and how many match.
+    async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<(i64, Vec<Change>)>;
 
     /// Claims due deliveries (queued, retrying, or in flight with an expired lease), the
     /// oldest first, within `limits`. The lease lasts the webhook's timeout plus

@@ -3,11 +3,17 @@
 //! processes on the same file wait instead of failing; reads use a small pool.
 //! `synchronous=NORMAL` in WAL mode keeps every commit across a process crash (kill -9).
 
+#[path = "sqlite_objects.rs"]
+mod objects;
+
 use super::{
     Attempt, ClaimLimits, Claimed, Delivery, DeliveryFilter, Outcome, QueueStats, Recorded, Result, Status, Store,
     StoreError, Token, User,
 };
 use crate::events::{Event, EventKind};
+use crate::objects::engine::{WriteError, WriteRequest, Written};
+use crate::objects::query::ObjectQuery;
+use crate::objects::{Change, ChangeFilter, Obj, ObjectTx};
 use crate::webhooks::Webhook;
 use anyhow::Context;
 use async_trait::async_trait;
@@ -105,6 +111,16 @@ impl SqliteStore {
             .await
             .map_err(other)?;
         found(&done)
+    }
+
+    /// Enabled webhooks, read off the writer before a write transaction: a webhook change
+    /// committed before the request is seen, as in any later transaction.
+    async fn enabled_webhooks(&self) -> Result<Vec<Webhook>> {
+        let rows = sqlx::query("select * from webhooks where enabled = 1")
+            .fetch_all(&self.read)
+            .await
+            .map_err(other)?;
+        rows.iter().map(webhook_from_row).collect()
     }
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
@@ -316,6 +332,81 @@ fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, f: &DeliveryFilter) {
     if let Some(since) = f.since {
         qb.push(" and d.created_at >= ").push_bind(micros(since));
     }
+}
+
+/// Inserts events and one queued delivery per matching webhook, in the caller's transaction.
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    matcher: &crate::webhooks::Matcher<'_>,
+    events: &[Event],
+    now: DateTime<Utc>,
+) -> Result<Vec<Recorded>> {
+    // The write lock is held, so ids after the current maximum are ours.
+    let last: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from events")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(other)?;
+    let now_us = micros(now);
+    let mut recorded = Vec::with_capacity(events.len());
+    let mut pending: Vec<(i64, i64, &'static str, &str)> = Vec::new();
+    for (i, chunk) in events.chunks(CHUNK).enumerate() {
+        let mut qb = QueryBuilder::new(
+                "insert into events (id, event, timestamp, object_type, username, request_id, data, snapshots, created_at) ",
+            );
+        let base = last + (i * CHUNK) as i64;
+        let mut encoded = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            encoded.push((
+                serde_json::to_string(&e.data).map_err(json_err)?,
+                serde_json::to_string(&e.snapshots).map_err(json_err)?,
+            ));
+        }
+        qb.push_values(
+            chunk.iter().zip(&encoded).enumerate(),
+            |mut b, (j, (e, (data, snaps)))| {
+                b.push_bind(base + j as i64 + 1)
+                    .push_bind(e.kind.as_str())
+                    .push_bind(&e.timestamp)
+                    .push_bind(&e.object_type)
+                    .push_bind(&e.username)
+                    .push_bind(&e.request_id)
+                    .push_bind(data)
+                    .push_bind(snaps)
+                    .push_bind(now_us);
+            },
+        );
+        qb.build().execute(&mut **tx).await.map_err(other)?;
+        for (j, e) in chunk.iter().enumerate() {
+            let event_id = base + j as i64 + 1;
+            let mut n = 0;
+            for w in matcher.matching(e) {
+                pending.push((event_id, w.id, e.kind.as_str(), &e.object_type));
+                n += 1;
+            }
+            recorded.push(Recorded {
+                event_id,
+                deliveries: n,
+            });
+        }
+    }
+    for chunk in pending.chunks(CHUNK) {
+        let mut qb = QueryBuilder::new(
+                "insert into deliveries (event_id, webhook_id, event, object_type, status, attempts, next_attempt_at, created_at, updated_at) ",
+            );
+        qb.push_values(chunk, |mut b, (event_id, webhook_id, kind, object_type)| {
+            b.push_bind(*event_id)
+                .push_bind(*webhook_id)
+                .push_bind(*kind)
+                .push_bind(*object_type)
+                .push_bind("queued")
+                .push_bind(0i64)
+                .push_bind(now_us)
+                .push_bind(now_us)
+                .push_bind(now_us);
+        });
+        qb.build().execute(&mut **tx).await.map_err(other)?;
+    }
+    Ok(recorded)
 }
 
 const USER_SELECT: &str =
@@ -579,82 +670,47 @@ impl Store for SqliteStore {
     }
 
     async fn record_events(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<Recorded>> {
-        // Read before the write transaction, off the writer: a webhook change committed before
-        // this request is seen, as in any later transaction.
-        let rows = sqlx::query("select * from webhooks where enabled = 1")
-            .fetch_all(&self.read)
-            .await
-            .map_err(other)?;
-        let webhooks = rows.iter().map(webhook_from_row).collect::<Result<Vec<_>>>()?;
+        let webhooks = self.enabled_webhooks().await?;
         let matcher = crate::webhooks::Matcher::new(&webhooks);
         let mut tx = self.begin().await?;
-        // The write lock is held, so ids after the current maximum are ours.
-        let last: i64 = sqlx::query_scalar("select coalesce(max(id), 0) from events")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(other)?;
-        let now_us = micros(now);
-        let mut recorded = Vec::with_capacity(events.len());
-        let mut pending: Vec<(i64, i64, &'static str, &str)> = Vec::new();
-        for (i, chunk) in events.chunks(CHUNK).enumerate() {
-            let mut qb = QueryBuilder::new(
-                "insert into events (id, event, timestamp, object_type, username, request_id, data, snapshots, created_at) ",
-            );
-            let base = last + (i * CHUNK) as i64;
-            let mut encoded = Vec::with_capacity(chunk.len());
-            for e in chunk {
-                encoded.push((
-                    serde_json::to_string(&e.data).map_err(json_err)?,
-                    serde_json::to_string(&e.snapshots).map_err(json_err)?,
-                ));
-            }
-            qb.push_values(
-                chunk.iter().zip(&encoded).enumerate(),
-                |mut b, (j, (e, (data, snaps)))| {
-                    b.push_bind(base + j as i64 + 1)
-                        .push_bind(e.kind.as_str())
-                        .push_bind(&e.timestamp)
-                        .push_bind(&e.object_type)
-                        .push_bind(&e.username)
-                        .push_bind(&e.request_id)
-                        .push_bind(data)
-                        .push_bind(snaps)
-                        .push_bind(now_us);
-                },
-            );
-            qb.build().execute(&mut *tx).await.map_err(other)?;
-            for (j, e) in chunk.iter().enumerate() {
-                let event_id = base + j as i64 + 1;
-                let mut n = 0;
-                for w in matcher.matching(e) {
-                    pending.push((event_id, w.id, e.kind.as_str(), &e.object_type));
-                    n += 1;
-                }
-                recorded.push(Recorded {
-                    event_id,
-                    deliveries: n,
-                });
-            }
-        }
-        for chunk in pending.chunks(CHUNK) {
-            let mut qb = QueryBuilder::new(
-                "insert into deliveries (event_id, webhook_id, event, object_type, status, attempts, next_attempt_at, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, (event_id, webhook_id, kind, object_type)| {
-                b.push_bind(*event_id)
-                    .push_bind(*webhook_id)
-                    .push_bind(*kind)
-                    .push_bind(*object_type)
-                    .push_bind("queued")
-                    .push_bind(0i64)
-                    .push_bind(now_us)
-                    .push_bind(now_us)
-                    .push_bind(now_us);
-            });
-            qb.build().execute(&mut *tx).await.map_err(other)?;
-        }
+        let recorded = insert_events(&mut tx, &matcher, &events, now).await?;
         tx.commit().await.map_err(other)?;
         Ok(recorded)
+    }
+
+    async fn write_objects(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        req: &WriteRequest,
+    ) -> std::result::Result<(Written, usize), WriteError> {
+        let webhooks = self.enabled_webhooks().await?;
+        let matcher = crate::webhooks::Matcher::new(&webhooks);
+        let mut tx = self.begin().await?;
+        let written = {
+            let mut otx = objects::SqliteObjectTx { tx: &mut tx };
+            let written = crate::objects::engine::apply(catalog, &mut otx, req).await?;
+            otx.add_changes(&written.changes).await?;
+            written
+        };
+        let recorded = insert_events(&mut tx, &matcher, &written.events, req.now).await?;
+        tx.commit().await.map_err(other)?;
+        Ok((written, recorded.iter().map(|r| r.deliveries).sum()))
+    }
+
+    async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<(i64, Vec<Obj>)> {
+        objects::list(&self.read, ty, query, limit, offset).await
+    }
+
+    async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            out.extend(objects::get(&self.read, ty, chunk).await?);
+        }
+        Ok(out)
+    }
+
+    async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<(i64, Vec<Change>)> {
+        objects::changes(&self.read, filter, limit, offset).await
     }
 
     async fn claim(&self, now: DateTime<Utc>, limits: &ClaimLimits, lease_margin_secs: u64) -> Result<Vec<Claimed>> {

@@ -1,0 +1,411 @@
+//! The inventory's REST API: for every catalog type, NetBox's list and detail endpoints
+//! (`/api/dcim/sites/`, `/api/dcim/sites/{id}/`) with bulk create, update and delete; and
+//! `/api/extras/object-changes/`, the change log.
+
+use super::{ApiError, AppState, Auth, JsonBody, ListQuery, RequestId};
+use crate::catalog::{Catalog, ObjectType};
+use crate::events::netbox_timestamp;
+use crate::objects::engine::{Op, WriteError, WriteRequest};
+use crate::objects::view::{self, load_related, Related};
+use crate::objects::{absolutize, query, Change, ChangeFilter, Obj, StoreLoader};
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The object type a route serves.
+#[derive(Clone)]
+struct TypeName(Arc<str>);
+
+/// Routes for every type of the catalog, and the change log.
+pub fn router(catalog: &Catalog) -> Router<AppState> {
+    let mut router = Router::new()
+        .route("/api/extras/object-changes/", get(list_changes))
+        .route("/api/extras/object-changes/{id}/", get(change_detail))
+        .route("/api/core/object-changes/", get(list_changes))
+        .route("/api/core/object-changes/{id}/", get(change_detail));
+    for t in catalog.types() {
+        let typed = Router::new()
+            .route(
+                &format!("/api/{}/", t.api_path),
+                get(list)
+                    .post(create)
+                    .put(bulk_update)
+                    .patch(bulk_update)
+                    .delete(bulk_delete),
+            )
+            .route(
+                &format!("/api/{}/{{id}}/", t.api_path),
+                get(detail).put(update).patch(update).delete(delete),
+            )
+            .layer(Extension(TypeName(t.name().into())));
+        router = router.merge(typed);
+    }
+    router
+}
+
+fn object_type<'a>(st: &'a AppState, name: &TypeName) -> Result<&'a ObjectType, ApiError> {
+    st.catalog.get(&name.0).ok_or(ApiError::NotFound)
+}
+
+/// REST views of `objs` with absolute `url`s under `origin`.
+async fn views(
+    st: &AppState,
+    ty: &ObjectType,
+    objs: &[Obj],
+    brief: bool,
+    origin: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let mut related = Related::new();
+    let refs: Vec<&Obj> = objs.iter().collect();
+    load_related(
+        &st.catalog,
+        &mut StoreLoader(st.store.as_ref()),
+        ty,
+        &refs,
+        &mut related,
+    )
+    .await?;
+    Ok(objs
+        .iter()
+        .map(|o| {
+            let mut v = view::view(&st.catalog, ty, o, &related, brief);
+            absolutize(&mut v, origin);
+            v
+        })
+        .collect())
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    _auth: Auth,
+    q: ListQuery,
+) -> Result<Json<Value>, ApiError> {
+    let ty = object_type(&st, &name)?;
+    let query = query::parse(&st.catalog, st.store.as_ref(), ty, &q.params).await?;
+    let (limit, offset) = q.page()?;
+    let brief = q.first("brief").and_then(crate::validate::parse_bool).unwrap_or(false);
+    let (count, objs) = st.store.list_objects(&name.0, &query, limit, offset).await?;
+    let results = views(&st, ty, &objs, brief, &q.origin).await?;
+    Ok(Json(q.paginated(count, limit, offset, results)))
+}
+
+async fn detail(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    _auth: Auth,
+    Path(id): Path<String>,
+    q: ListQuery,
+) -> Result<Json<Value>, ApiError> {
+    let ty = object_type(&st, &name)?;
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let objs = st.store.get_objects(&name.0, &[id]).await?;
+    if objs.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    let brief = q.first("brief").and_then(crate::validate::parse_bool).unwrap_or(false);
+    Ok(Json(views(&st, ty, &objs, brief, &q.origin).await?.remove(0)))
+}
+
+/// Runs one request's operations and answers with the objects as they are after it.
+async fn write(
+    st: &AppState,
+    name: &TypeName,
+    auth: &Auth,
+    request_id: &RequestId,
+    ops: Vec<Op>,
+    bulk: bool,
+) -> Result<Vec<Value>, ApiError> {
+    let req = WriteRequest {
+        object_type: name.0.to_string(),
+        ops,
+        bulk,
+        user_id: Some(auth.user.id),
+        username: auth.user.username.clone(),
+        request_id: request_id.0.clone(),
+        now: Utc::now(),
+    };
+    match st.store.write_objects(&st.catalog, &req).await {
+        Ok((written, queued)) => {
+            if queued > 0 {
+                st.wake.notify_one();
+            }
+            Ok(written.views)
+        }
+        Err(WriteError::Invalid(mut errors)) => Err(ApiError::Validation(if bulk {
+            Value::Array(errors.into_iter().map(|e| e.into_value()).collect())
+        } else {
+            errors.pop().map(|e| e.into_value()).unwrap_or(Value::Null)
+        })),
+        Err(WriteError::NotFound) => Err(ApiError::NotFound),
+        Err(WriteError::Protected(m)) => Err(ApiError::Conflict(m)),
+        Err(WriteError::Store(e)) => Err(e.into()),
+    }
+}
+
+fn answer(status: StatusCode, mut views: Vec<Value>, bulk: bool, origin: &str) -> Response {
+    for v in &mut views {
+        absolutize(v, origin);
+    }
+    let body = if bulk {
+        Value::Array(views)
+    } else {
+        views.pop().unwrap_or(Value::Null)
+    };
+    (status, Json(body)).into_response()
+}
+
+/// A list body's items, or the one object.
+fn items(body: Value) -> Result<(Vec<Value>, bool), ApiError> {
+    match body {
+        Value::Array(items) if items.is_empty() => Err(ApiError::BadRequest("The list of objects is empty.".into())),
+        Value::Array(items) => Ok((items, true)),
+        Value::Object(_) => Ok((vec![body], false)),
+        Value::Null => Err(ApiError::BadRequest("A JSON body is required.".into())),
+        _ => Err(ApiError::Validation(
+            json!({"non_field_errors": ["Invalid data. Expected a dictionary or a list of them."]}),
+        )),
+    }
+}
+
+async fn create(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    auth: Auth,
+    Extension(request_id): Extension<RequestId>,
+    q: ListQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    object_type(&st, &name)?;
+    let (items, bulk) = items(body)?;
+    let ops = items.into_iter().map(Op::Create).collect();
+    let views = write(&st, &name, &auth, &request_id, ops, bulk).await?;
+    Ok(answer(StatusCode::CREATED, views, bulk, &q.origin))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn update(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    auth: Auth,
+    Extension(request_id): Extension<RequestId>,
+    method: Method,
+    Path(id): Path<String>,
+    q: ListQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    object_type(&st, &name)?;
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    if !body.is_object() {
+        return Err(ApiError::Validation(
+            json!({"non_field_errors": ["Invalid data. Expected a dictionary."]}),
+        ));
+    }
+    let op = Op::Update {
+        id,
+        body,
+        partial: method == Method::PATCH,
+    };
+    let views = write(&st, &name, &auth, &request_id, vec![op], false).await?;
+    Ok(answer(StatusCode::OK, views, false, &q.origin))
+}
+
+/// The ids of a bulk body: `[{"id": 1, ...}, ...]`; a missing or bad id is an item error.
+fn bulk_ids(items: &[Value]) -> Result<Vec<i64>, ApiError> {
+    let mut ids = Vec::with_capacity(items.len());
+    let mut errors = Vec::with_capacity(items.len());
+    let mut bad = false;
+    for item in items {
+        let id = match item {
+            Value::Object(o) => o.get("id").and_then(crate::objects::values::as_integer),
+            other => crate::objects::values::as_integer(other),
+        };
+        match id {
+            Some(id) => {
+                ids.push(id);
+                errors.push(json!({}));
+            }
+            None => {
+                bad = true;
+                errors.push(json!({"id": ["This field is required."]}));
+            }
+        }
+    }
+    if bad {
+        return Err(ApiError::Validation(Value::Array(errors)));
+    }
+    Ok(ids)
+}
+
+async fn bulk_update(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    auth: Auth,
+    Extension(request_id): Extension<RequestId>,
+    method: Method,
+    q: ListQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    object_type(&st, &name)?;
+    let Value::Array(items) = body else {
+        return Err(ApiError::BadRequest(
+            "Bulk updates take a list of objects, each with its \"id\".".into(),
+        ));
+    };
+    if items.is_empty() {
+        return Err(ApiError::BadRequest("The list of objects is empty.".into()));
+    }
+    let ids = bulk_ids(&items)?;
+    let partial = method == Method::PATCH;
+    let ops = ids
+        .into_iter()
+        .zip(items)
+        .map(|(id, body)| Op::Update { id, body, partial })
+        .collect();
+    let views = write(&st, &name, &auth, &request_id, ops, true).await?;
+    Ok(answer(StatusCode::OK, views, true, &q.origin))
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    auth: Auth,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    object_type(&st, &name)?;
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    write(&st, &name, &auth, &request_id, vec![Op::Delete(id)], false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn bulk_delete(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    auth: Auth,
+    Extension(request_id): Extension<RequestId>,
+    JsonBody(body): JsonBody,
+) -> Result<StatusCode, ApiError> {
+    object_type(&st, &name)?;
+    let Value::Array(items) = body else {
+        return Err(ApiError::BadRequest(
+            "Bulk deletes take a list of objects, each with its \"id\".".into(),
+        ));
+    };
+    if items.is_empty() {
+        return Err(ApiError::BadRequest("The list of objects is empty.".into()));
+    }
+    let ops = bulk_ids(&items)?.into_iter().map(Op::Delete).collect();
+    write(&st, &name, &auth, &request_id, ops, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn action_label(action: &str) -> &'static str {
+    match action {
+        "create" => "Created",
+        "update" => "Updated",
+        "delete" => "Deleted",
+        _ => "Unknown",
+    }
+}
+
+fn change_json(c: &Change, changed_object: Value, origin: &str) -> Value {
+    let user = match c.user_id {
+        Some(id) => json!({
+            "id": id,
+            "url": format!("{origin}/api/users/users/{id}/"),
+            "display": c.user_name,
+            "username": c.user_name,
+        }),
+        None => Value::Null,
+    };
+    json!({
+        "id": c.id,
+        "url": format!("{origin}/api/extras/object-changes/{}/", c.id),
+        "display": format!("{} {}", c.object_repr, action_label(&c.action).to_lowercase()),
+        "time": netbox_timestamp(c.time),
+        "user": user,
+        "user_name": c.user_name,
+        "request_id": c.request_id,
+        "action": {"value": c.action, "label": action_label(&c.action)},
+        "changed_object_type": c.object_type,
+        "changed_object_id": c.object_id,
+        "changed_object": changed_object,
+        "object_repr": c.object_repr,
+        "prechange_data": c.prechange_data,
+        "postchange_data": c.postchange_data,
+    })
+}
+
+/// The changes as JSON, each with its object's brief view while the object exists.
+async fn changes_json(st: &AppState, changes: &[Change], origin: &str) -> Result<Vec<Value>, ApiError> {
+    let mut by_type: Vec<(String, Vec<i64>)> = Vec::new();
+    for c in changes {
+        match by_type.iter_mut().find(|(t, _)| *t == c.object_type) {
+            Some((_, ids)) => ids.push(c.object_id),
+            None => by_type.push((c.object_type.clone(), vec![c.object_id])),
+        }
+    }
+    let mut briefs = std::collections::HashMap::new();
+    for (t, mut ids) in by_type {
+        let Some(ty) = st.catalog.get(&t) else { continue };
+        ids.sort_unstable();
+        ids.dedup();
+        let objs = st.store.get_objects(&t, &ids).await?;
+        for (obj, v) in objs.iter().zip(views(st, ty, &objs, true, origin).await?) {
+            briefs.insert((t.clone(), obj.id), v);
+        }
+    }
+    Ok(changes
+        .iter()
+        .map(|c| {
+            let brief = briefs.get(&(c.object_type.clone(), c.object_id)).cloned();
+            change_json(c, brief.unwrap_or(Value::Null), origin)
+        })
+        .collect())
+}
+
+async fn list_changes(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    let filter = ChangeFilter {
+        id: q.ints("id")?,
+        request_id: q.all("request_id"),
+        action: q.all("action"),
+        object_type: q.all("changed_object_type"),
+        object_id: q.ints("changed_object_id")?,
+        user_id: q.ints("user_id")?,
+        user_name: q.all("user_name"),
+    };
+    let (limit, offset) = q.page()?;
+    let (count, changes) = st.store.object_changes(&filter, limit, offset).await?;
+    let results = changes_json(&st, &changes, &q.origin).await?;
+    Ok(Json(q.paginated(count, limit, offset, results)))
+}
+
+async fn change_detail(
+    State(st): State<AppState>,
+    _auth: Auth,
+    Path(id): Path<String>,
+    q: ListQuery,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let (_, changes) = st
+        .store
+        .object_changes(
+            &ChangeFilter {
+                id: vec![id],
+                ..Default::default()
+            },
+            1,
+            0,
+        )
+        .await?;
+    if changes.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(changes_json(&st, &changes, &q.origin).await?.remove(0)))
+}

@@ -1,0 +1,170 @@
+//! The inventory: objects of the catalog's types, written through the REST API. Every write
+//! records an object change and an event, and the event's deliveries, in one transaction.
+//!
+//! Objects are stored in NetBox's minimal form (foreign keys as ids, choices as raw values,
+//! tags as ids); the REST view and the change snapshots are computed from it.
+
+pub mod engine;
+pub mod query;
+pub mod values;
+pub mod view;
+
+use crate::store::Result;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// One stored object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Obj {
+    pub id: i64,
+    /// Writable fields in their stored form; `tags` is a sorted list of tag ids.
+    pub data: Map<String, Value>,
+    pub created: DateTime<Utc>,
+    pub last_updated: DateTime<Utc>,
+}
+
+impl Obj {
+    /// Tag ids.
+    pub fn tag_ids(&self) -> Vec<i64> {
+        self.data
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// One recorded change (NetBox's ObjectChange).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// 0 until stored.
+    pub id: i64,
+    pub time: DateTime<Utc>,
+    pub user_id: Option<i64>,
+    pub user_name: String,
+    pub request_id: String,
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    pub object_type: String,
+    pub object_id: i64,
+    pub object_repr: String,
+    pub prechange_data: Value,
+    pub postchange_data: Value,
+}
+
+/// Filters of the object-changes list.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeFilter {
+    pub id: Vec<i64>,
+    pub request_id: Vec<String>,
+    pub action: Vec<String>,
+    pub object_type: Vec<String>,
+    pub object_id: Vec<i64>,
+    pub user_id: Vec<i64>,
+    pub user_name: Vec<String>,
+}
+
+/// A foreign key (or tag) from one object to another, kept so deletes find dependents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ref {
+    pub field: String,
+    pub target_type: String,
+    pub target_id: i64,
+}
+
+/// An object that points at another: its type, id and the field doing so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    pub object_type: String,
+    pub id: i64,
+    pub field: String,
+}
+
+/// The storage primitives object writes need, inside one write transaction. Each backend
+/// implements it; the rules live in `engine`.
+#[async_trait]
+pub trait ObjectTx: Send {
+    /// The objects of `ty` with these ids that exist.
+    async fn get(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>;
+    /// Ids of objects of `ty` whose stored fields equal all of `attrs` (at most `limit`).
+    async fn find(&mut self, ty: &str, attrs: &[(String, Value)], limit: i64) -> Result<Vec<i64>>;
+    /// A new id for an object of `ty` (never reused).
+    async fn next_id(&mut self, ty: &str) -> Result<i64>;
+    /// Which object of `ty` holds `value` under unique rule `rule`.
+    async fn key_owner(&mut self, ty: &str, rule: &str, value: &str) -> Result<Option<i64>>;
+    /// Inserts or replaces an object with its unique keys and references.
+    async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref]) -> Result<()>;
+    /// Deletes an object with its keys and references.
+    async fn remove(&mut self, ty: &str, id: i64) -> Result<()>;
+    /// Objects that reference `ty` `id`.
+    async fn referrers(&mut self, ty: &str, id: i64) -> Result<Vec<Referrer>>;
+    async fn add_changes(&mut self, changes: &[Change]) -> Result<()>;
+}
+
+/// Reads objects by id, in or out of a transaction: what rendering views needs.
+#[async_trait]
+pub trait Loader: Send {
+    async fn load(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>;
+}
+
+/// A loader over a write transaction.
+pub struct TxLoader<'a>(pub &'a mut dyn ObjectTx);
+
+#[async_trait]
+impl Loader for TxLoader<'_> {
+    async fn load(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+        self.0.get(ty, ids).await
+    }
+}
+
+/// A loader over the store's read connections.
+pub struct StoreLoader<'a>(pub &'a dyn crate::store::Store);
+
+#[async_trait]
+impl Loader for StoreLoader<'_> {
+    async fn load(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+        self.0.get_objects(ty, ids).await
+    }
+}
+
+/// Times in change snapshots, as Django's JSON encoder writes them: milliseconds and `Z`.
+pub fn django_time(t: DateTime<Utc>) -> String {
+    let ms = t.timestamp_subsec_micros() / 1000;
+    if t.timestamp_subsec_micros() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        format!("{}.{ms:03}Z", t.format("%Y-%m-%dT%H:%M:%S"))
+    }
+}
+
+/// Replaces relative `url`s (`/api/...`) inside a view with absolute ones under `origin`, as
+/// NetBox's REST responses carry them (webhook payloads keep them relative).
+pub fn absolutize(value: &mut Value, origin: &str) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::String(s) if k == "url" && s.starts_with('/') => *s = format!("{origin}{s}"),
+                    _ => absolutize(v, origin),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| absolutize(v, origin)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn django_times() {
+        let t = Utc.with_ymd_and_hms(2020, 2, 25, 15, 10, 26).unwrap();
+        assert_eq!(django_time(t), "2020-02-25T15:10:26Z");
+        let t = t + chrono::Duration::microseconds(10582);
+        assert_eq!(django_time(t), "2020-02-25T15:10:26.010Z");
+    }
+}

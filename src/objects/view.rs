@@ -1,0 +1,191 @@
+//! What clients and receivers see of an object: the REST view (full or brief), its `display`,
+//! and the minimal-form snapshot change records and webhooks carry.
+
+use super::{django_time, Loader, Obj};
+use crate::catalog::{display_parts, Catalog, DisplayPart, FieldKind, ObjectType};
+use crate::events::netbox_timestamp;
+use crate::store::Result;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeSet, HashMap};
+
+/// The type objects' tags belong to.
+pub const TAG_TYPE: &str = "extras.tag";
+
+/// Objects referenced by the ones being shown, by `(type, id)`.
+pub type Related = HashMap<(String, i64), Obj>;
+
+/// How deep nested references are loaded (a device's type's manufacturer is two).
+const DEPTH: usize = 3;
+
+/// Loads what the views of `objs` (all of type `ty`) refer to, into `related`.
+pub async fn load_related(
+    catalog: &Catalog,
+    loader: &mut dyn Loader,
+    ty: &ObjectType,
+    objs: &[&Obj],
+    related: &mut Related,
+) -> Result<()> {
+    let mut wanted: BTreeSet<(String, i64)> = BTreeSet::new();
+    for obj in objs {
+        refs_of(ty, obj, false, &mut wanted);
+    }
+    for _ in 0..DEPTH {
+        wanted.retain(|k| !related.contains_key(k));
+        if wanted.is_empty() {
+            break;
+        }
+        let mut by_type: HashMap<String, Vec<i64>> = HashMap::new();
+        for (t, id) in std::mem::take(&mut wanted) {
+            by_type.entry(t).or_default().push(id);
+        }
+        for (t, ids) in by_type {
+            let Some(target) = catalog.get(&t) else { continue };
+            for obj in loader.load(&t, &ids).await? {
+                refs_of(target, &obj, true, &mut wanted);
+                related.insert((t.clone(), obj.id), obj);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The references a view of `obj` shows: all foreign keys and tags, or a brief view's.
+fn refs_of(ty: &ObjectType, obj: &Obj, brief: bool, out: &mut BTreeSet<(String, i64)>) {
+    for f in &ty.fields {
+        if f.kind != FieldKind::Fk || (brief && !ty.brief.contains(&f.name)) {
+            continue;
+        }
+        if let (Some(to), Some(id)) = (&f.to, obj.data.get(&f.name).and_then(Value::as_i64)) {
+            out.insert((to.clone(), id));
+        }
+    }
+    if !brief && ty.tags {
+        for id in obj.tag_ids() {
+            out.insert((TAG_TYPE.to_string(), id));
+        }
+    }
+}
+
+/// `/api/dcim/sites/1/`.
+pub fn url_of(ty: &ObjectType, id: i64) -> String {
+    format!("/api/{}/{id}/", ty.api_path)
+}
+
+/// The object's `display`.
+pub fn display(ty: &ObjectType, obj: &Obj) -> String {
+    let mut out = String::new();
+    for part in display_parts(&ty.display) {
+        match part {
+            DisplayPart::Text(t) => out.push_str(t),
+            DisplayPart::Field("id") => out.push_str(&obj.id.to_string()),
+            DisplayPart::Field(f) => match obj.data.get(f) {
+                Some(Value::String(s)) => out.push_str(s),
+                Some(Value::Null) | None => {}
+                Some(v) => out.push_str(&v.to_string()),
+            },
+        }
+    }
+    let out = out.trim();
+    if out.is_empty() || out.starts_with('(') {
+        // An unnamed object (a device without a name).
+        let mut name = ty.verbose_name.clone();
+        if let Some(first) = name.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        format!("{name} {}", obj.id)
+    } else {
+        out.to_string()
+    }
+}
+
+/// The object as the REST API shows it, with relative `url`s; `brief` gives the nested form.
+pub fn view(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related, brief: bool) -> Value {
+    view_at(catalog, ty, obj, related, brief, 0)
+}
+
+fn view_at(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related, brief: bool, depth: usize) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), Value::from(obj.id));
+    m.insert("url".into(), Value::from(url_of(ty, obj.id)));
+    m.insert("display".into(), Value::from(display(ty, obj)));
+    for f in &ty.fields {
+        if brief && !ty.brief.contains(&f.name) {
+            continue;
+        }
+        let stored = obj.data.get(&f.name).cloned().unwrap_or_else(|| f.default_value());
+        let shown = match f.kind {
+            FieldKind::Choice => match stored.as_str() {
+                Some(v) => json!({"value": v, "label": catalog.choice_label(f, v).unwrap_or(v)}),
+                None => Value::Null,
+            },
+            FieldKind::Fk => match (stored.as_i64(), f.to.as_deref().and_then(|t| catalog.get(t))) {
+                (Some(id), Some(target)) => nested(catalog, target, id, related, depth + 1),
+                _ => Value::Null,
+            },
+            FieldKind::Family => {
+                let source = f.from.as_deref().and_then(|s| obj.data.get(s)).and_then(Value::as_str);
+                match source.and_then(super::values::family) {
+                    Some(n) => json!({"value": n, "label": format!("IPv{n}")}),
+                    None => Value::Null,
+                }
+            }
+            FieldKind::Decimal => stored.as_f64().map(Value::from).unwrap_or(Value::Null),
+            _ => stored,
+        };
+        m.insert(f.name.clone(), shown);
+    }
+    if !brief {
+        if ty.tags {
+            let tags = catalog.get(TAG_TYPE);
+            let list: Vec<Value> = match tags {
+                Some(tag_type) => obj
+                    .tag_ids()
+                    .into_iter()
+                    .map(|id| nested(catalog, tag_type, id, related, depth + 1))
+                    .collect(),
+                None => Vec::new(),
+            };
+            m.insert("tags".into(), Value::Array(list));
+            m.insert("custom_fields".into(), Value::Object(Map::new()));
+        }
+        m.insert("created".into(), Value::from(netbox_timestamp(obj.created)));
+        m.insert("last_updated".into(), Value::from(netbox_timestamp(obj.last_updated)));
+    }
+    Value::Object(m)
+}
+
+fn nested(catalog: &Catalog, ty: &ObjectType, id: i64, related: &Related, depth: usize) -> Value {
+    match related.get(&(ty.name(), id)) {
+        Some(obj) if depth <= DEPTH => view_at(catalog, ty, obj, related, true, depth),
+        _ => json!({"id": id, "url": url_of(ty, id)}),
+    }
+}
+
+/// The object in NetBox's minimal form, as change records and webhook snapshots carry it:
+/// Django's field serialization (foreign keys as ids, choices as raw values, decimals as
+/// strings, times with milliseconds), custom fields, and tags as a sorted list of names.
+pub fn snapshot(ty: &ObjectType, obj: &Obj, related: &Related) -> Value {
+    let mut m = Map::new();
+    m.insert("created".into(), Value::from(django_time(obj.created)));
+    m.insert("last_updated".into(), Value::from(django_time(obj.last_updated)));
+    for f in ty.fields.iter().filter(|f| f.writable()) {
+        let stored = obj.data.get(&f.name).cloned().unwrap_or_else(|| f.default_value());
+        let v = match (f.kind, stored.as_f64()) {
+            (FieldKind::Decimal, Some(n)) => Value::from(format!("{n:.*}", f.places.unwrap_or(0) as usize)),
+            _ => stored,
+        };
+        m.insert(f.name.clone(), v);
+    }
+    if ty.tags {
+        m.insert("custom_fields".into(), Value::Object(Map::new()));
+        let mut names: Vec<String> = obj
+            .tag_ids()
+            .into_iter()
+            .filter_map(|id| related.get(&(TAG_TYPE.to_string(), id)))
+            .filter_map(|t| t.data.get("name").and_then(Value::as_str).map(String::from))
+            .collect();
+        names.sort();
+        m.insert("tags".into(), json!(names));
+    }
+    Value::Object(m)
+}

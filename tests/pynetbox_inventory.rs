@@ -53,7 +53,16 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     assert_eq!(seen["site_devices"], json!(["edge-r1"]));
     assert_eq!(seen["paged_ips"], 5);
     assert_eq!(seen["ip_count"], 5);
-    assert_eq!(seen["searched"], json!(["192.0.2.1/24", "192.0.2.10/24", "192.0.2.11/24", "192.0.2.12/24", "192.0.2.13/24"]));
+    assert_eq!(
+        seen["searched"],
+        json!([
+            "192.0.2.1/24",
+            "192.0.2.10/24",
+            "192.0.2.11/24",
+            "192.0.2.12/24",
+            "192.0.2.13/24"
+        ])
+    );
     assert_eq!(seen["prefix_family"], 4);
     assert_eq!(seen["got_device"], seen["ids"]["device"]);
     assert_eq!(seen["got_status"], "active");
@@ -68,12 +77,20 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     // 15 creates, 4 updates, 3 deletes on the first webhook; 2 reserved IPs on the second.
     let got = rx.wait_for(24).await;
     let (all, reserved): (Vec<_>, Vec<_>) = got.iter().partition(|r| r.path == "/hook");
-    assert_eq!((all.len(), reserved.len()), (22, 2), "{:?}", got.iter().map(|r| &r.path).collect::<Vec<_>>());
+    assert_eq!(
+        (all.len(), reserved.len()),
+        (22, 2),
+        "{:?}",
+        got.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
     let mut events = Vec::new();
     for r in &got {
         let mut mac = Hmac::<Sha512>::new_from_slice(b"inventory-secret").unwrap();
         mac.update(&r.body);
-        assert_eq!(r.header("x-hook-signature").unwrap(), hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(
+            r.header("x-hook-signature").unwrap(),
+            hex::encode(mac.finalize().into_bytes())
+        );
         let e: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(e["username"], "admin");
         events.push((r.path.clone(), e));
@@ -82,7 +99,11 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     // One delivery per object per request.
     let mut keys = HashSet::new();
     for e in &mine {
-        let key = (e["object_type"].to_string(), e["data"]["id"].to_string(), e["request_id"].to_string());
+        let key = (
+            e["object_type"].to_string(),
+            e["data"]["id"].to_string(),
+            e["request_id"].to_string(),
+        );
         assert!(keys.insert(key.clone()), "two deliveries for {key:?}");
     }
     let find = |ty: &str, id: &Value, kind: &str| -> Vec<&Value> {
@@ -137,17 +158,32 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
         .collect();
     assert_eq!(bulk.len(), 1);
     let ifaces = &ids["interfaces"];
-    assert_eq!(request_of("dcim.interface", &ifaces[0], "created"), request_of("dcim.interface", &ifaces[1], "created"));
-    assert_ne!(request_of("dcim.interface", &ifaces[0], "created"), request_of("dcim.interface", &ifaces[2], "created"));
+    assert_eq!(
+        request_of("dcim.interface", &ifaces[0], "created"),
+        request_of("dcim.interface", &ifaces[1], "created")
+    );
+    assert_ne!(
+        request_of("dcim.interface", &ifaces[0], "created"),
+        request_of("dcim.interface", &ifaces[2], "created")
+    );
     let bulk_ips = ids["bulk_ips"].as_array().unwrap();
-    assert_eq!(request_of("ipam.ipaddress", &bulk_ips[0], "updated"), request_of("ipam.ipaddress", &bulk_ips[1], "updated"));
-    assert_eq!(request_of("ipam.ipaddress", &bulk_ips[0], "deleted"), request_of("ipam.ipaddress", &bulk_ips[1], "deleted"));
+    assert_eq!(
+        request_of("ipam.ipaddress", &bulk_ips[0], "updated"),
+        request_of("ipam.ipaddress", &bulk_ips[1], "updated")
+    );
+    assert_eq!(
+        request_of("ipam.ipaddress", &bulk_ips[0], "deleted"),
+        request_of("ipam.ipaddress", &bulk_ips[1], "deleted")
+    );
 
     // Deletes carry the object as it was, and its last state as prechange.
     let deleted = find("ipam.ipaddress", &bulk_ips[0], "deleted");
     let updated = find("ipam.ipaddress", &bulk_ips[0], "updated");
     assert_eq!(deleted[0]["data"], updated[0]["data"]);
-    assert_eq!(deleted[0]["snapshots"]["prechange"], updated[0]["snapshots"]["postchange"]);
+    assert_eq!(
+        deleted[0]["snapshots"]["prechange"],
+        updated[0]["snapshots"]["postchange"]
+    );
     assert_eq!(deleted[0]["snapshots"]["postchange"], Value::Null);
     assert_eq!(deleted[0]["data"]["status"]["value"], "reserved");
 
@@ -164,12 +200,19 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     assert_eq!(reserved_ids, want);
 
     // Every change is in the log under the user who made it.
-    let (_, changes) = app.call("GET", "/api/extras/object-changes/?limit=0&user_name=admin", None).await;
+    let (_, changes) = app
+        .call("GET", "/api/extras/object-changes/?limit=0&user_name=admin", None)
+        .await;
     assert_eq!(changes["count"], 22);
     let mut per_action: HashMap<String, i64> = HashMap::new();
     for c in changes["results"].as_array().unwrap() {
-        *per_action.entry(c["action"]["value"].as_str().unwrap().to_string()).or_default() += 1;
+        *per_action
+            .entry(c["action"]["value"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
-    assert_eq!(per_action, HashMap::from([("create".into(), 15), ("update".into(), 4), ("delete".into(), 3)]));
+    assert_eq!(
+        per_action,
+        HashMap::from([("create".into(), 15), ("update".into(), 4), ("delete".into(), 3)])
+    );
     app.stop().await;
 }

@@ -346,5 +346,86 @@ mod tests {
         assert!(c.get("dcim.nothing").is_none());
         assert_eq!(c.get("dcim.site").unwrap().sample["tenant"], Value::Null);
         assert_eq!(c.by_model("ipaddress").unwrap().name(), "ipam.ipaddress");
+        let site = c.get("dcim.site").unwrap();
+        assert_eq!(site.field("status").unwrap().default_value(), Value::from("active"));
+        assert_eq!(
+            c.choice_label(site.field("status").unwrap(), "planned"),
+            Some("Planned")
+        );
+        let protected: Vec<String> = c
+            .referrers("dcim.site")
+            .filter(|(_, f)| f.on_delete == Some(OnDelete::Protect))
+            .map(|(t, f)| format!("{}.{}", t.name(), f.name))
+            .collect();
+        assert_eq!(protected, ["dcim.device.site", "ipam.prefix.site", "ipam.vlan.site"]);
+    }
+
+    #[test]
+    fn samples_have_the_fields_of_their_type_in_rest_order() {
+        for t in Catalog::builtin().types() {
+            let keys: Vec<&str> = t.sample.as_object().unwrap().keys().map(String::as_str).collect();
+            let mut want = vec!["id", "url", "display"];
+            want.extend(t.fields.iter().map(|f| f.name.as_str()));
+            if t.tags {
+                want.extend(["tags", "custom_fields"]);
+            }
+            want.extend(["created", "last_updated"]);
+            assert_eq!(keys, want, "{}", t.name());
+        }
+    }
+
+    #[test]
+    fn a_catalog_with_a_broken_rule_is_refused() {
+        let base = r#"
+[choices]
+s = [["a", "A"]]
+
+[[types]]
+app_label = "x"
+model = "thing"
+verbose_name = "thing"
+api_path = "x/things"
+display = "{name}"
+brief = ["name"]
+search = ["name"]
+ordering = ["name"]
+unique = [["name"]]
+tags = false
+fields = [ { name = "name", type = "string" }, FIELD ]
+sample = {}
+"#;
+        let ok = base.replace(
+            "FIELD",
+            r#"{ name = "state", type = "choice", choices = "s", default = "a" }"#,
+        );
+        assert!(Catalog::from_toml(&ok).is_ok());
+        for (field, says) in [
+            (
+                r#"{ name = "owner", type = "fk", to = "x.nobody", on_delete = "protect" }"#,
+                "unknown type",
+            ),
+            (r#"{ name = "owner", type = "fk", to = "x.thing" }"#, "on_delete"),
+            (
+                r#"{ name = "state", type = "choice", choices = "t" }"#,
+                "unknown choice set",
+            ),
+            (
+                r#"{ name = "state", type = "choice", choices = "s", default = "b" }"#,
+                "not a choice",
+            ),
+            (
+                r#"{ name = "family", type = "family", from = "name" }"#,
+                "address or prefix",
+            ),
+            (r#"{ name = "code", type = "string", pattern = "(" }"#, "bad pattern"),
+            (r#"{ name = "code", type = "text" }"#, "unknown variant"),
+        ] {
+            let err = Catalog::from_toml(&base.replace("FIELD", field))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{field}: {err}");
+        }
+        let err = Catalog::from_toml(&ok.replace(r#"search = ["name"]"#, r#"search = ["nom"]"#)).unwrap_err();
+        assert!(err.to_string().contains("unknown field nom"), "{err}");
     }
 }

@@ -287,7 +287,7 @@ impl Run<'_> {
             let Some(obj) = self.tx.get(t, &[*i]).await?.pop() else {
                 continue;
             };
-            let mut related = std::mem::take(&mut self.related);
+            let mut related = self.fresh_related();
             load_related(self.catalog, &mut TxLoader(&mut *self.tx), dt, &[&obj], &mut related).await?;
             let shown = view::view(self.catalog, dt, &obj, &related, false);
             let pre = view::snapshot(dt, &obj, &related);
@@ -469,6 +469,20 @@ impl Run<'_> {
                 "Related object not found using the provided attributes: {shown}"
             )));
         }
+        // Attributes that make up a unique rule are one index lookup.
+        let rule = target.and_then(|t| {
+            t.unique
+                .iter()
+                .find(|r| r.len() == attrs.len() && r.iter().all(|f| attrs.contains_key(f)))
+        });
+        if let Some(rule) = rule {
+            let values: Vec<Value> = rule.iter().map(|f| attrs[f].clone()).collect();
+            let owner = self
+                .tx
+                .key_owner(to, &rule.join(","), &Value::from(values).to_string())
+                .await?;
+            return Ok(owner.ok_or_else(|| format!("Related object not found using the provided attributes: {shown}")));
+        }
         let pairs: Vec<(String, Value)> = attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let found = self.tx.find(to, &pairs, 2).await?;
         Ok(match found.as_slice() {
@@ -616,6 +630,13 @@ impl Run<'_> {
         });
     }
 
+    /// The loaded objects, less those this request has changed since they were loaded.
+    fn fresh_related(&mut self) -> Related {
+        let mut related = std::mem::take(&mut self.related);
+        related.retain(|k, _| !self.index.contains_key(k));
+        related
+    }
+
     /// REST views of every object the request created or updated, as it leaves them.
     async fn final_views(&mut self) -> Result<HashMap<(String, i64), Value>, StoreError> {
         let mut by_type: Vec<(String, Vec<i64>)> = Vec::new();
@@ -633,7 +654,7 @@ impl Run<'_> {
                 objs.extend(self.tx.get(&name, chunk).await?);
             }
             let refs: Vec<&Obj> = objs.iter().collect();
-            let mut related = std::mem::take(&mut self.related);
+            let mut related = self.fresh_related();
             load_related(self.catalog, &mut TxLoader(&mut *self.tx), ty, &refs, &mut related).await?;
             for obj in &objs {
                 views.insert(

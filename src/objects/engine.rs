@@ -97,8 +97,10 @@ struct Run<'a> {
     changes: Vec<Change>,
     touched: Vec<Touch>,
     index: HashMap<(String, i64), usize>,
-    /// Tags (and whatever else was loaded), for snapshots.
+    /// Tags and foreign-key targets loaded so far.
     related: Related,
+    /// Objects as this request saved them.
+    latest: HashMap<(String, i64), Obj>,
 }
 
 /// Applies `req` inside the caller's transaction; on error the caller rolls back.
@@ -114,6 +116,7 @@ pub async fn apply(catalog: &Catalog, tx: &mut dyn ObjectTx, req: &WriteRequest)
         touched: Vec::new(),
         index: HashMap::new(),
         related: Related::new(),
+        latest: HashMap::new(),
     };
     let mut results: Vec<Option<(String, i64)>> = Vec::with_capacity(req.ops.len());
     let mut errors: Vec<FieldErrors> = Vec::with_capacity(req.ops.len());
@@ -191,7 +194,7 @@ impl Run<'_> {
             last_updated: self.req.now,
         };
         self.check_unique(ty, &obj).await?;
-        self.store(ty, &obj).await?;
+        self.store(ty, &obj, true).await?;
         let post = self.snapshot(ty, &obj).await?;
         self.record(ty, &obj, "create", Value::Null, post.clone());
         self.touch(ty, id, EventKind::Created, Value::Null, post, Value::Null);
@@ -209,7 +212,7 @@ impl Run<'_> {
             last_updated: self.req.now,
         };
         self.check_unique(ty, &obj).await?;
-        self.store(ty, &obj).await?;
+        self.store(ty, &obj, false).await?;
         let post = self.snapshot(ty, &obj).await?;
         self.record(ty, &obj, "update", pre.clone(), post.clone());
         self.touch(ty, id, EventKind::Updated, pre, post, Value::Null);
@@ -312,10 +315,11 @@ impl Run<'_> {
             } else {
                 obj.data.insert(r.field.clone(), Value::Null);
             }
-            self.store(rt, &obj).await?;
+            self.store(rt, &obj, false).await?;
         }
         for (dt, obj, shown, pre) in gone {
             self.tx.remove(&dt.name(), obj.id).await?;
+            self.latest.remove(&(dt.name(), obj.id));
             self.record(dt, &obj, "delete", pre.clone(), Value::Null);
             self.touch(dt, obj.id, EventKind::Deleted, pre, Value::Null, shown);
         }
@@ -452,10 +456,18 @@ impl Run<'_> {
                 "Related objects must be referenced by numeric ID or by dictionary of attributes. Received an unrecognized value: {v}"
             )));
         };
-        if self.tx.get(to, &[id]).await?.is_empty() {
-            return Ok(Err(format!(
-                "Related object not found using the provided numeric ID: {id}"
-            )));
+        let key = (to.to_string(), id);
+        if !self.related.contains_key(&key) || self.index.contains_key(&key) {
+            match self.tx.get(to, &[id]).await?.pop() {
+                Some(obj) => {
+                    self.related.insert(key, obj);
+                }
+                None => {
+                    return Ok(Err(format!(
+                        "Related object not found using the provided numeric ID: {id}"
+                    )))
+                }
+            }
         }
         Ok(Ok(Some(id)))
     }
@@ -552,7 +564,7 @@ impl Run<'_> {
         }
     }
 
-    async fn store(&mut self, ty: &ObjectType, obj: &Obj) -> Result<(), StoreError> {
+    async fn store(&mut self, ty: &ObjectType, obj: &Obj, new: bool) -> Result<(), StoreError> {
         let mut refs = Vec::new();
         for f in ty.fields.iter().filter(|f| f.kind == FieldKind::Fk) {
             if let (Some(to), Some(id)) = (&f.to, obj.data.get(&f.name).and_then(Value::as_i64)) {
@@ -572,7 +584,9 @@ impl Run<'_> {
                 });
             }
         }
-        self.tx.save(&ty.name(), obj, &Self::keys(ty, obj), &refs).await
+        self.tx.save(&ty.name(), obj, &Self::keys(ty, obj), &refs, new).await?;
+        self.latest.insert((ty.name(), obj.id), obj.clone());
+        Ok(())
     }
 
     /// The minimal form, with tag names loaded as needed.
@@ -649,10 +663,10 @@ impl Run<'_> {
         let mut views = HashMap::new();
         for (name, ids) in by_type {
             let Some(ty) = self.catalog.get(&name) else { continue };
-            let mut objs = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(500) {
-                objs.extend(self.tx.get(&name, chunk).await?);
-            }
+            let objs: Vec<Obj> = ids
+                .iter()
+                .filter_map(|id| self.latest.get(&(name.clone(), *id)).cloned())
+                .collect();
             let refs: Vec<&Obj> = objs.iter().collect();
             let mut related = self.fresh_related();
             load_related(self.catalog, &mut TxLoader(&mut *self.tx), ty, &refs, &mut related).await?;

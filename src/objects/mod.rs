@@ -93,8 +93,9 @@ pub trait ObjectTx: Send {
     async fn next_id(&mut self, ty: &str) -> Result<i64>;
     /// Which object of `ty` holds `value` under unique rule `rule`.
     async fn key_owner(&mut self, ty: &str, rule: &str, value: &str) -> Result<Option<i64>>;
-    /// Inserts or replaces an object with its unique keys and references.
-    async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref]) -> Result<()>;
+    /// Inserts or replaces an object with its unique keys and references; `new` when the
+    /// object was never saved (nothing to replace).
+    async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref], new: bool) -> Result<()>;
     /// Deletes an object with its keys and references.
     async fn remove(&mut self, ty: &str, id: i64) -> Result<()>;
     /// Objects that reference `ty` `id`.

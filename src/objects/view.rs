@@ -25,26 +25,31 @@ pub async fn load_related(
     objs: &[&Obj],
     related: &mut Related,
 ) -> Result<()> {
-    let mut wanted: BTreeSet<(String, i64)> = BTreeSet::new();
+    let mut frontier: BTreeSet<(String, i64)> = BTreeSet::new();
     for obj in objs {
-        refs_of(ty, obj, false, &mut wanted);
+        refs_of(ty, obj, false, &mut frontier);
     }
     for _ in 0..DEPTH {
-        wanted.retain(|k| !related.contains_key(k));
-        if wanted.is_empty() {
+        if frontier.is_empty() {
             break;
         }
-        let mut by_type: HashMap<String, Vec<i64>> = HashMap::new();
-        for (t, id) in std::mem::take(&mut wanted) {
-            by_type.entry(t).or_default().push(id);
+        let mut missing: HashMap<&str, Vec<i64>> = HashMap::new();
+        for (t, id) in frontier.iter().filter(|k| !related.contains_key(*k)) {
+            missing.entry(t.as_str()).or_default().push(*id);
         }
-        for (t, ids) in by_type {
-            let Some(target) = catalog.get(&t) else { continue };
-            for obj in loader.load(&t, &ids).await? {
-                refs_of(target, &obj, true, &mut wanted);
-                related.insert((t.clone(), obj.id), obj);
+        for (t, ids) in missing {
+            for obj in loader.load(t, &ids).await? {
+                related.insert((t.to_string(), obj.id), obj);
             }
         }
+        // What the nested (brief) views of this level refer to in turn.
+        let mut next = BTreeSet::new();
+        for key in &frontier {
+            if let (Some(target), Some(obj)) = (catalog.get(&key.0), related.get(key)) {
+                refs_of(target, obj, true, &mut next);
+            }
+        }
+        frontier = next;
     }
     Ok(())
 }

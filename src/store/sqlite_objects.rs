@@ -347,7 +347,7 @@ impl ObjectTx for SqliteObjectTx<'_> {
             .map_err(other)
     }
 
-    async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref]) -> Result<()> {
+    async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref], new: bool) -> Result<()> {
         let data = serde_json::to_string(&obj.data).map_err(|e| StoreError::Other(e.into()))?;
         sqlx::query(
             "insert into objects (type, id, data, created_at, updated_at) values (?, ?, ?, ?, ?) \
@@ -361,7 +361,9 @@ impl ObjectTx for SqliteObjectTx<'_> {
         .execute(&mut **self.tx)
         .await
         .map_err(other)?;
-        self.clear(ty, obj.id).await?;
+        if !new {
+            self.clear(ty, obj.id).await?;
+        }
         if !keys.is_empty() {
             let mut qb = QueryBuilder::new("insert into object_keys (type, rule, value, id) ");
             qb.push_values(keys, |mut b, (rule, value)| {

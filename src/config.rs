@@ -23,6 +23,8 @@ pub struct Config {
 pub struct RetentionConfig {
     pub succeeded_days: f64,
     pub failed_days: f64,
+    /// Days object changes are kept (0: forever), as NetBox's CHANGELOG_RETENTION.
+    pub changelog_days: f64,
     pub interval_secs: f64,
 }
 
@@ -119,6 +121,7 @@ impl Config {
             ("worker.shutdown_grace_secs", w.shutdown_grace_secs),
             ("retention.succeeded_days", self.retention.succeeded_days),
             ("retention.failed_days", self.retention.failed_days),
+            ("retention.changelog_days", self.retention.changelog_days),
         ] {
             anyhow::ensure!(v.is_finite() && v >= 0.0, "{name} must be a non-negative number");
         }

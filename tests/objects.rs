@@ -164,6 +164,16 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
     assert_eq!(count(&app, "/api/dcim/sites/?region_id=null").await, 0);
     assert_eq!(count(&app, "/api/dcim/sites/?status=planned").await, 0);
     assert_eq!(count(&app, "/api/dcim/sites/?unknown_param=1").await, 1);
+    assert_eq!(count(&app, "/api/dcim/sites/?created__gte=2000-01-01").await, 1);
+    assert_eq!(
+        count(&app, "/api/dcim/sites/?last_updated__lt=2000-01-01T00:00:00Z").await,
+        0
+    );
+    let (status, err) = app.call("GET", "/api/dcim/sites/?created__gte=soon", None).await;
+    assert_eq!(
+        (status, err["created__gte"][0].as_str()),
+        (400, Some("\"soon\" is not a date or an ISO 8601 time."))
+    );
     let (status, err) = app.call("GET", "/api/dcim/sites/?region=nowhere", None).await;
     assert_eq!(status, 400);
     assert_eq!(
@@ -803,5 +813,21 @@ async fn changes_to_types_without_a_webhook_queue_nothing_and_pages_wait() {
         (d["count"] == 1).then_some(())
     })
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn old_object_changes_are_purged_and_objects_stay() {
+    let app = TestApp::spawn_with(|c| {
+        c.retention.changelog_days = 1e-9;
+        c.retention.interval_secs = 0.05;
+    })
+    .await;
+    created(&app, "/api/dcim/sites/", json!({"name": "S", "slug": "s"})).await;
+    wait_for(Duration::from_secs(30), "retention to purge the change", || async {
+        (count(&app, "/api/extras/object-changes/").await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(count(&app, "/api/dcim/sites/").await, 1);
     app.stop().await;
 }

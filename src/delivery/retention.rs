@@ -1,5 +1,5 @@
-//! Retention: finished deliveries are purged after their age, in small batches, so the purge
-//! never holds the database for long.
+//! Retention: finished deliveries, and object changes, are purged after their age, in small
+//! batches, so the purge never holds the database for long.
 
 use crate::config::RetentionConfig;
 use crate::store::Store;
@@ -21,6 +21,24 @@ pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &Ca
     let now = Utc::now();
     let (succeeded_before, failed_before) = (now - days(config.succeeded_days), now - days(config.failed_days));
     let mut total = 0;
+    if config.changelog_days > 0.0 {
+        let before = now - days(config.changelog_days);
+        while !cancel.is_cancelled() {
+            match store.purge_changes(before, BATCH).await {
+                Ok(n) => {
+                    total += n;
+                    if n < BATCH as u64 {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    error!(error = ?e, "purging old object changes failed");
+                    break;
+                }
+            }
+        }
+    }
     while !cancel.is_cancelled() {
         match store.purge(succeeded_before, failed_before, BATCH).await {
             Ok(n) => {

@@ -15,6 +15,7 @@ pub enum Col {
     Field(String),
     /// Carries the tag whose id is the condition's value.
     Tag,
+    /// Values are microseconds since the Unix epoch.
     Created,
     LastUpdated,
 }
@@ -213,6 +214,22 @@ async fn parse_one(
     if name == "id" {
         return Ok(vec![cond(Col::Id, cmp, ints(given)?)]);
     }
+    if name == "created" || name == "last_updated" {
+        let col = if name == "created" {
+            Col::Created
+        } else {
+            Col::LastUpdated
+        };
+        let times = given
+            .iter()
+            .map(|v| {
+                parse_time(v)
+                    .map(Value::from)
+                    .ok_or_else(|| Some(format!("\"{v}\" is not a date or an ISO 8601 time.")))
+            })
+            .collect::<Result<_, _>>()?;
+        return Ok(vec![cond(col, cmp, times)]);
+    }
     if name == "tag" && ty.tags && cmp == Cmp::In {
         let ids = slugs_to_ids(catalog, store, super::view::TAG_TYPE, given).await?;
         return Ok(ids
@@ -351,4 +368,44 @@ async fn slugs_to_ids(
         }
     }
     Ok(found.iter().map(|o| o.id).collect())
+}
+
+/// A time given in a query (`2026-11-29`, `2026-11-29T10:00:00Z`, with an offset whose `+`
+/// arrived as a space), as microseconds since the Unix epoch.
+fn parse_time(v: &str) -> Option<i64> {
+    let v = v.trim();
+    let parsed = crate::events::ingest::parse_timestamp(v)
+        .or_else(|| crate::events::ingest::parse_timestamp(&v.replace(' ', "+")))
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })?;
+    Some(parsed.timestamp_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_queries() {
+        let want = chrono::DateTime::parse_from_rfc3339("2026-11-29T10:00:00+00:00")
+            .unwrap()
+            .timestamp_micros();
+        assert_eq!(parse_time("2026-11-29T10:00:00Z"), Some(want));
+        assert_eq!(parse_time("2026-11-29T10:00:00 00:00"), Some(want));
+        assert_eq!(parse_time("2026-11-29T10:00:00"), Some(want));
+        assert_eq!(parse_time("2026-11-29"), Some(want - 10 * 3_600_000_000));
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(lookup("vid__gte"), ("vid", Some((Cmp::Gte, false))));
+        assert_eq!(lookup("name__nic"), ("name", Some((Cmp::IContains, true))));
+        assert_eq!(lookup("name__regex").1, None);
+    }
 }

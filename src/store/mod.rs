@@ -309,6 +309,8 @@ pub trait Store: Send + Sync + 'static {
     /// failed ones before `failed_before` (with their attempts), and events older than
     /// `succeeded_before` left without deliveries. Returns how many rows went.
     async fn purge(&self, succeeded_before: DateTime<Utc>, failed_before: DateTime<Utc>, limit: i64) -> Result<u64>;
+    /// Deletes up to `limit` object changes older than `before`; returns how many.
+    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
 }
 
 /// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`).

@@ -992,6 +992,18 @@ impl Store for SqliteStore {
         Ok(deliveries + events)
     }
 
+    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "delete from object_changes where id in (select id from object_changes where time < ? order by id limit ?)",
+        )
+        .bind(micros(before))
+        .bind(limit)
+        .execute(&self.write)
+        .await
+        .map_err(other)?;
+        Ok(done.rows_affected())
+    }
+
     async fn worker_heartbeat(&self, id: &str, host: &str, pid: u32, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "insert into workers (id, host, pid, started_at, seen_at) values (?1, ?2, ?3, ?4, ?4) \

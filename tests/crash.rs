@@ -107,3 +107,106 @@ async fn sigkill_during_load_loses_nothing() {
     herald.start_kill().unwrap();
     herald.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn sigkill_during_object_writes_leaves_no_request_half_written() {
+    const PER_REQUEST: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("objects.db").display());
+    let rx = TestReceiver::start().await;
+    let client = reqwest::Client::new();
+    let (mut herald, base) = serve(&db).await;
+    let hook = json!({"name": "sites", "content_types": ["dcim.site"], "type_create": true,
+                      "payload_url": rx.url("/"), "timeout": 2});
+    let status = post(&client, &base, "/api/extras/webhooks/", &hook)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 201);
+
+    // Bulk creates, one after another, until the process dies under them (bounded).
+    let loader = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let mut accepted: Vec<String> = Vec::new();
+            for request in 0..500 {
+                let names: Vec<String> = (0..PER_REQUEST).map(|i| format!("S{request}-{i}")).collect();
+                let body: Vec<Value> = names
+                    .iter()
+                    .map(|n| json!({"name": n, "slug": n.to_lowercase()}))
+                    .collect();
+                match post(&client, &base, "/api/dcim/sites/", &Value::Array(body))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 201 => accepted.extend(names),
+                    _ => break,
+                }
+            }
+            accepted
+        })
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "deliveries under way before the kill",
+        || async { (rx.received().len() >= 200).then_some(()) },
+    )
+    .await;
+    herald.start_kill().unwrap(); // SIGKILL
+    herald.wait().await.unwrap();
+    let accepted: HashSet<String> = loader.await.unwrap().into_iter().collect();
+    assert!(!accepted.is_empty());
+
+    let (mut herald, base) = serve(&db).await;
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(path)
+                .header("Authorization", format!("Token {TOKEN}"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let mut sites: HashMap<i64, String> = HashMap::new();
+    let mut next = Some(format!("{base}/api/dcim/sites/?limit=1000"));
+    while let Some(url) = next {
+        let page = get(url).await;
+        for s in page["results"].as_array().unwrap() {
+            sites.insert(s["id"].as_i64().unwrap(), s["name"].as_str().unwrap().to_string());
+        }
+        next = page["next"].as_str().map(String::from);
+    }
+    let names: HashSet<String> = sites.values().cloned().collect();
+    // Every answered request is there; the one cut short is there whole or not at all.
+    assert!(accepted.is_subset(&names));
+    assert_eq!(
+        sites.len() % PER_REQUEST,
+        0,
+        "{} sites: a request was half written",
+        sites.len()
+    );
+    let changes = get(format!("{base}/api/extras/object-changes/?limit=1")).await;
+    assert_eq!(changes["count"].as_u64().unwrap() as usize, sites.len());
+    // And every site's delivery arrives, for sites that exist only.
+    wait_for(Duration::from_secs(90), "a delivery for every site", || async {
+        let got: HashSet<i64> = rx.event_ids().into_iter().collect();
+        sites.keys().all(|id| got.contains(id)).then_some(())
+    })
+    .await;
+    let strangers = rx.event_ids().into_iter().filter(|id| !sites.contains_key(id)).count();
+    assert_eq!(strangers, 0);
+    println!(
+        "SIGKILL during object writes: {} sites answered, {} stored, {} changes, every one delivered",
+        accepted.len(),
+        sites.len(),
+        changes["count"]
+    );
+    herald.start_kill().unwrap();
+    herald.wait().await.unwrap();
+}

@@ -831,3 +831,35 @@ async fn old_object_changes_are_purged_and_objects_stay() {
     assert_eq!(count(&app, "/api/dcim/sites/").await, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn racing_creates_of_one_slug_give_one_object_and_clear_errors() {
+    let app = TestApp::spawn().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let (client, url, token) = (app.client.clone(), app.url("/api/dcim/sites/"), app.token.clone());
+        tasks.spawn(async move {
+            let resp = client
+                .post(url)
+                .header("Authorization", format!("Token {token}"))
+                .json(&json!({"name": format!("Racer {i}"), "slug": "racer"}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        });
+    }
+    let mut created = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (status, body) = done.unwrap();
+        match status {
+            201 => created += 1,
+            400 => assert_eq!(body["slug"][0], "site with this slug already exists."),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(count(&app, "/api/dcim/sites/").await, 1);
+    assert_eq!(count(&app, "/api/extras/object-changes/").await, 1);
+    app.stop().await;
+}

@@ -524,7 +524,11 @@ impl Bench {
         let mut times = Vec::new();
         for round in 0..rounds {
             let caught_up = rx.wait_unique(total as usize, Duration::from_secs(120)).await;
-            anyhow::ensure!(caught_up, "{} of {total} changes delivered before bulk round {round}", rx.unique());
+            anyhow::ensure!(
+                caught_up,
+                "{} of {total} changes delivered before bulk round {round}",
+                rx.unique()
+            );
             let first = 1_000_000 + round * 1_000;
             let body = Value::Array((first..first + 1_000).map(site).collect());
             let t0 = Instant::now();

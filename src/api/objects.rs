@@ -130,7 +130,7 @@ async fn write(
         request_id: request_id.0.clone(),
         now: Utc::now(),
     };
-    match st.store.write_objects(&st.catalog, &req).await {
+    match st.store.write_objects(st.catalog.clone(), req).await {
         Ok((written, queued)) => {
             if queued > 0 {
                 st.wake.notify_one();

@@ -266,8 +266,8 @@ pub trait Store: Send + Sync + 'static {
     /// Returns what was written and how many deliveries were queued.
     async fn write_objects(
         &self,
-        catalog: &crate::catalog::Catalog,
-        req: &WriteRequest,
+        catalog: Arc<crate::catalog::Catalog>,
+        req: WriteRequest,
     ) -> std::result::Result<(Written, usize), WriteError>;
     /// One page of the objects of `ty` matching `query`, and how many match in all.
     async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<(i64, Vec<Obj>)>;

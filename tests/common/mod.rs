@@ -58,9 +58,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug,hyper=info,sqlx=info")
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter("debug,hyper=info").try_init();
     }
 }
 

@@ -250,6 +250,18 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
     assert_eq!(pfx["prefix"], "192.0.2.0/24");
     assert_eq!(pfx["status"]["label"], "Container");
     assert_eq!(count(&app, "/api/ipam/ip-addresses/?family=6").await, 1);
+    // Addresses list in address order, not text order.
+    created(&app, "/api/ipam/ip-addresses/", json!({"address": "192.0.2.9/24"})).await;
+    let (_, ips) = app.call("GET", "/api/ipam/ip-addresses/", None).await;
+    let order: Vec<&str> = ips["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["192.0.2.9/24", "192.0.2.10/24", "2001:db8::1/64"]);
+    let (_, ips) = app.call("GET", "/api/ipam/ip-addresses/?ordering=-address", None).await;
+    assert_eq!(ips["results"][0]["address"], "2001:db8::1/64");
     assert_eq!(count(&app, "/api/ipam/ip-addresses/?address=192.0.2.10").await, 1);
     assert_eq!(count(&app, "/api/ipam/prefixes/?site=site-1").await, 1);
     let vlan = created(

@@ -18,6 +18,9 @@ pub enum Col {
     /// Values are microseconds since the Unix epoch.
     Created,
     LastUpdated,
+    /// An address or prefix field, ordered as IP addresses order (10.0.0.2 before 10.0.0.10),
+    /// by `values::ip_sort_key`.
+    IpKey(String),
 }
 
 /// How a condition compares.
@@ -157,6 +160,12 @@ pub async fn parse(
             "id" => Col::Id,
             "created" => Col::Created,
             "last_updated" => Col::LastUpdated,
+            f if ty
+                .field(f)
+                .is_some_and(|f| matches!(f.kind, FieldKind::Address | FieldKind::Prefix)) =>
+            {
+                Col::IpKey(f.into())
+            }
             f if ty.field(f).is_some_and(|f| f.kind != FieldKind::Family) => Col::Field(f.into()),
             _ => {
                 errors.add(

@@ -198,6 +198,32 @@ pub fn family(value: &str) -> Option<u8> {
     }
 }
 
+/// A key that sorts addresses and prefixes as NetBox (PostgreSQL's `inet`) orders them: IPv4
+/// before IPv6, then by address, then by mask length. `None` for text that is neither.
+pub fn ip_sort_key(value: &str) -> Option<Vec<u8>> {
+    let (addr, len) = match value.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?),
+        None => {
+            let a = value.parse::<IpAddr>().ok()?;
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let mut key = Vec::with_capacity(18);
+    match addr {
+        IpAddr::V4(a) => {
+            key.push(4);
+            key.extend_from_slice(&[0; 12]);
+            key.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            key.push(6);
+            key.extend_from_slice(&a.octets());
+        }
+    }
+    key.push(len);
+    Some(key)
+}
+
 /// A MAC address in any common notation, as NetBox prints it: `00:1A:2B:3C:4D:5E`.
 pub fn parse_mac(s: &str) -> Result<String, String> {
     let hex: String = s.chars().filter(|c| !matches!(c, ':' | '-' | '.' | ' ')).collect();
@@ -261,6 +287,25 @@ mod tests {
             assert_eq!(got, want.map_err(String::from), "{ty}.{name} <- {input}");
         }
         assert_eq!(family("2001:db8::/64"), Some(6));
+        let mut ips = [
+            "10.0.0.10/24",
+            "2001:db8::1/64",
+            "10.0.0.2/24",
+            "10.0.0.2/16",
+            "9.255.0.1/8",
+        ];
+        ips.sort_by_key(|s| ip_sort_key(s).unwrap());
+        assert_eq!(
+            ips,
+            [
+                "9.255.0.1/8",
+                "10.0.0.2/16",
+                "10.0.0.2/24",
+                "10.0.0.10/24",
+                "2001:db8::1/64"
+            ]
+        );
+        assert_eq!(ip_sort_key("not an address"), None);
         assert_eq!(family("192.0.2.1/32"), Some(4));
     }
 }

@@ -292,6 +292,15 @@ fn connect(path: &str, cache_kib: i64) -> anyhow::Result<Connection> {
             "{path}: cannot use WAL mode (got {mode})"
         );
     }
+    conn.create_scalar_function(
+        "herald_ip_key",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8 | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: Option<String> = ctx.get(0)?;
+            Ok(text.and_then(|t| crate::objects::values::ip_sort_key(&t)))
+        },
+    )?;
     conn.pragma_update(None, "synchronous", "normal")?;
     conn.pragma_update(None, "foreign_keys", "on")?;
     conn.pragma_update(None, "cache_size", -cache_kib)?;

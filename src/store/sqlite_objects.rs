@@ -59,6 +59,9 @@ fn push_col(qb: &mut Sql, col: &Col) {
         Col::Field(f) => {
             qb.push("json_extract(o.data, ").bind(path(f)).push(")");
         }
+        Col::IpKey(f) => {
+            qb.push("herald_ip_key(json_extract(o.data, ").bind(path(f)).push("))");
+        }
         Col::Tag => {
             qb.push("null");
         }

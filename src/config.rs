@@ -14,6 +14,8 @@ pub struct Config {
     pub listen: String,
     pub database_url: String,
     pub log_format: String,
+    /// A catalog file replacing the built-in object types (empty: the built-in ones).
+    pub catalog: String,
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
     pub ingest: IngestConfig,
@@ -66,6 +68,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("database_url", &self.database_url)
             .field("log_format", &self.log_format)
+            .field("catalog", &self.catalog)
             .field("worker", &self.worker)
             .field("retention", &self.retention)
             .field(

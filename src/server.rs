@@ -5,6 +5,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::delivery::Worker;
 use crate::store;
+use anyhow::Context;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -19,12 +20,19 @@ pub struct App {
 impl App {
     /// Opens and migrates the configured database.
     pub async fn open(config: Config) -> anyhow::Result<App> {
+        let catalog = if config.catalog.is_empty() {
+            Catalog::builtin()
+        } else {
+            let text = std::fs::read_to_string(&config.catalog)
+                .with_context(|| format!("cannot read the catalog {}", config.catalog))?;
+            Catalog::from_toml(&text).with_context(|| format!("the catalog {} is invalid", config.catalog))?
+        };
         let store = store::open(&config.database_url).await?;
         store.migrate().await?;
         Ok(App {
             state: AppState {
                 store,
-                catalog: Arc::new(Catalog::builtin()),
+                catalog: Arc::new(catalog),
                 config: Arc::new(config),
                 wake: Arc::new(Notify::new()),
                 worker_running: Arc::new(AtomicBool::new(false)),

@@ -875,3 +875,80 @@ async fn racing_creates_of_one_slug_give_one_object_and_clear_errors() {
     assert_eq!(count(&app, "/api/extras/object-changes/").await, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_type_added_to_the_catalog_is_served_logged_and_fires_webhooks() {
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("catalog.toml");
+    let rack = r#"
+[[types]]
+app_label = "dcim"
+model = "rack"
+verbose_name = "rack"
+api_path = "dcim/racks"
+display = "{name}"
+brief = ["name"]
+search = ["name"]
+ordering = ["site", "name"]
+unique = [["site", "name"]]
+tags = true
+fields = [
+  { name = "name", type = "string", required = true, max_length = 100 },
+  { name = "site", type = "fk", to = "dcim.site", required = true, on_delete = "protect" },
+  { name = "u_height", type = "integer", default = 42, min = 1, max = 100 },
+]
+sample = { id = 1, url = "/api/dcim/racks/1/", display = "R1", name = "R1", site = {}, u_height = 42, tags = [], custom_fields = {}, created = "2020-02-25T15:10:26.010582+00:00", last_updated = "2020-02-25T15:10:26.010582+00:00" }
+"#;
+    std::fs::write(&path, format!("{}\n{rack}", herald::catalog::BUILTIN)).unwrap();
+    let catalog = path.display().to_string();
+    let app = TestApp::spawn_with(move |c| c.catalog = catalog).await;
+    let rx = TestReceiver::start().await;
+    app.create_webhook(json!({"payload_url": rx.url("/racks"), "content_types": ["dcim.rack"], "type_create": true}))
+        .await;
+    let site = created(&app, "/api/dcim/sites/", json!({"name": "S", "slug": "s"})).await;
+    let rack = created(&app, "/api/dcim/racks/", json!({"name": "R1", "site": {"slug": "s"}})).await;
+    assert_eq!(rack["u_height"], 42);
+    assert_eq!(rack["site"]["display"], "S");
+    let (status, err) = app
+        .call(
+            "POST",
+            "/api/dcim/racks/",
+            Some(json!({"name": "R1", "site": site["id"], "u_height": 101})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(err["u_height"][0], "Ensure this value is less than or equal to 100.");
+    assert_eq!(count(&app, "/api/dcim/racks/?site=s").await, 1);
+    let got = rx.wait_for(1).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(
+        (body["model"].as_str(), body["object_type"].as_str()),
+        (Some("rack"), Some("dcim.rack"))
+    );
+    assert_eq!(body["snapshots"]["postchange"]["site"], site["id"]);
+    let (status, err) = app
+        .call("DELETE", &format!("/api/dcim/sites/{}/", site["id"]), None)
+        .await;
+    assert_eq!(status, 409);
+    assert!(err["detail"].as_str().unwrap().contains("rack R1"), "{err}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_catalog_file_stops_startup_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.toml");
+    std::fs::write(
+        &path,
+        herald::catalog::BUILTIN.replace("to = \"dcim.region\"", "to = \"dcim.nowhere\""),
+    )
+    .unwrap();
+    let mut config = common::test_config(dir.path());
+    config.catalog = path.display().to_string();
+    let err = herald::server::App::open(config).await.err().expect("refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("is invalid") && text.contains("unknown type dcim.nowhere"),
+        "{text}"
+    );
+}

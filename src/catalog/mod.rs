@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 
-const BUILTIN: &str = include_str!("types.toml");
+/// The built-in catalog, as TOML.
+pub const BUILTIN: &str = include_str!("types.toml");
 
 /// What a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

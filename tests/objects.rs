@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_for, TestApp, TestReceiver};
+use common::{relative, wait_for, TestApp, TestReceiver};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha512;
@@ -12,26 +12,6 @@ use std::time::Duration;
 async fn created(app: &TestApp, path: &str, body: Value) -> Value {
     let (status, v) = app.call("POST", path, Some(body)).await;
     assert_eq!(status, 201, "POST {path}: {v}");
-    v
-}
-
-/// `url`s made relative, as webhook payloads carry them.
-fn relative(mut v: Value, base: &str) -> Value {
-    fn walk(v: &mut Value, base: &str) {
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m.iter_mut() {
-                    match x {
-                        Value::String(s) if k == "url" => *s = s.replacen(base, "", 1),
-                        _ => walk(x, base),
-                    }
-                }
-            }
-            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, base)),
-            _ => {}
-        }
-    }
-    walk(&mut v, base);
     v
 }
 

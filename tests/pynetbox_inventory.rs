@@ -4,30 +4,11 @@
 
 mod common;
 
-use common::{TestApp, TestReceiver};
+use common::{relative, TestApp, TestReceiver};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha512;
 use std::collections::{HashMap, HashSet};
-
-fn relative(mut v: Value, base: &str) -> Value {
-    fn walk(v: &mut Value, base: &str) {
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m.iter_mut() {
-                    match x {
-                        Value::String(s) if k == "url" => *s = s.replacen(base, "", 1),
-                        _ => walk(x, base),
-                    }
-                }
-            }
-            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, base)),
-            _ => {}
-        }
-    }
-    walk(&mut v, base);
-    v
-}
 
 #[tokio::test]
 async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payloads() {

@@ -8,7 +8,8 @@ use crate::events::netbox_timestamp;
 use crate::objects::engine::{Op, WriteError, WriteRequest};
 use crate::objects::view::{self, load_related, Related};
 use crate::objects::{absolutize, query, Change, ChangeFilter, Obj, StoreLoader};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -112,39 +113,63 @@ async fn detail(
     Ok(Json(views(&st, ty, &objs, brief, &q.origin).await?.remove(0)))
 }
 
-/// Runs one request's operations and answers with the objects as they are after it.
-async fn write(
-    st: &AppState,
-    name: &TypeName,
-    auth: &Auth,
-    request_id: &RequestId,
-    ops: Vec<Op>,
-    bulk: bool,
-) -> Result<Vec<Value>, ApiError> {
-    let req = WriteRequest {
-        object_type: name.0.to_string(),
-        ops,
-        bulk,
-        user_id: Some(auth.user.id),
-        username: auth.user.username.clone(),
-        request_id: request_id.0.clone(),
-        now: Utc::now(),
-    };
-    match st.store.write_objects(st.catalog.clone(), req).await {
-        Ok((written, queued)) => {
-            if queued > 0 {
-                st.wake.notify_one();
+/// What a write handler needs: the state, the type, the caller and the request's id.
+struct Writer {
+    st: AppState,
+    name: TypeName,
+    auth: Auth,
+    request_id: RequestId,
+}
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Writer, ApiError> {
+        let auth = Auth::from_request_parts(parts, st).await?;
+        let name = parts.extensions.get::<TypeName>().cloned().ok_or(ApiError::NotFound)?;
+        object_type(st, &name)?;
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no request id")))?;
+        Ok(Writer {
+            st: st.clone(),
+            name,
+            auth,
+            request_id,
+        })
+    }
+}
+
+impl Writer {
+    /// Runs one request's operations; returns the objects as they are after it.
+    async fn write(&self, ops: Vec<Op>, bulk: bool) -> Result<Vec<Value>, ApiError> {
+        let req = WriteRequest {
+            object_type: self.name.0.to_string(),
+            ops,
+            bulk,
+            user_id: Some(self.auth.user.id),
+            username: self.auth.user.username.clone(),
+            request_id: self.request_id.0.clone(),
+            now: Utc::now(),
+        };
+        match self.st.store.write_objects(self.st.catalog.clone(), req).await {
+            Ok((written, queued)) => {
+                if queued > 0 {
+                    self.st.wake.notify_one();
+                }
+                Ok(written.views)
             }
-            Ok(written.views)
+            Err(WriteError::Invalid(mut errors)) => Err(ApiError::Validation(if bulk {
+                Value::Array(errors.into_iter().map(|e| e.into_value()).collect())
+            } else {
+                errors.pop().map(|e| e.into_value()).unwrap_or(Value::Null)
+            })),
+            Err(WriteError::NotFound) => Err(ApiError::NotFound),
+            Err(WriteError::Protected(m)) => Err(ApiError::Conflict(m)),
+            Err(WriteError::Store(e)) => Err(e.into()),
         }
-        Err(WriteError::Invalid(mut errors)) => Err(ApiError::Validation(if bulk {
-            Value::Array(errors.into_iter().map(|e| e.into_value()).collect())
-        } else {
-            errors.pop().map(|e| e.into_value()).unwrap_or(Value::Null)
-        })),
-        Err(WriteError::NotFound) => Err(ApiError::NotFound),
-        Err(WriteError::Protected(m)) => Err(ApiError::Conflict(m)),
-        Err(WriteError::Store(e)) => Err(e.into()),
     }
 }
 
@@ -173,33 +198,20 @@ fn items(body: Value) -> Result<(Vec<Value>, bool), ApiError> {
     }
 }
 
-async fn create(
-    State(st): State<AppState>,
-    Extension(name): Extension<TypeName>,
-    auth: Auth,
-    Extension(request_id): Extension<RequestId>,
-    q: ListQuery,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    object_type(&st, &name)?;
+async fn create(w: Writer, q: ListQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
     let (items, bulk) = items(body)?;
     let ops = items.into_iter().map(Op::Create).collect();
-    let views = write(&st, &name, &auth, &request_id, ops, bulk).await?;
+    let views = w.write(ops, bulk).await?;
     Ok(answer(StatusCode::CREATED, views, bulk, &q.origin))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn update(
-    State(st): State<AppState>,
-    Extension(name): Extension<TypeName>,
-    auth: Auth,
-    Extension(request_id): Extension<RequestId>,
+    w: Writer,
     method: Method,
     Path(id): Path<String>,
     q: ListQuery,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    object_type(&st, &name)?;
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
     if !body.is_object() {
         return Err(ApiError::Validation(
@@ -211,8 +223,19 @@ async fn update(
         body,
         partial: method == Method::PATCH,
     };
-    let views = write(&st, &name, &auth, &request_id, vec![op], false).await?;
+    let views = w.write(vec![op], false).await?;
     Ok(answer(StatusCode::OK, views, false, &q.origin))
+}
+
+/// A bulk body's items: a non-empty list.
+fn bulk_list(body: Value, what: &str) -> Result<Vec<Value>, ApiError> {
+    match body {
+        Value::Array(items) if !items.is_empty() => Ok(items),
+        Value::Array(_) => Err(ApiError::BadRequest("The list of objects is empty.".into())),
+        _ => Err(ApiError::BadRequest(format!(
+            "Bulk {what} take a list of objects, each with its \"id\"."
+        ))),
+    }
 }
 
 /// The ids of a bulk body: `[{"id": 1, ...}, ...]`; a missing or bad id is an item error.
@@ -242,24 +265,8 @@ fn bulk_ids(items: &[Value]) -> Result<Vec<i64>, ApiError> {
     Ok(ids)
 }
 
-async fn bulk_update(
-    State(st): State<AppState>,
-    Extension(name): Extension<TypeName>,
-    auth: Auth,
-    Extension(request_id): Extension<RequestId>,
-    method: Method,
-    q: ListQuery,
-    JsonBody(body): JsonBody,
-) -> Result<Response, ApiError> {
-    object_type(&st, &name)?;
-    let Value::Array(items) = body else {
-        return Err(ApiError::BadRequest(
-            "Bulk updates take a list of objects, each with its \"id\".".into(),
-        ));
-    };
-    if items.is_empty() {
-        return Err(ApiError::BadRequest("The list of objects is empty.".into()));
-    }
+async fn bulk_update(w: Writer, method: Method, q: ListQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    let items = bulk_list(body, "updates")?;
     let ids = bulk_ids(&items)?;
     let partial = method == Method::PATCH;
     let ops = ids
@@ -267,41 +274,20 @@ async fn bulk_update(
         .zip(items)
         .map(|(id, body)| Op::Update { id, body, partial })
         .collect();
-    let views = write(&st, &name, &auth, &request_id, ops, true).await?;
+    let views = w.write(ops, true).await?;
     Ok(answer(StatusCode::OK, views, true, &q.origin))
 }
 
-async fn delete(
-    State(st): State<AppState>,
-    Extension(name): Extension<TypeName>,
-    auth: Auth,
-    Extension(request_id): Extension<RequestId>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    object_type(&st, &name)?;
+async fn delete(w: Writer, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-    write(&st, &name, &auth, &request_id, vec![Op::Delete(id)], false).await?;
+    w.write(vec![Op::Delete(id)], false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn bulk_delete(
-    State(st): State<AppState>,
-    Extension(name): Extension<TypeName>,
-    auth: Auth,
-    Extension(request_id): Extension<RequestId>,
-    JsonBody(body): JsonBody,
-) -> Result<StatusCode, ApiError> {
-    object_type(&st, &name)?;
-    let Value::Array(items) = body else {
-        return Err(ApiError::BadRequest(
-            "Bulk deletes take a list of objects, each with its \"id\".".into(),
-        ));
-    };
-    if items.is_empty() {
-        return Err(ApiError::BadRequest("The list of objects is empty.".into()));
-    }
+async fn bulk_delete(w: Writer, JsonBody(body): JsonBody) -> Result<StatusCode, ApiError> {
+    let items = bulk_list(body, "deletes")?;
     let ops = bulk_ids(&items)?.into_iter().map(Op::Delete).collect();
-    write(&st, &name, &auth, &request_id, ops, true).await?;
+    w.write(ops, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -23,24 +23,24 @@ pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &Ca
     let mut total = 0;
     if config.changelog_days > 0.0 {
         let before = now - days(config.changelog_days);
-        while !cancel.is_cancelled() {
-            match store.purge_changes(before, BATCH).await {
-                Ok(n) => {
-                    total += n;
-                    if n < BATCH as u64 {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                }
-                Err(e) => {
-                    error!(error = ?e, "purging old object changes failed");
-                    break;
-                }
-            }
-        }
+        total += in_batches("object changes", cancel, || store.purge_changes(before, BATCH)).await;
     }
+    total += in_batches("deliveries", cancel, || {
+        store.purge(succeeded_before, failed_before, BATCH)
+    })
+    .await;
+    total
+}
+
+/// Runs `purge` until a batch comes back short (or on error, or cancelled); returns the rows.
+async fn in_batches<F, Fut>(what: &str, cancel: &CancellationToken, mut purge: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::store::Result<u64>>,
+{
+    let mut total = 0;
     while !cancel.is_cancelled() {
-        match store.purge(succeeded_before, failed_before, BATCH).await {
+        match purge().await {
             Ok(n) => {
                 total += n;
                 if n < BATCH as u64 {
@@ -50,7 +50,7 @@ pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &Ca
                 tokio::task::yield_now().await;
             }
             Err(e) => {
-                error!(error = ?e, "purging old deliveries failed");
+                error!(error = ?e, "purging old {what} failed");
                 break;
             }
         }

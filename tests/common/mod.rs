@@ -200,6 +200,26 @@ impl TestApp {
     }
 }
 
+/// `url`s made relative, as webhook payloads carry them.
+pub fn relative(mut v: Value, base: &str) -> Value {
+    fn walk(v: &mut Value, base: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    match x {
+                        Value::String(s) if k == "url" => *s = s.replacen(base, "", 1),
+                        _ => walk(x, base),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, base)),
+            _ => {}
+        }
+    }
+    walk(&mut v, base);
+    v
+}
+
 /// A site event as NetBox would forward it.
 pub fn site_event(kind: &str, id: i64, name: &str) -> Value {
     json!({

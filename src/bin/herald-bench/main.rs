@@ -87,6 +87,16 @@ impl Report {
         let _ = met;
     }
 
+    /// Whether everything arrived, and every signature was valid.
+    fn check_arrivals(&mut self, scenario: &str, what: &str, complete: bool, rx: &Receiver) {
+        self.check(scenario, what, complete);
+        self.check(
+            scenario,
+            "every signature valid",
+            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+        );
+    }
+
     fn check(&mut self, scenario: &str, what: &str, ok: bool) {
         if !ok {
             self.failures.push(format!("{scenario}: {what}"));
@@ -188,11 +198,11 @@ impl Bench {
         );
         r.target("deliver", "Herald RSS idle", idle as f64 / 1024.0, "MiB", 30.0, false);
         r.add("deliver", "Herald RSS peak", h.rss_kib().1 as f64 / 1024.0, "MiB");
-        r.check("deliver", &format!("{} of {n} events arrived", rx.unique()), complete);
-        r.check(
+        r.check_arrivals(
             "deliver",
-            "every signature valid",
-            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+            &format!("{} of {n} events arrived", rx.unique()),
+            complete,
+            &rx,
         );
         h.stop().await;
         Ok(rate)
@@ -309,15 +319,11 @@ impl Bench {
         r.add("latency", "answer → arrival max", pct(&after_answer, 1.0), "ms");
         r.add("latency", "request sent → arrival p50", pct(&after_send, 0.5), "ms");
         r.add("latency", "request sent → arrival p99", pct(&after_send, 0.99), "ms");
-        r.check(
+        r.check_arrivals(
             "latency",
             &format!("{} of {n} events arrived", arrivals.len()),
             complete,
-        );
-        r.check(
-            "latency",
-            "every signature valid",
-            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+            &rx,
         );
         h.stop().await;
         Ok(())
@@ -349,15 +355,11 @@ impl Bench {
             true,
         );
         r.add("fanout", "Herald RSS peak", h.rss_kib().1 as f64 / 1024.0, "MiB");
-        r.check(
+        r.check_arrivals(
             "fanout",
             &format!("{} of {want} deliveries arrived", rx.received()),
             rx.received() >= want,
-        );
-        r.check(
-            "fanout",
-            "every signature valid",
-            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+            &rx,
         );
         h.stop().await;
         Ok(())
@@ -415,15 +417,11 @@ impl Bench {
             150.0,
             false,
         );
-        r.check(
+        r.check_arrivals(
             "backlog",
             &format!("{} of {n} deliveries arrived", rx.unique()),
             complete,
-        );
-        r.check(
-            "backlog",
-            "every signature valid",
-            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+            &rx,
         );
         h.stop().await;
         Ok(())
@@ -545,15 +543,11 @@ impl Bench {
         r.add("api", "1,000-object bulk create, slowest", times[times.len() - 1], "ms");
 
         let complete = rx.wait_unique(total as usize, Duration::from_secs(120)).await;
-        r.check(
+        r.check_arrivals(
             "api",
             &format!("{} of {total} changes delivered", rx.unique()),
             complete,
-        );
-        r.check(
-            "api",
-            "every signature valid",
-            rx.counts.bad_signatures.load(Ordering::Relaxed) == 0,
+            &rx,
         );
         r.add("api", "Herald RSS peak", h.rss_kib().1 as f64 / 1024.0, "MiB");
         h.stop().await;

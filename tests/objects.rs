@@ -376,6 +376,13 @@ async fn bulk_writes_are_all_or_nothing() {
         (400, Some("This field is required."))
     );
     let (status, err) = app
+        .call("DELETE", "/api/dcim/sites/", Some(json!([{"id": a}, {"id": "x"}])))
+        .await;
+    assert_eq!(
+        (status, err[1]["id"][0].as_str()),
+        (400, Some("A valid integer is required."))
+    );
+    let (status, err) = app
         .call("DELETE", "/api/dcim/sites/", Some(json!([{"id": a}, {"id": 999}])))
         .await;
     assert_eq!(status, 400, "{err}");

@@ -244,14 +244,18 @@ fn bulk_ids(items: &[Value]) -> Result<Vec<i64>, ApiError> {
     let mut errors = Vec::with_capacity(items.len());
     let mut bad = false;
     for item in items {
-        let id = match item {
-            Value::Object(o) => o.get("id").and_then(crate::objects::values::as_integer),
-            other => crate::objects::values::as_integer(other),
+        let given = match item {
+            Value::Object(o) => o.get("id"),
+            other => Some(other),
         };
-        match id {
-            Some(id) => {
+        match given.map(crate::objects::values::as_integer) {
+            Some(Some(id)) => {
                 ids.push(id);
                 errors.push(json!({}));
+            }
+            Some(None) => {
+                bad = true;
+                errors.push(json!({"id": ["A valid integer is required."]}));
             }
             None => {
                 bad = true;

@@ -132,9 +132,11 @@ fn check_range(field: &Field, n: f64) -> Result<(), String> {
 /// An integer, or a string holding one (as DRF accepts).
 pub fn as_integer(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -263,6 +265,8 @@ mod tests {
             ("ipam.vlan", "vid", json!(0), Err("Ensure this value is greater than or equal to 1.")),
             ("ipam.vlan", "vid", json!(4095), Err("Ensure this value is less than or equal to 4094.")),
             ("ipam.vlan", "vid", json!("ten"), Err("A valid integer is required.")),
+            ("ipam.vlan", "vid", json!(1e20), Err("A valid integer is required.")),
+            ("ipam.vlan", "vid", json!(100.0), Ok(json!(100))),
             ("dcim.devicetype", "u_height", json!(2), Ok(json!(2.0))),
             ("dcim.devicetype", "u_height", json!(1.25), Err("Ensure that there are no more than 1 decimal places.")),
             ("dcim.devicetype", "u_height", json!(-1), Err("Ensure this value is greater than or equal to 0.")),

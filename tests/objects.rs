@@ -141,6 +141,10 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
     assert_eq!(count(&app, "/api/dcim/interfaces/?q=XE-0/0/3").await, 1);
     assert_eq!(count(&app, "/api/dcim/interfaces/?enabled=true").await, 7);
     assert_eq!(count(&app, "/api/dcim/sites/?region=europe").await, 1);
+    assert_eq!(count(&app, "/api/dcim/sites/?name=Site%201&name=Nowhere").await, 1);
+    assert_eq!(count(&app, "/api/dcim/sites/?slug=nope").await, 0);
+    assert_eq!(count(&app, "/api/dcim/sites/?region_id=1&slug=site-1").await, 1);
+    assert_eq!(count(&app, "/api/dcim/sites/?region_id__n=1").await, 0);
     assert_eq!(count(&app, "/api/dcim/sites/?region_id=null").await, 0);
     assert_eq!(count(&app, "/api/dcim/sites/?status=planned").await, 0);
     assert_eq!(count(&app, "/api/dcim/sites/?unknown_param=1").await, 1);

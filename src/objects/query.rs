@@ -18,6 +18,10 @@ pub enum Col {
     /// Values are microseconds since the Unix epoch.
     Created,
     LastUpdated,
+    /// A foreign key (field, target type) compared through the references index: `In` only.
+    Ref(String, String),
+    /// A field that is unique on its own, compared through the unique-keys index: `In` only.
+    Key(String),
     /// An address or prefix field, ordered as IP addresses order (10.0.0.2 before 10.0.0.10),
     /// by `values::ip_sort_key`.
     IpKey(String),
@@ -284,6 +288,11 @@ async fn parse_one(
             }
         }
         if !ids.is_empty() {
+            // Equality goes through the references index, not a scan of the type's rows.
+            let col = match (cmp, &field.to) {
+                (Cmp::In, Some(to)) => Col::Ref(field.name.clone(), to.clone()),
+                _ => col,
+            };
             conds.push(cond(col, cmp, std::mem::take(&mut ids)));
         }
         return Ok(conds);
@@ -346,6 +355,11 @@ async fn parse_one(
             // `address=192.0.2.10` matches it with any mask.
             let hosts = given.iter().map(|v| Value::from(format!("{}/", v.trim()))).collect();
             return Ok(vec![cond(col, Cmp::IStartsWith, hosts)]);
+        }
+        FieldKind::String if cmp == Cmp::In && ty.unique.iter().any(|r| r.len() == 1 && r[0] == field.name) => {
+            // `name=` / `slug=` on a type where they are unique: one index lookup each.
+            let values = given.iter().map(|v| Value::from(v.trim())).collect();
+            return Ok(vec![cond(Col::Key(field.name.clone()), Cmp::In, values)]);
         }
         _ => given.iter().map(|v| Value::from(*v)).collect(),
     };

@@ -59,6 +59,9 @@ fn push_col(qb: &mut Sql, col: &Col) {
         Col::Field(f) => {
             qb.push("json_extract(o.data, ").bind(path(f)).push(")");
         }
+        Col::Ref(f, _) | Col::Key(f) => {
+            qb.push("json_extract(o.data, ").bind(path(f)).push(")");
+        }
         Col::IpKey(f) => {
             qb.push("herald_ip_key(json_extract(o.data, ").bind(path(f)).push("))");
         }
@@ -82,7 +85,7 @@ fn like_pattern(cmp: Cmp, v: &Value) -> String {
     }
 }
 
-fn push_cond(qb: &mut Sql, c: &Cond) {
+fn push_cond(qb: &mut Sql, ty: &str, c: &Cond) {
     if c.col == Col::Tag {
         qb.push(
             " and exists (select 1 from object_refs r where r.type = o.type and r.id = o.id and r.field = 'tags' and r.target_id in ",
@@ -91,6 +94,37 @@ fn push_cond(qb: &mut Sql, c: &Cond) {
         qb.ids(&ids);
         qb.push(")");
         return;
+    }
+    match (&c.col, c.cmp) {
+        (Col::Ref(field, target), Cmp::In) => {
+            let ids: Vec<i64> = c.values.iter().filter_map(Value::as_i64).collect();
+            qb.push(" and o.id in (select r.id from object_refs r where r.target_type = ")
+                .bind(target.clone())
+                .push(" and r.target_id in ");
+            qb.ids(&ids);
+            qb.push(" and r.type = ")
+                .bind(ty.to_string())
+                .push(" and r.field = ")
+                .bind(field.clone())
+                .push(")");
+            return;
+        }
+        (Col::Key(field), Cmp::In) => {
+            let keys: Vec<String> = c
+                .values
+                .iter()
+                .map(|v| Value::Array(vec![v.clone()]).to_string())
+                .collect();
+            qb.push(" and o.id in (select k.id from object_keys k where k.type = ")
+                .bind(ty.to_string())
+                .push(" and k.rule = ")
+                .bind(field.clone())
+                .push(" and k.value in ");
+            qb.list(&keys);
+            qb.push(")");
+            return;
+        }
+        _ => {}
     }
     qb.push(" and ");
     match c.cmp {
@@ -164,7 +198,7 @@ fn push_cond(qb: &mut Sql, c: &Cond) {
 fn push_where(qb: &mut Sql, ty: &str, q: &ObjectQuery) {
     qb.push(" where o.type = ").bind(ty.to_string());
     for c in &q.conds {
-        push_cond(qb, c);
+        push_cond(qb, ty, c);
     }
     if let Some((text, fields)) = &q.search {
         qb.push(" and (0");

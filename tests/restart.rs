@@ -118,3 +118,53 @@ async fn a_separate_worker_process_delivers_what_serve_queued() {
     assert_eq!(status["rq-workers-running"], 0);
     api.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_database_migrated_by_an_earlier_build_is_upgraded_in_place() {
+    // The schema as earlier builds left it: the first two migrations, recorded in the
+    // migration table those builds kept, and a webhook in it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0002_retries.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "create table _sqlx_migrations (version bigint primary key, description text not null, \
+             installed_on timestamp not null default current_timestamp, success boolean not null, \
+             checksum blob not null, execution_time bigint not null);
+             insert into _sqlx_migrations (version, description, success, checksum, execution_time)
+                 values (1, 'init', true, x'00', 1), (2, 'retries', true, x'00', 1);
+             insert into webhooks (name, content_types, type_create, type_update, type_delete, enabled,
+                 payload_url, http_method, http_content_type, additional_headers, body_template, secret,
+                 ssl_verification, timeout, created_at, updated_at)
+                 values ('kept', '[\"dcim.site\"]', 1, 0, 0, 1, 'http://127.0.0.1:9/', 'POST',
+                 'application/json', '', '', '', 1, 10, 0, 0);",
+        )
+        .unwrap();
+    }
+    let db = format!("sqlite://{}", path.display());
+    let (mut herald, base) = serve(&db, &[]).await;
+    let (status, hooks) = call(&base, "GET", "/api/extras/webhooks/", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(hooks["results"][0]["name"], "kept");
+    // The new tables are there: objects can be written.
+    let (status, site) = call(
+        &base,
+        "POST",
+        "/api/dcim/sites/",
+        Some(json!({"name": "S", "slug": "s"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{site}");
+    herald.start_kill().unwrap();
+    herald.wait().await.unwrap();
+    // And a second start applies nothing twice.
+    let (mut herald, base) = serve(&db, &[]).await;
+    let (status, sites) = call(&base, "GET", "/api/dcim/sites/", None).await;
+    assert_eq!((status, sites["count"].as_i64()), (200, Some(1)));
+    herald.start_kill().unwrap();
+    herald.wait().await.unwrap();
+}

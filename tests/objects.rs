@@ -799,7 +799,7 @@ async fn conditions_decide_what_is_queued() {
 }
 
 #[tokio::test]
-async fn changes_to_types_without_a_webhook_queue_nothing_and_pages_wait() {
+async fn changes_no_webhook_matches_queue_nothing_and_keep_no_event() {
     let app = TestApp::spawn().await;
     let rx = TestReceiver::start().await;
     app.create_webhook(
@@ -816,6 +816,20 @@ async fn changes_to_types_without_a_webhook_queue_nothing_and_pages_wait() {
         (d["count"] == 1).then_some(())
     })
     .await;
+    // The site's change is in the change log, and no event was kept for it.
+    assert_eq!(
+        count(&app, "/api/extras/object-changes/?changed_object_type=dcim.site").await,
+        1
+    );
+    let db = rusqlite::Connection::open(app.dir.path().join("herald.db")).unwrap();
+    let events: Vec<String> = db
+        .prepare("select object_type from events")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(events, ["tenancy.tenant"]);
     app.stop().await;
 }
 

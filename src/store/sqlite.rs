@@ -562,11 +562,14 @@ fn push_filter(sql: &mut Sql, f: &DeliveryFilter) {
 }
 
 /// Inserts events and one queued delivery per matching webhook, in the caller's transaction.
+/// Events no webhook matches are stored only when `keep_unmatched` (events posted to the API
+/// are answered with their ids; object changes are in the change log already).
 fn insert_events(
     conn: &Connection,
     matcher: &crate::webhooks::Matcher<'_>,
     events: &[Event],
     now: DateTime<Utc>,
+    keep_unmatched: bool,
 ) -> Result<Vec<Recorded>> {
     let now_us = micros(now);
     let mut event_stmt = conn
@@ -583,6 +586,10 @@ fn insert_events(
         .map_err(other)?;
     let mut recorded = Vec::with_capacity(events.len());
     for e in events {
+        let webhooks: Vec<i64> = matcher.matching(e).map(|w| w.id).collect();
+        if webhooks.is_empty() && !keep_unmatched {
+            continue;
+        }
         event_stmt
             .execute(params![
                 e.kind.as_str(),
@@ -596,16 +603,14 @@ fn insert_events(
             ])
             .map_err(other)?;
         let event_id = conn.last_insert_rowid();
-        let mut n = 0;
-        for w in matcher.matching(e) {
+        for webhook_id in &webhooks {
             delivery_stmt
-                .execute(params![event_id, w.id, e.kind.as_str(), e.object_type, now_us])
+                .execute(params![event_id, webhook_id, e.kind.as_str(), e.object_type, now_us])
                 .map_err(other)?;
-            n += 1;
         }
         recorded.push(Recorded {
             event_id,
-            deliveries: n,
+            deliveries: webhooks.len(),
         });
     }
     Ok(recorded)
@@ -919,7 +924,7 @@ impl Store for SqliteStore {
                 immediate(c, |c| {
                     let webhooks = enabled_webhooks(c)?;
                     let matcher = crate::webhooks::Matcher::new(&webhooks);
-                    insert_events(c, &matcher, &events, now)
+                    insert_events(c, &matcher, &events, now, true)
                 })
             })
             .await
@@ -946,7 +951,7 @@ impl Store for SqliteStore {
                         }
                     };
                     block_on(otx.add_changes(&written.changes))?;
-                    let recorded = insert_events(c, &matcher, &written.events, req.now)?;
+                    let recorded = insert_events(c, &matcher, &written.events, req.now, false)?;
                     Ok((written, recorded.iter().map(|r| r.deliveries).sum::<usize>()))
                 });
                 Ok(match (result, done) {

@@ -957,3 +957,31 @@ async fn a_broken_catalog_file_stops_startup_with_a_clear_error() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_api_root_lists_every_app_and_every_listed_endpoint_answers() {
+    let app = TestApp::spawn().await;
+    let (status, root) = app.call("GET", "/api/", None).await;
+    assert_eq!(status, 200);
+    let apps: Vec<&str> = root.as_object().unwrap().keys().map(String::as_str).collect();
+    for want in ["core", "dcim", "extras", "ipam", "status", "tenancy", "users"] {
+        assert!(apps.contains(&want), "{want} missing from {apps:?}");
+    }
+    let mut endpoints = 0;
+    for (name, url) in root.as_object().unwrap() {
+        if name == "status" {
+            continue;
+        }
+        let path = url.as_str().unwrap().replacen(&app.base, "", 1);
+        let (status, listed) = app.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{path}");
+        for (_, url) in listed.as_object().unwrap() {
+            let path = url.as_str().unwrap().replacen(&app.base, "", 1);
+            assert_eq!(app.call("GET", &path, None).await.0, 200, "{path}");
+            endpoints += 1;
+        }
+    }
+    assert_eq!(root["dcim"], format!("{}/api/dcim/", app.base));
+    assert!(endpoints >= 19, "{endpoints} endpoints");
+    app.stop().await;
+}

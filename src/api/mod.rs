@@ -44,7 +44,7 @@ pub struct AppState {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(root::router())
+        .merge(root::router(&state.catalog))
         .merge(webhooks::router())
         .merge(events::router())
         .merge(deliveries::router())

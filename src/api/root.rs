@@ -1,24 +1,74 @@
-//! `/api/` and `/api/status/`.
+//! `/api/`, each app's root (`/api/dcim/`: its endpoints, as NetBox lists them) and
+//! `/api/status/`.
 
 use super::{ApiError, AppState, Auth, Base};
+use crate::catalog::Catalog;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/", get(root))
-        .route("/api/status/", get(status))
+/// Endpoints that are not object types, by app (those a GET lists).
+const FIXED: [(&str, &str); 7] = [
+    ("core", "object-changes"),
+    ("extras", "deliveries"),
+    ("extras", "object-changes"),
+    ("extras", "queue"),
+    ("extras", "webhooks"),
+    ("users", "tokens"),
+    ("users", "users"),
+];
+
+/// Every app and its endpoints' paths.
+fn apps(catalog: &Catalog) -> BTreeMap<String, Vec<String>> {
+    let mut apps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (app, endpoint) in FIXED {
+        apps.entry(app.into()).or_default().push(endpoint.into());
+    }
+    for t in catalog.types() {
+        if let Some((app, endpoint)) = t.api_path.split_once('/') {
+            apps.entry(app.into()).or_default().push(endpoint.into());
+        }
+    }
+    for endpoints in apps.values_mut() {
+        endpoints.sort();
+        endpoints.dedup();
+    }
+    apps
 }
 
-async fn root(Base(base): Base) -> Json<Value> {
-    Json(json!({
-        "extras": format!("{base}/api/extras/"),
-        "status": format!("{base}/api/status/"),
-        "users": format!("{base}/api/users/"),
-    }))
+pub fn router(catalog: &Catalog) -> Router<AppState> {
+    let mut router = Router::new()
+        .route("/api/", get(root))
+        .route("/api/status/", get(status));
+    for (app, endpoints) in apps(catalog) {
+        let path = format!("/api/{app}/");
+        router = router.route(
+            &path,
+            get(move |Base(base): Base| async move {
+                let listed: Map<String, Value> = endpoints
+                    .iter()
+                    .map(|e| (e.clone(), Value::String(format!("{base}/api/{app}/{e}/"))))
+                    .collect();
+                Json(Value::Object(listed))
+            }),
+        );
+    }
+    router
+}
+
+async fn root(State(st): State<AppState>, Base(base): Base) -> Json<Value> {
+    let mut listed: Map<String, Value> = apps(&st.catalog)
+        .into_keys()
+        .map(|app| {
+            let url = format!("{base}/api/{app}/");
+            (app, Value::String(url))
+        })
+        .collect();
+    listed.insert("status".into(), Value::String(format!("{base}/api/status/")));
+    Json(Value::Object(listed))
 }
 
 async fn status(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, ApiError> {

@@ -45,6 +45,14 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
         ])
     );
     assert_eq!(seen["prefix_family"], 4);
+    assert_eq!(
+        seen["interface_type_choice"],
+        json!({"value": "10gbase-x-sfpp", "display_name": "SFP+ (10GE)"})
+    );
+    assert_eq!(
+        seen["site_status_choices"],
+        json!(["planned", "staging", "active", "decommissioning", "retired"])
+    );
     assert_eq!(seen["got_device"], seen["ids"]["device"]);
     assert_eq!(seen["got_status"], "active");
     assert_eq!(seen["saved"], true);

@@ -37,7 +37,8 @@ pub fn router(catalog: &Catalog) -> Router<AppState> {
                     .post(create)
                     .put(bulk_update)
                     .patch(bulk_update)
-                    .delete(bulk_delete),
+                    .delete(bulk_delete)
+                    .options(options),
             )
             .route(
                 &format!("/api/{}/{{id}}/", t.api_path),
@@ -94,6 +95,86 @@ async fn list(
     let (count, objs) = st.store.list_objects(&name.0, &query, limit, offset).await?;
     let results = views(&st, ty, &objs, brief, &q.origin).await?;
     Ok(Json(q.paginated(count, limit, offset, results)))
+}
+
+/// A field's label, as Django derives it: `time_zone` → `Time zone`.
+fn label(name: &str) -> String {
+    let text = name.replace('_', " ");
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+/// `OPTIONS` on a list: the fields a `POST` takes, in Django REST framework's metadata format
+/// (what pynetbox's `choices()` reads).
+async fn options(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    _auth: Auth,
+) -> Result<Json<Value>, ApiError> {
+    use crate::catalog::FieldKind;
+    let ty = object_type(&st, &name)?;
+    let mut post = serde_json::Map::new();
+    let read_only =
+        |kind: &str, label: &str| json!({"type": kind, "required": false, "read_only": true, "label": label});
+    post.insert("id".into(), read_only("integer", "ID"));
+    post.insert("url".into(), read_only("field", "Url"));
+    post.insert("display".into(), read_only("field", "Display"));
+    for f in &ty.fields {
+        if !f.writable() {
+            post.insert(f.name.clone(), read_only("field", &label(&f.name)));
+            continue;
+        }
+        let kind = match f.kind {
+            FieldKind::String | FieldKind::Prefix | FieldKind::Address | FieldKind::Mac => "string",
+            FieldKind::Integer => "integer",
+            FieldKind::Decimal => "decimal",
+            FieldKind::Boolean => "boolean",
+            FieldKind::Choice => "choice",
+            FieldKind::Fk | FieldKind::Family => "field",
+        };
+        let mut meta = json!({"type": kind, "required": f.required, "read_only": false, "label": label(&f.name)});
+        if let Some(max) = f.max_length {
+            meta["max_length"] = json!(max);
+        }
+        if let Some(min) = f.min {
+            meta["min_value"] = json!(min);
+        }
+        if let Some(max) = f.max {
+            meta["max_value"] = json!(max);
+        }
+        if let Some(set) = &f.choices {
+            let choices: Vec<Value> = st
+                .catalog
+                .choices(set)
+                .iter()
+                .map(|(v, l)| json!({"value": v, "display_name": l}))
+                .collect();
+            meta["choices"] = Value::Array(choices);
+        }
+        post.insert(f.name.clone(), meta);
+    }
+    if ty.tags {
+        post.insert(
+            "tags".into(),
+            json!({"type": "field", "required": false, "read_only": false, "label": "Tags"}),
+        );
+        post.insert(
+            "custom_fields".into(),
+            json!({"type": "field", "required": false, "read_only": false, "label": "Custom fields"}),
+        );
+    }
+    post.insert("created".into(), read_only("datetime", "Created"));
+    post.insert("last_updated".into(), read_only("datetime", "Last updated"));
+    Ok(Json(json!({
+        "name": format!("{} List", label(&ty.verbose_name)),
+        "description": "",
+        "renders": ["application/json"],
+        "parses": ["application/json"],
+        "actions": {"POST": post},
+    })))
 }
 
 async fn detail(

@@ -83,6 +83,9 @@ def main():
     seen["ip_count"] = nb.ipam.ip_addresses.count()
     seen["searched"] = [i.address for i in nb.ipam.ip_addresses.filter(q="192.0.2.1")]
     seen["prefix_family"] = prefix.family.value
+    choices = nb.dcim.interfaces.choices()
+    seen["interface_type_choice"] = next(c for c in choices["type"] if c["value"] == "10gbase-x-sfpp")
+    seen["site_status_choices"] = [c["value"] for c in nb.dcim.sites.choices()["status"]]
     got = nb.dcim.devices.get(name="edge-r1")
     seen["got_device"] = got.id
     seen["got_status"] = got.status.value

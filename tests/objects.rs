@@ -985,3 +985,82 @@ async fn the_api_root_lists_every_app_and_every_listed_endpoint_answers() {
     assert!(endpoints >= 19, "{endpoints} endpoints");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn available_ips_are_listed_and_allocated_once_each() {
+    let app = TestApp::spawn().await;
+    let pfx = created(&app, "/api/ipam/prefixes/", json!({"prefix": "10.9.0.0/29"})).await;
+    let path = format!("/api/ipam/prefixes/{}/available-ips/", pfx["id"]);
+    created(&app, "/api/ipam/ip-addresses/", json!({"address": "10.9.0.1/24"})).await;
+    created(&app, "/api/ipam/ip-addresses/", json!({"address": "10.9.1.2/24"})).await; // outside
+    let (status, free) = app.call("GET", &format!("{path}?limit=2"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        free,
+        json!([{"family": 4, "address": "10.9.0.2/29", "vrf": null}, {"family": 4, "address": "10.9.0.3/29", "vrf": null}])
+    );
+    // Racing allocations each get their own address: 10.9.0.2 to .6 are free (five).
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, url, token) = (app.client.clone(), app.url(&path), app.token.clone());
+        tasks.spawn(async move {
+            let resp = client
+                .post(url)
+                .header("Authorization", format!("Token {token}"))
+                .json(&json!({"status": "reserved"}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        });
+    }
+    let mut got = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (status, body) = done.unwrap();
+        match status {
+            201 => {
+                assert_eq!(body["status"]["value"], "reserved");
+                got.push(body["address"].as_str().unwrap().to_string());
+            }
+            409 => assert_eq!(body["detail"], "No IP address is available within prefix 10.9.0.0/29."),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "10.9.0.2/29",
+            "10.9.0.3/29",
+            "10.9.0.4/29",
+            "10.9.0.5/29",
+            "10.9.0.6/29"
+        ]
+    );
+    let (_, free) = app.call("GET", &path, None).await;
+    assert_eq!(free, json!([]));
+    // A list asks for several at once, all or nothing.
+    let pfx2 = created(&app, "/api/ipam/prefixes/", json!({"prefix": "10.8.0.0/30"})).await;
+    let path2 = format!("/api/ipam/prefixes/{}/available-ips/", pfx2["id"]);
+    let (status, _) = app.call("POST", &path2, Some(json!([{}, {}, {}]))).await;
+    assert_eq!(status, 409);
+    assert_eq!(count(&app, "/api/ipam/ip-addresses/?address__isw=10.8.").await, 0);
+    let (status, two) = app
+        .call("POST", &path2, Some(json!([{}, {"dns_name": "b.example.net"}])))
+        .await;
+    assert_eq!(status, 201, "{two}");
+    assert_eq!(two[1]["address"], "10.8.0.2/30");
+    assert_eq!(
+        app.call("GET", "/api/ipam/prefixes/999/available-ips/", None).await.0,
+        404
+    );
+    assert_eq!(
+        app.call("POST", "/api/ipam/prefixes/999/available-ips/", Some(json!({})))
+            .await
+            .0,
+        404
+    );
+    let (status, err) = app.call("POST", &path2, Some(json!({"dns_name": "bad name"}))).await;
+    assert_eq!(status, 409, "{err}");
+    app.stop().await;
+}

@@ -62,13 +62,23 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     assert_eq!(seen["deleted_single"], true);
     assert_eq!(seen["deleted_bulk"], true);
     assert_eq!(seen["ips_left"], json!(["192.0.2.1/24", "192.0.2.12/24"]));
+    assert_eq!(
+        seen["available_first"],
+        json!(["192.0.2.2/24", "192.0.2.3/24", "192.0.2.4/24"])
+    );
+    assert_eq!(
+        seen["allocated"],
+        json!(["192.0.2.2/24", "192.0.2.3/24", "192.0.2.4/24"])
+    );
+    assert_eq!(seen["allocated_dns"], "alloc.example.net");
 
-    // 15 creates, 4 updates, 3 deletes on the first webhook; 2 reserved IPs on the second.
-    let got = rx.wait_for(24).await;
+    // 15 creates, 4 updates, 3 deletes and 3 allocations on the first webhook; 2 reserved IPs
+    // on the second.
+    let got = rx.wait_for(27).await;
     let (all, reserved): (Vec<_>, Vec<_>) = got.iter().partition(|r| r.path == "/hook");
     assert_eq!(
         (all.len(), reserved.len()),
-        (22, 2),
+        (25, 2),
         "{:?}",
         got.iter().map(|r| &r.path).collect::<Vec<_>>()
     );
@@ -176,6 +186,20 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     assert_eq!(deleted[0]["snapshots"]["postchange"], Value::Null);
     assert_eq!(deleted[0]["data"]["status"]["value"], "reserved");
 
+    // Allocated addresses fire "created" like any other; the pair shares its request id.
+    let allocated = seen["allocated_ids"].as_array().unwrap();
+    for id in allocated {
+        assert_eq!(find("ipam.ipaddress", id, "created").len(), 1);
+    }
+    assert_eq!(
+        request_of("ipam.ipaddress", &allocated[1], "created"),
+        request_of("ipam.ipaddress", &allocated[2], "created")
+    );
+    assert_ne!(
+        request_of("ipam.ipaddress", &allocated[0], "created"),
+        request_of("ipam.ipaddress", &allocated[1], "created")
+    );
+
     // The conditional webhook saw just the two IPs made reserved.
     let reserved_ids: HashSet<String> = events
         .iter()
@@ -192,7 +216,7 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     let (_, changes) = app
         .call("GET", "/api/extras/object-changes/?limit=0&user_name=admin", None)
         .await;
-    assert_eq!(changes["count"], 22);
+    assert_eq!(changes["count"], 25);
     let mut per_action: HashMap<String, i64> = HashMap::new();
     for c in changes["results"].as_array().unwrap() {
         *per_action
@@ -201,7 +225,7 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     }
     assert_eq!(
         per_action,
-        HashMap::from([("create".into(), 15), ("update".into(), 4), ("delete".into(), 3)])
+        HashMap::from([("create".into(), 18), ("update".into(), 4), ("delete".into(), 3)])
     );
     app.stop().await;
 }

@@ -7,7 +7,7 @@ use crate::catalog::{Catalog, ObjectType};
 use crate::events::netbox_timestamp;
 use crate::objects::engine::{Op, WriteError, WriteRequest};
 use crate::objects::view::{self, load_related, Related};
-use crate::objects::{absolutize, query, Change, ChangeFilter, Obj, StoreLoader};
+use crate::objects::{absolutize, ipam, query, Change, ChangeFilter, Obj, StoreLoader};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -46,6 +46,15 @@ pub fn router(catalog: &Catalog) -> Router<AppState> {
             )
             .layer(Extension(TypeName(t.name().into())));
         router = router.merge(typed);
+    }
+    let ipam = [ipam::PREFIX_TYPE, ipam::ADDRESS_TYPE].map(|t| catalog.get(t));
+    if let [Some(prefixes), Some(_)] = ipam {
+        router = router.route(
+            &format!("/api/{}/{{id}}/available-ips/", prefixes.api_path),
+            get(available_ips)
+                .post(allocate_ips)
+                .layer(Extension(TypeName(ipam::ADDRESS_TYPE.into()))),
+        );
     }
     router
 }
@@ -95,6 +104,63 @@ async fn list(
     let (count, objs) = st.store.list_objects(&name.0, &query, limit, offset).await?;
     let results = views(&st, ty, &objs, brief, &q.origin).await?;
     Ok(Json(q.paginated(count, limit, offset, results)))
+}
+
+/// `GET /api/ipam/prefixes/{id}/available-ips/`: the first free addresses (`limit`, default 50).
+async fn available_ips(
+    State(st): State<AppState>,
+    _auth: Auth,
+    Path(id): Path<String>,
+    q: ListQuery,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let prefix = st
+        .store
+        .get_objects(ipam::PREFIX_TYPE, &[id])
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound)?;
+    let network = prefix.data.get("prefix").and_then(Value::as_str).unwrap_or_default();
+    let (limit, _) = q.page()?;
+    let all = query::ObjectQuery {
+        order: vec![(query::Col::Id, false)],
+        ..Default::default()
+    };
+    let (_, addresses) = st.store.list_objects(ipam::ADDRESS_TYPE, &all, i64::MAX, 0).await?;
+    let taken = addresses
+        .iter()
+        .filter_map(|o| o.data.get("address").and_then(Value::as_str).and_then(ipam::host))
+        .filter(|h| ipam::contains(network, *h))
+        .collect();
+    let free: Vec<Value> = ipam::available(network, &taken, limit as usize)
+        .into_iter()
+        .map(|a| {
+            let family = crate::objects::values::family(&a).unwrap_or(4);
+            json!({"family": family, "address": a, "vrf": null})
+        })
+        .collect();
+    Ok(Json(Value::Array(free)))
+}
+
+/// `POST /api/ipam/prefixes/{id}/available-ips/`: creates addresses at the first free ones
+/// (`{}` or a list of bodies with the other fields), in one request.
+async fn allocate_ips(
+    w: Writer,
+    Path(id): Path<String>,
+    q: ListQuery,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let prefix_id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let (bodies, bulk) = match body {
+        Value::Null => (vec![json!({})], false),
+        other => items(other)?,
+    };
+    let ops = bodies
+        .into_iter()
+        .map(|body| Op::CreateAvailableIp { prefix_id, body })
+        .collect();
+    let views = w.write(ops, bulk).await?;
+    Ok(answer(StatusCode::CREATED, views, bulk, &q.origin))
 }
 
 /// A field's label, as Django derives it: `time_zone` → `Time zone`.
@@ -248,7 +314,7 @@ impl Writer {
                 errors.pop().map(|e| e.into_value()).unwrap_or(Value::Null)
             })),
             Err(WriteError::NotFound) => Err(ApiError::NotFound),
-            Err(WriteError::Protected(m)) => Err(ApiError::Conflict(m)),
+            Err(WriteError::Conflict(m)) => Err(ApiError::Conflict(m)),
             Err(WriteError::Store(e)) => Err(e.into()),
         }
     }

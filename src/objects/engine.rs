@@ -4,7 +4,7 @@
 
 use super::values::{as_integer, clean};
 use super::view::{self, load_related, Related, TAG_TYPE};
-use super::{Change, Obj, ObjectTx, Ref, TxLoader};
+use super::{ipam, Change, Obj, ObjectTx, Ref, TxLoader};
 use crate::catalog::{Catalog, FieldKind, ObjectType, OnDelete};
 use crate::events::{netbox_timestamp, Event, EventKind};
 use crate::store::StoreError;
@@ -24,6 +24,11 @@ pub enum Op {
         partial: bool,
     },
     Delete(i64),
+    /// Creates an IP address (the request's type) at the first free address of a prefix.
+    CreateAvailableIp {
+        prefix_id: i64,
+        body: Value,
+    },
 }
 
 /// The writes of one API request, on objects of one type.
@@ -59,9 +64,10 @@ pub enum WriteError {
     /// The one object a request named does not exist.
     #[error("not found")]
     NotFound,
-    /// Dependent objects protect the object from deletion.
+    /// The request conflicts with the inventory: dependents protect an object from deletion,
+    /// or a prefix has no free address left.
     #[error("{0}")]
-    Protected(String),
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,7 +75,7 @@ pub enum WriteError {
 enum Fail {
     Fields(FieldErrors),
     Missing(i64),
-    Protected(String),
+    Conflict(String),
     Store(StoreError),
 }
 
@@ -101,6 +107,8 @@ struct Run<'a> {
     related: Related,
     /// Objects as this request saved them.
     latest: HashMap<(String, i64), Obj>,
+    /// Per prefix being allocated from: its addresses in use.
+    taken: HashMap<i64, HashSet<std::net::IpAddr>>,
 }
 
 /// Applies `req` inside the caller's transaction; on error the caller rolls back.
@@ -117,6 +125,7 @@ pub async fn apply(catalog: &Catalog, tx: &mut dyn ObjectTx, req: &WriteRequest)
         index: HashMap::new(),
         related: Related::new(),
         latest: HashMap::new(),
+        taken: HashMap::new(),
     };
     let mut results: Vec<Option<(String, i64)>> = Vec::with_capacity(req.ops.len());
     let mut errors: Vec<FieldErrors> = Vec::with_capacity(req.ops.len());
@@ -126,6 +135,7 @@ pub async fn apply(catalog: &Catalog, tx: &mut dyn ObjectTx, req: &WriteRequest)
             Op::Create(body) => run.create(ty, body).await.map(Some),
             Op::Update { id, body, partial } => run.update(ty, *id, body, *partial).await.map(Some),
             Op::Delete(id) => run.delete(ty, *id).await.map(|_| None),
+            Op::CreateAvailableIp { prefix_id, body } => run.allocate(ty, *prefix_id, body).await.map(Some),
         };
         match outcome {
             Ok(done) => {
@@ -146,7 +156,7 @@ pub async fn apply(catalog: &Catalog, tx: &mut dyn ObjectTx, req: &WriteRequest)
                 ));
             }
             Err(Fail::Missing(_)) => return Err(WriteError::NotFound),
-            Err(Fail::Protected(m)) => return Err(WriteError::Protected(m)),
+            Err(Fail::Conflict(m)) => return Err(WriteError::Conflict(m)),
             Err(Fail::Store(e)) => return Err(WriteError::Store(e)),
         }
     }
@@ -198,6 +208,54 @@ impl Run<'_> {
         let post = self.snapshot(ty, &obj).await?;
         self.record(ty, &obj, "create", Value::Null, post.clone());
         self.touch(ty, id, EventKind::Created, Value::Null, post, Value::Null);
+        Ok(id)
+    }
+
+    /// Creates an address at the first free one of prefix `prefix_id`; `body` gives the rest.
+    async fn allocate(&mut self, ty: &ObjectType, prefix_id: i64, body: &Value) -> Result<i64, Fail> {
+        let prefix = self
+            .tx
+            .get(ipam::PREFIX_TYPE, &[prefix_id])
+            .await?
+            .pop()
+            .ok_or(Fail::Missing(prefix_id))?;
+        let network = prefix
+            .data
+            .get("prefix")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !self.taken.contains_key(&prefix_id) {
+            let hosts = self
+                .tx
+                .scan(ipam::ADDRESS_TYPE)
+                .await?
+                .iter()
+                .filter_map(|o| o.data.get("address").and_then(Value::as_str).and_then(ipam::host))
+                .filter(|h| ipam::contains(&network, *h))
+                .collect();
+            self.taken.insert(prefix_id, hosts);
+        }
+        let Some(address) = ipam::available(&network, &self.taken[&prefix_id], 1).pop() else {
+            return Err(Fail::Conflict(format!(
+                "No IP address is available within prefix {network}."
+            )));
+        };
+        let mut fields = match body {
+            Value::Object(m) => m.clone(),
+            Value::Null => Map::new(),
+            other => {
+                return Err(Fail::Fields(FieldErrors::single(
+                    "non_field_errors",
+                    format!("Invalid data. Expected a dictionary, but got {}.", type_name(other)),
+                )))
+            }
+        };
+        fields.insert("address".into(), Value::from(address.as_str()));
+        let id = self.create(ty, &Value::Object(fields)).await?;
+        if let (Some(h), Some(set)) = (ipam::host(&address), self.taken.get_mut(&prefix_id)) {
+            set.insert(h);
+        }
         Ok(id)
     }
 
@@ -277,7 +335,7 @@ impl Run<'_> {
                 };
                 names.push(shown);
             }
-            return Err(Fail::Protected(format!(
+            return Err(Fail::Conflict(format!(
                 "Unable to delete object. {} dependent objects were found: {}",
                 protecting.len(),
                 names.join(", ")

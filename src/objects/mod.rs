@@ -5,6 +5,7 @@
 //! tags as ids); the REST view and the change snapshots are computed from it.
 
 pub mod engine;
+pub mod ipam;
 pub mod query;
 pub mod values;
 pub mod view;
@@ -87,6 +88,8 @@ pub struct Referrer {
 pub trait ObjectTx: Send {
     /// The objects of `ty` with these ids that exist.
     async fn get(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>;
+    /// Every object of `ty`.
+    async fn scan(&mut self, ty: &str) -> Result<Vec<Obj>>;
     /// Ids of objects of `ty` whose stored fields equal all of `attrs` (at most `limit`).
     async fn find(&mut self, ty: &str, attrs: &[(String, Value)], limit: i64) -> Result<Vec<i64>>;
     /// A new id for an object of `ty` (never reused).

@@ -341,6 +341,12 @@ impl ObjectTx for SqliteObjectTx<'_> {
         Ok(out)
     }
 
+    async fn scan(&mut self, ty: &str) -> Result<Vec<Obj>> {
+        let mut qb = Sql::new(OBJECT_SELECT);
+        qb.push(" where o.type = ").bind(ty.to_string()).push(" order by o.id");
+        qb.rows(self.conn, obj_from_row)
+    }
+
     async fn find(&mut self, ty: &str, attrs: &[(String, Value)], limit: i64) -> Result<Vec<i64>> {
         let mut qb = Sql::new("select o.id from objects o where o.type = ");
         qb.bind(ty.to_string());

@@ -105,6 +105,15 @@ def main():
     seen["deleted_single"] = nb.ipam.ip_addresses.get(bulk_ips[3].id).delete()
     seen["deleted_bulk"] = nb.ipam.ip_addresses.delete([bulk_ips[0], bulk_ips[1].id])
     seen["ips_left"] = sorted(i.address for i in nb.ipam.ip_addresses.all())
+
+    # IPAM: the prefix's free addresses, and allocating from them (one, then two at once).
+    prefix = nb.ipam.prefixes.get(prefix.id)
+    seen["available_first"] = [a["address"] for a in prefix.available_ips.list()][:3]
+    one = prefix.available_ips.create({"dns_name": "alloc.example.net"})
+    two = prefix.available_ips.create([{}, {"description": "second"}])
+    seen["allocated"] = [one.address] + [i.address for i in two]
+    seen["allocated_ids"] = [one.id] + [i.id for i in two]
+    seen["allocated_dns"] = one.dns_name
     json.dump(seen, sys.stdout)
 
 

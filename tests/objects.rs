@@ -1064,3 +1064,54 @@ async fn available_ips_are_listed_and_allocated_once_each() {
     assert_eq!(status, 409, "{err}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_unnamed_device_is_named_by_its_type_as_netbox_names_it() {
+    let app = TestApp::spawn().await;
+    let (site, dt, role, _) = scaffold(&app).await;
+    let dev = created(
+        &app,
+        "/api/dcim/devices/",
+        json!({"device_type": dt["id"], "role": role["id"], "site": site["id"]}),
+    )
+    .await;
+    let want = format!("Juniper MX204 ({})", dev["id"]);
+    assert_eq!(dev["name"], Value::Null);
+    assert_eq!(dev["display"], want);
+    let iface = created(
+        &app,
+        "/api/dcim/interfaces/",
+        json!({"device": dev["id"], "name": "e0", "type": "virtual"}),
+    )
+    .await;
+    assert_eq!(iface["device"]["display"], want);
+    let (_, changes) = app
+        .call(
+            "GET",
+            &format!(
+                "/api/extras/object-changes/?changed_object_type=dcim.device&changed_object_id={}",
+                dev["id"]
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(changes["results"][0]["object_repr"], want);
+    let (status, err) = app
+        .call("DELETE", &format!("/api/dcim/device-types/{}/", dt["id"]), None)
+        .await;
+    assert_eq!(status, 409);
+    assert!(
+        err["detail"].as_str().unwrap().contains(&format!("device {want}")),
+        "{err}"
+    );
+    // Named, it is its name.
+    let (_, renamed) = app
+        .call(
+            "PATCH",
+            &format!("/api/dcim/devices/{}/", dev["id"]),
+            Some(json!({"name": "edge-r9"})),
+        )
+        .await;
+    assert_eq!(renamed["display"], "edge-r9");
+    app.stop().await;
+}

@@ -98,6 +98,10 @@ pub struct ObjectType {
     pub api_path: String,
     /// How the object is named in `display`: `{field}`s replaced by their values.
     pub display: String,
+    /// How it is named when `display` comes out empty (an unnamed device); `{fk.field}` paths
+    /// follow foreign keys.
+    #[serde(default)]
+    pub display_fallback: Option<String>,
     /// Fields a nested (brief) reference shows besides `id`, `url` and `display`.
     pub brief: Vec<String>,
     /// Fields `q=` searches.
@@ -115,6 +119,18 @@ pub struct ObjectType {
 }
 
 impl ObjectType {
+    /// Foreign keys the display formats follow (`device_type` in `{device_type.model}`).
+    pub fn display_fks(&self) -> Vec<&str> {
+        std::iter::once(&self.display)
+            .chain(&self.display_fallback)
+            .flat_map(|f| display_parts(f))
+            .filter_map(|p| match p {
+                DisplayPart::Field(f) => f.split_once('.').map(|(fk, _)| fk),
+                DisplayPart::Text(_) => None,
+            })
+            .collect()
+    }
+
     /// `app_label.model`.
     pub fn name(&self) -> String {
         format!("{}.{}", self.app_label, self.model)
@@ -261,9 +277,16 @@ fn check_type(
             anyhow::ensure!(t.field(f).is_some(), "{name}: unique rule names unknown field {f}");
         }
     }
-    for part in display_parts(&t.display) {
-        if let DisplayPart::Field(f) = part {
-            anyhow::ensure!(known(f), "{name}: display names unknown field {f}");
+    for format in std::iter::once(&t.display).chain(&t.display_fallback) {
+        for part in display_parts(format) {
+            if let DisplayPart::Field(f) = part {
+                let first = f.split('.').next().unwrap_or_default();
+                anyhow::ensure!(known(first), "{name}: display names unknown field {first}");
+                anyhow::ensure!(
+                    !f.contains('.') || t.field(first).is_some_and(|x| x.kind == FieldKind::Fk),
+                    "{name}: display path {f} must start with a foreign key"
+                );
+            }
         }
     }
     Ok(())

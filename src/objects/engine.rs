@@ -206,7 +206,7 @@ impl Run<'_> {
         self.check_unique(ty, &obj).await?;
         self.store(ty, &obj, true).await?;
         let post = self.snapshot(ty, &obj).await?;
-        self.record(ty, &obj, "create", Value::Null, post.clone());
+        self.record(ty, &obj, "create", Value::Null, post.clone()).await?;
         self.touch(ty, id, EventKind::Created, Value::Null, post, Value::Null);
         Ok(id)
     }
@@ -272,7 +272,7 @@ impl Run<'_> {
         self.check_unique(ty, &obj).await?;
         self.store(ty, &obj, false).await?;
         let post = self.snapshot(ty, &obj).await?;
-        self.record(ty, &obj, "update", pre.clone(), post.clone());
+        self.record(ty, &obj, "update", pre.clone(), post.clone()).await?;
         self.touch(ty, id, EventKind::Updated, pre, post, Value::Null);
         Ok(id)
     }
@@ -330,7 +330,9 @@ impl Run<'_> {
             for r in protecting.iter().take(20) {
                 let rt = self.catalog.get(&r.object_type);
                 let shown = match (rt, self.tx.get(&r.object_type, &[r.id]).await?.pop()) {
-                    (Some(rt), Some(o)) => format!("{} {} (id {})", rt.verbose_name, view::display(rt, &o), r.id),
+                    (Some(rt), Some(o)) => {
+                        format!("{} {} (id {})", rt.verbose_name, self.display_of(rt, &o).await?, r.id)
+                    }
                     _ => format!("{} {}", r.object_type, r.id),
                 };
                 names.push(shown);
@@ -378,7 +380,7 @@ impl Run<'_> {
         for (dt, obj, shown, pre) in gone {
             self.tx.remove(&dt.name(), obj.id).await?;
             self.latest.remove(&(dt.name(), obj.id));
-            self.record(dt, &obj, "delete", pre.clone(), Value::Null);
+            self.record(dt, &obj, "delete", pre.clone(), Value::Null).await?;
             self.touch(dt, obj.id, EventKind::Deleted, pre, Value::Null, shown);
         }
         Ok(())
@@ -662,7 +664,25 @@ impl Run<'_> {
         Ok(view::snapshot(ty, obj, &self.related))
     }
 
-    fn record(&mut self, ty: &ObjectType, obj: &Obj, action: &str, pre: Value, post: Value) {
+    /// How `obj` is named, with what its display formats follow loaded.
+    async fn display_of(&mut self, ty: &ObjectType, obj: &Obj) -> Result<String, StoreError> {
+        if !ty.display_fks().is_empty() {
+            let mut related = self.fresh_related();
+            load_related(self.catalog, &mut TxLoader(&mut *self.tx), ty, &[obj], &mut related).await?;
+            self.related = related;
+        }
+        Ok(view::display(self.catalog, ty, obj, &self.related))
+    }
+
+    async fn record(
+        &mut self,
+        ty: &ObjectType,
+        obj: &Obj,
+        action: &str,
+        pre: Value,
+        post: Value,
+    ) -> Result<(), StoreError> {
+        let object_repr = self.display_of(ty, obj).await?;
         self.changes.push(Change {
             id: 0,
             time: self.req.now,
@@ -672,10 +692,11 @@ impl Run<'_> {
             action: action.into(),
             object_type: ty.name(),
             object_id: obj.id,
-            object_repr: view::display(ty, obj),
+            object_repr,
             prechange_data: pre,
             postchange_data: post,
         });
+        Ok(())
     }
 
     /// One event per object per request: created then updated stays created, anything then

@@ -56,8 +56,10 @@ pub async fn load_related(
 
 /// The references a view of `obj` shows: all foreign keys and tags, or a brief view's.
 fn refs_of(ty: &ObjectType, obj: &Obj, brief: bool, out: &mut BTreeSet<(String, i64)>) {
+    let display_fks = ty.display_fks();
     for f in &ty.fields {
-        if f.kind != FieldKind::Fk || (brief && !ty.brief.contains(&f.name)) {
+        let shown = !brief || ty.brief.contains(&f.name) || display_fks.contains(&f.name.as_str());
+        if f.kind != FieldKind::Fk || !shown {
             continue;
         }
         if let (Some(to), Some(id)) = (&f.to, obj.data.get(&f.name).and_then(Value::as_i64)) {
@@ -76,31 +78,72 @@ pub fn url_of(ty: &ObjectType, id: i64) -> String {
     format!("/api/{}/{id}/", ty.api_path)
 }
 
-/// The object's `display`.
-pub fn display(ty: &ObjectType, obj: &Obj) -> String {
+/// The text at `path` from `obj` (`name`, `id`, or `device_type.manufacturer.name` through
+/// foreign keys loaded in `related`); `None` when something on the way is missing or null.
+fn path_text(catalog: &Catalog, ty: &ObjectType, obj: &Obj, path: &str, related: &Related) -> Option<String> {
+    if path == "id" {
+        return Some(obj.id.to_string());
+    }
+    let (mut ty, mut obj) = (ty, obj);
+    let mut parts = path.split('.').peekable();
+    while let Some(name) = parts.next() {
+        let value = obj.data.get(name)?;
+        if parts.peek().is_none() {
+            return match value {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                v => Some(v.to_string()),
+            };
+        }
+        let to = ty.field(name)?.to.as_deref()?;
+        ty = catalog.get(to)?;
+        obj = related.get(&(to.to_string(), value.as_i64()?))?;
+    }
+    None
+}
+
+/// `format` filled in; `None` when `strict` and a part is missing.
+fn render(
+    catalog: &Catalog,
+    ty: &ObjectType,
+    obj: &Obj,
+    format: &str,
+    related: &Related,
+    strict: bool,
+) -> Option<String> {
     let mut out = String::new();
-    for part in display_parts(&ty.display) {
+    for part in display_parts(format) {
         match part {
             DisplayPart::Text(t) => out.push_str(t),
-            DisplayPart::Field("id") => out.push_str(&obj.id.to_string()),
-            DisplayPart::Field(f) => match obj.data.get(f) {
-                Some(Value::String(s)) => out.push_str(s),
-                Some(Value::Null) | None => {}
-                Some(v) => out.push_str(&v.to_string()),
+            DisplayPart::Field(f) => match path_text(catalog, ty, obj, f, related) {
+                Some(text) => out.push_str(&text),
+                None if strict => return None,
+                None => {}
             },
         }
     }
-    let out = out.trim();
-    if out.is_empty() || out.starts_with('(') {
-        // An unnamed object (a device without a name).
-        let mut name = ty.verbose_name.clone();
-        if let Some(first) = name.get_mut(0..1) {
-            first.make_ascii_uppercase();
-        }
-        format!("{name} {}", obj.id)
-    } else {
-        out.to_string()
+    Some(out.trim().to_string())
+}
+
+/// The object's `display`: its format, else its fallback (following foreign keys in
+/// `related`), else `Device 7`.
+pub fn display(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related) -> String {
+    let primary = render(catalog, ty, obj, &ty.display, related, false).unwrap_or_default();
+    if !primary.is_empty() && !primary.starts_with('(') {
+        return primary;
     }
+    if let Some(text) = ty
+        .display_fallback
+        .as_deref()
+        .and_then(|f| render(catalog, ty, obj, f, related, true))
+    {
+        return text;
+    }
+    let mut name = ty.verbose_name.clone();
+    if let Some(first) = name.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    format!("{name} {}", obj.id)
 }
 
 /// The object as the REST API shows it, with relative `url`s; `brief` gives the nested form.
@@ -112,7 +155,7 @@ fn view_at(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related, bri
     let mut m = Map::new();
     m.insert("id".into(), Value::from(obj.id));
     m.insert("url".into(), Value::from(url_of(ty, obj.id)));
-    m.insert("display".into(), Value::from(display(ty, obj)));
+    m.insert("display".into(), Value::from(display(catalog, ty, obj, related)));
     for f in &ty.fields {
         if brief && !ty.brief.contains(&f.name) {
             continue;

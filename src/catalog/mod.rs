@@ -451,5 +451,7 @@ sample = {}
         }
         let err = Catalog::from_toml(&ok.replace(r#"search = ["name"]"#, r#"search = ["nom"]"#)).unwrap_err();
         assert!(err.to_string().contains("unknown field nom"), "{err}");
+        let err = Catalog::from_toml(&ok.replace(r#"display = "{name}""#, r#"display = "{name.first}""#)).unwrap_err();
+        assert!(err.to_string().contains("must start with a foreign key"), "{err}");
     }
 }

@@ -1,9 +1,9 @@
 //! `/api/extras/deliveries/`: the delivery log, with every attempt.
 
-use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery};
+use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::events::{ingest::parse_timestamp, netbox_timestamp};
 use crate::store::{Attempt, Delivery, DeliveryFilter, Status};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -106,9 +106,8 @@ async fn detail(
     State(st): State<AppState>,
     _auth: Auth,
     Base(base): Base,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
     Ok(Json(detail_json(&st, id, &base).await?))
 }
 
@@ -130,8 +129,7 @@ async fn detail_json(st: &AppState, id: i64, base: &str) -> Result<Value, ApiErr
 }
 
 /// A delivery that can be retried or deleted: not in flight (and, to delete, not succeeded).
-async fn changeable(st: &AppState, id: &str, deleting: bool) -> Result<i64, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+async fn changeable(st: &AppState, id: i64, deleting: bool) -> Result<i64, ApiError> {
     let d = st.store.delivery(id).await?;
     if d.status == Status::InFlight {
         return Err(ApiError::Conflict(format!(
@@ -151,16 +149,16 @@ async fn retry_one(
     State(st): State<AppState>,
     _auth: Auth,
     Base(base): Base,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let id = changeable(&st, &id, false).await?;
+    let id = changeable(&st, id, false).await?;
     st.store.requeue(&DeliveryFilter::ids(vec![id]), Utc::now()).await?;
     st.wake.notify_one();
     Ok(Json(detail_json(&st, id, &base).await?))
 }
 
-async fn delete_one(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let id = changeable(&st, &id, true).await?;
+async fn delete_one(State(st): State<AppState>, _auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
+    let id = changeable(&st, id, true).await?;
     st.store.delete_deliveries(&DeliveryFilter::ids(vec![id])).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,7 @@
 use super::{ApiError, AppState};
 use crate::store::{StoreError, User};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, Method};
 use serde_json::{json, Value};
@@ -61,6 +61,74 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .map(JsonBody)
             .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))
     }
+}
+
+/// The `{id}` of a detail path; anything but an integer is a 404, as for a missing object.
+pub struct PathId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathId, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        id.parse().map(PathId).map_err(|_| ApiError::NotFound)
+    }
+}
+
+/// A body that is one object or a non-empty list of them: the items, and whether it was a list.
+pub fn one_or_many(body: Value) -> Result<(Vec<Value>, bool), ApiError> {
+    match body {
+        Value::Array(items) if items.is_empty() => {
+            Err(ApiError::BadRequest("Expected a non-empty list of objects.".into()))
+        }
+        Value::Array(items) => Ok((items, true)),
+        Value::Null => Err(ApiError::BadRequest("A JSON body is required.".into())),
+        other => Ok((vec![other], false)),
+    }
+}
+
+/// The answer to a body read by `one_or_many`: the list, or the one object.
+pub fn one_or_many_answer(mut items: Vec<Value>, many: bool) -> Value {
+    if many {
+        Value::Array(items)
+    } else {
+        items.pop().unwrap_or(Value::Null)
+    }
+}
+
+/// The items and ids of a bulk update or delete body: a non-empty list of objects, each with
+/// its integer `id` (an item without one, or with a bad one, is a per-item error).
+pub fn bulk_ids(body: Value) -> Result<(Vec<Value>, Vec<i64>), ApiError> {
+    let items = match body {
+        Value::Array(items) if !items.is_empty() => items,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "Expected a non-empty list of objects with an \"id\" each.".into(),
+            ))
+        }
+    };
+    let mut ids = Vec::with_capacity(items.len());
+    let mut errors = Vec::with_capacity(items.len());
+    for item in &items {
+        let given = match item {
+            Value::Object(o) => o.get("id"),
+            other => Some(other),
+        };
+        match given.map(crate::objects::values::as_integer) {
+            Some(Some(id)) => {
+                ids.push(id);
+                errors.push(json!({}));
+            }
+            Some(None) => errors.push(json!({"id": ["A valid integer is required."]})),
+            None => errors.push(json!({"id": ["This field is required."]})),
+        }
+    }
+    if ids.len() < items.len() {
+        return Err(ApiError::Validation(Value::Array(errors)));
+    }
+    Ok((items, ids))
 }
 
 /// `scheme://host` of the request, for the absolute `url`s NetBox's REST responses carry

@@ -11,7 +11,7 @@ mod users;
 mod webhooks;
 
 pub use error::ApiError;
-pub use extract::{Auth, Base, JsonBody, ListQuery};
+pub use extract::{bulk_ids, one_or_many, one_or_many_answer, Auth, Base, JsonBody, ListQuery, PathId};
 
 use crate::catalog::Catalog;
 use crate::config::Config;

@@ -2,13 +2,15 @@
 //! (`/api/dcim/sites/`, `/api/dcim/sites/{id}/`) with bulk create, update and delete; and
 //! `/api/extras/object-changes/`, the change log.
 
-use super::{ApiError, AppState, Auth, JsonBody, ListQuery, RequestId};
+use super::{
+    bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, JsonBody, ListQuery, PathId, RequestId,
+};
 use crate::catalog::{Catalog, ObjectType};
 use crate::events::netbox_timestamp;
 use crate::objects::engine::{Op, WriteError, WriteRequest};
 use crate::objects::view::{self, load_related, Related};
 use crate::objects::{absolutize, ipam, query, Change, ChangeFilter, Obj, StoreLoader};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -110,10 +112,9 @@ async fn list(
 async fn available_ips(
     State(st): State<AppState>,
     _auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
     let prefix = st
         .store
         .get_objects(ipam::PREFIX_TYPE, &[id])
@@ -146,14 +147,14 @@ async fn available_ips(
 /// (`{}` or a list of bodies with the other fields), in one request.
 async fn allocate_ips(
     w: Writer,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     q: ListQuery,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let prefix_id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let prefix_id = id;
     let (bodies, bulk) = match body {
         Value::Null => (vec![json!({})], false),
-        other => items(other)?,
+        other => one_or_many(other)?,
     };
     let ops = bodies
         .into_iter()
@@ -247,11 +248,10 @@ async fn detail(
     State(st): State<AppState>,
     Extension(name): Extension<TypeName>,
     _auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
     let ty = object_type(&st, &name)?;
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
     let objs = st.store.get_objects(&name.0, &[id]).await?;
     if objs.is_empty() {
         return Err(ApiError::NotFound);
@@ -324,29 +324,11 @@ fn answer(status: StatusCode, mut views: Vec<Value>, bulk: bool, origin: &str) -
     for v in &mut views {
         absolutize(v, origin);
     }
-    let body = if bulk {
-        Value::Array(views)
-    } else {
-        views.pop().unwrap_or(Value::Null)
-    };
-    (status, Json(body)).into_response()
-}
-
-/// A list body's items, or the one object.
-fn items(body: Value) -> Result<(Vec<Value>, bool), ApiError> {
-    match body {
-        Value::Array(items) if items.is_empty() => Err(ApiError::BadRequest("The list of objects is empty.".into())),
-        Value::Array(items) => Ok((items, true)),
-        Value::Object(_) => Ok((vec![body], false)),
-        Value::Null => Err(ApiError::BadRequest("A JSON body is required.".into())),
-        _ => Err(ApiError::Validation(
-            json!({"non_field_errors": ["Invalid data. Expected a dictionary or a list of them."]}),
-        )),
-    }
+    (status, Json(one_or_many_answer(views, bulk))).into_response()
 }
 
 async fn create(w: Writer, q: ListQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    let (items, bulk) = items(body)?;
+    let (items, bulk) = one_or_many(body)?;
     let ops = items.into_iter().map(Op::Create).collect();
     let views = w.write(ops, bulk).await?;
     Ok(answer(StatusCode::CREATED, views, bulk, &q.origin))
@@ -355,11 +337,10 @@ async fn create(w: Writer, q: ListQuery, JsonBody(body): JsonBody) -> Result<Res
 async fn update(
     w: Writer,
     method: Method,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     q: ListQuery,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
     if !body.is_object() {
         return Err(ApiError::Validation(
             json!({"non_field_errors": ["Invalid data. Expected a dictionary."]}),
@@ -374,51 +355,8 @@ async fn update(
     Ok(answer(StatusCode::OK, views, false, &q.origin))
 }
 
-/// A bulk body's items: a non-empty list.
-fn bulk_list(body: Value, what: &str) -> Result<Vec<Value>, ApiError> {
-    match body {
-        Value::Array(items) if !items.is_empty() => Ok(items),
-        Value::Array(_) => Err(ApiError::BadRequest("The list of objects is empty.".into())),
-        _ => Err(ApiError::BadRequest(format!(
-            "Bulk {what} take a list of objects, each with its \"id\"."
-        ))),
-    }
-}
-
-/// The ids of a bulk body: `[{"id": 1, ...}, ...]`; a missing or bad id is an item error.
-fn bulk_ids(items: &[Value]) -> Result<Vec<i64>, ApiError> {
-    let mut ids = Vec::with_capacity(items.len());
-    let mut errors = Vec::with_capacity(items.len());
-    let mut bad = false;
-    for item in items {
-        let given = match item {
-            Value::Object(o) => o.get("id"),
-            other => Some(other),
-        };
-        match given.map(crate::objects::values::as_integer) {
-            Some(Some(id)) => {
-                ids.push(id);
-                errors.push(json!({}));
-            }
-            Some(None) => {
-                bad = true;
-                errors.push(json!({"id": ["A valid integer is required."]}));
-            }
-            None => {
-                bad = true;
-                errors.push(json!({"id": ["This field is required."]}));
-            }
-        }
-    }
-    if bad {
-        return Err(ApiError::Validation(Value::Array(errors)));
-    }
-    Ok(ids)
-}
-
 async fn bulk_update(w: Writer, method: Method, q: ListQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    let items = bulk_list(body, "updates")?;
-    let ids = bulk_ids(&items)?;
+    let (items, ids) = bulk_ids(body)?;
     let partial = method == Method::PATCH;
     let ops = ids
         .into_iter()
@@ -429,15 +367,14 @@ async fn bulk_update(w: Writer, method: Method, q: ListQuery, JsonBody(body): Js
     Ok(answer(StatusCode::OK, views, true, &q.origin))
 }
 
-async fn delete(w: Writer, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+async fn delete(w: Writer, PathId(id): PathId) -> Result<StatusCode, ApiError> {
     w.write(vec![Op::Delete(id)], false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn bulk_delete(w: Writer, JsonBody(body): JsonBody) -> Result<StatusCode, ApiError> {
-    let items = bulk_list(body, "deletes")?;
-    let ops = bulk_ids(&items)?.into_iter().map(Op::Delete).collect();
+    let (_, ids) = bulk_ids(body)?;
+    let ops = ids.into_iter().map(Op::Delete).collect();
     w.write(ops, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -526,10 +463,9 @@ async fn list_changes(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> 
 async fn change_detail(
     State(st): State<AppState>,
     _auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
     let (_, changes) = st
         .store
         .object_changes(

@@ -2,12 +2,12 @@
 //! `create_token` calls). Superusers manage everyone; other users see themselves and manage
 //! their own tokens.
 
-use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery};
+use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::auth;
 use crate::events::netbox_timestamp;
 use crate::store::{StoreError, Token, User};
 use crate::validate::{FieldErrors, Reader};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -53,10 +53,6 @@ fn token_json(t: &Token, u: &User, base: &str) -> Value {
     })
 }
 
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound)
-}
-
 fn require_superuser(auth: &Auth) -> Result<(), ApiError> {
     if auth.user.is_superuser {
         Ok(())
@@ -98,9 +94,8 @@ async fn user_detail(
     State(st): State<AppState>,
     auth: Auth,
     Base(base): Base,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
     visible(&auth, id)?;
     Ok(Json(user_json(&st.store.user(id).await?, &base)))
 }
@@ -159,19 +154,18 @@ async fn update_user(
     State(st): State<AppState>,
     auth: Auth,
     Base(base): Base,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     require_superuser(&auth)?;
-    let current = st.store.user(parse_id(&id)?).await?;
+    let current = st.store.user(id).await?;
     let user = apply_user(current, &body, false)?;
     st.store.update_user(&user).await?;
     Ok(Json(user_json(&st.store.user(user.id).await?, &base)))
 }
 
-async fn delete_user(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_user(State(st): State<AppState>, auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
     require_superuser(&auth)?;
-    let id = parse_id(&id)?;
     if id == auth.user.id {
         return Err(ApiError::Conflict(
             "You cannot delete the user you are signed in as.".into(),
@@ -205,9 +199,9 @@ async fn token_detail(
     State(st): State<AppState>,
     auth: Auth,
     Base(base): Base,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let (token, user) = st.store.token(parse_id(&id)?).await?;
+    let (token, user) = st.store.token(id).await?;
     visible(&auth, user.id)?;
     Ok(Json(token_json(&token, &user, &base)))
 }
@@ -277,8 +271,7 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(new_token(&st, &owner, &body, &base).await?)))
 }
 
-async fn delete_token(State(st): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
+async fn delete_token(State(st): State<AppState>, auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
     let (_, owner) = st.store.token(id).await?;
     visible(&auth, owner.id)?;
     st.store.delete_token(id).await?;

@@ -1,13 +1,13 @@
 //! `/api/extras/webhooks/`: CRUD with NetBox's bulk forms, and preview.
 
-use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery};
+use super::{bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::delivery::send::{self, Clients};
 use crate::events::{ingest, netbox_timestamp, Event, EventKind};
 use crate::validate::parse_bool;
 use crate::webhooks::request::{Compiled, Outgoing};
 use crate::webhooks::Webhook;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,21 +20,17 @@ pub fn router() -> Router<AppState> {
             "/api/extras/webhooks/",
             get(list)
                 .post(create)
-                .put(bulk_put)
-                .patch(bulk_patch)
+                .put(bulk_update)
+                .patch(bulk_update)
                 .delete(bulk_delete),
         )
         .route("/api/extras/webhooks/preview/", post(preview_new))
         .route(
             "/api/extras/webhooks/{id}/",
-            get(detail).put(put).patch(patch).delete(delete),
+            get(detail).put(update_one).patch(update_one).delete(delete),
         )
         .route("/api/extras/webhooks/{id}/preview/", post(preview_saved))
         .route("/api/extras/webhooks/{id}/test/", post(test_send))
-}
-
-fn parse_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::NotFound)
 }
 
 async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
@@ -81,9 +77,9 @@ async fn detail(
     State(st): State<AppState>,
     _auth: Auth,
     Base(base): Base,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let w = one(&st, parse_id(&id)?).await?;
+    let w = one(&st, id).await?;
     Ok(Json(w.to_json(&base)))
 }
 
@@ -126,11 +122,7 @@ async fn create(
     Base(base): Base,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let (items, many) = match &body {
-        Value::Array(items) if !items.is_empty() => (items.clone(), true),
-        Value::Array(_) => return Err(ApiError::BadRequest("Expected a non-empty list of webhooks.".into())),
-        other => (vec![other.clone()], false),
-    };
+    let (items, many) = one_or_many(body)?;
     let webhooks = if many {
         validate_all(&items, |item| Ok(Webhook::blank().apply(item, &st.catalog, false)?))?
     } else {
@@ -139,92 +131,44 @@ async fn create(
     let created = st.store.create_webhooks(webhooks).await?;
     Ok((
         StatusCode::CREATED,
-        Json(shape(created.iter().map(|w| w.to_json(&base)).collect(), many)),
+        Json(one_or_many_answer(
+            created.iter().map(|w| w.to_json(&base)).collect(),
+            many,
+        )),
     )
         .into_response())
 }
 
-fn shape(mut items: Vec<Value>, many: bool) -> Value {
-    if many {
-        Value::Array(items)
-    } else {
-        items.pop().unwrap_or(Value::Null)
-    }
-}
-
-async fn put(
-    st: State<AppState>,
-    auth: Auth,
-    base: Base,
-    id: Path<String>,
-    body: JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    update_one(st, auth, base, id, body, false).await
-}
-
-async fn patch(
-    st: State<AppState>,
-    auth: Auth,
-    base: Base,
-    id: Path<String>,
-    body: JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    update_one(st, auth, base, id, body, true).await
-}
-
+/// `PUT` (all required fields) or `PATCH` (only those given) of one webhook.
 async fn update_one(
     State(st): State<AppState>,
     _auth: Auth,
+    method: Method,
     Base(base): Base,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody,
-    partial: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let current = one(&st, parse_id(&id)?).await?;
-    let updated = current.apply(&body, &st.catalog, partial)?;
+    let current = one(&st, id).await?;
+    let updated = current.apply(&body, &st.catalog, method == Method::PATCH)?;
     let mut saved = st.store.update_webhooks(vec![updated]).await?;
     Ok(Json(saved.pop().map(|w| w.to_json(&base)).unwrap_or(Value::Null)))
 }
 
-async fn bulk_put(st: State<AppState>, auth: Auth, base: Base, body: JsonBody) -> Result<Json<Value>, ApiError> {
-    bulk_update(st, auth, base, body, false).await
-}
-
-async fn bulk_patch(st: State<AppState>, auth: Auth, base: Base, body: JsonBody) -> Result<Json<Value>, ApiError> {
-    bulk_update(st, auth, base, body, true).await
-}
-
-/// The ids of a bulk body: a list of objects each with an integer `id`.
-fn bulk_ids(body: &Value) -> Result<Vec<i64>, ApiError> {
-    let Value::Array(items) = body else {
-        return Err(ApiError::BadRequest(
-            "Expected a list of objects with an \"id\" each.".into(),
-        ));
-    };
-    if items.is_empty() {
-        return Err(ApiError::BadRequest(
-            "Expected a non-empty list of objects with an \"id\" each.".into(),
-        ));
-    }
-    validate_all(items, |item| match item.get("id") {
-        Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64().unwrap_or_default()),
-        Some(_) => Err(ApiError::Validation(json!({"id": ["A valid integer is required."]}))),
-        None => Err(ApiError::Validation(json!({"id": ["This field is required."]}))),
-    })
-}
-
+/// `PUT` or `PATCH` of a list of webhooks, each with its `id`: all or none.
 async fn bulk_update(
     State(st): State<AppState>,
     _auth: Auth,
+    method: Method,
     Base(base): Base,
     JsonBody(body): JsonBody,
-    partial: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let ids = bulk_ids(&body)?;
+    let (items, ids) = bulk_ids(body)?;
     let current = st.store.webhooks_by_id(&ids).await?;
-    let items = body.as_array().cloned().unwrap_or_default();
+    let partial = method == Method::PATCH;
+    // `validate_all` visits the items in order, so each takes the next id.
+    let mut next_id = ids.iter();
     let updated = validate_all(&items, |item| {
-        let id = item.get("id").and_then(Value::as_i64).unwrap_or_default();
+        let id = next_id.next().copied().unwrap_or_default();
         let w = current.iter().find(|w| w.id == id).cloned().ok_or(ApiError::NotFound)?;
         Ok(w.apply(item, &st.catalog, partial)?)
     })?;
@@ -232,8 +176,8 @@ async fn bulk_update(
     Ok(Json(Value::Array(saved.iter().map(|w| w.to_json(&base)).collect())))
 }
 
-async fn delete(State(st): State<AppState>, _auth: Auth, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    st.store.delete_webhooks(&[parse_id(&id)?]).await?;
+async fn delete(State(st): State<AppState>, _auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
+    st.store.delete_webhooks(&[id]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -242,7 +186,7 @@ async fn bulk_delete(
     _auth: Auth,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode, ApiError> {
-    let ids = bulk_ids(&body)?;
+    let (_, ids) = bulk_ids(body)?;
     st.store.delete_webhooks(&ids).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -268,10 +212,10 @@ async fn preview_new(
 async fn preview_saved(
     State(st): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let webhook = one(&st, parse_id(&id)?).await?;
+    let webhook = one(&st, id).await?;
     preview(&st, &auth, &webhook, body.get("event")).await
 }
 
@@ -323,10 +267,10 @@ async fn preview(
 async fn test_send(
     State(st): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let webhook = one(&st, parse_id(&id)?).await?;
+    let webhook = one(&st, id).await?;
     let req = build(&webhook, &event_for(&st, &auth, &webhook, body.get("event"))?)?;
     let client = Clients::default()
         .for_webhook(&webhook)

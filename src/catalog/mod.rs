@@ -116,16 +116,23 @@ pub struct ObjectType {
     /// An object as the REST API shows it.
     #[serde(deserialize_with = "sample_from_toml")]
     pub sample: Value,
+    /// Worked out once, when the catalog is loaded.
+    #[serde(skip)]
+    display_fks: Vec<String>,
 }
 
 impl ObjectType {
     /// Foreign keys the display formats follow (`device_type` in `{device_type.model}`).
-    pub fn display_fks(&self) -> Vec<&str> {
+    pub fn display_fks(&self) -> &[String] {
+        &self.display_fks
+    }
+
+    fn find_display_fks(&self) -> Vec<String> {
         std::iter::once(&self.display)
             .chain(&self.display_fallback)
             .flat_map(|f| display_parts(f))
             .filter_map(|p| match p {
-                DisplayPart::Field(f) => f.split_once('.').map(|(fk, _)| fk),
+                DisplayPart::Field(f) => f.split_once('.').map(|(fk, _)| fk.to_string()),
                 DisplayPart::Text(_) => None,
             })
             .collect()
@@ -168,6 +175,7 @@ impl Catalog {
         let mut file: CatalogFile = toml::from_str(text)?;
         let index: HashMap<String, usize> = file.types.iter().enumerate().map(|(i, t)| (t.name(), i)).collect();
         for t in &mut file.types {
+            t.display_fks = t.find_display_fks();
             let name = t.name();
             for f in &mut t.fields {
                 if let Some(p) = &f.pattern {
@@ -214,16 +222,6 @@ impl Catalog {
             .iter()
             .find(|(v, _)| v == value)
             .map(|(_, l)| l.as_str())
-    }
-
-    /// Every `(type, field)` whose foreign key points at `target`.
-    pub fn referrers<'a>(&'a self, target: &'a str) -> impl Iterator<Item = (&'a ObjectType, &'a Field)> + 'a {
-        self.types.iter().flat_map(move |t| {
-            t.fields
-                .iter()
-                .filter(move |f| f.kind == FieldKind::Fk && f.to.as_deref() == Some(target))
-                .map(move |f| (t, f))
-        })
     }
 }
 
@@ -377,8 +375,10 @@ mod tests {
             Some("Planned")
         );
         let protected: Vec<String> = c
-            .referrers("dcim.site")
-            .filter(|(_, f)| f.on_delete == Some(OnDelete::Protect))
+            .types()
+            .iter()
+            .flat_map(|t| t.fields.iter().map(move |f| (t, f)))
+            .filter(|(_, f)| f.to.as_deref() == Some("dcim.site") && f.on_delete == Some(OnDelete::Protect))
             .map(|(t, f)| format!("{}.{}", t.name(), f.name))
             .collect();
         assert_eq!(protected, ["dcim.device.site", "ipam.prefix.site", "ipam.vlan.site"]);

@@ -666,6 +666,13 @@ impl Run<'_> {
 
     /// How `obj` is named, with what its display formats follow loaded.
     async fn display_of(&mut self, ty: &ObjectType, obj: &Obj) -> Result<String, StoreError> {
+        // Related objects are loaded only when a format that follows foreign keys is used.
+        let primary_follows = ty.display.contains('.');
+        if !primary_follows {
+            if let Some(primary) = view::primary_display(self.catalog, ty, obj, &self.related) {
+                return Ok(primary);
+            }
+        }
         if !ty.display_fks().is_empty() {
             let mut related = self.fresh_related();
             load_related(self.catalog, &mut TxLoader(&mut *self.tx), ty, &[obj], &mut related).await?;

@@ -58,7 +58,7 @@ pub async fn load_related(
 fn refs_of(ty: &ObjectType, obj: &Obj, brief: bool, out: &mut BTreeSet<(String, i64)>) {
     let display_fks = ty.display_fks();
     for f in &ty.fields {
-        let shown = !brief || ty.brief.contains(&f.name) || display_fks.contains(&f.name.as_str());
+        let shown = !brief || ty.brief.contains(&f.name) || display_fks.contains(&f.name);
         if f.kind != FieldKind::Fk || !shown {
             continue;
         }
@@ -125,11 +125,16 @@ fn render(
     Some(out.trim().to_string())
 }
 
+/// The object's own `display` format filled in, unless it comes out empty (an unnamed device).
+pub fn primary_display(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related) -> Option<String> {
+    let primary = render(catalog, ty, obj, &ty.display, related, false).unwrap_or_default();
+    (!primary.is_empty() && !primary.starts_with('(')).then_some(primary)
+}
+
 /// The object's `display`: its format, else its fallback (following foreign keys in
 /// `related`), else `Device 7`.
 pub fn display(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related) -> String {
-    let primary = render(catalog, ty, obj, &ty.display, related, false).unwrap_or_default();
-    if !primary.is_empty() && !primary.starts_with('(') {
+    if let Some(primary) = primary_display(catalog, ty, obj, related) {
         return primary;
     }
     if let Some(text) = ty

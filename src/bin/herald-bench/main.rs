@@ -163,12 +163,19 @@ impl Bench {
         Herald::start(&self.exe, &database_url(dir.path()), worker).await
     }
 
-    /// Events posted, deliveries timed from the first post to the last arrival.
-    async fn deliver(&self, r: &mut Report) -> anyhow::Result<f64> {
+    /// A `serve` with its worker on a fresh database, a receiver, and one webhook to it (its
+    /// folder is returned to keep it alive).
+    async fn with_webhook(&self, name: &str) -> anyhow::Result<(tempfile::TempDir, Herald, Receiver)> {
         let dir = tempfile::tempdir()?;
         let h = self.herald(&dir, true).await?;
         let rx = Receiver::start(false).await;
-        h.create_webhook("bench", &rx.url(), 15).await?;
+        h.create_webhook(name, &rx.url(), 15).await?;
+        Ok((dir, h, rx))
+    }
+
+    /// Events posted, deliveries timed from the first post to the last arrival.
+    async fn deliver(&self, r: &mut Report) -> anyhow::Result<f64> {
+        let (_dir, h, rx) = self.with_webhook("bench").await?;
         let idle = h.rss_kib().0;
         let n = self.events;
         let t0 = Instant::now();
@@ -265,10 +272,7 @@ impl Bench {
 
     /// A steady 100 events/s; from the API's answer (the commit) to arrival.
     async fn latency(&self, r: &mut Report) -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let h = self.herald(&dir, true).await?;
-        let rx = Receiver::start(false).await;
-        h.create_webhook("latency", &rx.url(), 15).await?;
+        let (_dir, h, rx) = self.with_webhook("latency").await?;
         let (rate, secs) = if self.quick { (100u64, 2u64) } else { (100, 20) };
         let n = rate * secs;
         let mut answered = Vec::with_capacity(n as usize);
@@ -463,10 +467,7 @@ impl Bench {
     /// while the worker delivers), and 1,000-object bulk creates, each change with one matching
     /// webhook; every change must arrive at the receiver, signed.
     async fn api(&self, r: &mut Report) -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let h = self.herald(&dir, true).await?;
-        let rx = Receiver::start(false).await;
-        h.create_webhook("api", &rx.url(), 15).await?;
+        let (_dir, h, rx) = self.with_webhook("api").await?;
         h.post("/api/dcim/regions/", &json!({"name": "Europe", "slug": "europe"}))
             .await?;
         h.post("/api/extras/tags/", &json!({"name": "core", "slug": "core"}))

@@ -127,7 +127,8 @@ pub async fn apply(catalog: &Catalog, tx: &mut dyn ObjectTx, req: &WriteRequest)
         latest: HashMap::new(),
         taken: HashMap::new(),
     };
-    let mut results: Vec<Option<(String, i64)>> = Vec::with_capacity(req.ops.len());
+    // Per operation, the id of the object it leaves (all of the request's type).
+    let mut results: Vec<Option<i64>> = Vec::with_capacity(req.ops.len());
     let mut errors: Vec<FieldErrors> = Vec::with_capacity(req.ops.len());
     let mut failed = false;
     for op in &req.ops {
@@ -139,7 +140,7 @@ pub async fn apply(catalog: &Catalog, tx: &mut dyn ObjectTx, req: &WriteRequest)
         };
         match outcome {
             Ok(done) => {
-                results.push(done.map(|id| (ty.name(), id)));
+                results.push(done);
                 errors.push(FieldErrors::default());
             }
             Err(Fail::Fields(e)) => {
@@ -164,9 +165,14 @@ pub async fn apply(catalog: &Catalog, tx: &mut dyn ObjectTx, req: &WriteRequest)
         return Err(WriteError::Invalid(errors));
     }
     let views = run.final_views().await?;
+    let type_name = ty.name();
     let result_views = results
         .iter()
-        .map(|r| r.as_ref().and_then(|k| views.get(k)).cloned().unwrap_or(Value::Null))
+        .map(|r| {
+            r.and_then(|id| views.get(&(type_name.clone(), id)))
+                .cloned()
+                .unwrap_or(Value::Null)
+        })
         .collect();
     let timestamp = netbox_timestamp(req.now);
     let events = run
@@ -749,14 +755,14 @@ impl Run<'_> {
         let mut views = HashMap::new();
         for (name, ids) in by_type {
             let Some(ty) = self.catalog.get(&name) else { continue };
-            let objs: Vec<Obj> = ids
-                .iter()
-                .filter_map(|id| self.latest.get(&(name.clone(), *id)).cloned())
-                .collect();
-            let refs: Vec<&Obj> = objs.iter().collect();
             let mut related = self.fresh_related();
-            load_related(self.catalog, &mut TxLoader(&mut *self.tx), ty, &refs, &mut related).await?;
-            for obj in &objs {
+            // The saved objects are borrowed from `latest`, not copied.
+            let objs: Vec<&Obj> = ids
+                .iter()
+                .filter_map(|id| self.latest.get(&(name.clone(), *id)))
+                .collect();
+            load_related(self.catalog, &mut TxLoader(&mut *self.tx), ty, &objs, &mut related).await?;
+            for obj in objs {
                 views.insert(
                     (name.clone(), obj.id),
                     view::view(self.catalog, ty, obj, &related, false),

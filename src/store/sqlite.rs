@@ -209,9 +209,13 @@ fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, name: &str) -> Result<T> {
 }
 
 /// Runs `f` in a write transaction (BEGIN IMMEDIATE), committing on success.
-fn immediate<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+/// `E` is any error a storage error converts into (object writes fail with field errors too).
+fn immediate<T, E: From<StoreError>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(other)?;
-    let result = f(conn).and_then(|v| conn.execute_batch("COMMIT").map_err(other).map(|_| v));
+    let result = f(conn).and_then(|v| conn.execute_batch("COMMIT").map_err(|e| E::from(other(e))).map(|_| v));
     if result.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -256,7 +260,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         if applied.contains(&version) {
             continue;
         }
-        immediate(conn, |c| {
+        immediate::<_, StoreError>(conn, |c| {
             c.execute_batch(sql).map_err(other)?;
             c.execute(
                 "insert or replace into herald_migrations (version, name, applied_at) values (?, ?, ?)",
@@ -935,33 +939,19 @@ impl Store for SqliteStore {
         catalog: Arc<Catalog>,
         req: WriteRequest,
     ) -> std::result::Result<(Written, usize), WriteError> {
-        let outcome = self
-            .write
+        self.write
             .run(move |c| {
-                let mut result = None;
-                let done = immediate(c, |c| {
+                Ok(immediate(c, |c| {
                     let webhooks = enabled_webhooks(c)?;
                     let matcher = crate::webhooks::Matcher::new(&webhooks);
                     let mut otx = objects::SqliteObjectTx { conn: c };
-                    let written = match block_on(crate::objects::engine::apply(&catalog, &mut otx, &req)) {
-                        Ok(w) => w,
-                        Err(e) => {
-                            result = Some(Err(e));
-                            return Err(StoreError::Other(anyhow::anyhow!("rolled back")));
-                        }
-                    };
+                    let written = block_on(crate::objects::engine::apply(&catalog, &mut otx, &req))?;
                     block_on(otx.add_changes(&written.changes))?;
                     let recorded = insert_events(c, &matcher, &written.events, req.now, false)?;
-                    Ok((written, recorded.iter().map(|r| r.deliveries).sum::<usize>()))
-                });
-                Ok(match (result, done) {
-                    (Some(err), _) => err,
-                    (None, Ok(v)) => Ok(v),
-                    (None, Err(e)) => Err(WriteError::Store(e)),
-                })
+                    Ok::<_, WriteError>((written, recorded.iter().map(|r| r.deliveries).sum::<usize>()))
+                }))
             })
-            .await?;
-        outcome
+            .await?
     }
 
     async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<(i64, Vec<Obj>)> {

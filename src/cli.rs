@@ -1,8 +1,9 @@
 //! The `herald` command line.
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
+use crate::queue::{DeliveryFilter, Status};
 use crate::server::{shutdown_on_signals, App};
-use crate::store::{DeliveryFilter, Status};
+use crate::service::Services;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,30 +63,26 @@ struct QueueFilter {
     #[arg(long)]
     id: Vec<i64>,
     /// queued, in_flight, retrying, succeeded or failed.
-    #[arg(long)]
-    status: Vec<String>,
+    #[arg(long, value_parser = parse_status)]
+    status: Vec<Status>,
     /// Webhook ids.
     #[arg(long)]
     webhook: Vec<i64>,
 }
 
+fn parse_status(s: &str) -> Result<Status, String> {
+    Status::parse(s)
+        .ok_or_else(|| format!("unknown status {s:?}: use queued, in_flight, retrying, succeeded or failed"))
+}
+
 impl QueueFilter {
-    fn to_filter(&self) -> anyhow::Result<DeliveryFilter> {
-        let status = self
-            .status
-            .iter()
-            .map(|s| Status::parse(s).ok_or_else(|| anyhow::anyhow!("unknown status {s:?}")))
-            .collect::<anyhow::Result<_>>()?;
-        Ok(DeliveryFilter {
+    fn to_filter(&self) -> DeliveryFilter {
+        DeliveryFilter {
             id: self.id.clone(),
-            status,
+            status: self.status.clone(),
             webhook_id: self.webhook.clone(),
             ..DeliveryFilter::default()
-        })
-    }
-
-    fn is_empty(&self) -> bool {
-        self.id.is_empty() && self.status.is_empty() && self.webhook.is_empty()
+        }
     }
 }
 
@@ -146,7 +143,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log_format);
+    init_logging(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -177,13 +174,13 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -204,12 +201,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve { no_worker, .. } => {
             let listen = config.listen.clone();
             let app = App::open(config).await?;
-            let admin = crate::auth::bootstrap_admin(
-                app.state.store.as_ref(),
-                std::env::var("HERALD_ADMIN_PASSWORD").ok(),
-                std::env::var("HERALD_ADMIN_TOKEN").ok(),
-            )
-            .await?;
+            let admin = app
+                .services()
+                .bootstrap_admin(
+                    std::env::var("HERALD_ADMIN_PASSWORD").ok(),
+                    std::env::var("HERALD_ADMIN_TOKEN").ok(),
+                )
+                .await?;
             if let Some((password, token)) = admin {
                 println!("Created user admin with password {password}");
                 println!("API token for admin: {token}");
@@ -235,35 +233,37 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 },
         } => {
             let app = App::open(config).await?;
-            crate::auth::create_user(app.state.store.as_ref(), &name, &password, superuser).await?;
+            app.services().add_user(&name, &password, superuser).await?;
             println!("created user {name}");
             Ok(())
         }
         Command::Queue { command } => {
             let app = App::open(config).await?;
-            queue(app.state.store.as_ref(), command).await
+            queue(app.services(), command).await
         }
         Command::Token {
             command: TokenCommand::Create { user, read_only },
         } => {
             let app = App::open(config).await?;
-            let store = app.state.store.as_ref();
-            let u = store.user_by_name(&user).await.map_err(|e| match e {
+            let svc = app.services();
+            let u = svc.store.user_by_name(&user).await.map_err(|e| match e {
                 crate::store::StoreError::NotFound => anyhow::anyhow!("no user named {user:?}"),
                 e => e.into(),
             })?;
-            let key = crate::auth::create_token(store, &u, None, !read_only, "created by herald token create").await?;
-            println!("{key}");
+            let created = svc
+                .add_token(u, None, !read_only, "created by herald token create")
+                .await?;
+            println!("{}", created.key);
             Ok(())
         }
     }
 }
 
-async fn queue(store: &dyn crate::store::Store, command: QueueCommand) -> anyhow::Result<()> {
+async fn queue(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     match command {
         QueueCommand::Stats => {
-            let stats = store.queue_stats(now - chrono::Duration::hours(1)).await?;
+            let stats = svc.queue_stats(now - chrono::Duration::hours(1)).await?;
             for (status, n) in &stats.counts {
                 println!("{:<10} {n}", status.as_str());
             }
@@ -278,11 +278,9 @@ async fn queue(store: &dyn crate::store::Store, command: QueueCommand) -> anyhow
             println!("failed attempts in the last hour: {}", stats.failed_attempts);
         }
         QueueCommand::List { filter, limit } => {
-            let (count, rows) = store
-                .deliveries(&filter.to_filter()?, limit.clamp(1, 10_000), 0)
-                .await?;
-            println!("{count} deliveries");
-            for d in rows {
+            let page = svc.deliveries(&filter.to_filter(), limit.clamp(1, 10_000), 0).await?;
+            println!("{} deliveries", page.count);
+            for d in page.items {
                 println!(
                     "{:>8}  {:<9}  webhook {:<4} {:<24} {:<8} {} attempt(s)  {}",
                     d.id,
@@ -296,18 +294,17 @@ async fn queue(store: &dyn crate::store::Store, command: QueueCommand) -> anyhow
             }
         }
         QueueCommand::Retry { filter } => {
-            let mut f = filter.to_filter()?;
-            if filter.is_empty() {
-                f.status = vec![Status::Failed];
-            }
-            println!("{} deliveries queued again", store.requeue(&f, now).await?);
+            println!(
+                "{} deliveries queued again",
+                svc.retry_deliveries(&filter.to_filter()).await?
+            );
         }
         QueueCommand::Purge { filter } => {
-            anyhow::ensure!(!filter.is_empty(), "give a filter: --id, --status or --webhook");
-            println!(
-                "{} deliveries deleted",
-                store.delete_deliveries(&filter.to_filter()?).await?
-            );
+            let deleted = svc.delete_deliveries(&filter.to_filter()).await.map_err(|e| match e {
+                crate::error::Error::Validation(_) => anyhow::anyhow!("give a filter: --id, --status or --webhook"),
+                e => e.into(),
+            })?;
+            println!("{deleted} deliveries deleted");
         }
     }
     Ok(())

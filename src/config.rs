@@ -13,12 +13,20 @@ pub const DEFAULTS: &str = include_str!("../herald.default.toml");
 pub struct Config {
     pub listen: String,
     pub database_url: String,
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// A catalog file replacing the built-in object types (empty: the built-in ones).
     pub catalog: String,
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
     pub ingest: IngestConfig,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,8 +55,8 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// The retry rules for a webhook (its own schedule, or the configured one).
-    pub fn policy<'a>(&'a self, webhook_schedule: Option<&'a [f64]>) -> crate::queue::Policy<'a> {
-        crate::queue::Policy {
+    pub fn policy<'a>(&'a self, webhook_schedule: Option<&'a [f64]>) -> crate::queue::policy::Policy<'a> {
+        crate::queue::policy::Policy {
             schedule: webhook_schedule.unwrap_or(&self.retry_schedule),
             jitter: self.retry_jitter,
             throttle_min: std::time::Duration::from_secs_f64(self.throttle_backoff_secs),
@@ -141,10 +149,6 @@ impl Config {
             w.retry_schedule.iter().all(|s| s.is_finite() && *s >= 0.0),
             "worker.retry_schedule must hold non-negative numbers of seconds"
         );
-        anyhow::ensure!(
-            matches!(self.log_format.as_str(), "text" | "json"),
-            "log_format must be \"text\" or \"json\""
-        );
         Ok(())
     }
 
@@ -154,7 +158,7 @@ impl Config {
         if !shown.ingest.secret.is_empty() {
             shown.ingest.secret = "<redacted>".into();
         }
-        toml::to_string(&shown).unwrap_or_default()
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))
     }
 }
 

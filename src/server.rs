@@ -4,12 +4,13 @@ use crate::api::{self, AppState};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::delivery::Worker;
+use crate::maintenance::{heartbeat, retention};
+use crate::service::Services;
 use crate::store;
 use anyhow::Context;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// An opened Herald: its database migrated, ready to serve.
@@ -31,24 +32,39 @@ impl App {
         store.migrate().await?;
         Ok(App {
             state: AppState {
-                store,
-                catalog: Arc::new(catalog),
-                config: Arc::new(config),
-                wake: Arc::new(Notify::new()),
+                svc: Services::new(store, Arc::new(catalog), Arc::new(config)),
                 worker_running: Arc::new(AtomicBool::new(false)),
             },
         })
     }
 
-    fn worker(&self) -> Arc<Worker> {
-        let st = &self.state;
+    /// The services the API, the command line and the pages call.
+    pub fn services(&self) -> &Services {
+        &self.state.svc
+    }
+
+    /// A delivery worker over this database (not started).
+    pub fn worker(&self) -> Arc<Worker> {
+        let svc = &self.state.svc;
         Worker::new(
-            st.store.clone(),
-            st.config.worker.clone(),
-            st.config.retention.clone(),
-            st.wake.clone(),
-            st.worker_running.clone(),
+            svc.store.clone(),
+            svc.config.worker.clone(),
+            self.state.worker_running.clone(),
         )
+    }
+
+    /// Runs a worker with its companions (heartbeat, retention purges) until `shutdown`.
+    async fn run_worker(&self, shutdown: CancellationToken) {
+        let svc = &self.state.svc;
+        let beats = tokio::spawn(heartbeat::run(svc.store.clone(), shutdown.clone()));
+        let purges = tokio::spawn(retention::run(
+            svc.store.clone(),
+            svc.config.retention.clone(),
+            shutdown.clone(),
+        ));
+        self.worker().run(shutdown).await;
+        let _ = purges.await;
+        let _ = beats.await;
     }
 
     /// Serves the API on `listener` (with a worker when `with_worker`) until `shutdown` fires;
@@ -59,8 +75,12 @@ impl App {
         with_worker: bool,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let worker = with_worker.then(|| tokio::spawn(self.worker().run(shutdown.clone())));
         let app = api::router(self.state.clone());
+        let this = Arc::new(self);
+        let worker = with_worker.then(|| {
+            let (this, shutdown) = (this.clone(), shutdown.clone());
+            tokio::spawn(async move { this.run_worker(shutdown).await })
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
@@ -74,7 +94,7 @@ impl App {
 
     /// Runs only the delivery worker until `shutdown` fires.
     pub async fn work(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.worker().run(shutdown).await;
+        self.run_worker(shutdown).await;
         Ok(())
     }
 }

@@ -18,6 +18,19 @@ impl FieldErrors {
         }
     }
 
+    /// Adds every message of `other`.
+    pub fn merge(&mut self, other: FieldErrors) {
+        for (field, messages) in other.0 {
+            if let Value::Array(list) = messages {
+                for m in list {
+                    if let Value::String(m) = m {
+                        self.add(&field, m);
+                    }
+                }
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -42,23 +42,16 @@ fn users_tokens_and_config() {
         let app = herald::server::App::open(config).await.unwrap();
         let body = serde_json::json!({"name": "q", "content_types": ["dcim.site"], "type_create": true,
                                       "payload_url": "http://127.0.0.1:9/"});
-        let w = herald::webhooks::Webhook::blank()
-            .apply(&body, &app.state.catalog, false)
-            .unwrap();
-        app.state.store.create_webhooks(vec![w]).await.unwrap();
-        let events = (1..=3)
-            .map(|i| herald::events::Event {
-                id: 0,
-                kind: herald::events::EventKind::Created,
-                timestamp: "2026-11-29T00:00:00.000000+00:00".into(),
-                object_type: "dcim.site".into(),
-                username: "cli".into(),
-                request_id: uuid::Uuid::new_v4().to_string(),
-                data: serde_json::json!({"id": i}),
-                snapshots: serde_json::json!({"prechange": null, "postchange": null}),
+        app.services().create_webhooks(vec![body], false).await.unwrap();
+        let events: Vec<serde_json::Value> = (1..=3)
+            .map(|i| {
+                serde_json::json!({"event": "created", "object_type": "dcim.site", "timestamp": "2026-11-29T00:00:00.000000+00:00",
+                                   "username": "cli", "data": {"id": i}})
             })
             .collect();
-        app.state.store.record_events(events, chrono::Utc::now()).await.unwrap();
+        for e in events {
+            app.services().record_events(e, "cli", &uuid::Uuid::new_v4().to_string()).await.unwrap();
+        }
     });
     let (ok, stats, err) = herald(&db, &["queue", "stats"]);
     assert!(ok, "{err}");

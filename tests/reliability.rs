@@ -285,44 +285,39 @@ async fn stopping_returns_unfinished_deliveries_to_the_queue() {
     let reopened = herald::server::App::open(common::test_config(dir.path()))
         .await
         .unwrap();
-    let d = reopened.state.store.delivery(1).await.unwrap();
-    assert_eq!(d.status, herald::store::Status::Queued);
+    let d = reopened.services().store.delivery(1).await.unwrap();
+    assert_eq!(d.status, herald::queue::Status::Queued);
     assert_eq!(d.attempts, 0);
 }
 
 #[tokio::test]
 async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
-    use herald::store::{ClaimLimits, Outcome, Status};
+    use herald::queue::{attach_events, Attempt, ClaimLimits, ClaimPlan, Outcome, Status};
     let dir = tempfile::tempdir().unwrap();
     let app = herald::server::App::open(common::test_config(dir.path()))
         .await
         .unwrap();
-    let (store, catalog) = (app.state.store.clone(), app.state.catalog.clone());
+    let svc = app.services();
+    let store = svc.store.clone();
     let mut hooks = Vec::new();
     for name in ["doomed", "kept"] {
         let body = json!({"name": name, "content_types": ["dcim.site"], "type_create": true, "payload_url": "http://127.0.0.1:9/"});
-        hooks.push(
-            herald::webhooks::Webhook::blank()
-                .apply(&body, &catalog, false)
-                .unwrap(),
-        );
+        hooks.push(body);
     }
-    let hooks = store.create_webhooks(hooks).await.unwrap();
-    let defaults = herald::events::ingest::Defaults {
-        username: "t",
-        now: Utc::now(),
-        request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a",
-    };
-    let events = herald::events::ingest::parse(site_event("created", 1, "A"), &catalog, &defaults).unwrap();
-    store.record_events(events, Utc::now()).await.unwrap();
-    let claimed = store
-        .claim(
-            Utc::now(),
-            &ClaimLimits::total(10, hooks.iter().map(|h| h.id).collect()),
-            30,
-        )
-        .await
-        .unwrap();
+    let hooks = svc.create_webhooks(hooks, true).await.unwrap();
+    svc.record_events(
+        site_event("created", 1, "A"),
+        "t",
+        "fdbca812-3142-4783-b364-2e2bd5c16c6a",
+    )
+    .await
+    .unwrap();
+    let limits = ClaimLimits::total(10, hooks.iter().map(|h| h.id).collect());
+    let plan = ClaimPlan::new(&limits, Utc::now(), std::time::Duration::from_secs(30), |_| {
+        Some(std::time::Duration::from_secs(15))
+    });
+    let batch = store.claim(&plan).await.unwrap();
+    let claimed = attach_events(batch.rows, batch.events);
     assert_eq!(claimed.len(), 2);
     // The doomed webhook goes (with its deliveries) while both are in flight.
     store.delete_webhooks(&[hooks[0].id]).await.unwrap();
@@ -331,11 +326,10 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
         store.delivery(doomed.delivery_id).await,
         Err(herald::store::StoreError::NotFound)
     ));
-    let outcomes = claimed
+    let outcomes: Vec<Outcome> = claimed
         .iter()
-        .map(|c| Outcome {
-            delivery_id: c.delivery_id,
-            attempt: Some(herald::store::Attempt {
+        .map(|c| {
+            let attempt = Attempt {
                 delivery_id: c.delivery_id,
                 started: Utc::now(),
                 duration_ms: 1.0,
@@ -347,17 +341,12 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
                 response_headers: Vec::new(),
                 response_body: Some(String::new()),
                 error: None,
-            }),
-            error: None,
-            status_code: Some(200),
-            status: Status::Succeeded,
-            next_attempt_at: None,
+            };
+            Outcome::succeeded(c.delivery_id, attempt, Utc::now())
         })
         .collect();
-    store
-        .complete(outcomes, Utc::now())
-        .await
-        .expect("the surviving outcome is recorded");
+    // The surviving outcome is recorded.
+    herald::delivery::record_outcomes(store.as_ref(), outcomes.into()).await;
     let kept = claimed.iter().find(|c| c.webhook_id == hooks[1].id).unwrap();
     let d = store.delivery(kept.delivery_id).await.unwrap();
     assert_eq!(d.status, Status::Succeeded);

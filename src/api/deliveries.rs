@@ -2,7 +2,7 @@
 
 use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::events::{ingest::parse_timestamp, netbox_timestamp};
-use crate::store::{Attempt, Delivery, DeliveryFilter, Status};
+use crate::queue::{Attempt, Delivery, DeliveryFilter, Status};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -82,7 +82,10 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
     let mut status = Vec::new();
     for s in q.all("status") {
         status.push(Status::parse(&s).ok_or_else(|| {
-            ApiError::Validation(json!({"status": [format!("\"{s}\" is not a valid choice: use queued, in_flight, retrying, succeeded or failed.")]}))
+            ApiError::field(
+                "status",
+                format!("\"{s}\" is not a valid choice: use queued, in_flight, retrying, succeeded or failed."),
+            )
         })?);
     }
     let filter = DeliveryFilter {
@@ -93,13 +96,9 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
         event: q.all("event"),
         since: None,
     };
-    let (count, rows) = st.store.deliveries(&filter, limit, offset).await?;
-    Ok(Json(q.paginated(
-        count,
-        limit,
-        offset,
-        rows.iter().map(|d| delivery_json(d, &q.origin)).collect(),
-    )))
+    let page = st.svc.deliveries(&filter, limit, offset).await?;
+    let rows = page.items.iter().map(|d| delivery_json(d, &q.origin)).collect();
+    Ok(Json(q.paginated(page.count, limit, offset, rows)))
 }
 
 async fn detail(
@@ -112,36 +111,18 @@ async fn detail(
 }
 
 async fn detail_json(st: &AppState, id: i64, base: &str) -> Result<Value, ApiError> {
-    let d = st.store.delivery(id).await?;
-    let attempts = st.store.attempts(id).await?;
-    let event = st.store.event(d.event_id).await?;
-    let mut body = delivery_json(&d, base);
-    body["request_id"] = json!(event.request_id);
-    body["context"] = event.context();
+    let d = st.svc.delivery(id).await?;
+    let mut body = delivery_json(&d.delivery, base);
+    body["request_id"] = json!(d.event.request_id);
+    body["context"] = d.event.context();
     body["attempts"] = Value::Array(
-        attempts
+        d.attempts
             .iter()
             .enumerate()
             .map(|(i, a)| attempt_json(i + 1, a))
             .collect(),
     );
     Ok(body)
-}
-
-/// A delivery that can be retried or deleted: not in flight (and, to delete, not succeeded).
-async fn changeable(st: &AppState, id: i64, deleting: bool) -> Result<i64, ApiError> {
-    let d = st.store.delivery(id).await?;
-    if d.status == Status::InFlight {
-        return Err(ApiError::Conflict(format!(
-            "Delivery {id} is being sent right now; try again when it is done."
-        )));
-    }
-    if deleting && d.status == Status::Succeeded {
-        return Err(ApiError::Conflict(format!(
-            "Delivery {id} succeeded; succeeded deliveries stay in the log until retention purges them."
-        )));
-    }
-    Ok(id)
 }
 
 /// Sends a delivery again now: one more attempt, same event, same webhook.
@@ -151,22 +132,19 @@ async fn retry_one(
     Base(base): Base,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let id = changeable(&st, id, false).await?;
-    st.store.requeue(&DeliveryFilter::ids(vec![id]), Utc::now()).await?;
-    st.wake.notify_one();
+    st.svc.retry_delivery(id).await?;
     Ok(Json(detail_json(&st, id, &base).await?))
 }
 
 async fn delete_one(State(st): State<AppState>, _auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
-    let id = changeable(&st, id, true).await?;
-    st.store.delete_deliveries(&DeliveryFilter::ids(vec![id])).await?;
+    st.svc.delete_delivery(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// A filter from a body: `{"status", "webhook_id", "id", "since"}` (values or lists), or a
 /// list of `{"id": n}`.
 fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
-    let bad = |field: &str, msg: &str| ApiError::Validation(json!({ field: [msg] }));
+    let bad = |field: &str, msg: &str| ApiError::field(field, msg);
     let list = |v: Option<&Value>| -> Vec<Value> {
         match v {
             None | Some(Value::Null) => Vec::new(),
@@ -223,14 +201,7 @@ async fn retry_many(
     _auth: Auth,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let mut filter = body_filter(&body)?;
-    if filter.status.is_empty() && filter.id.is_empty() {
-        filter.status = vec![Status::Failed];
-    }
-    let n = st.store.requeue(&filter, Utc::now()).await?;
-    if n > 0 {
-        st.wake.notify_one();
-    }
+    let n = st.svc.retry_deliveries(&body_filter(&body)?).await?;
     Ok(Json(json!({"retried": n})))
 }
 
@@ -240,20 +211,14 @@ async fn delete_many(
     _auth: Auth,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = body_filter(&body)?;
-    if filter.id.is_empty() && filter.status.is_empty() && filter.webhook_id.is_empty() && filter.since.is_none() {
-        return Err(ApiError::Validation(
-            json!({"non_field_errors": ["Give a filter (id, status, webhook_id or since)."]}),
-        ));
-    }
-    let n = st.store.delete_deliveries(&filter).await?;
+    let n = st.svc.delete_deliveries(&body_filter(&body)?).await?;
     Ok(Json(json!({"deleted": n})))
 }
 
 /// The queue at a glance.
 async fn queue(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, ApiError> {
     let now = Utc::now();
-    let stats = st.store.queue_stats(now - chrono::Duration::hours(1)).await?;
+    let stats = st.svc.queue_stats(now - chrono::Duration::hours(1)).await?;
     let counts: Map<String, Value> = stats
         .counts
         .iter()

@@ -1,7 +1,7 @@
 //! Extractors: the token's user, JSON bodies with NetBox's errors, and list queries.
 
 use super::{ApiError, AppState};
-use crate::store::{StoreError, User};
+use crate::auth::User;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -28,11 +28,7 @@ impl FromRequestParts<AppState> for Auth {
         if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
             return Err(ApiError::InvalidToken);
         }
-        let (token, user) = match state.store.token_by_hash(&crate::auth::hash_key(key.trim())).await {
-            Ok(found) => found,
-            Err(StoreError::NotFound) => return Err(ApiError::InvalidToken),
-            Err(e) => return Err(e.into()),
-        };
+        let (token, user) = state.svc.authenticate(key).await?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe && !token.write_enabled {
             return Err(ApiError::Forbidden);
@@ -175,17 +171,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<ListQuery, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        let params: Vec<(String, String)> = serde_urlencoded_pairs(query);
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let origin = base_of(parts);
         let base = format!("{origin}{}", parts.uri.path());
         Ok(ListQuery { params, origin, base })
     }
-}
-
-fn serde_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    reqwest::Url::parse(&format!("http://x/?{query}"))
-        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-        .unwrap_or_default()
 }
 
 impl ListQuery {

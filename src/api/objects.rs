@@ -6,17 +6,16 @@ use super::{
     bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, JsonBody, ListQuery, PathId, RequestId,
 };
 use crate::catalog::{Catalog, ObjectType};
-use crate::events::netbox_timestamp;
-use crate::objects::engine::{Op, WriteError, WriteRequest};
-use crate::objects::view::{self, load_related, Related};
-use crate::objects::{absolutize, ipam, query, Change, ChangeFilter, Obj, StoreLoader};
+use crate::changes::{ChangeAction, ChangeFilter};
+use crate::objects::engine::Op;
+use crate::objects::{absolutize, ipam};
+use crate::service::ObjectWrite;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use chrono::Utc;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -62,35 +61,11 @@ pub fn router(catalog: &Catalog) -> Router<AppState> {
 }
 
 fn object_type<'a>(st: &'a AppState, name: &TypeName) -> Result<&'a ObjectType, ApiError> {
-    st.catalog.get(&name.0).ok_or(ApiError::NotFound)
+    st.svc.object_type(&name.0)
 }
 
-/// REST views of `objs` with absolute `url`s under `origin`.
-async fn views(
-    st: &AppState,
-    ty: &ObjectType,
-    objs: &[Obj],
-    brief: bool,
-    origin: &str,
-) -> Result<Vec<Value>, ApiError> {
-    let mut related = Related::new();
-    let refs: Vec<&Obj> = objs.iter().collect();
-    load_related(
-        &st.catalog,
-        &mut StoreLoader(st.store.as_ref()),
-        ty,
-        &refs,
-        &mut related,
-    )
-    .await?;
-    Ok(objs
-        .iter()
-        .map(|o| {
-            let mut v = view::view(&st.catalog, ty, o, &related, brief);
-            absolutize(&mut v, origin);
-            v
-        })
-        .collect())
+fn brief(q: &ListQuery) -> bool {
+    q.first("brief").and_then(crate::validate::parse_bool).unwrap_or(false)
 }
 
 async fn list(
@@ -100,12 +75,22 @@ async fn list(
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
     let ty = object_type(&st, &name)?;
-    let query = query::parse(&st.catalog, st.store.as_ref(), ty, &q.params).await?;
     let (limit, offset) = q.page()?;
-    let brief = q.first("brief").and_then(crate::validate::parse_bool).unwrap_or(false);
-    let (count, objs) = st.store.list_objects(&name.0, &query, limit, offset).await?;
-    let results = views(&st, ty, &objs, brief, &q.origin).await?;
-    Ok(Json(q.paginated(count, limit, offset, results)))
+    let page = st.svc.list_objects(ty, &q.params, limit, offset, brief(&q)).await?;
+    Ok(Json(q.paginated(
+        page.count,
+        limit,
+        offset,
+        absolute(page.items, &q.origin),
+    )))
+}
+
+/// Views with absolute `url`s under `origin`, as NetBox's REST responses carry them.
+fn absolute(mut views: Vec<Value>, origin: &str) -> Vec<Value> {
+    for v in &mut views {
+        absolutize(v, origin);
+    }
+    views
 }
 
 /// `GET /api/ipam/prefixes/{id}/available-ips/`: the first free addresses (`limit`, default 50).
@@ -115,32 +100,8 @@ async fn available_ips(
     PathId(id): PathId,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let prefix = st
-        .store
-        .get_objects(ipam::PREFIX_TYPE, &[id])
-        .await?
-        .pop()
-        .ok_or(ApiError::NotFound)?;
-    let network = prefix.data.get("prefix").and_then(Value::as_str).unwrap_or_default();
     let (limit, _) = q.page()?;
-    let all = query::ObjectQuery {
-        order: vec![(query::Col::Id, false)],
-        ..Default::default()
-    };
-    let (_, addresses) = st.store.list_objects(ipam::ADDRESS_TYPE, &all, i64::MAX, 0).await?;
-    let taken = addresses
-        .iter()
-        .filter_map(|o| o.data.get("address").and_then(Value::as_str).and_then(ipam::host))
-        .filter(|h| ipam::contains(network, *h))
-        .collect();
-    let free: Vec<Value> = ipam::available(network, &taken, limit as usize)
-        .into_iter()
-        .map(|a| {
-            let family = crate::objects::values::family(&a).unwrap_or(4);
-            json!({"family": family, "address": a, "vrf": null})
-        })
-        .collect();
-    Ok(Json(Value::Array(free)))
+    Ok(Json(Value::Array(st.svc.available_ips(id, limit).await?)))
 }
 
 /// `POST /api/ipam/prefixes/{id}/available-ips/`: creates addresses at the first free ones
@@ -214,6 +175,7 @@ async fn options(
         }
         if let Some(set) = &f.choices {
             let choices: Vec<Value> = st
+                .svc
                 .catalog
                 .choices(set)
                 .iter()
@@ -252,12 +214,9 @@ async fn detail(
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
     let ty = object_type(&st, &name)?;
-    let objs = st.store.get_objects(&name.0, &[id]).await?;
-    if objs.is_empty() {
-        return Err(ApiError::NotFound);
-    }
-    let brief = q.first("brief").and_then(crate::validate::parse_bool).unwrap_or(false);
-    Ok(Json(views(&st, ty, &objs, brief, &q.origin).await?.remove(0)))
+    let mut view = st.svc.object(ty, id, brief(&q)).await?;
+    absolutize(&mut view, &q.origin);
+    Ok(Json(view))
 }
 
 /// What a write handler needs: the state, the type, the caller and the request's id.
@@ -292,39 +251,20 @@ impl FromRequestParts<AppState> for Writer {
 impl Writer {
     /// Runs one request's operations; returns the objects as they are after it.
     async fn write(&self, ops: Vec<Op>, bulk: bool) -> Result<Vec<Value>, ApiError> {
-        let req = WriteRequest {
+        let write = ObjectWrite {
             object_type: self.name.0.to_string(),
             ops,
             bulk,
-            user_id: Some(self.auth.user.id),
-            username: self.auth.user.username.clone(),
-            request_id: self.request_id.0.clone(),
-            now: Utc::now(),
         };
-        match self.st.store.write_objects(self.st.catalog.clone(), req).await {
-            Ok((written, queued)) => {
-                if queued > 0 {
-                    self.st.wake.notify_one();
-                }
-                Ok(written.views)
-            }
-            Err(WriteError::Invalid(mut errors)) => Err(ApiError::Validation(if bulk {
-                Value::Array(errors.into_iter().map(|e| e.into_value()).collect())
-            } else {
-                errors.pop().map(|e| e.into_value()).unwrap_or(Value::Null)
-            })),
-            Err(WriteError::NotFound) => Err(ApiError::NotFound),
-            Err(WriteError::Conflict(m)) => Err(ApiError::Conflict(m)),
-            Err(WriteError::Store(e)) => Err(e.into()),
-        }
+        self.st
+            .svc
+            .write_objects(&self.auth.user, &self.request_id.0, write)
+            .await
     }
 }
 
-fn answer(status: StatusCode, mut views: Vec<Value>, bulk: bool, origin: &str) -> Response {
-    for v in &mut views {
-        absolutize(v, origin);
-    }
-    (status, Json(one_or_many_answer(views, bulk))).into_response()
+fn answer(status: StatusCode, views: Vec<Value>, bulk: bool, origin: &str) -> Response {
+    (status, Json(one_or_many_answer(absolute(views, origin), bulk))).into_response()
 }
 
 async fn create(w: Writer, q: ListQuery, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
@@ -379,85 +319,33 @@ async fn bulk_delete(w: Writer, JsonBody(body): JsonBody) -> Result<StatusCode, 
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn action_label(action: &str) -> &'static str {
-    match action {
-        "create" => "Created",
-        "update" => "Updated",
-        "delete" => "Deleted",
-        _ => "Unknown",
-    }
-}
-
-fn change_json(c: &Change, changed_object: Value, origin: &str) -> Value {
-    let user = match c.user_id {
-        Some(id) => json!({
-            "id": id,
-            "url": format!("{origin}/api/users/users/{id}/"),
-            "display": c.user_name,
-            "username": c.user_name,
-        }),
-        None => Value::Null,
-    };
-    json!({
-        "id": c.id,
-        "url": format!("{origin}/api/extras/object-changes/{}/", c.id),
-        "display": format!("{} {}", c.object_repr, action_label(&c.action).to_lowercase()),
-        "time": netbox_timestamp(c.time),
-        "user": user,
-        "user_name": c.user_name,
-        "request_id": c.request_id,
-        "action": {"value": c.action, "label": action_label(&c.action)},
-        "changed_object_type": c.object_type,
-        "changed_object_id": c.object_id,
-        "changed_object": changed_object,
-        "object_repr": c.object_repr,
-        "prechange_data": c.prechange_data,
-        "postchange_data": c.postchange_data,
-    })
-}
-
-/// The changes as JSON, each with its object's brief view while the object exists.
-async fn changes_json(st: &AppState, changes: &[Change], origin: &str) -> Result<Vec<Value>, ApiError> {
-    let mut by_type: Vec<(String, Vec<i64>)> = Vec::new();
-    for c in changes {
-        match by_type.iter_mut().find(|(t, _)| *t == c.object_type) {
-            Some((_, ids)) => ids.push(c.object_id),
-            None => by_type.push((c.object_type.clone(), vec![c.object_id])),
-        }
-    }
-    let mut briefs = std::collections::HashMap::new();
-    for (t, mut ids) in by_type {
-        let Some(ty) = st.catalog.get(&t) else { continue };
-        ids.sort_unstable();
-        ids.dedup();
-        let objs = st.store.get_objects(&t, &ids).await?;
-        for (obj, v) in objs.iter().zip(views(st, ty, &objs, true, origin).await?) {
-            briefs.insert((t.clone(), obj.id), v);
-        }
-    }
-    Ok(changes
-        .iter()
-        .map(|c| {
-            let brief = briefs.get(&(c.object_type.clone(), c.object_id)).cloned();
-            change_json(c, brief.unwrap_or(Value::Null), origin)
-        })
-        .collect())
-}
-
 async fn list_changes(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    let mut action = Vec::new();
+    for a in q.all("action") {
+        action.push(ChangeAction::parse(&a).ok_or_else(|| {
+            ApiError::field(
+                "action",
+                format!("Select a valid choice. {a} is not one of the available choices."),
+            )
+        })?);
+    }
     let filter = ChangeFilter {
         id: q.ints("id")?,
         request_id: q.all("request_id"),
-        action: q.all("action"),
+        action,
         object_type: q.all("changed_object_type"),
         object_id: q.ints("changed_object_id")?,
         user_id: q.ints("user_id")?,
         user_name: q.all("user_name"),
     };
     let (limit, offset) = q.page()?;
-    let (count, changes) = st.store.object_changes(&filter, limit, offset).await?;
-    let results = changes_json(&st, &changes, &q.origin).await?;
-    Ok(Json(q.paginated(count, limit, offset, results)))
+    let page = st.svc.changes(&filter, limit, offset).await?;
+    Ok(Json(q.paginated(
+        page.count,
+        limit,
+        offset,
+        absolute(page.items, &q.origin),
+    )))
 }
 
 async fn change_detail(
@@ -466,19 +354,17 @@ async fn change_detail(
     PathId(id): PathId,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, changes) = st
-        .store
-        .object_changes(
-            &ChangeFilter {
-                id: vec![id],
-                ..Default::default()
-            },
-            1,
-            0,
-        )
-        .await?;
-    if changes.is_empty() {
-        return Err(ApiError::NotFound);
-    }
-    Ok(Json(changes_json(&st, &changes, &q.origin).await?.remove(0)))
+    let filter = ChangeFilter {
+        id: vec![id],
+        ..Default::default()
+    };
+    let mut change = st
+        .svc
+        .changes(&filter, 1, 0)
+        .await?
+        .items
+        .pop()
+        .ok_or(ApiError::NotFound)?;
+    absolutize(&mut change, &q.origin);
+    Ok(Json(change))
 }

@@ -60,7 +60,7 @@ pub fn router(catalog: &Catalog) -> Router<AppState> {
 }
 
 async fn root(State(st): State<AppState>, Base(base): Base) -> Json<Value> {
-    let mut listed: Map<String, Value> = apps(&st.catalog)
+    let mut listed: Map<String, Value> = apps(&st.svc.catalog)
         .into_keys()
         .map(|app| {
             let url = format!("{base}/api/{app}/");
@@ -72,11 +72,14 @@ async fn root(State(st): State<AppState>, Base(base): Base) -> Json<Value> {
 }
 
 async fn status(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, ApiError> {
-    let counts = st.store.queue_counts().await?;
-    let queue: Map<String, Value> = counts.iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect();
+    let summary = st.svc.queue_summary().await?;
+    let queue: Map<String, Value> = summary
+        .counts
+        .iter()
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect();
     let running = st.worker_running.load(Ordering::SeqCst);
-    let since = chrono::Utc::now() - crate::delivery::heartbeat::stale_after();
-    let workers = st.store.workers_seen_since(since).await?;
+    let workers = summary.workers;
     Ok(Json(json!({
         "herald-version": env!("CARGO_PKG_VERSION"),
         "api-version": super::API_VERSION,

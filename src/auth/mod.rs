@@ -1,11 +1,37 @@
 //! Users, passwords and API tokens. Passwords are argon2 hashes; token keys are 40 random hex
 //! characters stored as their SHA-256, so a key is only ever seen when created.
 
-use crate::store::{Store, StoreError, User};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub is_superuser: bool,
+    pub created: DateTime<Utc>,
+}
+
+/// An API token (its key is only ever known when created).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub id: i64,
+    pub user_id: i64,
+    pub write_enabled: bool,
+    pub description: String,
+    pub created: DateTime<Utc>,
+}
+
+/// Whether `key` may be a token key: 40 to 256 letters and digits (NetBox's are 40 hex
+/// characters).
+pub fn valid_key(key: &str) -> bool {
+    (40..=256).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric())
+}
 
 /// A new random token key: 40 hex characters, as NetBox's.
 pub fn new_key() -> String {
@@ -26,6 +52,7 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// An argon2 hash of `password`. Slow on purpose: call it off the async threads.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
@@ -34,68 +61,11 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("hashing a password failed: {e}"))
 }
 
+/// Whether `password` matches `hash`. Slow on purpose: call it off the async threads.
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         .unwrap_or(false)
-}
-
-/// Creates a user.
-pub async fn create_user(store: &dyn Store, username: &str, password: &str, superuser: bool) -> anyhow::Result<User> {
-    anyhow::ensure!(!username.trim().is_empty(), "the username may not be blank");
-    anyhow::ensure!(!password.is_empty(), "the password may not be blank");
-    let hash = hash_password(password)?;
-    match store.create_user(username.trim(), &hash, superuser).await {
-        Err(StoreError::Conflict(_)) => anyhow::bail!("a user named {username:?} already exists"),
-        other => Ok(other?),
-    }
-}
-
-/// Creates a token for `user` with the given key, or a new random one; returns the key.
-pub async fn create_token(
-    store: &dyn Store,
-    user: &User,
-    key: Option<&str>,
-    write_enabled: bool,
-    description: &str,
-) -> anyhow::Result<String> {
-    let key = match key {
-        Some(k) => {
-            anyhow::ensure!(
-                k.len() >= 16 && k.chars().all(|c| c.is_ascii_graphic()),
-                "a token key needs at least 16 printable characters"
-            );
-            k.to_string()
-        }
-        None => new_key(),
-    };
-    store
-        .create_token(user.id, &hash_key(&key), write_enabled, description)
-        .await?;
-    Ok(key)
-}
-
-/// The first start of a new database: creates `admin` with a superuser token. Returns the
-/// password and key when they were generated (so they can be shown once).
-pub async fn bootstrap_admin(
-    store: &dyn Store,
-    password: Option<String>,
-    token: Option<String>,
-) -> anyhow::Result<Option<(String, String)>> {
-    if store.user_count().await? > 0 {
-        return Ok(None);
-    }
-    let password = password.filter(|p| !p.is_empty()).unwrap_or_else(new_password);
-    let user = create_user(store, "admin", &password, true).await?;
-    let key = create_token(
-        store,
-        &user,
-        token.as_deref().filter(|t| !t.is_empty()),
-        true,
-        "created at first start",
-    )
-    .await?;
-    Ok(Some((password, key)))
 }
 
 #[cfg(test)]
@@ -111,5 +81,8 @@ mod tests {
         let h = hash_password("s3cret").unwrap();
         assert!(verify_password("s3cret", &h));
         assert!(!verify_password("wrong", &h));
+        assert!(valid_key(&k));
+        assert!(!valid_key("short"));
+        assert!(!valid_key(&format!("{k}!")));
     }
 }

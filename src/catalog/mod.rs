@@ -119,6 +119,9 @@ pub struct ObjectType {
     /// Worked out once, when the catalog is loaded.
     #[serde(skip)]
     display_fks: Vec<String>,
+    /// `app_label.model`, put together once when the catalog is loaded.
+    #[serde(skip)]
+    name: String,
 }
 
 impl ObjectType {
@@ -139,8 +142,8 @@ impl ObjectType {
     }
 
     /// `app_label.model`.
-    pub fn name(&self) -> String {
-        format!("{}.{}", self.app_label, self.model)
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn field(&self, name: &str) -> Option<&Field> {
@@ -173,10 +176,19 @@ impl Catalog {
     /// Parses and checks a catalog written in the format of `types.toml`.
     pub fn from_toml(text: &str) -> anyhow::Result<Catalog> {
         let mut file: CatalogFile = toml::from_str(text)?;
-        let index: HashMap<String, usize> = file.types.iter().enumerate().map(|(i, t)| (t.name(), i)).collect();
+        for t in &mut file.types {
+            t.name = format!("{}.{}", t.app_label, t.model);
+        }
+        let index: HashMap<String, usize> = file
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        anyhow::ensure!(index.len() == file.types.len(), "a type is listed twice");
         for t in &mut file.types {
             t.display_fks = t.find_display_fks();
-            let name = t.name();
+            let name = t.name.clone();
             for f in &mut t.fields {
                 if let Some(p) = &f.pattern {
                     f.regex = Some(Regex::new(p).map_err(|e| anyhow::anyhow!("{name}.{}: bad pattern: {e}", f.name))?);
@@ -232,8 +244,13 @@ fn check_type(
 ) -> anyhow::Result<()> {
     let name = t.name();
     let known = |f: &str| t.field(f).is_some() || f == "id";
+    for part in [&t.app_label, &t.model] {
+        anyhow::ensure!(is_identifier(part), "{name}: {part:?} is not a lower-case identifier");
+    }
     for f in &t.fields {
         let at = format!("{name}.{}", f.name);
+        // Names go into SQL as JSON paths: letters, digits and underscores only.
+        anyhow::ensure!(is_identifier(&f.name), "{at}: a field name is a lower-case identifier");
         match f.kind {
             FieldKind::Fk => {
                 let to =
@@ -288,6 +305,13 @@ fn check_type(
         }
     }
     Ok(())
+}
+
+/// `[a-z_][a-z0-9_]*`.
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A piece of a `display` format.

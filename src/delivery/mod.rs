@@ -1,20 +1,25 @@
 //! The delivery worker: claim due deliveries with a lease, commit, render and send each, then
-//! record the outcomes in groups. No transaction is held across an HTTP call.
+//! record the outcomes in groups (`recorder`). No transaction is held across an HTTP call.
+//!
+//! `run` is a loop of `run_once` (one claim, one send task per delivery) and `wait_for_work`,
+//! then `drain` on shutdown; tests drive `run_until_idle` instead of waiting on wall time.
 
-pub mod heartbeat;
-pub mod retention;
+mod recorder;
 pub mod send;
 
-use crate::config::{RetentionConfig, WorkerConfig};
-use crate::queue::{decide, parse_retry_after, Observed, Verdict};
-use crate::store::{ClaimLimits, Claimed, Outcome, Status, Store};
+pub use recorder::record_outcomes;
+
+use crate::config::WorkerConfig;
+use crate::queue::policy::{decide, parse_retry_after, Observed, Verdict};
+use crate::queue::{attach_events, ClaimLimits, ClaimPlan, Claimed, Outcome};
+use crate::store::{Store, StoreError};
 use crate::webhooks::request::{BuildError, Compiled};
 use crate::webhooks::Webhook;
 use chrono::Utc;
 use send::Clients;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -29,15 +34,30 @@ struct Prepared {
     destination: Option<String>,
 }
 
+/// What one pass of the worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// It claimed as many deliveries as it had free slots for: claim again at once.
+    Full(usize),
+    /// It claimed fewer (maybe none): the queue is drained, or destinations are at their cap.
+    Short(usize),
+}
+
+/// Locks a mutex, taking it back from a thread that panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Sends deliveries until cancelled.
 pub struct Worker {
     store: Arc<dyn Store>,
     config: WorkerConfig,
-    retention: RetentionConfig,
-    wake: Arc<Notify>,
+    /// Set while `run` runs.
     running: Arc<AtomicBool>,
     clients: Clients,
     cache: Mutex<HashMap<i64, Arc<Prepared>>>,
+    /// Send slots of the whole worker.
+    permits: Arc<Semaphore>,
     /// Per-destination slots.
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Deliveries claimed and not yet recorded.
@@ -46,22 +66,23 @@ pub struct Worker {
     freed: Notify,
     /// Turns the order in which webhooks sharing a destination get its spare slot.
     turn: AtomicUsize,
+    /// The send tasks.
+    tasks: TaskTracker,
+    /// Cancelled when the shutdown grace runs out: unfinished sends are dropped and released.
+    abandon: CancellationToken,
+    /// Outcomes on their way to the recorder (taken when draining, to end it).
+    outcomes: Mutex<Option<mpsc::UnboundedSender<Outcome>>>,
+    recorder: recorder::Handle,
 }
 
 impl Worker {
-    /// `wake` is notified whenever deliveries are committed; `running` is set while `run` runs.
-    pub fn new(
-        store: Arc<dyn Store>,
-        config: WorkerConfig,
-        retention: RetentionConfig,
-        wake: Arc<Notify>,
-        running: Arc<AtomicBool>,
-    ) -> Arc<Worker> {
+    /// A worker over `store`; `running` is set while `run` runs. Starts its outcome recorder.
+    pub fn new(store: Arc<dyn Store>, config: WorkerConfig, running: Arc<AtomicBool>) -> Arc<Worker> {
+        let (tx, recorder) = recorder::start(store.clone());
         Arc::new(Worker {
+            permits: Arc::new(Semaphore::new(config.concurrency)),
             store,
             config,
-            retention,
-            wake,
             running,
             clients: Clients::default(),
             cache: Mutex::new(HashMap::new()),
@@ -69,129 +90,187 @@ impl Worker {
             in_flight: Mutex::new(HashSet::new()),
             freed: Notify::new(),
             turn: AtomicUsize::new(0),
+            tasks: TaskTracker::new(),
+            abandon: CancellationToken::new(),
+            outcomes: Mutex::new(Some(tx)),
+            recorder,
         })
     }
 
-    /// Claims and sends until `cancel` fires; then stops claiming, gives in-flight sends
-    /// `shutdown_grace_secs` to finish, records them, and puts the rest back in the queue.
+    /// Claims and sends until `cancel` fires; then drains (see `drain`).
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         self.running.store(true, Ordering::SeqCst);
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        let tracker = TaskTracker::new();
-        let (tx, rx) = mpsc::unbounded_channel::<Outcome>();
-        let recorder = tokio::spawn(record(self.store.clone(), rx));
-        let beats = tokio::spawn(heartbeat::run(self.store.clone(), cancel.clone()));
-        let purger = tokio::spawn(retention::run(
-            self.store.clone(),
-            self.retention.clone(),
-            cancel.clone(),
-        ));
-        // Cancelled when the shutdown grace runs out: unfinished sends are dropped and released.
-        let abandon = CancellationToken::new();
         info!(concurrency = self.config.concurrency, "delivery worker started");
-
         loop {
             let first = tokio::select! {
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = cancel.cancelled() => break,
             };
-            let mut held = vec![first];
-            while held.len() < self.config.batch_size {
-                match permits.clone().try_acquire_owned() {
-                    Ok(p) => held.push(p),
-                    Err(_) => break,
-                }
-            }
-            // Under load, slots free one at a time: gather a few (for 2 ms at most) so a claim,
-            // a write transaction, serves many deliveries instead of one.
-            let gather = (self.config.batch_size / 4).clamp(1, 32).min(self.config.concurrency);
-            let until = tokio::time::Instant::now() + Duration::from_millis(2);
-            while held.len() < gather && !self.lock_in_flight().is_empty() {
-                match tokio::time::timeout_at(until, permits.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => held.push(p),
-                    _ => break,
-                }
-            }
-            let wanted = held.len();
-            let webhooks = self.sync_webhooks().await;
-            let limits = self.claim_limits(wanted, webhooks);
-            let claimed = match self
-                .store
-                .claim(Utc::now(), &limits, self.config.lease_margin_secs)
-                .await
-            {
-                Ok(c) => c,
+            match self.run_once(first).await {
+                Ok(Pass::Full(_)) => {}
+                Ok(Pass::Short(_)) => self.wait_for_work(&cancel).await,
                 Err(e) => {
                     error!(error = ?e, "claiming deliveries failed");
-                    drop(held);
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = cancel.cancelled() => {}
                     }
                 }
-            };
-            let got = claimed.len();
-            if got > 0 {
-                let jobs: Vec<(Claimed, Option<Arc<Prepared>>)> = {
-                    let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                    claimed
-                        .into_iter()
-                        .map(|c| {
-                            let w = cache.get(&c.webhook_id).cloned();
-                            (c, w)
-                        })
-                        .collect()
-                };
-                self.lock_in_flight().extend(jobs.iter().map(|(c, _)| c.delivery_id));
-                for (c, webhook) in jobs {
-                    let permit = held.pop().expect("one permit per claimed delivery");
-                    let worker = self.clone();
-                    let tx = tx.clone();
-                    let span = tracing::info_span!("deliver", delivery_id = c.delivery_id, webhook_id = c.webhook_id);
-                    let abandon = abandon.clone();
-                    tracker.spawn(
-                        async move {
-                            let id = c.delivery_id;
-                            let outcome = tokio::select! {
-                                o = worker.deliver(c, webhook) => o,
-                                _ = abandon.cancelled() => return,
-                            };
-                            let _ = tx.send(outcome);
-                            worker.lock_in_flight().remove(&id);
-                            drop(permit);
-                            worker.freed.notify_one();
-                        }
-                        .instrument(span),
-                    );
-                }
             }
-            drop(held);
-            if got < wanted {
-                // Fewer than asked for: the queue is drained (new work wakes us), or some
-                // destinations are at their cap (a finished send frees a slot). With sends in
-                // flight, wait for one to finish; with none, sleep until the next retry is due.
-                let slot_may_free = !self.lock_in_flight().is_empty();
-                let wait = if slot_may_free {
-                    Duration::from_secs_f64(self.config.poll_interval_secs)
-                } else {
-                    self.idle_wait().await
-                };
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = self.freed.notified(), if slot_may_free => {}
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => break,
-                }
+            if cancel.is_cancelled() {
+                break;
             }
         }
+        self.drain().await;
+        self.running.store(false, Ordering::SeqCst);
+        info!("delivery worker stopped");
+    }
 
+    /// One claim with the slots free now (`first` and any others): claims within each
+    /// destination's free slots and starts one send task per delivery claimed.
+    pub async fn run_once(self: &Arc<Self>, first: OwnedSemaphorePermit) -> Result<Pass, StoreError> {
+        let mut held = self.gather_slots(first).await;
+        let wanted = held.len();
+        let webhooks = self.sync_webhooks().await;
+        let now = Utc::now();
+        let plan = {
+            let limits = self.claim_limits(wanted, webhooks);
+            let cache = lock(&self.cache);
+            let margin = Duration::from_secs(self.config.lease_margin_secs);
+            ClaimPlan::new(&limits, now, margin, |id| {
+                cache
+                    .get(&id)
+                    .map(|p| Duration::from_secs(u64::from(p.webhook.timeout)))
+            })
+        };
+        let batch = self.store.claim(&plan).await?;
+        let claimed = attach_events(batch.rows, batch.events);
+        let got = claimed.len();
+        let jobs: Vec<(Claimed, Option<Arc<Prepared>>)> = {
+            let cache = lock(&self.cache);
+            claimed
+                .into_iter()
+                .map(|c| {
+                    let w = cache.get(&c.webhook_id).cloned();
+                    (c, w)
+                })
+                .collect()
+        };
+        lock(&self.in_flight).extend(jobs.iter().map(|(c, _)| c.delivery_id));
+        for (c, webhook) in jobs {
+            // One slot per delivery: `got` is at most `wanted`.
+            let Some(permit) = held.pop() else { break };
+            self.spawn_send(c, webhook, permit);
+        }
+        Ok(if got < wanted {
+            Pass::Short(got)
+        } else {
+            Pass::Full(got)
+        })
+    }
+
+    /// Slots for one claim: `first`, the others free now, and (under load, where slots free one
+    /// at a time) a few more gathered for up to 2 ms, so a claim serves many deliveries.
+    async fn gather_slots(&self, first: OwnedSemaphorePermit) -> Vec<OwnedSemaphorePermit> {
+        let mut held = vec![first];
+        while held.len() < self.config.batch_size {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
+        let gather = (self.config.batch_size / 4).clamp(1, 32).min(self.config.concurrency);
+        let until = tokio::time::Instant::now() + Duration::from_millis(2);
+        while held.len() < gather && !lock(&self.in_flight).is_empty() {
+            match tokio::time::timeout_at(until, self.permits.clone().acquire_owned()).await {
+                Ok(Ok(p)) => held.push(p),
+                _ => break,
+            }
+        }
+        held
+    }
+
+    fn spawn_send(self: &Arc<Self>, c: Claimed, webhook: Option<Arc<Prepared>>, permit: OwnedSemaphorePermit) {
+        let worker = self.clone();
+        let tx = lock(&self.outcomes).clone();
+        let span = tracing::info_span!("deliver", delivery_id = c.delivery_id, webhook_id = c.webhook_id);
+        let abandon = self.abandon.clone();
+        self.tasks.spawn(
+            async move {
+                let id = c.delivery_id;
+                let outcome = tokio::select! {
+                    o = worker.deliver(c, webhook) => o,
+                    _ = abandon.cancelled() => return,
+                };
+                if let Some(tx) = tx {
+                    worker.recorder.sent();
+                    let _ = tx.send(outcome);
+                }
+                lock(&worker.in_flight).remove(&id);
+                drop(permit);
+                worker.freed.notify_one();
+            }
+            .instrument(span),
+        );
+    }
+
+    /// After a short pass: waits for new work, a freed slot (while sends are in flight) or
+    /// the next due retry.
+    async fn wait_for_work(&self, cancel: &CancellationToken) {
+        let sending = !lock(&self.in_flight).is_empty();
+        let wait = if sending {
+            Duration::from_secs_f64(self.config.poll_interval_secs)
+        } else {
+            self.idle_wait().await
+        };
+        let signal = self.store.queue_signal();
+        tokio::select! {
+            _ = signal.notified() => {}
+            _ = self.freed.notified(), if sending => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+
+    /// Sends until nothing is due and nothing is being sent, and every outcome is recorded;
+    /// returns how many deliveries it claimed. For tests and one-shot runs.
+    pub async fn run_until_idle(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let mut claimed = 0;
+        loop {
+            let Ok(first) = self.permits.clone().acquire_owned().await else {
+                break;
+            };
+            let pass = self.run_once(first).await?;
+            let n = match pass {
+                Pass::Full(n) | Pass::Short(n) => n,
+            };
+            claimed += n;
+            if matches!(pass, Pass::Full(_)) {
+                continue;
+            }
+            if !lock(&self.in_flight).is_empty() {
+                self.freed.notified().await;
+                continue;
+            }
+            self.recorder.flushed().await;
+            let due_now = self.store.next_due().await?.is_some_and(|due| due <= Utc::now());
+            if n == 0 && !due_now {
+                break;
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Stops: gives in-flight sends `shutdown_grace_secs` to finish, records them, puts the
+    /// rest back in the queue, and waits for the recorder to write what it has.
+    pub async fn drain(&self) {
         info!("delivery worker stopping");
-        tracker.close();
+        self.tasks.close();
         let grace = Duration::from_secs_f64(self.config.shutdown_grace_secs);
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            abandon.cancel();
-            tracker.wait().await;
-            let left: Vec<i64> = self.lock_in_flight().iter().copied().collect();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            self.abandon.cancel();
+            self.tasks.wait().await;
+            let left: Vec<i64> = lock(&self.in_flight).iter().copied().collect();
             warn!(
                 deliveries = left.len(),
                 "grace period over: returning unfinished deliveries to the queue"
@@ -200,22 +279,14 @@ impl Worker {
                 error!(error = ?e, "releasing deliveries failed; their leases will expire");
             }
         }
-        drop(tx);
-        let _ = recorder.await;
-        let _ = purger.await;
-        let _ = beats.await;
-        self.running.store(false, Ordering::SeqCst);
-        info!("delivery worker stopped");
-    }
-
-    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.outcomes).take();
+        self.recorder.finish().await;
     }
 
     /// The slots of a destination.
     fn slots(&self, destination: &str) -> Arc<Semaphore> {
-        let mut map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(destination.to_string())
+        lock(&self.destinations)
+            .entry(destination.to_string())
             .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination_concurrency)))
             .clone()
     }
@@ -224,8 +295,8 @@ impl Worker {
     /// a slow receiver's deliveries never sit on worker slots waiting for their own.
     fn claim_limits(&self, total: usize, webhooks: Vec<i64>) -> ClaimLimits {
         let cap = self.config.per_destination_concurrency;
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let map = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = lock(&self.cache);
+        let map = lock(&self.destinations);
         // Webhooks sharing a destination share its free slots: split them, turn by turn.
         let mut by_destination: HashMap<&str, Vec<i64>> = HashMap::new();
         for p in cache.values() {
@@ -277,7 +348,7 @@ impl Worker {
             }
         };
         let stale = {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = lock(&self.cache);
             cache.len() != versions.len()
                 || versions
                     .iter()
@@ -285,57 +356,41 @@ impl Worker {
         };
         if stale {
             match self.store.webhooks().await {
-                Ok(all) => {
-                    let alive = self.remember(all);
-                    self.cache
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .retain(|id, _| alive.contains_key(id));
-                }
+                Ok(all) => self.remember(all),
                 Err(e) => error!(error = ?e, "loading webhooks failed"),
             }
         }
         versions.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Caches `webhooks`, compiling those that are new or changed.
-    fn remember(&self, webhooks: Vec<Webhook>) -> HashMap<i64, Arc<Prepared>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = HashMap::with_capacity(webhooks.len());
+    /// Caches exactly `webhooks`, compiling those that are new or changed.
+    fn remember(&self, webhooks: Vec<Webhook>) {
+        let mut cache = lock(&self.cache);
+        let mut fresh = HashMap::with_capacity(webhooks.len());
         for w in webhooks {
-            let fresh = cache.get(&w.id).filter(|p| p.webhook == w).cloned();
-            let prepared = fresh.unwrap_or_else(|| {
+            let kept = cache.get(&w.id).filter(|p| p.webhook == w).cloned();
+            let prepared = kept.unwrap_or_else(|| {
                 if cache
                     .get(&w.id)
                     .is_some_and(|p| p.webhook.ca_file_path != w.ca_file_path)
                 {
                     self.clients.clear();
                 }
-                let p = Arc::new(Prepared {
+                Arc::new(Prepared {
                     compiled: Compiled::new(&w),
                     destination: send::static_destination(&w.payload_url),
                     webhook: w,
-                });
-                cache.insert(p.webhook.id, p.clone());
-                p
+                })
             });
-            out.insert(prepared.webhook.id, prepared);
+            fresh.insert(prepared.webhook.id, prepared);
         }
-        out
+        *cache = fresh;
     }
 
     /// Renders, sends and judges one delivery.
     async fn deliver(&self, c: Claimed, prepared: Option<Arc<Prepared>>) -> Outcome {
-        let failed = |error: String| Outcome {
-            delivery_id: c.delivery_id,
-            attempt: None,
-            error: Some(error),
-            status_code: None,
-            status: Status::Failed,
-            next_attempt_at: None,
-        };
         let Some(prepared) = prepared else {
-            return failed("the webhook no longer exists".into());
+            return Outcome::unsendable(c.delivery_id, "the webhook no longer exists".into(), Utc::now());
         };
         let built = match &prepared.compiled {
             Ok(comp) => comp.build(&prepared.webhook, &c.event),
@@ -343,7 +398,7 @@ impl Worker {
         };
         let request = match built {
             Ok(r) => r,
-            Err(e) => return failed(format!("template error: {e}")),
+            Err(e) => return Outcome::unsendable(c.delivery_id, format!("template error: {e}"), Utc::now()),
         };
         let destination = prepared.destination.clone().or_else(|| send::destination(&request.url));
         let _slot: Option<OwnedSemaphorePermit> = match destination {
@@ -379,41 +434,16 @@ impl Worker {
                 .and_then(|(_, v)| parse_retry_after(v, now)),
         };
         let policy = self.config.policy(prepared.webhook.retry_schedule.as_deref());
-        let (status, next_attempt_at) = match decide(&policy, c.attempt, &seen, rand::random()) {
-            Verdict::Succeeded => (Status::Succeeded, None),
-            Verdict::RetryAfter(delay) => (Status::Retrying, Some(now + delay)),
-            Verdict::Failed => (Status::Failed, None),
+        let outcome = match decide(&policy, c.attempt, &seen, rand::random()) {
+            Verdict::Succeeded => Outcome::succeeded(c.delivery_id, attempt, now),
+            Verdict::RetryAfter(delay) => Outcome::failed(c.delivery_id, attempt, Some(now + delay), now),
+            Verdict::Failed => Outcome::failed(c.delivery_id, attempt, None, now),
         };
         debug!(
-            status = status.as_str(),
-            error = attempt.error.as_deref(),
+            status = outcome.status.as_str(),
+            error = outcome.last_error.as_deref(),
             "delivery attempt done"
         );
-        Outcome {
-            delivery_id: c.delivery_id,
-            error: attempt.error.clone(),
-            status_code: attempt.response_status,
-            attempt: Some(attempt),
-            status,
-            next_attempt_at,
-        }
-    }
-}
-
-/// Records outcomes as they come, many per transaction.
-async fn record(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        let outcomes = std::mem::take(&mut batch);
-        let mut tries = 0;
-        while let Err(e) = store.complete(outcomes.clone(), Utc::now()).await {
-            tries += 1;
-            error!(error = ?e, tries, "recording delivery outcomes failed");
-            if tries >= 5 {
-                // The leases expire and the deliveries are sent again: at least once.
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-        }
+        outcome
     }
 }

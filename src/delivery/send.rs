@@ -1,7 +1,7 @@
 //! Sending one request: HTTP clients per TLS setting (pooled, keep-alive, no redirects), and
 //! readable errors.
 
-use crate::store::Attempt;
+use crate::queue::Attempt;
 use crate::webhooks::request::Outgoing;
 use crate::webhooks::{read_ca_file, Webhook};
 use chrono::Utc;
@@ -56,7 +56,7 @@ pub fn unsent_attempt(req: &Outgoing, delivery_id: i64) -> Attempt {
         delivery_id,
         started: Utc::now(),
         duration_ms: 0.0,
-        request_method: req.method.clone(),
+        request_method: req.method.as_str().to_string(),
         request_url: req.url.clone(),
         request_headers: req.headers.clone(),
         request_body: req.body.clone(),
@@ -77,8 +77,10 @@ pub async fn send(
 ) -> (Attempt, bool) {
     let clock = Instant::now();
     let mut attempt = unsent_attempt(req, delivery_id);
-    let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::POST);
-    let mut builder = client.request(method, &req.url).timeout(timeout).body(req.body.clone());
+    let mut builder = client
+        .request(req.method.into(), &req.url)
+        .timeout(timeout)
+        .body(req.body.clone());
     for (name, value) in &req.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
@@ -198,11 +200,13 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     innermost
 }
 
+/// A receiver that closed the connection without answering, found by hyper's error kind.
 fn find_closed(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut source = Some(err);
     while let Some(e) = source {
-        let text = e.to_string();
-        if text.contains("connection closed before message completed") || text.contains("IncompleteMessage") {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
             return Some("connection closed by the receiver before a response".into());
         }
         source = e.source();

@@ -189,10 +189,10 @@ fn resolve_type(r: &mut Reader<'_>, catalog: &Catalog) -> Option<String> {
                     return None;
                 }
             }
-            Some(t.name())
+            Some(t.name().to_string())
         }
         (None, Some(m)) => match catalog.by_model(&m) {
-            Some(t) => Some(t.name()),
+            Some(t) => Some(t.name().to_string()),
             None => {
                 r.errors.add(
                     "model",

@@ -2,7 +2,7 @@
 
 pub mod ingest;
 
-use crate::webhooks::pyjson;
+use crate::python::json as pyjson;
 use serde_json::{Map, Value};
 
 /// Which kind of change happened.

@@ -1,11 +1,15 @@
 //! IP address allocation inside a prefix, as NetBox's `available-ips` endpoint does it.
 
 use super::values::parse_cidr;
+use super::Obj;
+use ipnet::IpNet;
+use serde_json::Value;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-/// The prefix type and field, and the address type and field, allocation works with.
+/// The type allocation takes prefixes from (its `prefix` field).
 pub const PREFIX_TYPE: &str = "ipam.prefix";
+/// The type allocation creates (its `address` field).
 pub const ADDRESS_TYPE: &str = "ipam.ipaddress";
 
 /// The host part of an address as stored (`192.0.2.10/24` → `192.0.2.10`).
@@ -13,61 +17,35 @@ pub fn host(address: &str) -> Option<IpAddr> {
     address.split('/').next()?.trim().parse().ok()
 }
 
+/// The hosts of `addresses` (address objects) that lie inside `prefix`.
+pub fn taken_in(prefix: &str, addresses: &[Obj]) -> HashSet<IpAddr> {
+    let Ok(net) = parse_cidr(prefix).map(|n| n.trunc()) else {
+        return HashSet::new();
+    };
+    addresses
+        .iter()
+        .filter_map(|o| o.data.get("address").and_then(Value::as_str).and_then(host))
+        .filter(|h| net.contains(h))
+        .collect()
+}
+
 /// Up to `limit` free addresses of `prefix` (`192.0.2.0/24`), lowest first, each with the
 /// prefix's mask (`192.0.2.1/24`). Taken hosts are skipped; so are an IPv4 prefix's network
 /// and broadcast addresses (below /31) and an IPv6 prefix's first address (below /127), as in
 /// NetBox.
 pub fn available(prefix: &str, taken: &HashSet<IpAddr>, limit: usize) -> Vec<String> {
-    let Ok((addr, len)) = parse_cidr(prefix) else {
+    let Ok(net) = parse_cidr(prefix).map(|n| n.trunc()) else {
         return Vec::new();
     };
-    let (bits, base) = match addr {
-        IpAddr::V4(a) => (32u32, u128::from(u32::from(a))),
-        IpAddr::V6(a) => (128u32, u128::from(a)),
-    };
-    let host_bits = bits - u32::from(len);
-    let size: u128 = if host_bits >= 128 {
-        u128::MAX
-    } else {
-        1u128 << host_bits
-    };
-    let first = base & !(size.wrapping_sub(1));
-    let last = first.saturating_add(size - 1);
-    let (mut next, end) = match addr {
-        IpAddr::V4(_) if len < 31 => (first + 1, last - 1),
-        IpAddr::V6(_) if len < 127 => (first + 1, last),
-        _ => (first, last),
-    };
-    let mut out = Vec::new();
-    // Each step yields an address or passes a taken one, so this ends within
-    // `taken.len() + limit` steps.
-    while next <= end && out.len() < limit {
-        let candidate = match addr {
-            IpAddr::V4(_) => IpAddr::V4((next as u32).into()),
-            IpAddr::V6(_) => IpAddr::V6(next.into()),
-        };
-        if !taken.contains(&candidate) {
-            out.push(format!("{candidate}/{len}"));
-        }
-        if next == u128::MAX {
-            break;
-        }
-        next += 1;
-    }
-    out
-}
-
-/// Whether `host` lies inside `prefix`.
-pub fn contains(prefix: &str, host: IpAddr) -> bool {
-    let Ok((addr, len)) = parse_cidr(prefix) else {
-        return false;
-    };
-    match (addr, host) {
-        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-            super::values::network(addr, len) == super::values::network(host, len)
-        }
-        _ => false,
-    }
+    // `hosts()` leaves out IPv4's network and broadcast addresses itself.
+    let skip = usize::from(matches!(net, IpNet::V6(n) if n.prefix_len() < 127));
+    // Each step yields an address or passes a taken one: at most `taken.len() + limit` steps.
+    net.hosts()
+        .skip(skip)
+        .filter(|h| !taken.contains(h))
+        .take(limit)
+        .map(|h| format!("{h}/{}", net.prefix_len()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -96,10 +74,22 @@ mod tests {
             available("2001:db8::/64", &HashSet::new(), 2),
             ["2001:db8::1/64", "2001:db8::2/64"]
         );
+        assert_eq!(
+            available("2001:db8::/127", &HashSet::new(), 3),
+            ["2001:db8::/127", "2001:db8::1/127"]
+        );
         assert_eq!(available("::/0", &HashSet::new(), 1), ["::1/0"]);
-        assert!(contains("192.0.2.0/24", "192.0.2.200".parse().unwrap()));
-        assert!(!contains("192.0.2.0/24", "192.0.3.1".parse().unwrap()));
-        assert!(!contains("192.0.2.0/24", "2001:db8::1".parse().unwrap()));
         assert_eq!(host("192.0.2.10/24"), Some("192.0.2.10".parse().unwrap()));
+        let obj = |a: &str| Obj {
+            id: 1,
+            data: serde_json::json!({ "address": a }).as_object().unwrap().clone(),
+            created: chrono::Utc::now(),
+            last_updated: chrono::Utc::now(),
+        };
+        let inside = taken_in(
+            "192.0.2.0/24",
+            &[obj("192.0.2.200/24"), obj("192.0.3.1/24"), obj("2001:db8::1/64")],
+        );
+        assert_eq!(inside, HashSet::from(["192.0.2.200".parse().unwrap()]));
     }
 }

@@ -10,10 +10,15 @@ pub mod query;
 pub mod values;
 pub mod view;
 
-use crate::store::Result;
+use crate::changes::Change;
+use crate::error::StoreError;
+use crate::page::Page;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use query::ObjectQuery;
 use serde_json::{Map, Value};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// One stored object.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,36 +41,6 @@ impl Obj {
     }
 }
 
-/// One recorded change (NetBox's ObjectChange).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    /// 0 until stored.
-    pub id: i64,
-    pub time: DateTime<Utc>,
-    pub user_id: Option<i64>,
-    pub user_name: String,
-    pub request_id: String,
-    /// `create`, `update` or `delete`.
-    pub action: String,
-    pub object_type: String,
-    pub object_id: i64,
-    pub object_repr: String,
-    pub prechange_data: Value,
-    pub postchange_data: Value,
-}
-
-/// Filters of the object-changes list.
-#[derive(Debug, Clone, Default)]
-pub struct ChangeFilter {
-    pub id: Vec<i64>,
-    pub request_id: Vec<String>,
-    pub action: Vec<String>,
-    pub object_type: Vec<String>,
-    pub object_id: Vec<i64>,
-    pub user_id: Vec<i64>,
-    pub user_name: Vec<String>,
-}
-
 /// A foreign key (or tag) from one object to another, kept so deletes find dependents.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ref {
@@ -83,27 +58,37 @@ pub struct Referrer {
 }
 
 /// The storage primitives object writes need, inside one write transaction. Each backend
-/// implements it; the rules live in `engine`.
+/// implements them (as part of `store::WriteTx`); the rules live in `engine`.
 #[async_trait]
 pub trait ObjectTx: Send {
     /// The objects of `ty` with these ids that exist.
     async fn get(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>;
     /// Every object of `ty`.
     async fn scan(&mut self, ty: &str) -> Result<Vec<Obj>>;
-    /// Ids of objects of `ty` whose stored fields equal all of `attrs` (at most `limit`).
+    /// Ids of objects of `ty` whose stored fields equal all of `attrs` (null matches null),
+    /// at most `limit`, lowest first.
     async fn find(&mut self, ty: &str, attrs: &[(String, Value)], limit: i64) -> Result<Vec<i64>>;
     /// A new id for an object of `ty` (never reused).
     async fn next_id(&mut self, ty: &str) -> Result<i64>;
-    /// Which object of `ty` holds `value` under unique rule `rule`.
+    /// Which object of `ty` holds `value` (see `unique_key`) under unique rule `rule`.
     async fn key_owner(&mut self, ty: &str, rule: &str, value: &str) -> Result<Option<i64>>;
     /// Inserts or replaces an object with its unique keys and references; `new` when the
     /// object was never saved (nothing to replace).
     async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref], new: bool) -> Result<()>;
     /// Deletes an object with its keys and references.
     async fn remove(&mut self, ty: &str, id: i64) -> Result<()>;
-    /// Objects that reference `ty` `id`.
+    /// Objects that reference `ty` `id`, by type then id.
     async fn referrers(&mut self, ty: &str, id: i64) -> Result<Vec<Referrer>>;
     async fn add_changes(&mut self, changes: &[Change]) -> Result<()>;
+}
+
+/// Reading objects outside a write transaction: what lists, details and views need.
+#[async_trait]
+pub trait ObjectRead: Send + Sync {
+    /// One page of the objects of `ty` matching `query`, and how many match in all.
+    async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<Page<Obj>>;
+    /// The objects of `ty` with these ids that exist.
+    async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>;
 }
 
 /// Reads objects by id, in or out of a transaction: what rendering views needs.
@@ -122,14 +107,21 @@ impl Loader for TxLoader<'_> {
     }
 }
 
-/// A loader over the store's read connections.
-pub struct StoreLoader<'a>(pub &'a dyn crate::store::Store);
+/// A loader over committed data.
+pub struct ReadLoader<'a>(pub &'a dyn ObjectRead);
 
 #[async_trait]
-impl Loader for StoreLoader<'_> {
+impl Loader for ReadLoader<'_> {
     async fn load(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
         self.0.get_objects(ty, ids).await
     }
+}
+
+/// How the values of a unique rule are stored in the unique-keys index: a JSON array of the
+/// rule's values in the rule's field order (`["ams1"]`, `[3, "MX204"]`). Object writes store
+/// keys this way and filters look them up this way.
+pub fn unique_key(values: &[&Value]) -> String {
+    Value::Array(values.iter().map(|v| (*v).clone()).collect()).to_string()
 }
 
 /// Times in change snapshots, as Django's JSON encoder writes them: milliseconds and `Z`.

@@ -2,9 +2,9 @@
 //! `name__ic=` or `vid__gte=`, foreign keys by id (`site_id=3`) or slug (`site=ams1`),
 //! `tag=` (all of), `q=` and `ordering=`. Parsed here, run by each backend.
 
-use super::values;
-use crate::catalog::{Catalog, FieldKind, ObjectType};
-use crate::store::Store;
+use super::{values, ObjectRead};
+use crate::catalog::{Catalog, Field, FieldKind, ObjectType};
+use crate::error::Error;
 use crate::validate::FieldErrors;
 use serde_json::Value;
 
@@ -111,14 +111,31 @@ fn lookup(name: &str) -> (&str, Option<(Cmp, bool)>) {
     (base, Some(found))
 }
 
+/// Why a parameter gave no conditions.
+enum Skip {
+    /// It is not a filter of this type (ignored, as NetBox does).
+    NotAFilter,
+    /// Its value is bad: the message for the parameter.
+    Invalid(String),
+    /// Reading what it names failed.
+    Failed(Error),
+}
+
+impl From<String> for Skip {
+    fn from(m: String) -> Skip {
+        Skip::Invalid(m)
+    }
+}
+
 /// Parses `params` for objects of `ty`. Unknown parameters are ignored, as NetBox does; a bad
-/// value of a known one is an error naming it.
+/// value of a known one is a 400 naming it. `reader` resolves slugs (`site=ams1`).
 pub async fn parse(
     catalog: &Catalog,
-    store: &dyn Store,
+    reader: &dyn ObjectRead,
     ty: &ObjectType,
     params: &[(String, String)],
-) -> Result<ObjectQuery, FieldErrors> {
+) -> Result<ObjectQuery, Error> {
+    let parser = Parser { catalog, reader, ty };
     let mut query = ObjectQuery::default();
     let mut errors = FieldErrors::default();
     let mut names: Vec<&str> = Vec::new();
@@ -135,10 +152,12 @@ pub async fn parse(
             .collect();
         let (name, cmp) = lookup(param);
         let Some((cmp, negate)) = cmp else { continue };
-        match parse_one(catalog, store, ty, name, cmp, negate, &given).await {
+        let filter = Filter { name, cmp, negate };
+        match parser.param(&filter, &given).await {
             Ok(conds) => query.conds.extend(conds),
-            Err(Some(message)) => errors.add(param, message),
-            Err(None) => {}
+            Err(Skip::Invalid(message)) => errors.add(param, message),
+            Err(Skip::NotAFilter) => {}
+            Err(Skip::Failed(e)) => return Err(e),
         }
     }
     if let Some(q) = params.iter().find(|(k, _)| k == "q").map(|(_, v)| v.trim()) {
@@ -155,22 +174,24 @@ pub async fn parse(
             .collect(),
         None => ty.ordering.clone(),
     };
+    query.order = order(ty, &ordering, &mut errors);
+    Ok(errors.finish(query)?)
+}
+
+/// The columns of `ordering` (`-name`, `id`), always ending with the id.
+fn order(ty: &ObjectType, ordering: &[String], errors: &mut FieldErrors) -> Vec<(Col, bool)> {
+    let mut order = Vec::new();
     for item in ordering {
         let (desc, name) = match item.strip_prefix('-') {
             Some(n) => (true, n),
             None => (false, item.as_str()),
         };
-        let col = match name {
-            "id" => Col::Id,
-            "created" => Col::Created,
-            "last_updated" => Col::LastUpdated,
-            f if ty
-                .field(f)
-                .is_some_and(|f| matches!(f.kind, FieldKind::Address | FieldKind::Prefix)) =>
-            {
-                Col::IpKey(f.into())
-            }
-            f if ty.field(f).is_some_and(|f| f.kind != FieldKind::Family) => Col::Field(f.into()),
+        let col = match (name, ty.field(name).map(|f| f.kind)) {
+            ("id", _) => Col::Id,
+            ("created", _) => Col::Created,
+            ("last_updated", _) => Col::LastUpdated,
+            (f, Some(FieldKind::Address | FieldKind::Prefix)) => Col::IpKey(f.into()),
+            (f, Some(kind)) if kind != FieldKind::Family => Col::Field(f.into()),
             _ => {
                 errors.add(
                     "ordering",
@@ -179,218 +200,234 @@ pub async fn parse(
                 continue;
             }
         };
-        query.order.push((col, desc));
+        order.push((col, desc));
     }
-    if !query.order.iter().any(|(c, _)| *c == Col::Id) {
-        query.order.push((Col::Id, false));
+    if !order.iter().any(|(c, _)| *c == Col::Id) {
+        order.push((Col::Id, false));
     }
-    errors.finish(query)
+    order
 }
 
-/// The conditions of one parameter; `Err(None)` when it is not a filter of this type.
-#[allow(clippy::too_many_arguments)]
-async fn parse_one(
-    catalog: &Catalog,
-    store: &dyn Store,
-    ty: &ObjectType,
-    name: &str,
+/// A parameter's name without its lookup, and the lookup.
+struct Filter<'a> {
+    name: &'a str,
     cmp: Cmp,
     negate: bool,
-    given: &[&str],
-) -> Result<Vec<Cond>, Option<String>> {
-    let cond = |col: Col, cmp: Cmp, values: Vec<Value>| Cond {
-        col,
-        cmp,
-        negate,
-        values,
-    };
-    if cmp == Cmp::IsNull {
-        let empty = given.iter().all(|v| crate::validate::parse_bool(v) == Some(true));
-        let col = match name {
-            "id" => return Err(None),
-            f if ty.field(f).is_some() => Col::Field(f.into()),
-            _ => return Err(None),
+}
+
+impl Filter<'_> {
+    fn cond(&self, col: Col, cmp: Cmp, values: Vec<Value>) -> Cond {
+        Cond {
+            col,
+            cmp,
+            negate: self.negate,
+            values,
+        }
+    }
+}
+
+fn ints(given: &[&str]) -> Result<Vec<Value>, String> {
+    given
+        .iter()
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| format!("\"{v}\" is not a valid integer."))
+        })
+        .collect()
+}
+
+struct Parser<'a> {
+    catalog: &'a Catalog,
+    reader: &'a dyn ObjectRead,
+    ty: &'a ObjectType,
+}
+
+impl Parser<'_> {
+    /// The conditions of one parameter.
+    async fn param(&self, f: &Filter<'_>, given: &[&str]) -> Result<Vec<Cond>, Skip> {
+        let ty = self.ty;
+        if f.cmp == Cmp::IsNull {
+            let empty = given.iter().all(|v| crate::validate::parse_bool(v) == Some(true));
+            if f.name == "id" || ty.field(f.name).is_none() {
+                return Err(Skip::NotAFilter);
+            }
+            let cmp = if empty { Cmp::IsNull } else { Cmp::NotNull };
+            return Ok(vec![f.cond(Col::Field(f.name.into()), cmp, vec![])]);
+        }
+        if f.name == "id" {
+            return Ok(vec![f.cond(Col::Id, f.cmp, ints(given)?)]);
+        }
+        if f.name == "created" || f.name == "last_updated" {
+            let col = if f.name == "created" {
+                Col::Created
+            } else {
+                Col::LastUpdated
+            };
+            let times = given
+                .iter()
+                .map(|v| {
+                    parse_time(v)
+                        .map(Value::from)
+                        .ok_or_else(|| format!("\"{v}\" is not a date or an ISO 8601 time."))
+                })
+                .collect::<Result<Vec<Value>, String>>()?;
+            return Ok(vec![f.cond(col, f.cmp, times)]);
+        }
+        if f.name == "tag" && ty.tags && f.cmp == Cmp::In {
+            let ids = self.slugs_to_ids(super::view::TAG_TYPE, given).await?;
+            return Ok(ids
+                .into_iter()
+                .map(|id| f.cond(Col::Tag, Cmp::In, vec![Value::from(id)]))
+                .collect());
+        }
+        // `site_id=3` (or `null`), `site=ams1`.
+        let (field, by_id) = match ty.field(f.name) {
+            Some(field) => (field, false),
+            None => match f.name.strip_suffix("_id").and_then(|n| ty.field(n)) {
+                Some(field) if field.kind == FieldKind::Fk => (field, true),
+                _ => return Err(Skip::NotAFilter),
+            },
         };
-        return Ok(vec![cond(col, if empty { Cmp::IsNull } else { Cmp::NotNull }, vec![])]);
+        if field.kind == FieldKind::Fk {
+            return self.foreign_key(f, field, by_id, given).await;
+        }
+        Ok(self.scalar(f, field, given)?)
     }
-    let ints = |given: &[&str]| -> Result<Vec<Value>, Option<String>> {
-        given
-            .iter()
-            .map(|v| {
-                v.trim()
-                    .parse::<i64>()
-                    .map(Value::from)
-                    .map_err(|_| Some(format!("\"{v}\" is not a valid integer.")))
-            })
-            .collect()
-    };
-    if name == "id" {
-        return Ok(vec![cond(Col::Id, cmp, ints(given)?)]);
-    }
-    if name == "created" || name == "last_updated" {
-        let col = if name == "created" {
-            Col::Created
-        } else {
-            Col::LastUpdated
-        };
-        let times = given
-            .iter()
-            .map(|v| {
-                parse_time(v)
-                    .map(Value::from)
-                    .ok_or_else(|| Some(format!("\"{v}\" is not a date or an ISO 8601 time.")))
-            })
-            .collect::<Result<_, _>>()?;
-        return Ok(vec![cond(col, cmp, times)]);
-    }
-    if name == "tag" && ty.tags && cmp == Cmp::In {
-        let ids = slugs_to_ids(catalog, store, super::view::TAG_TYPE, given).await?;
-        return Ok(ids
-            .into_iter()
-            .map(|id| cond(Col::Tag, Cmp::In, vec![Value::from(id)]))
-            .collect());
-    }
-    // `site_id=3` (or `null`), `site=ams1`.
-    let (field, by_id) = match ty.field(name) {
-        Some(f) => (f, false),
-        None => match name.strip_suffix("_id").and_then(|n| ty.field(n)) {
-            Some(f) if f.kind == FieldKind::Fk => (f, true),
-            _ => return Err(None),
-        },
-    };
-    if field.kind == FieldKind::Fk {
+
+    /// A foreign key by id (`site_id=3`, `null`) or by slug (`site=ams1`): equality only.
+    async fn foreign_key(&self, f: &Filter<'_>, field: &Field, by_id: bool, given: &[&str]) -> Result<Vec<Cond>, Skip> {
+        if !matches!(f.cmp, Cmp::In | Cmp::NotIn) {
+            return Err(Skip::Invalid("Foreign keys can only be filtered by value.".into()));
+        }
         let null = given.contains(&"null");
         let rest: Vec<&str> = given.iter().copied().filter(|v| *v != "null").collect();
-        let mut ids = if by_id {
+        let to = field.to.as_deref().unwrap_or_default();
+        let ids: Vec<Value> = if by_id {
             ints(&rest)?
         } else {
-            let to = field.to.as_deref().unwrap_or_default();
-            slugs_to_ids(catalog, store, to, &rest)
+            self.slugs_to_ids(to, &rest)
                 .await?
                 .into_iter()
                 .map(Value::from)
                 .collect()
         };
-        if !matches!(cmp, Cmp::In | Cmp::NotIn) {
-            return Err(Some("Foreign keys can only be filtered by value.".into()));
-        }
-        let col = Col::Field(field.name.clone());
         let mut conds = Vec::new();
         if null {
-            conds.push(cond(
-                col.clone(),
-                if cmp == Cmp::In { Cmp::IsNull } else { Cmp::NotNull },
-                vec![],
-            ));
-            if cmp == Cmp::In && !ids.is_empty() {
+            if f.cmp == Cmp::In && !ids.is_empty() {
                 // "null or one of these" cannot be one AND-ed condition: keep it simple.
-                return Err(Some("Combine \"null\" with other values in separate requests.".into()));
+                return Err(Skip::Invalid(
+                    "Combine \"null\" with other values in separate requests.".into(),
+                ));
             }
+            let cmp = if f.cmp == Cmp::In { Cmp::IsNull } else { Cmp::NotNull };
+            conds.push(f.cond(Col::Field(field.name.clone()), cmp, vec![]));
         }
         if !ids.is_empty() {
             // Equality goes through the references index, not a scan of the type's rows.
-            let col = match (cmp, &field.to) {
-                (Cmp::In, Some(to)) => Col::Ref(field.name.clone(), to.clone()),
-                _ => col,
+            let col = match f.cmp {
+                Cmp::In => Col::Ref(field.name.clone(), to.to_string()),
+                _ => Col::Field(field.name.clone()),
             };
-            conds.push(cond(col, cmp, std::mem::take(&mut ids)));
+            conds.push(f.cond(col, f.cmp, ids));
         }
-        return Ok(conds);
+        Ok(conds)
     }
-    let col = Col::Field(field.name.clone());
-    let values: Vec<Value> = match field.kind {
-        FieldKind::Integer => ints(given)?,
-        FieldKind::Decimal => given
-            .iter()
-            .map(|v| {
+
+    /// Any other field: values read as the field's kind.
+    fn scalar(&self, f: &Filter<'_>, field: &Field, given: &[&str]) -> Result<Vec<Cond>, String> {
+        let each = |read: &dyn Fn(&str) -> Result<Value, String>| -> Result<Vec<Value>, String> {
+            given.iter().map(|v| read(v)).collect()
+        };
+        let equality = matches!(f.cmp, Cmp::In | Cmp::NotIn);
+        let values: Vec<Value> = match field.kind {
+            FieldKind::Integer => ints(given)?,
+            FieldKind::Decimal => each(&|v| {
                 v.trim()
                     .parse::<f64>()
                     .map(Value::from)
-                    .map_err(|_| Some(format!("\"{v}\" is not a valid number.")))
-            })
-            .collect::<Result<_, _>>()?,
-        FieldKind::Boolean => given
-            .iter()
-            .map(|v| {
+                    .map_err(|_| format!("\"{v}\" is not a valid number."))
+            })?,
+            FieldKind::Boolean => each(&|v| {
                 crate::validate::parse_bool(v)
                     .map(|b| Value::from(b as i64))
-                    .ok_or_else(|| Some(format!("\"{v}\" is not a valid boolean.")))
-            })
-            .collect::<Result<_, _>>()?,
-        FieldKind::Choice if matches!(cmp, Cmp::In | Cmp::NotIn) => given
-            .iter()
-            .map(|v| match catalog.choice_label(field, v) {
-                Some(_) => Ok(Value::from(*v)),
-                None => Err(Some(format!(
+                    .ok_or_else(|| format!("\"{v}\" is not a valid boolean."))
+            })?,
+            FieldKind::Choice if equality => each(&|v| match self.catalog.choice_label(field, v) {
+                Some(_) => Ok(Value::from(v)),
+                None => Err(format!(
                     "Select a valid choice. {v} is not one of the available choices."
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
-        FieldKind::Mac if matches!(cmp, Cmp::In | Cmp::NotIn) => given
-            .iter()
-            .map(|v| values::parse_mac(v).map(Value::from).map_err(Some))
-            .collect::<Result<_, _>>()?,
-        FieldKind::Family => {
-            let want = ints(given)?;
-            let source = field.from.clone().unwrap_or_default();
-            // IPv6 addresses are the ones with a colon.
-            let v6 = want.iter().any(|v| v.as_i64() == Some(6));
-            let v4 = want.iter().any(|v| v.as_i64() == Some(4));
-            if v4 == v6 {
-                return Ok(if v4 {
-                    vec![]
-                } else {
-                    vec![cond(Col::Id, Cmp::In, vec![])]
-                });
+                )),
+            })?,
+            FieldKind::Mac if equality => each(&|v| values::parse_mac(v).map(Value::from))?,
+            FieldKind::Family => return family(f, field, given),
+            FieldKind::Address if f.cmp == Cmp::In && given.iter().all(|v| !v.contains('/')) => {
+                // `address=192.0.2.10` matches it with any mask.
+                let hosts = given.iter().map(|v| Value::from(format!("{}/", v.trim()))).collect();
+                return Ok(vec![f.cond(Col::Field(field.name.clone()), Cmp::IStartsWith, hosts)]);
             }
-            let c = Cond {
-                col: Col::Field(source),
-                cmp: Cmp::IContains,
-                negate: v4,
-                values: vec![Value::from(":")],
-            };
-            return Ok(vec![c]);
+            FieldKind::String
+                if f.cmp == Cmp::In && self.ty.unique.iter().any(|r| r.len() == 1 && r[0] == field.name) =>
+            {
+                // `name=` / `slug=` on a type where they are unique: one index lookup each.
+                let values = given.iter().map(|v| Value::from(v.trim())).collect();
+                return Ok(vec![f.cond(Col::Key(field.name.clone()), Cmp::In, values)]);
+            }
+            _ => given.iter().map(|v| Value::from(*v)).collect(),
+        };
+        Ok(vec![f.cond(Col::Field(field.name.clone()), f.cmp, values)])
+    }
+
+    /// The ids of objects of `to` named by slug (or name, for types without slugs); each must
+    /// exist (else the message for the parameter).
+    async fn slugs_to_ids(&self, to: &str, given: &[&str]) -> Result<Vec<i64>, Skip> {
+        if given.is_empty() {
+            return Ok(Vec::new());
         }
-        FieldKind::Address if cmp == Cmp::In && given.iter().all(|v| !v.contains('/')) => {
-            // `address=192.0.2.10` matches it with any mask.
-            let hosts = given.iter().map(|v| Value::from(format!("{}/", v.trim()))).collect();
-            return Ok(vec![cond(col, Cmp::IStartsWith, hosts)]);
+        let Some(target) = self.catalog.get(to) else {
+            return Ok(Vec::new());
+        };
+        let key = if target.field("slug").is_some() { "slug" } else { "name" };
+        let values: Vec<Value> = given.iter().map(|v| Value::from(*v)).collect();
+        let limit = given.len() as i64 * 4 + 10;
+        let found = self
+            .reader
+            .list_objects(to, &ObjectQuery::field_in(key, values), limit, 0)
+            .await
+            .map_err(|e| Skip::Failed(e.into()))?
+            .items;
+        for v in given {
+            if !found.iter().any(|o| o.data.get(key).and_then(Value::as_str) == Some(v)) {
+                return Err(Skip::Invalid(format!(
+                    "Select a valid choice. {v} is not one of the available choices."
+                )));
+            }
         }
-        FieldKind::String if cmp == Cmp::In && ty.unique.iter().any(|r| r.len() == 1 && r[0] == field.name) => {
-            // `name=` / `slug=` on a type where they are unique: one index lookup each.
-            let values = given.iter().map(|v| Value::from(v.trim())).collect();
-            return Ok(vec![cond(Col::Key(field.name.clone()), Cmp::In, values)]);
-        }
-        _ => given.iter().map(|v| Value::from(*v)).collect(),
-    };
-    Ok(vec![cond(col, cmp, values)])
+        Ok(found.iter().map(|o| o.id).collect())
+    }
 }
 
-/// The ids of objects of `to` named by slug (or name, for types without slugs); each must exist.
-async fn slugs_to_ids(
-    catalog: &Catalog,
-    store: &dyn Store,
-    to: &str,
-    given: &[&str],
-) -> Result<Vec<i64>, Option<String>> {
-    if given.is_empty() {
-        return Ok(Vec::new());
+/// `family=4` / `family=6`: IPv6 addresses are the ones with a colon.
+fn family(f: &Filter<'_>, field: &Field, given: &[&str]) -> Result<Vec<Cond>, String> {
+    let want = ints(given)?;
+    let source = field.from.clone().unwrap_or_default();
+    let v6 = want.iter().any(|v| v.as_i64() == Some(6));
+    let v4 = want.iter().any(|v| v.as_i64() == Some(4));
+    if v4 == v6 {
+        // Both: no condition; neither: nothing matches.
+        return Ok(if v4 {
+            vec![]
+        } else {
+            vec![f.cond(Col::Id, Cmp::In, vec![])]
+        });
     }
-    let target = catalog.get(to).ok_or(None)?;
-    let key = if target.field("slug").is_some() { "slug" } else { "name" };
-    let values: Vec<Value> = given.iter().map(|v| Value::from(*v)).collect();
-    let (_, found) = store
-        .list_objects(to, &ObjectQuery::field_in(key, values), given.len() as i64 * 4 + 10, 0)
-        .await
-        .map_err(|e| Some(format!("lookup failed: {e}")))?;
-    for v in given {
-        if !found.iter().any(|o| o.data.get(key).and_then(Value::as_str) == Some(v)) {
-            return Err(Some(format!(
-                "Select a valid choice. {v} is not one of the available choices."
-            )));
-        }
-    }
-    Ok(found.iter().map(|o| o.id).collect())
+    Ok(vec![Cond {
+        col: Col::Field(source),
+        cmp: Cmp::IContains,
+        negate: v4,
+        values: vec![Value::from(":")],
+    }])
 }
 
 /// A time given in a query (`2026-11-29`, `2026-11-29T10:00:00Z`, with an offset whose `+`

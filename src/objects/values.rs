@@ -2,6 +2,7 @@
 //! (NetBox's minimal form: foreign keys as ids, choices as raw values).
 
 use crate::catalog::{Catalog, Field, FieldKind};
+use ipnet::IpNet;
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -61,17 +62,17 @@ pub fn clean(catalog: &Catalog, field: &Field, value: &Value) -> Result<Value, S
             let s = value
                 .as_str()
                 .ok_or("Enter a valid IPv4 or IPv6 prefix in CIDR notation.")?;
-            parse_cidr(s).map(|(addr, len)| Value::String(format!("{}/{len}", network(addr, len))))
+            parse_cidr(s).map(|net| Value::String(net.trunc().to_string()))
         }
         FieldKind::Address => {
             let s = value
                 .as_str()
                 .ok_or("Enter a valid IPv4 or IPv6 address with a mask.")?;
-            let (addr, len) = parse_cidr(s)?;
-            if len == 0 {
+            let net = parse_cidr(s)?;
+            if net.prefix_len() == 0 {
                 return Err("Cannot create IP address with /0 mask.".into());
             }
-            Ok(Value::String(format!("{addr}/{len}")))
+            Ok(Value::String(net.to_string()))
         }
         FieldKind::Mac => {
             let s = value.as_str().ok_or("Enter a valid MAC address.")?;
@@ -163,32 +164,14 @@ fn as_bool(value: &Value) -> Option<bool> {
     }
 }
 
-/// `192.0.2.10/24` → the address and the mask length; a mask is required.
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+/// `192.0.2.10/24` → the network it names, the address kept as given; a mask is required.
+/// The errors are NetBox's.
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     let (addr, len) = s.split_once('/').ok_or("CIDR mask (e.g. /24) is required.")?;
     let addr: IpAddr = addr.parse().map_err(|_| format!("Invalid IP address format: {s}"))?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let len: u8 = len
-        .parse()
-        .ok()
-        .filter(|l| *l <= max)
-        .ok_or_else(|| format!("Invalid IP prefix length: {s}"))?;
-    Ok((addr, len))
-}
-
-/// The network address of `addr/len`.
-pub fn network(addr: IpAddr, len: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            IpAddr::V4((u32::from(a) & mask).into())
-        }
-        IpAddr::V6(a) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
-            IpAddr::V6((u128::from(a) & mask).into())
-        }
-    }
+    let len: u8 = len.parse().map_err(|_| format!("Invalid IP prefix length: {s}"))?;
+    IpNet::new(addr, len).map_err(|_| format!("Invalid IP prefix length: {s}"))
 }
 
 /// 4 or 6, for an address or prefix as stored.

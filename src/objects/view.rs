@@ -3,8 +3,10 @@
 
 use super::{django_time, Loader, Obj};
 use crate::catalog::{display_parts, Catalog, DisplayPart, FieldKind, ObjectType};
+use crate::error::StoreError;
 use crate::events::netbox_timestamp;
-use crate::store::Result;
+
+type Result<T> = std::result::Result<T, StoreError>;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
 
@@ -208,7 +210,7 @@ fn view_at(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related, bri
 }
 
 fn nested(catalog: &Catalog, ty: &ObjectType, id: i64, related: &Related, depth: usize) -> Value {
-    match related.get(&(ty.name(), id)) {
+    match related.get(&(ty.name().to_string(), id)) {
         Some(obj) if depth <= DEPTH => view_at(catalog, ty, obj, related, true, depth),
         _ => json!({"id": id, "url": url_of(ty, id)}),
     }

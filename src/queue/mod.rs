@@ -1,193 +1,409 @@
-//! Queue policy: what becomes of a delivery after an attempt. Pure functions, so the rules are
-//! tested without a clock or randomness.
+//! The queue: deliveries (one event × one webhook) and their states, the attempt log, and the
+//! rules every backend follows: which deliveries a claim takes and how long it holds them,
+//! what an outcome leaves behind, which deliveries may be retried or deleted.
+//!
+//! A delivery is `queued → in_flight → succeeded | retrying | failed`; `retrying` goes back to
+//! `in_flight` when it falls due. A claim is a lease: `next_attempt_at` of an in-flight
+//! delivery is when its lease runs out, after which any worker may claim it again.
 
+pub mod policy;
+
+use crate::events::Event;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The retry rules in force for one webhook.
-#[derive(Debug, Clone, Copy)]
-pub struct Policy<'a> {
-    /// Seconds before each retry; retry `k` follows attempt `k`.
-    pub schedule: &'a [f64],
-    /// Spread of each delay as a fraction (0.2 = ±20%).
-    pub jitter: f64,
-    /// Least delay after a 429, 502, 503, 504 or a timeout: the receiver is overloaded.
-    pub throttle_min: Duration,
-    /// Most a `Retry-After` can ask for.
-    pub retry_after_max: Duration,
-}
-
-/// What an attempt showed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Observed {
-    /// The response status, if a response came.
-    pub status: Option<u16>,
-    pub timed_out: bool,
-    /// The response's `Retry-After`, already parsed.
-    pub retry_after: Option<Duration>,
-}
-
-/// The decision after an attempt.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Verdict {
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    InFlight,
+    Retrying,
     Succeeded,
-    RetryAfter(Duration),
     Failed,
 }
 
-/// Decides after attempt number `attempt` (1-based). `unit` in [0, 1) picks the jitter.
-pub fn decide(policy: &Policy<'_>, attempt: i64, seen: &Observed, unit: f64) -> Verdict {
-    match seen.status {
-        Some(s) if (200..300).contains(&s) => return Verdict::Succeeded,
-        Some(410) => return Verdict::Failed,
-        _ => {}
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Queued,
+        Status::InFlight,
+        Status::Retrying,
+        Status::Succeeded,
+        Status::Failed,
+    ];
+    /// Waiting to be sent: what "oldest waiting" looks at.
+    pub const WAITING: [Status; 2] = [Status::Queued, Status::Retrying];
+    /// What a claim may take once due (an in-flight one only when its lease ran out).
+    pub const CLAIMABLE: [Status; 3] = [Status::Queued, Status::Retrying, Status::InFlight];
+    /// What may be sent again by hand: anything not being sent right now.
+    pub const RETRYABLE: [Status; 4] = [Status::Queued, Status::Retrying, Status::Succeeded, Status::Failed];
+    /// What may be deleted by hand: succeeded ones stay in the log until retention purges them.
+    pub const DELETABLE: [Status; 3] = [Status::Queued, Status::Retrying, Status::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::InFlight => "in_flight",
+            Status::Retrying => "retrying",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+        }
     }
-    let Some(mut delay) = next_delay(policy.schedule, attempt, policy.jitter, unit) else {
-        return Verdict::Failed;
-    };
-    if seen.timed_out || matches!(seen.status, Some(429 | 502 | 503 | 504)) {
-        delay = delay.max(policy.throttle_min);
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Queued => "Queued",
+            Status::InFlight => "In flight",
+            Status::Retrying => "Retrying",
+            Status::Succeeded => "Succeeded",
+            Status::Failed => "Failed",
+        }
     }
-    if let Some(asked) = seen.retry_after {
-        delay = delay.max(asked.min(policy.retry_after_max));
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
-    Verdict::RetryAfter(delay)
 }
 
-/// The scheduled delay before the retry that follows attempt `attempt`, with jitter; `None`
-/// when the schedule is exhausted.
-pub fn next_delay(schedule: &[f64], attempt: i64, jitter: f64, unit: f64) -> Option<Duration> {
-    let index = usize::try_from(attempt).ok()?.checked_sub(1)?;
-    let base = *schedule.get(index)?;
-    let factor = 1.0 + jitter * (2.0 * unit - 1.0);
-    Some(Duration::from_secs_f64((base * factor).max(0.0)))
+/// One event × one webhook.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_id: i64,
+    pub webhook_id: i64,
+    pub webhook_name: String,
+    pub event_kind: String,
+    pub object_type: String,
+    pub status: Status,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created: DateTime<Utc>,
+    pub last_updated: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub last_status_code: Option<i64>,
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+/// One HTTP exchange of a delivery.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub delivery_id: i64,
+    pub started: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub request_method: String,
+    pub request_url: String,
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: String,
+    pub response_status: Option<u16>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A delivery the worker has claimed, with its event: the lease is the worker's until it runs out.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: i64,
+    pub webhook_id: i64,
+    /// Attempts so far, this one included.
+    pub attempt: i64,
+    pub event: Arc<Event>,
+}
+
+/// A claimed row as a backend returns it, before its event is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimedRow {
+    pub delivery_id: i64,
+    pub webhook_id: i64,
+    pub attempts: i64,
+    pub event_id: i64,
+}
+
+/// Which deliveries one claim may take: of the listed webhooks only, `total` at most, and
+/// no more of one webhook than its limit.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimLimits {
+    /// In all.
+    pub total: usize,
+    /// The webhooks to claim for.
+    pub webhooks: Vec<i64>,
+    /// Of one webhook, unless `per_webhook` says otherwise.
+    pub webhook_default: usize,
+    /// Of these webhooks (0 skips one), e.g. when its destination has few free slots.
+    pub per_webhook: HashMap<i64, usize>,
+}
+
+impl ClaimLimits {
+    /// Up to `total`, from any of `webhooks`.
+    pub fn total(total: usize, webhooks: Vec<i64>) -> ClaimLimits {
+        ClaimLimits {
+            total,
+            webhooks,
+            webhook_default: total,
+            per_webhook: HashMap::new(),
+        }
     }
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+
+    /// The most one claim may take of `webhook_id`.
+    pub fn of(&self, webhook_id: i64) -> usize {
+        self.per_webhook
+            .get(&webhook_id)
+            .copied()
+            .unwrap_or(self.webhook_default)
+            .min(self.total)
+    }
+}
+
+/// One webhook's part of a claim.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClaimArm {
+    pub webhook_id: i64,
+    /// Deliveries of this webhook to take at most.
+    pub limit: usize,
+    /// When the lease on what is taken runs out.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// A claim as a backend runs it: due deliveries (queued, retrying, or in flight with an expired
+/// lease), oldest due first, at most `limit` per arm and `total` in all; each taken delivery
+/// becomes in flight with one more attempt and its arm's lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimPlan {
+    pub now: DateTime<Utc>,
+    pub arms: Vec<ClaimArm>,
+    pub total: usize,
+}
+
+impl ClaimPlan {
+    /// The claim for `limits`: a lease lasts the webhook's timeout plus `lease_margin`, so a
+    /// worker that dies mid-send loses its deliveries to another only after the send could
+    /// have finished. Webhooks without a timeout (`timeout_of` gives `None`) are not claimed.
+    pub fn new(
+        limits: &ClaimLimits,
+        now: DateTime<Utc>,
+        lease_margin: Duration,
+        timeout_of: impl Fn(i64) -> Option<Duration>,
+    ) -> ClaimPlan {
+        let arms = limits
+            .webhooks
+            .iter()
+            .filter_map(|&webhook_id| {
+                let limit = limits.of(webhook_id);
+                let timeout = timeout_of(webhook_id)?;
+                let lease = chrono::Duration::from_std(timeout + lease_margin).unwrap_or(chrono::Duration::MAX);
+                (limit > 0).then(|| ClaimArm {
+                    webhook_id,
+                    limit,
+                    lease_until: now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC),
+                })
+            })
+            .collect();
+        ClaimPlan {
+            now,
+            arms,
+            total: limits.total,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.arms.is_empty() || self.total == 0
+    }
+}
+
+/// The claimed deliveries with their events, one shared copy per event.
+pub fn attach_events(rows: Vec<ClaimedRow>, events: Vec<Event>) -> Vec<Claimed> {
+    let by_id: HashMap<i64, Arc<Event>> = events.into_iter().map(|e| (e.id, Arc::new(e))).collect();
+    rows.into_iter()
+        .filter_map(|r| {
+            // An event cannot vanish under its delivery (deleting one deletes the other); skip
+            // rather than fail the whole claim if a backend ever returns one without the other.
+            let event = by_id.get(&r.event_id)?.clone();
+            Some(Claimed {
+                delivery_id: r.delivery_id,
+                webhook_id: r.webhook_id,
+                attempt: r.attempts,
+                event,
+            })
+        })
+        .collect()
+}
+
+/// What becomes of a claimed delivery after an attempt (or after failing to make one). Backends
+/// write it as it is, to deliveries still in flight only.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub delivery_id: i64,
+    /// `None` when nothing was sent (e.g. the template failed).
+    pub attempt: Option<Attempt>,
+    /// `Succeeded`, `Retrying` or `Failed`.
+    pub status: Status,
+    pub last_error: Option<String>,
+    pub last_status_code: Option<u16>,
+    /// When a retrying delivery falls due; for the others, when the outcome was recorded.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+impl Outcome {
+    /// The delivery succeeded: its error is cleared.
+    pub fn succeeded(delivery_id: i64, attempt: Attempt, now: DateTime<Utc>) -> Outcome {
+        Outcome {
+            delivery_id,
+            last_status_code: attempt.response_status,
+            attempt: Some(attempt),
+            status: Status::Succeeded,
+            last_error: None,
+            next_attempt_at: now,
+        }
+    }
+
+    /// The attempt failed; the delivery is tried again at `at`, or never (`None`).
+    pub fn failed(delivery_id: i64, attempt: Attempt, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Outcome {
+        Outcome {
+            delivery_id,
+            last_status_code: attempt.response_status,
+            last_error: attempt.error.clone(),
+            attempt: Some(attempt),
+            status: if retry_at.is_some() {
+                Status::Retrying
+            } else {
+                Status::Failed
+            },
+            next_attempt_at: retry_at.unwrap_or(now),
+        }
+    }
+
+    /// Nothing could be sent (the webhook is gone, its template failed): failed at once.
+    pub fn unsendable(delivery_id: i64, error: String, now: DateTime<Utc>) -> Outcome {
+        Outcome {
+            delivery_id,
+            attempt: None,
+            status: Status::Failed,
+            last_error: Some(error),
+            last_status_code: None,
+            next_attempt_at: now,
+        }
+    }
+}
+
+/// Filters of the deliveries list (and of bulk retry and delete). Empty lists do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryFilter {
+    pub id: Vec<i64>,
+    pub status: Vec<Status>,
+    pub webhook_id: Vec<i64>,
+    pub object_type: Vec<String>,
+    pub event: Vec<String>,
+    /// Created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl DeliveryFilter {
+    pub fn ids(ids: Vec<i64>) -> DeliveryFilter {
+        DeliveryFilter {
+            id: ids,
+            ..DeliveryFilter::default()
+        }
+    }
+
+    /// Whether it names anything at all (bulk deletes need it to).
+    pub fn is_empty(&self) -> bool {
+        self.id.is_empty()
+            && self.status.is_empty()
+            && self.webhook_id.is_empty()
+            && self.object_type.is_empty()
+            && self.event.is_empty()
+            && self.since.is_none()
+    }
+
+    /// The same filter, narrowed to deliveries in one of `allowed`; `None` when nothing it
+    /// could match is allowed.
+    pub fn restricted_to(&self, allowed: &[Status]) -> Option<DeliveryFilter> {
+        let status: Vec<Status> = if self.status.is_empty() {
+            allowed.to_vec()
+        } else {
+            self.status.iter().copied().filter(|s| allowed.contains(s)).collect()
+        };
+        if status.is_empty() {
+            return None;
+        }
+        Some(DeliveryFilter { status, ..self.clone() })
+    }
+}
+
+/// The queue at a glance.
+#[derive(Debug, Clone)]
+pub struct QueueStats {
+    /// Deliveries per status, every status listed.
+    pub counts: Vec<(Status, i64)>,
+    /// When the oldest delivery still waiting (queued or retrying) was created.
+    pub oldest_waiting: Option<DateTime<Utc>>,
+    /// Failed attempts since the time asked about.
+    pub failed_attempts: i64,
+}
+
+/// Every status with its count (0 for those a backend did not list).
+pub fn all_counts(found: &[(Status, i64)]) -> Vec<(Status, i64)> {
+    Status::ALL
+        .iter()
+        .map(|s| (*s, found.iter().filter(|(f, _)| f == s).map(|(_, n)| n).sum()))
+        .collect()
+}
+
+/// What a request for events wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    pub event_id: i64,
+    pub deliveries: usize,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SCHEDULE: [f64; 2] = [5.0, 300.0];
-
-    fn policy() -> Policy<'static> {
-        Policy {
-            schedule: &SCHEDULE,
-            jitter: 0.0,
-            throttle_min: Duration::from_secs(60),
-            retry_after_max: Duration::from_secs(3600),
-        }
-    }
-
-    fn status(s: u16) -> Observed {
-        Observed {
-            status: Some(s),
-            ..Observed::default()
-        }
+    #[test]
+    fn plans_take_free_slots_and_lease_by_timeout() {
+        let now = Utc::now();
+        let mut limits = ClaimLimits::total(10, vec![1, 2, 3, 4]);
+        limits.webhook_default = 4;
+        limits.per_webhook.insert(2, 0);
+        limits.per_webhook.insert(3, 20);
+        let plan = ClaimPlan::new(&limits, now, Duration::from_secs(30), |id| {
+            (id != 4).then(|| Duration::from_secs(id as u64))
+        });
+        let arms: Vec<(i64, usize)> = plan.arms.iter().map(|a| (a.webhook_id, a.limit)).collect();
+        assert_eq!(arms, vec![(1, 4), (3, 10)]);
+        assert_eq!(plan.arms[0].lease_until, now + chrono::Duration::seconds(31));
+        assert_eq!(plan.arms[1].lease_until, now + chrono::Duration::seconds(33));
     }
 
     #[test]
-    fn follows_the_schedule_then_stops() {
-        let s = [5.0, 300.0];
-        assert_eq!(next_delay(&s, 1, 0.0, 0.3), Some(Duration::from_secs(5)));
-        assert_eq!(next_delay(&s, 2, 0.0, 0.9), Some(Duration::from_secs(300)));
-        assert_eq!(next_delay(&s, 3, 0.0, 0.5), None);
-        assert_eq!(next_delay(&[], 1, 0.2, 0.5), None);
-        assert_eq!(next_delay(&s, 0, 0.2, 0.5), None);
-    }
-
-    #[test]
-    fn jitter_spreads_both_ways() {
-        let s = [100.0];
-        assert_eq!(next_delay(&s, 1, 0.2, 0.0), Some(Duration::from_secs(80)));
-        assert_eq!(next_delay(&s, 1, 0.2, 0.5), Some(Duration::from_secs(100)));
-        let high = next_delay(&s, 1, 0.2, 0.999_999).unwrap().as_secs_f64();
-        assert!((119.9..120.0).contains(&high), "{high}");
-    }
-
-    #[test]
-    fn verdicts() {
-        let p = policy();
-        assert_eq!(decide(&p, 1, &status(204), 0.5), Verdict::Succeeded);
-        assert_eq!(
-            decide(&p, 1, &status(500), 0.5),
-            Verdict::RetryAfter(Duration::from_secs(5))
-        );
-        assert_eq!(decide(&p, 3, &status(500), 0.5), Verdict::Failed);
-        assert_eq!(decide(&p, 1, &status(410), 0.5), Verdict::Failed);
-        assert_eq!(
-            decide(&p, 1, &Observed::default(), 0.5),
-            Verdict::RetryAfter(Duration::from_secs(5))
-        );
-        for s in [429, 502, 503, 504] {
-            assert_eq!(
-                decide(&p, 1, &status(s), 0.5),
-                Verdict::RetryAfter(Duration::from_secs(60)),
-                "{s}"
-            );
-        }
-        let timeout = Observed {
-            timed_out: true,
-            ..Observed::default()
+    fn manual_actions_narrow_filters() {
+        let f = DeliveryFilter::ids(vec![1]);
+        assert_eq!(f.restricted_to(&Status::DELETABLE).unwrap().status, Status::DELETABLE);
+        let only_flying = DeliveryFilter {
+            status: vec![Status::InFlight],
+            ..DeliveryFilter::default()
+        };
+        assert!(only_flying.restricted_to(&Status::RETRYABLE).is_none());
+        let mixed = DeliveryFilter {
+            status: vec![Status::InFlight, Status::Failed],
+            ..DeliveryFilter::default()
         };
         assert_eq!(
-            decide(&p, 1, &timeout, 0.5),
-            Verdict::RetryAfter(Duration::from_secs(60))
-        );
-        // The schedule wins when it asks for longer.
-        assert_eq!(
-            decide(&p, 2, &status(503), 0.5),
-            Verdict::RetryAfter(Duration::from_secs(300))
-        );
-    }
-
-    #[test]
-    fn retry_after_is_honoured_but_clamped() {
-        let p = policy();
-        let asked = |secs| Observed {
-            status: Some(429),
-            retry_after: Some(Duration::from_secs(secs)),
-            ..Observed::default()
-        };
-        assert_eq!(
-            decide(&p, 1, &asked(120), 0.5),
-            Verdict::RetryAfter(Duration::from_secs(120))
+            mixed.restricted_to(&Status::RETRYABLE).unwrap().status,
+            vec![Status::Failed]
         );
         assert_eq!(
-            decide(&p, 1, &asked(1), 0.5),
-            Verdict::RetryAfter(Duration::from_secs(60))
+            all_counts(&[(Status::Failed, 2)]),
+            vec![
+                (Status::Queued, 0),
+                (Status::InFlight, 0),
+                (Status::Retrying, 0),
+                (Status::Succeeded, 0),
+                (Status::Failed, 2)
+            ]
         );
-        assert_eq!(
-            decide(&p, 1, &asked(86_400), 0.5),
-            Verdict::RetryAfter(Duration::from_secs(3600))
-        );
-        // Retry-After does not revive an exhausted schedule.
-        assert_eq!(decide(&p, 3, &asked(10), 0.5), Verdict::Failed);
-    }
-
-    #[test]
-    fn parses_retry_after() {
-        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(
-            parse_retry_after("Thu, 01 Jan 2026 00:01:30 GMT", now),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

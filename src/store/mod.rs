@@ -1,316 +1,221 @@
-//! Storage: one contract, one implementation per database. The deliveries table is both the
-//! queue and the delivery log.
+//! Storage: one contract, one implementation per database. A backend holds SQL, row mapping
+//! and the mapping of its errors into `StoreError`; the rules that decide what to write live
+//! above it (`outbox`, `objects::engine`, `queue`, `service`). Every backend passes the same
+//! contract tests (`tests/store_contract.rs`).
+//!
+//! The contract is split by what it stores: users and tokens, webhooks, objects and their
+//! change log, the queue (events, deliveries and attempts), worker heartbeats; `Store` is
+//! their sum, plus migrations and the write transaction in which object writes and the
+//! outbox run.
 
+pub mod sql;
 pub mod sqlite;
 
+use crate::auth::{Token, User};
+use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
-use crate::objects::engine::{WriteError, WriteRequest, Written};
-use crate::objects::query::ObjectQuery;
-use crate::objects::{Change, ChangeFilter, Obj};
+use crate::objects::{ObjectRead, ObjectTx};
+use crate::page::Page;
+use crate::queue::{Attempt, ClaimPlan, ClaimedRow, Delivery, DeliveryFilter, Outcome, Status};
 use crate::webhooks::Webhook;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
-/// What can go wrong in storage, as callers need to tell it apart.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("not found")]
-    NotFound,
-    /// A uniqueness rule was broken; the text names the constraint's columns.
-    #[error("conflict: {0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
+pub use crate::error::{StoreError, StoreResultExt, Unique, WriteError};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A user account.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: i64,
-    pub username: String,
-    pub password_hash: String,
-    pub is_superuser: bool,
-    pub created: DateTime<Utc>,
-}
-
-/// An API token (its key is only ever known when created).
-#[derive(Debug, Clone)]
-pub struct Token {
-    pub id: i64,
-    pub user_id: i64,
-    pub write_enabled: bool,
-    pub description: String,
-    pub created: DateTime<Utc>,
-}
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Queued,
-    InFlight,
-    Retrying,
-    Succeeded,
-    Failed,
-}
-
-impl Status {
-    pub const ALL: [Status; 5] = [
-        Status::Queued,
-        Status::InFlight,
-        Status::Retrying,
-        Status::Succeeded,
-        Status::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::InFlight => "in_flight",
-            Status::Retrying => "retrying",
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Queued => "Queued",
-            Status::InFlight => "In flight",
-            Status::Retrying => "Retrying",
-            Status::Succeeded => "Succeeded",
-            Status::Failed => "Failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
-
-/// One event × one webhook.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub id: i64,
-    pub event_id: i64,
-    pub webhook_id: i64,
-    pub webhook_name: String,
-    pub event_kind: String,
-    pub object_type: String,
-    pub status: Status,
-    pub attempts: i64,
-    pub next_attempt_at: DateTime<Utc>,
-    pub created: DateTime<Utc>,
-    pub last_updated: DateTime<Utc>,
-    pub last_error: Option<String>,
-    pub last_status_code: Option<i64>,
-}
-
-/// One HTTP exchange of a delivery.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub delivery_id: i64,
-    pub started: DateTime<Utc>,
-    pub duration_ms: f64,
-    pub request_method: String,
-    pub request_url: String,
-    pub request_headers: Vec<(String, String)>,
-    pub request_body: String,
-    pub response_status: Option<u16>,
-    pub response_headers: Vec<(String, String)>,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-}
-
-/// A delivery the worker has claimed: the lease is its until `lease_until`.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub delivery_id: i64,
-    pub webhook_id: i64,
-    /// Attempts so far, this one included.
-    pub attempt: i64,
-    pub event: Arc<Event>,
-}
-
-/// Which deliveries one claim may take: of the listed webhooks only, `total` at most, and
-/// no more of one webhook than its limit.
-#[derive(Debug, Clone, Default)]
-pub struct ClaimLimits {
-    /// In all.
-    pub total: usize,
-    /// The webhooks to claim for.
-    pub webhooks: Vec<i64>,
-    /// Of one webhook, unless `per_webhook` says otherwise.
-    pub webhook_default: usize,
-    /// Of these webhooks (0 skips one), e.g. when its destination has few free slots.
-    pub per_webhook: std::collections::HashMap<i64, usize>,
-}
-
-impl ClaimLimits {
-    /// Up to `total`, from any of `webhooks`.
-    pub fn total(total: usize, webhooks: Vec<i64>) -> ClaimLimits {
-        ClaimLimits {
-            total,
-            webhooks,
-            webhook_default: total,
-            per_webhook: Default::default(),
-        }
-    }
-
-    /// The most one claim may take of `webhook_id`.
-    pub fn of(&self, webhook_id: i64) -> usize {
-        self.per_webhook
-            .get(&webhook_id)
-            .copied()
-            .unwrap_or(self.webhook_default)
-            .min(self.total)
-    }
-}
-
-/// What became of one claimed delivery.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub delivery_id: i64,
-    /// `None` when nothing was sent (e.g. the template failed).
-    pub attempt: Option<Attempt>,
-    pub error: Option<String>,
-    pub status_code: Option<u16>,
-    /// `Succeeded`, `Retrying` (with `next_attempt_at`) or `Failed`.
-    pub status: Status,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-}
-
-/// Filters of the deliveries list.
-#[derive(Debug, Clone, Default)]
-pub struct DeliveryFilter {
-    pub id: Vec<i64>,
-    pub status: Vec<Status>,
-    pub webhook_id: Vec<i64>,
-    pub object_type: Vec<String>,
-    pub event: Vec<String>,
-    /// Created at or after this time.
-    pub since: Option<DateTime<Utc>>,
-}
-
-impl DeliveryFilter {
-    pub fn ids(ids: Vec<i64>) -> DeliveryFilter {
-        DeliveryFilter {
-            id: ids,
-            ..DeliveryFilter::default()
-        }
-    }
-}
-
-/// The queue at a glance.
-#[derive(Debug, Clone)]
-pub struct QueueStats {
-    /// Deliveries per status.
-    pub counts: Vec<(Status, i64)>,
-    /// When the oldest delivery still waiting (queued or retrying) was created.
-    pub oldest_waiting: Option<DateTime<Utc>>,
-    /// Failed attempts since the time asked about.
-    pub failed_attempts: i64,
-}
-
-/// What a request for events wrote.
-#[derive(Debug, Clone, Serialize)]
-pub struct Recorded {
-    pub event_id: i64,
-    pub deliveries: usize,
-}
-
-/// The storage contract; every backend passes the same tests.
+/// Users and their API tokens. Token keys are stored as hashes only.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Applies pending migrations.
-    async fn migrate(&self) -> Result<()>;
-
+pub trait UserStore: Send + Sync {
     async fn user_count(&self) -> Result<i64>;
-    async fn create_user(&self, username: &str, password_hash: &str, superuser: bool) -> Result<User>;
-    async fn user_by_name(&self, username: &str) -> Result<User>;
-    async fn create_token(&self, user_id: i64, key_hash: &str, write_enabled: bool, description: &str)
-        -> Result<Token>;
-    /// The token with this key hash and its user.
-    async fn token_by_hash(&self, key_hash: &str) -> Result<(Token, User)>;
+    /// `Unique(USERNAME)` when the name is taken.
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        superuser: bool,
+        now: DateTime<Utc>,
+    ) -> Result<User>;
     async fn user(&self, id: i64) -> Result<User>;
+    async fn user_by_name(&self, username: &str) -> Result<User>;
+    /// Every user, by name.
     async fn users(&self) -> Result<Vec<User>>;
     /// Saves username, password hash and superuser flag.
     async fn update_user(&self, user: &User) -> Result<()>;
     /// Deletes a user and their tokens.
     async fn delete_user(&self, id: i64) -> Result<()>;
+    /// `Unique(TOKEN_KEY)` when a token has this key already.
+    async fn create_token(
+        &self,
+        user_id: i64,
+        key_hash: &str,
+        write_enabled: bool,
+        description: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Token>;
     async fn token(&self, id: i64) -> Result<(Token, User)>;
-    /// Tokens with their users, of one user or of all.
+    /// The token with this key hash, and its user.
+    async fn token_by_hash(&self, key_hash: &str) -> Result<(Token, User)>;
+    /// Tokens with their users, of one user or of all, by id.
     async fn tokens(&self, user_id: Option<i64>) -> Result<Vec<(Token, User)>>;
     async fn delete_token(&self, id: i64) -> Result<()>;
+}
 
+/// Webhooks. Writes are all or none.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Every webhook, by name then id.
     async fn webhooks(&self) -> Result<Vec<Webhook>>;
-    /// Every webhook's id and `last_updated`: enough to tell whether a cached copy is current.
+    /// Every webhook's id and `last_updated`, by id: enough to tell whether a copy is current.
     async fn webhook_versions(&self) -> Result<Vec<(i64, DateTime<Utc>)>>;
+    /// The webhooks with these ids that exist.
     async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>>;
-    /// Inserts all or none; returns them with ids.
-    async fn create_webhooks(&self, webhooks: Vec<Webhook>) -> Result<Vec<Webhook>>;
-    /// Replaces all or none (`NotFound` if one is gone).
-    async fn update_webhooks(&self, webhooks: Vec<Webhook>) -> Result<Vec<Webhook>>;
-    /// Deletes all or none, with their deliveries.
+    /// Inserts them; returns them with ids, `created` and `last_updated` set to `now`.
+    /// `Unique(WEBHOOK_NAME)` when a name is taken.
+    async fn create_webhooks(&self, webhooks: Vec<Webhook>, now: DateTime<Utc>) -> Result<Vec<Webhook>>;
+    /// Replaces them (`NotFound` if one is gone); `last_updated` becomes `now`.
+    async fn update_webhooks(&self, webhooks: Vec<Webhook>, now: DateTime<Utc>) -> Result<Vec<Webhook>>;
+    /// Deletes them with their deliveries (`NotFound` if one is gone).
     async fn delete_webhooks(&self, ids: &[i64]) -> Result<()>;
+}
 
-    /// In one transaction: the events, and one delivery for each enabled webhook each matches.
-    async fn record_events(&self, events: Vec<Event>, now: DateTime<Utc>) -> Result<Vec<Recorded>>;
+/// Objects (reads; writes go through `Store::write`) and the change log.
+#[async_trait]
+pub trait ObjectStore: ObjectRead {
+    /// One page of changes, newest first, and how many match.
+    async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Change>>;
+    /// Deletes up to `limit` changes older than `before`, oldest first; returns how many.
+    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
+}
 
-    /// Applies one API request's object writes in one transaction: objects, their changes,
-    /// one event per object touched and the deliveries of matching webhooks; nothing on error.
-    /// Returns what was written and how many deliveries were queued.
-    async fn write_objects(
-        &self,
-        catalog: Arc<crate::catalog::Catalog>,
-        req: WriteRequest,
-    ) -> std::result::Result<(Written, usize), WriteError>;
-    /// One page of the objects of `ty` matching `query`, and how many match in all.
-    async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<(i64, Vec<Obj>)>;
-    /// The objects of `ty` with these ids that exist.
-    async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>;
-    /// One page of object changes, newest first, and how many match.
-    async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<(i64, Vec<Change>)>;
+/// What a claim took: the rows, and the events they belong to (each once).
+#[derive(Debug, Default)]
+pub struct ClaimedBatch {
+    pub rows: Vec<ClaimedRow>,
+    pub events: Vec<Event>,
+}
 
-    /// Claims due deliveries (queued, retrying, or in flight with an expired lease), the
-    /// oldest first, within `limits`. The lease lasts the webhook's timeout plus
-    /// `lease_margin_secs`.
-    async fn claim(&self, now: DateTime<Utc>, limits: &ClaimLimits, lease_margin_secs: u64) -> Result<Vec<Claimed>>;
-    /// Records outcomes of claimed deliveries in one transaction.
-    async fn complete(&self, outcomes: Vec<Outcome>, now: DateTime<Utc>) -> Result<()>;
-    /// Puts claimed deliveries back in the queue, due now (a worker shutting down).
+/// The queue: events, deliveries and their attempts.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Runs `plan` (see `ClaimPlan`): the due deliveries it takes become in flight, in one
+    /// transaction.
+    async fn claim(&self, plan: &ClaimPlan) -> Result<ClaimedBatch>;
+    /// Records `outcomes` in one transaction: each attempt, and each delivery's status, error,
+    /// status code and `next_attempt_at` as given, for deliveries still in flight (others are
+    /// left as they are). `ForeignKey` (nothing written) when a delivery no longer exists.
+    async fn complete(&self, outcomes: Arc<[Outcome]>, now: DateTime<Utc>) -> Result<()>;
+    /// Which of these deliveries exist.
+    async fn existing_deliveries(&self, ids: &[i64]) -> Result<Vec<i64>>;
+    /// Puts in-flight deliveries back in the queue, due `now`, without counting the attempt
+    /// they were claimed for (a worker shutting down before sending them).
     async fn release(&self, delivery_ids: &[i64], now: DateTime<Utc>) -> Result<()>;
-    /// When the next delivery falls due, if any is waiting.
+    /// When the next claimable delivery falls due, if any.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
-
-    async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<(i64, Vec<Delivery>)>;
+    /// One page of deliveries, newest first, and how many match.
+    async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>>;
     async fn delivery(&self, id: i64) -> Result<Delivery>;
+    /// A delivery's attempts, oldest first.
     async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>>;
     async fn event(&self, id: i64) -> Result<Event>;
-    /// Deliveries per status.
-    async fn queue_counts(&self) -> Result<Vec<(Status, i64)>>;
-    /// Records that worker `id` (on `host`, process `pid`) is alive now.
+    /// Deliveries per status (statuses with none may be left out).
+    async fn status_counts(&self) -> Result<Vec<(Status, i64)>>;
+    /// When the oldest delivery in one of `statuses` was created.
+    async fn oldest_created(&self, statuses: &[Status]) -> Result<Option<DateTime<Utc>>>;
+    /// Attempts that failed at or after `since`.
+    async fn failed_attempts_since(&self, since: DateTime<Utc>) -> Result<i64>;
+    /// Makes every matching delivery queued and due `now`; returns how many.
+    async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64>;
+    /// Deletes every matching delivery with its attempts; returns how many.
+    async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64>;
+    /// Deletes up to `limit` deliveries (with their attempts), succeeded ones last changed
+    /// before `succeeded_before` and failed ones before `failed_before`; returns how many.
+    async fn purge_deliveries(
+        &self,
+        succeeded_before: DateTime<Utc>,
+        failed_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64>;
+    /// Deletes up to `limit` events created before `before` that have no delivery left.
+    async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
+}
+
+/// Delivery workers, by heartbeat.
+#[async_trait]
+pub trait WorkerStore: Send + Sync {
+    /// Records that worker `id` (on `host`, process `pid`) is alive at `now`.
     async fn worker_heartbeat(&self, id: &str, host: &str, pid: u32, now: DateTime<Utc>) -> Result<()>;
     /// Forgets a worker that stopped.
     async fn worker_gone(&self, id: &str) -> Result<()>;
     /// Workers whose last heartbeat is at or after `since`.
     async fn workers_seen_since(&self, since: DateTime<Utc>) -> Result<i64>;
-    /// Counts, the oldest waiting delivery, and failed attempts since `since`.
-    async fn queue_stats(&self, since: DateTime<Utc>) -> Result<QueueStats>;
-    /// Makes the matching deliveries that are not in flight due now; returns how many.
-    async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64>;
-    /// Deletes the matching queued, retrying or failed deliveries; returns how many.
-    async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64>;
-    /// Deletes up to `limit` succeeded deliveries last changed before `succeeded_before` and
-    /// failed ones before `failed_before` (with their attempts), and events older than
-    /// `succeeded_before` left without deliveries. Returns how many rows went.
-    async fn purge(&self, succeeded_before: DateTime<Utc>, failed_before: DateTime<Utc>, limit: i64) -> Result<u64>;
-    /// Deletes up to `limit` object changes older than `before`; returns how many.
-    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
+}
+
+/// What runs inside one write transaction: object primitives, and the outbox's.
+#[async_trait]
+pub trait WriteTx: ObjectTx {
+    /// Enabled webhooks' ids and `last_updated`, as this transaction sees them.
+    async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>>;
+    /// The enabled webhooks, as this transaction sees them.
+    async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>>;
+    /// Stores an event; returns its id.
+    async fn insert_event(&mut self, event: &Event, now: DateTime<Utc>) -> Result<i64>;
+    /// Queues one delivery of event `event_id` per webhook, due `now`.
+    async fn insert_deliveries(
+        &mut self,
+        event_id: i64,
+        event: &Event,
+        webhooks: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+}
+
+/// A boxed future borrowing the transaction.
+pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 't>>;
+
+/// Work to run in one write transaction.
+pub type WriteJob = Box<dyn for<'t> FnOnce(&'t mut dyn WriteTx) -> TxFuture<'t> + Send>;
+
+/// The whole contract.
+#[async_trait]
+pub trait Store: UserStore + WebhookStore + ObjectStore + QueueStore + WorkerStore + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// Runs `job` in one write transaction: commits when it returns `Ok`, rolls everything
+    /// back when it returns `Err`. Wakes workers when it queued deliveries.
+    async fn write(&self, job: WriteJob) -> Result<(), WriteError>;
+    /// Notified whenever a commit makes deliveries due now (a write that queued some, a
+    /// requeue, a release), in this process; a backend shared by many processes also passes
+    /// on other processes' commits.
+    fn queue_signal(&self) -> Arc<Notify>;
+}
+
+/// Runs `job` in one write transaction and returns what it produced.
+pub async fn in_write_tx<T, F>(store: &dyn Store, job: F) -> Result<T, WriteError>
+where
+    T: Send + 'static,
+    F: for<'t> FnOnce(&'t mut dyn WriteTx) -> Pin<Box<dyn Future<Output = Result<T, WriteError>> + Send + 't>>
+        + Send
+        + 'static,
+{
+    let slot: Arc<std::sync::Mutex<Option<T>>> = Arc::default();
+    let out = slot.clone();
+    store
+        .write(Box::new(move |tx| {
+            Box::pin(async move {
+                let value = job(tx).await?;
+                *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+                Ok(())
+            })
+        }))
+        .await?;
+    let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    value.ok_or_else(|| WriteError::Store(StoreError::Other(anyhow::anyhow!("a write job ended without a result"))))
 }
 
 /// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`).

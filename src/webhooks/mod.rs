@@ -1,8 +1,6 @@
 //! Webhooks: their fields and rules (NetBox's), their REST view, and which events they match.
 
 pub mod conditions;
-pub mod pyformat;
-pub mod pyjson;
 pub mod request;
 pub mod template;
 
@@ -12,8 +10,58 @@ use crate::validate::{FieldErrors, Reader};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-/// HTTP methods a webhook may use.
-pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// The HTTP methods a webhook may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl HttpMethod {
+    pub const ALL: [HttpMethod; 5] = [
+        HttpMethod::Get,
+        HttpMethod::Post,
+        HttpMethod::Put,
+        HttpMethod::Patch,
+        HttpMethod::Delete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+
+    /// `GET`, `POST`, ... (upper case, as NetBox stores them).
+    pub fn parse(s: &str) -> Option<HttpMethod> {
+        HttpMethod::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+impl serde::Serialize for HttpMethod {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl From<HttpMethod> for reqwest::Method {
+    fn from(m: HttpMethod) -> reqwest::Method {
+        match m {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        }
+    }
+}
 
 /// A webhook as stored.
 #[derive(Clone, PartialEq)]
@@ -26,7 +74,7 @@ pub struct Webhook {
     pub type_delete: bool,
     pub enabled: bool,
     pub payload_url: String,
-    pub http_method: String,
+    pub http_method: HttpMethod,
     pub http_content_type: String,
     pub additional_headers: String,
     pub body_template: String,
@@ -67,7 +115,7 @@ impl Webhook {
             type_delete: false,
             enabled: true,
             payload_url: String::new(),
-            http_method: "POST".into(),
+            http_method: HttpMethod::Post,
             http_content_type: "application/json".into(),
             additional_headers: String::new(),
             body_template: String::new(),
@@ -106,7 +154,7 @@ impl Webhook {
             "type_delete": self.type_delete,
             "payload_url": self.payload_url,
             "enabled": self.enabled,
-            "http_method": self.http_method,
+            "http_method": self.http_method.as_str(),
             "http_content_type": self.http_content_type,
             "additional_headers": self.additional_headers,
             "body_template": self.body_template,
@@ -146,7 +194,16 @@ impl Webhook {
             self.payload_url = v.trim().to_string();
         }
         if let Some(v) = r.string("http_method") {
-            self.http_method = v;
+            match HttpMethod::parse(&v) {
+                Some(m) => self.http_method = m,
+                None => r.errors.add(
+                    "http_method",
+                    format!(
+                        "\"{v}\" is not a valid choice: use one of {}.",
+                        HttpMethod::ALL.map(HttpMethod::as_str).join(", ")
+                    ),
+                ),
+            }
         }
         if let Some(v) = r.string("http_content_type") {
             self.http_content_type = v.trim().to_string();
@@ -237,16 +294,6 @@ impl Webhook {
                 errors.add("payload_url", msg);
             }
         }
-        if !has(errors, "http_method") && !METHODS.contains(&self.http_method.as_str()) {
-            errors.add(
-                "http_method",
-                format!(
-                    "\"{}\" is not a valid choice: use one of {}.",
-                    self.http_method,
-                    METHODS.join(", ")
-                ),
-            );
-        }
         if !has(errors, "http_content_type") {
             if self.http_content_type.is_empty() {
                 errors.add("http_content_type", "This field may not be blank.");
@@ -282,32 +329,34 @@ impl Webhook {
 }
 
 /// Webhooks with their conditions parsed once, to match many events.
-pub struct Matcher<'a> {
-    webhooks: Vec<(&'a Webhook, Option<conditions::Conditions>)>,
+pub struct Matcher {
+    webhooks: Vec<(Webhook, Option<conditions::Conditions>)>,
 }
 
-impl<'a> Matcher<'a> {
-    pub fn new(webhooks: &'a [Webhook]) -> Matcher<'a> {
+impl Matcher {
+    pub fn new(webhooks: Vec<Webhook>) -> Matcher {
         let webhooks = webhooks
-            .iter()
-            .map(|w| match w.conditions.as_ref().map(conditions::Conditions::parse) {
-                Some(Err(e)) => {
-                    tracing::error!(webhook_id = w.id, error = %e, "stored conditions are invalid; the webhook matches nothing");
-                    (w, Some(conditions::Conditions::Any(Vec::new())))
-                }
-                Some(Ok(c)) => (w, Some(c)),
-                None => (w, None),
+            .into_iter()
+            .map(|w| {
+                let parsed = match w.conditions.as_ref().map(conditions::Conditions::parse) {
+                    Some(Err(e)) => {
+                        tracing::error!(webhook_id = w.id, error = %e, "stored conditions are invalid; the webhook matches nothing");
+                        Some(conditions::Conditions::Any(Vec::new()))
+                    }
+                    other => other.transpose().ok().flatten(),
+                };
+                (w, parsed)
             })
             .collect();
         Matcher { webhooks }
     }
 
     /// The webhooks `event` fires: enabled, of its type and kind, and its conditions hold.
-    pub fn matching<'e>(&'e self, event: &'e Event) -> impl Iterator<Item = &'a Webhook> + 'e {
+    pub fn matching<'e>(&'e self, event: &'e Event) -> impl Iterator<Item = &'e Webhook> + 'e {
         self.webhooks
             .iter()
             .filter(|(w, c)| w.matches(event) && c.as_ref().is_none_or(|c| c.eval(&event.data, &event.snapshots)))
-            .map(|(w, _)| *w)
+            .map(|(w, _)| w)
     }
 }
 
@@ -381,7 +430,7 @@ mod tests {
         let ok = json!({"name": "a", "content_types": ["dcim.site"], "type_create": true,
                         "payload_url": "https://h/{{ model }}"});
         let w = Webhook::blank().apply(&ok, &c, false).unwrap();
-        assert_eq!((w.http_method.as_str(), w.timeout), ("POST", 15));
+        assert_eq!((w.http_method, w.timeout), (HttpMethod::Post, 15));
         let patched = w.apply(&json!({"timeout": 0}), &c, true).unwrap_err();
         assert!(patched.0.contains_key("timeout"));
     }

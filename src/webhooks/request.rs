@@ -1,6 +1,6 @@
 //! The exact request a webhook sends for an event: URL, headers, body and signature.
 
-use super::{template, Webhook};
+use super::{template, HttpMethod, Webhook};
 use crate::events::Event;
 use hmac::{Hmac, Mac};
 use minijinja::Environment;
@@ -13,7 +13,7 @@ pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
 /// A request ready to send.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outgoing {
-    pub method: String,
+    pub method: HttpMethod,
     pub url: String,
     /// In sending order; names as written.
     pub headers: Vec<(String, String)>,
@@ -130,7 +130,7 @@ impl Compiled {
         }
 
         Ok(Outgoing {
-            method: webhook.http_method.clone(),
+            method: webhook.http_method,
             url,
             headers,
             body,

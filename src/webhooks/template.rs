@@ -3,7 +3,7 @@
 //! filters users rely on keep Jinja2's edge cases. Run time is bounded by fuel and output by a
 //! size cap.
 
-use super::{pyformat, pyjson};
+use crate::python::{self, json as pyjson, py_str};
 use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value};
 use std::fmt::Write;
@@ -24,7 +24,7 @@ pub fn environment() -> Environment<'static> {
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     minijinja_contrib::add_to_environment(&mut env);
     env.add_filter("format", |fmt: &Value, args: Rest<Value>| {
-        pyformat::format(&py_str(fmt), &args)
+        python::format::format(&py_str(fmt), &args)
     });
     env.add_filter("join", join);
     env.add_filter("tojson", tojson);
@@ -90,102 +90,6 @@ pub fn render(env: &Environment<'_>, name: &str, ctx: &Value) -> Result<String, 
 fn python_formatter(out: &mut Output<'_>, _state: &State<'_, '_>, value: &Value) -> Result<(), Error> {
     let text = py_str(value);
     out.write_str(&text).map_err(Error::from)
-}
-
-/// Python's `str(value)`.
-pub fn py_str(value: &Value) -> String {
-    match value.kind() {
-        ValueKind::Undefined => String::new(),
-        ValueKind::String => value.as_str().unwrap_or_default().to_string(),
-        _ => py_repr(value),
-    }
-}
-
-/// Python's `repr(value)`.
-pub fn py_repr(value: &Value) -> String {
-    let mut out = String::new();
-    write_repr(&mut out, value);
-    out
-}
-
-fn write_repr(out: &mut String, value: &Value) {
-    match value.kind() {
-        ValueKind::Undefined => {}
-        ValueKind::None => out.push_str("None"),
-        ValueKind::Bool => out.push_str(if value.is_true() { "True" } else { "False" }),
-        ValueKind::Number => {
-            if let Ok(f) = f64::try_from(value.clone()) {
-                if value.as_i64().is_none() && !is_integer_repr(value) {
-                    out.push_str(&pyjson::float_repr(f));
-                    return;
-                }
-            }
-            let _ = write!(out, "{value}");
-        }
-        ValueKind::String => write_str_repr(out, value.as_str().unwrap_or_default()),
-        ValueKind::Seq | ValueKind::Iterable => {
-            out.push('[');
-            if let Ok(iter) = value.try_iter() {
-                for (i, item) in iter.enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    write_repr(out, &item);
-                }
-            }
-            out.push(']');
-        }
-        ValueKind::Map => {
-            out.push('{');
-            if let Ok(iter) = value.try_iter() {
-                for (i, key) in iter.enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    write_repr(out, &key);
-                    out.push_str(": ");
-                    let item = value.get_item(&key).unwrap_or_default();
-                    write_repr(out, &item);
-                }
-            }
-            out.push('}');
-        }
-        _ => {
-            let _ = write!(out, "{value}");
-        }
-    }
-}
-
-fn is_integer_repr(value: &Value) -> bool {
-    let s = value.to_string();
-    !s.contains(['.', 'e', 'E', 'n', 'N'])
-}
-
-/// Python's string `repr`: single quotes unless the text has `'` and no `"`.
-fn write_str_repr(out: &mut String, s: &str) {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
 }
 
 /// Jinja2's `tojson`: `json.dumps` with sorted keys, then `<`, `>`, `&`, `'` escaped.

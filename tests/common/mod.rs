@@ -74,19 +74,11 @@ impl TestApp {
         let mut config = test_config(dir.path());
         tweak(&mut config);
         let app = App::open(config).await.expect("open Herald");
-        let store = app.state.store.clone();
-        let admin = herald::auth::create_user(store.as_ref(), "admin", "admin-password", true)
-            .await
-            .unwrap();
-        let token = herald::auth::create_token(store.as_ref(), &admin, None, true, "test")
-            .await
-            .unwrap();
-        let reader = herald::auth::create_user(store.as_ref(), "reader", "reader-password", false)
-            .await
-            .unwrap();
-        let read_only_token = herald::auth::create_token(store.as_ref(), &reader, None, false, "test")
-            .await
-            .unwrap();
+        let svc = app.services();
+        let admin = svc.add_user("admin", "admin-password", true).await.unwrap();
+        let token = svc.add_token(admin, None, true, "test").await.unwrap().key;
+        let reader = svc.add_user("reader", "reader-password", false).await.unwrap();
+        let read_only_token = svc.add_token(reader, None, false, "test").await.unwrap().key;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();

@@ -2,6 +2,7 @@
 //! `", "` and `": "` separators, non-ASCII escaped as `\uXXXX` (surrogate pairs above the BMP),
 //! floats as Python's `repr`.
 
+use super::float_repr;
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -117,34 +118,6 @@ pub fn write_str(out: &mut String, s: &str) {
         }
     }
     out.push('"');
-}
-
-/// Python's `float.__repr__`: shortest round-trip digits; positional notation for decimal
-/// exponents from -4 up to 15, scientific (`1e+16`, `1.5e-05`) outside; `NaN`, `Infinity`.
-pub fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    // `{:e}` gives the shortest round-trip digits as d.ddde±x.
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..16).contains(&exp) {
-        let mut s = format!("{f}");
-        if !s.contains('.') {
-            s.push_str(".0");
-        }
-        s
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    }
 }
 
 #[cfg(test)]

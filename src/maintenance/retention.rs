@@ -1,5 +1,5 @@
-//! Retention: finished deliveries, and object changes, are purged after their age, in small
-//! batches, so the purge never holds the database for long.
+//! Retention: finished deliveries (then events left without any), and object changes, are
+//! purged after their age, in small batches, so the purge never holds the database for long.
 
 use crate::config::RetentionConfig;
 use crate::store::Store;
@@ -26,9 +26,12 @@ pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &Ca
         total += in_batches("object changes", cancel, || store.purge_changes(before, BATCH)).await;
     }
     total += in_batches("deliveries", cancel, || {
-        store.purge(succeeded_before, failed_before, BATCH)
+        store.purge_deliveries(succeeded_before, failed_before, BATCH)
     })
     .await;
+    // Events go once no delivery needs them, and not before a succeeded delivery of theirs
+    // would have gone.
+    total += in_batches("events", cancel, || store.purge_events(succeeded_before, BATCH)).await;
     total
 }
 
@@ -36,7 +39,7 @@ pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &Ca
 async fn in_batches<F, Fut>(what: &str, cancel: &CancellationToken, mut purge: F) -> u64
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = crate::store::Result<u64>>,
+    Fut: std::future::Future<Output = Result<u64, crate::store::StoreError>>,
 {
     let mut total = 0;
     while !cancel.is_cancelled() {

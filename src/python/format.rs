@@ -1,7 +1,7 @@
 //! Python's printf-style `%` formatting, as Jinja2's `format` filter applies it:
 //! `"%s is %05.1f"|format(name, value)`.
 
-use super::template::{py_repr, py_str};
+use super::{float_repr, py_repr, py_str};
 use minijinja::value::ValueKind;
 use minijinja::{Error, ErrorKind, Value};
 use std::fmt::Write;
@@ -117,9 +117,7 @@ fn convert(conv: char, spec: &Spec, arg: &Value) -> Result<String, Error> {
             let body = if f.is_finite() {
                 format!("{:.*}", p, f.abs())
             } else {
-                super::pyjson::float_repr(f.abs())
-                    .to_lowercase()
-                    .replace("infinity", "inf")
+                float_repr(f.abs()).to_lowercase().replace("infinity", "inf")
             };
             spec.pad(format!("{}{body}", spec.sign(f.is_sign_negative())), true)
         }

@@ -1,0 +1,78 @@
+//! The change log as NetBox's REST API shows it: each change with its object's brief view
+//! while the object exists.
+
+use super::{Result, Services};
+use crate::changes::{Change, ChangeFilter};
+use crate::events::netbox_timestamp;
+use crate::page::Page;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// One change in NetBox's shape; `changed_object` is the object's brief view (or null) and
+/// `url`s are relative.
+pub fn change_json(c: &Change, changed_object: Value) -> Value {
+    let user = match c.user_id {
+        Some(id) => json!({
+            "id": id,
+            "url": format!("/api/users/users/{id}/"),
+            "display": c.user_name,
+            "username": c.user_name,
+        }),
+        None => Value::Null,
+    };
+    json!({
+        "id": c.id,
+        "url": format!("/api/extras/object-changes/{}/", c.id),
+        "display": format!("{} {}", c.object_repr, c.action.label().to_lowercase()),
+        "time": netbox_timestamp(c.time),
+        "user": user,
+        "user_name": c.user_name,
+        "request_id": c.request_id,
+        "action": {"value": c.action.as_str(), "label": c.action.label()},
+        "changed_object_type": c.object_type,
+        "changed_object_id": c.object_id,
+        "changed_object": changed_object,
+        "object_repr": c.object_repr,
+        "prechange_data": c.prechange_data,
+        "postchange_data": c.postchange_data,
+    })
+}
+
+impl Services {
+    /// One page of changes, newest first, in NetBox's shape.
+    pub async fn changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Value>> {
+        let page = self.store.object_changes(filter, limit, offset).await?;
+        let briefs = self.briefs_of(&page.items).await?;
+        let items = page
+            .items
+            .iter()
+            .map(|c| {
+                let brief = briefs.get(&(c.object_type.clone(), c.object_id)).cloned();
+                change_json(c, brief.unwrap_or(Value::Null))
+            })
+            .collect();
+        Ok(Page::new(page.count, items))
+    }
+
+    /// Brief views of the objects `changes` are about, those that still exist.
+    async fn briefs_of(&self, changes: &[Change]) -> Result<HashMap<(String, i64), Value>> {
+        let mut by_type: Vec<(String, Vec<i64>)> = Vec::new();
+        for c in changes {
+            match by_type.iter_mut().find(|(t, _)| *t == c.object_type) {
+                Some((_, ids)) => ids.push(c.object_id),
+                None => by_type.push((c.object_type.clone(), vec![c.object_id])),
+            }
+        }
+        let mut briefs = HashMap::new();
+        for (t, mut ids) in by_type {
+            let Some(ty) = self.catalog.get(&t) else { continue };
+            ids.sort_unstable();
+            ids.dedup();
+            let objs = self.store.get_objects(&t, &ids).await?;
+            for (obj, v) in objs.iter().zip(self.object_views(ty, &objs, true).await?) {
+                briefs.insert((t.clone(), obj.id), v);
+            }
+        }
+        Ok(briefs)
+    }
+}

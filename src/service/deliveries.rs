@@ -1,0 +1,119 @@
+//! The delivery log and the hand controls of the queue: what may be retried (anything not
+//! being sent right now) and deleted (queued, retrying or failed; succeeded ones stay until
+//! retention purges them), what a bulk retry touches when told nothing (the failed ones),
+//! and the queue's figures.
+
+use super::{Error, Result, Services};
+use crate::events::Event;
+use crate::maintenance::heartbeat;
+use crate::page::Page;
+use crate::queue::{all_counts, Attempt, Delivery, DeliveryFilter, QueueStats, Status};
+use chrono::{DateTime, Utc};
+
+/// One delivery with its attempts and its event.
+pub struct DeliveryDetail {
+    pub delivery: Delivery,
+    pub attempts: Vec<Attempt>,
+    pub event: Event,
+}
+
+/// The queue and the workers at a glance.
+pub struct QueueSummary {
+    /// Every status with its count.
+    pub counts: Vec<(Status, i64)>,
+    /// Workers whose heartbeat is recent, anywhere on the database.
+    pub workers: i64,
+}
+
+impl Services {
+    pub async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>> {
+        Ok(self.store.deliveries(filter, limit, offset).await?)
+    }
+
+    pub async fn delivery(&self, id: i64) -> Result<DeliveryDetail> {
+        let delivery = self.store.delivery(id).await?;
+        let attempts = self.store.attempts(id).await?;
+        let event = self.store.event(delivery.event_id).await?;
+        Ok(DeliveryDetail {
+            delivery,
+            attempts,
+            event,
+        })
+    }
+
+    /// A delivery the hand controls may act on: not being sent right now (and, to delete,
+    /// not succeeded).
+    async fn changeable(&self, id: i64, allowed: &[Status]) -> Result<()> {
+        let d = self.store.delivery(id).await?;
+        if allowed.contains(&d.status) {
+            return Ok(());
+        }
+        Err(Error::Conflict(match d.status {
+            Status::InFlight => format!("Delivery {id} is being sent right now; try again when it is done."),
+            _ => format!("Delivery {id} succeeded; succeeded deliveries stay in the log until retention purges them."),
+        }))
+    }
+
+    /// Sends a delivery again now: one more attempt, same event, same webhook.
+    pub async fn retry_delivery(&self, id: i64) -> Result<()> {
+        self.changeable(id, &Status::RETRYABLE).await?;
+        let filter = DeliveryFilter::ids(vec![id]).restricted_to(&Status::RETRYABLE);
+        if let Some(f) = filter {
+            self.store.requeue(&f, Utc::now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Retries every matching delivery that is not in flight; a filter naming neither ids nor
+    /// statuses means the failed ones. Returns how many.
+    pub async fn retry_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
+        let mut filter = filter.clone();
+        if filter.status.is_empty() && filter.id.is_empty() {
+            filter.status = vec![Status::Failed];
+        }
+        match filter.restricted_to(&Status::RETRYABLE) {
+            Some(f) => Ok(self.store.requeue(&f, Utc::now()).await?),
+            None => Ok(0),
+        }
+    }
+
+    pub async fn delete_delivery(&self, id: i64) -> Result<()> {
+        self.changeable(id, &Status::DELETABLE).await?;
+        if let Some(f) = DeliveryFilter::ids(vec![id]).restricted_to(&Status::DELETABLE) {
+            self.store.delete_deliveries(&f).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the matching queued, retrying or failed deliveries; the filter must name
+    /// something. Returns how many.
+    pub async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
+        if filter.is_empty() {
+            return Err(Error::field(
+                "non_field_errors",
+                "Give a filter (id, status, webhook_id or since).",
+            ));
+        }
+        match filter.restricted_to(&Status::DELETABLE) {
+            Some(f) => Ok(self.store.delete_deliveries(&f).await?),
+            None => Ok(0),
+        }
+    }
+
+    /// Counts per state, the oldest waiting delivery, and failed attempts since `since`.
+    pub async fn queue_stats(&self, since: DateTime<Utc>) -> Result<QueueStats> {
+        Ok(QueueStats {
+            counts: all_counts(&self.store.status_counts().await?),
+            oldest_waiting: self.store.oldest_created(&Status::WAITING).await?,
+            failed_attempts: self.store.failed_attempts_since(since).await?,
+        })
+    }
+
+    /// Deliveries per state and the workers alive anywhere on the database.
+    pub async fn queue_summary(&self) -> Result<QueueSummary> {
+        let counts = all_counts(&self.store.status_counts().await?);
+        let since = Utc::now() - heartbeat::stale_after();
+        let workers = self.store.workers_seen_since(since).await?;
+        Ok(QueueSummary { counts, workers })
+    }
+}

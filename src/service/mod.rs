@@ -1,0 +1,54 @@
+//! The service layer: every rule about what a request may do and what it does, written once
+//! for the REST API, the command line and the admin pages. Callers parse their input (JSON
+//! bodies, query strings, forms, flags), call a method of `Services`, and shape the answer;
+//! failures come back as one `Error` with NetBox-shaped field errors.
+
+mod changes;
+mod deliveries;
+mod events;
+mod objects;
+mod users;
+mod webhooks;
+
+pub use changes::change_json;
+pub use deliveries::{DeliveryDetail, QueueSummary};
+pub use objects::ObjectWrite;
+pub use users::NewToken;
+pub use webhooks::WebhookFilter;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::outbox::Outbox;
+use crate::store::Store;
+use std::sync::Arc;
+
+pub use crate::error::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What every caller works through.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
+    pub config: Arc<Config>,
+    outbox: Arc<Outbox>,
+}
+
+impl Services {
+    pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, config: Arc<Config>) -> Services {
+        Services {
+            store,
+            catalog,
+            config,
+            outbox: Outbox::new(),
+        }
+    }
+}
+
+/// Runs slow, blocking work (password hashing) off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("a blocking task failed: {e}")))
+}

@@ -1,0 +1,249 @@
+//! Webhooks: listing with filters, creating and changing them (all or none of a list, each
+//! item's errors reported), previewing the request one would send, sending a test, and the
+//! sample events both use.
+
+use super::{blocking, Error, Result, Services};
+use crate::delivery::send::{self, Clients};
+use crate::events::{ingest, netbox_timestamp, Event, EventKind};
+use crate::page::Page;
+use crate::queue::Attempt;
+use crate::webhooks::request::{Compiled, Outgoing};
+use crate::webhooks::{HttpMethod, Webhook};
+use chrono::Utc;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// Filters of the webhook list. Empty lists do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookFilter {
+    pub id: Vec<i64>,
+    pub name: Vec<String>,
+    pub content_types: Vec<String>,
+    pub http_method: Vec<HttpMethod>,
+    pub enabled: Option<bool>,
+    /// Part of the name or URL, any case.
+    pub q: Option<String>,
+}
+
+impl WebhookFilter {
+    fn matches(&self, w: &Webhook) -> bool {
+        let q = self.q.as_ref().map(|s| s.to_lowercase());
+        (self.id.is_empty() || self.id.contains(&w.id))
+            && (self.name.is_empty() || self.name.contains(&w.name))
+            && (self.content_types.is_empty() || w.content_types.iter().any(|t| self.content_types.contains(t)))
+            && (self.http_method.is_empty() || self.http_method.contains(&w.http_method))
+            && self.enabled.is_none_or(|e| w.enabled == e)
+            && q.is_none_or(|s| w.name.to_lowercase().contains(&s) || w.payload_url.to_lowercase().contains(&s))
+    }
+}
+
+/// Runs `check` on every item; all must pass. A failing item's errors stand at its place in a
+/// list with an empty object for each good one; a single item's errors stand alone.
+fn all_or_errors<T>(items: Vec<Result<T>>, bulk: bool) -> Result<Vec<T>> {
+    if !bulk {
+        return items.into_iter().collect();
+    }
+    let mut ok = Vec::with_capacity(items.len());
+    let mut errors = Vec::with_capacity(items.len());
+    let mut failed = false;
+    for item in items {
+        match item {
+            Ok(v) => {
+                ok.push(v);
+                errors.push(json!({}));
+            }
+            Err(Error::Validation(e)) => {
+                failed = true;
+                errors.push(e);
+            }
+            Err(Error::NotFound) => {
+                failed = true;
+                errors.push(json!({"id": ["Not found."]}));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if failed {
+        Err(Error::Validation(Value::Array(errors)))
+    } else {
+        Ok(ok)
+    }
+}
+
+impl Services {
+    /// One page of the webhooks matching `filter`, by name. Webhooks are configuration-sized:
+    /// filtering in memory keeps every filter simple.
+    pub async fn webhooks(&self, filter: &WebhookFilter, limit: i64, offset: i64) -> Result<Page<Webhook>> {
+        let all: Vec<Webhook> = self
+            .store
+            .webhooks()
+            .await?
+            .into_iter()
+            .filter(|w| filter.matches(w))
+            .collect();
+        let count = all.len() as i64;
+        let page = all
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(0))
+            .collect();
+        Ok(Page::new(count, page))
+    }
+
+    pub async fn webhook(&self, id: i64) -> Result<Webhook> {
+        self.store.webhooks_by_id(&[id]).await?.pop().ok_or(Error::NotFound)
+    }
+
+    /// Checks `body` as a new webhook (NetBox's rules), off the async threads: templates
+    /// compile and the CA file is read.
+    pub async fn check_new_webhook(&self, body: Value) -> Result<Webhook> {
+        self.check_webhook(Webhook::blank(), body, false).await
+    }
+
+    async fn check_webhook(&self, base: Webhook, body: Value, partial: bool) -> Result<Webhook> {
+        let catalog = self.catalog.clone();
+        Ok(blocking(move || base.apply(&body, &catalog, partial)).await??)
+    }
+
+    /// Creates webhooks from `items` (all or none); `bulk` when they came as a list.
+    pub async fn create_webhooks(&self, items: Vec<Value>, bulk: bool) -> Result<Vec<Webhook>> {
+        let mut checked = Vec::with_capacity(items.len());
+        for item in items {
+            checked.push(self.check_new_webhook(item).await);
+        }
+        let webhooks = all_or_errors(checked, bulk)?;
+        Ok(self.store.create_webhooks(webhooks, Utc::now()).await?)
+    }
+
+    /// Changes webhooks: `(id, body)` each, all or none; `partial` for PATCH (only the fields
+    /// given), else PUT (every required field).
+    pub async fn update_webhooks(&self, changes: Vec<(i64, Value)>, partial: bool, bulk: bool) -> Result<Vec<Webhook>> {
+        let ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
+        let current = self.store.webhooks_by_id(&ids).await?;
+        let mut checked = Vec::with_capacity(changes.len());
+        for (id, body) in changes {
+            checked.push(match current.iter().find(|w| w.id == id) {
+                Some(w) => self.check_webhook(w.clone(), body, partial).await,
+                None => Err(Error::NotFound),
+            });
+        }
+        let updated = all_or_errors(checked, bulk)?;
+        Ok(self.store.update_webhooks(updated, Utc::now()).await?)
+    }
+
+    /// Deletes webhooks with their deliveries, all or none.
+    pub async fn delete_webhooks(&self, ids: &[i64]) -> Result<()> {
+        Ok(self.store.delete_webhooks(ids).await?)
+    }
+
+    /// The request `webhook` would send for `event` (a NetBox-shaped event body) or for a
+    /// sample event of its first type; nothing is saved or sent.
+    pub async fn preview(&self, webhook: Webhook, event: Option<&Value>, username: &str) -> Result<Outgoing> {
+        let event = self.event_for(&webhook, event, username)?;
+        blocking(move || build(&webhook, &event)).await?
+    }
+
+    /// Sends `webhook`'s request for `event` (or a sample) now; nothing is queued or recorded.
+    pub async fn test_send(&self, webhook: &Webhook, event: Option<&Value>, username: &str) -> Result<Attempt> {
+        let event = self.event_for(webhook, event, username)?;
+        let request = {
+            let webhook = webhook.clone();
+            blocking(move || build(&webhook, &event)).await??
+        };
+        let for_client = webhook.clone();
+        let client = blocking(move || Clients::default().for_webhook(&for_client))
+            .await?
+            .map_err(|e| Error::field("ca_file_path", e))?;
+        let timeout = Duration::from_secs(u64::from(webhook.timeout));
+        let (attempt, _) = send::send(&client, &request, 0, timeout, self.config.worker.response_body_limit).await;
+        Ok(attempt)
+    }
+
+    /// The event given (NetBox's body) or a sample one for the webhook.
+    fn event_for(&self, webhook: &Webhook, event: Option<&Value>, username: &str) -> Result<Event> {
+        let Some(e) = event.filter(|e| !e.is_null()) else {
+            return Ok(self.sample_event(webhook, username));
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let defaults = ingest::Defaults {
+            username,
+            now: Utc::now(),
+            request_id: &request_id,
+        };
+        let mut parsed =
+            ingest::parse(e.clone(), &self.catalog, &defaults).map_err(|e| Error::Validation(json!({ "event": e })))?;
+        if parsed.len() != 1 {
+            return Err(Error::field("event", "Expected one event, not a list."));
+        }
+        Ok(parsed.remove(0))
+    }
+
+    /// A realistic event for the webhook's first content type, of the first kind it fires on.
+    pub fn sample_event(&self, webhook: &Webhook, username: &str) -> Event {
+        let t = webhook
+            .content_types
+            .first()
+            .and_then(|name| self.catalog.get(name))
+            .or_else(|| self.catalog.types().first());
+        let (object_type, data) = match t {
+            Some(t) => (t.name().to_string(), t.sample.clone()),
+            None => ("dcim.site".to_string(), json!({})),
+        };
+        let kind = if webhook.type_create || !(webhook.type_update || webhook.type_delete) {
+            EventKind::Created
+        } else if webhook.type_update {
+            EventKind::Updated
+        } else {
+            EventKind::Deleted
+        };
+        let minimal = minimal_snapshot(&data);
+        let snapshots = match kind {
+            EventKind::Created => json!({"prechange": null, "postchange": minimal}),
+            EventKind::Updated => json!({"prechange": minimal, "postchange": minimal}),
+            EventKind::Deleted => json!({"prechange": minimal, "postchange": null}),
+        };
+        Event {
+            id: 0,
+            kind,
+            timestamp: netbox_timestamp(Utc::now()),
+            object_type,
+            username: username.to_string(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            data,
+            snapshots,
+        }
+    }
+}
+
+/// The request `webhook` sends for `event`; a template failure is a field error.
+fn build(webhook: &Webhook, event: &Event) -> Result<Outgoing> {
+    Compiled::new(webhook)
+        .and_then(|c| c.build(webhook, event))
+        .map_err(|e| Error::field(e.field, e.message))
+}
+
+/// NetBox's snapshot form of a REST object: foreign keys as ids, choices as values, tags as names.
+fn minimal_snapshot(data: &Value) -> Value {
+    let Value::Object(map) = data else { return Value::Null };
+    let mut out = Map::new();
+    for (k, v) in map {
+        if matches!(k.as_str(), "id" | "url" | "display") {
+            continue;
+        }
+        let v = match (k.as_str(), v) {
+            ("tags", Value::Array(tags)) => {
+                let mut names: Vec<String> = tags
+                    .iter()
+                    .filter_map(|t| t.get("name").and_then(Value::as_str).map(String::from))
+                    .collect();
+                names.sort();
+                json!(names)
+            }
+            (_, Value::Object(o)) if o.contains_key("value") && o.contains_key("label") => o["value"].clone(),
+            (_, Value::Object(o)) if o.contains_key("id") => o["id"].clone(),
+            (_, other) => other.clone(),
+        };
+        out.insert(k.clone(), v);
+    }
+    Value::Object(out)
+}

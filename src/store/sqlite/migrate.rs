@@ -1,0 +1,57 @@
+//! SQLite's migrations, each applied once in its own transaction and recorded in
+//! `herald_migrations`.
+
+use super::{col, in_write_tx, map_err, micros, sql, Run};
+use crate::store::{Result, StoreError};
+use chrono::Utc;
+use rusqlite::{params, Connection};
+
+/// The migrations, in order. Never edit one that has shipped: add another.
+const MIGRATIONS: [(i64, &str, &str); 3] = [
+    (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        "retries",
+        include_str!("../../../migrations/sqlite/0002_retries.sql"),
+    ),
+    (
+        3,
+        "objects",
+        include_str!("../../../migrations/sqlite/0003_objects.sql"),
+    ),
+];
+
+/// Applies the migrations `conn`'s database has not had yet.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "create table if not exists herald_migrations (version integer primary key, name text not null, applied_at integer not null)",
+    )
+    .map_err(map_err)?;
+    let mut applied: Vec<i64> = sql("select version from herald_migrations").rows(conn, |r| col(r, "version"))?;
+    // Databases made by earlier builds recorded their migrations in `_sqlx_migrations`.
+    let legacy: i64 = sql("select count(*) from sqlite_master where name = '_sqlx_migrations'").scalar(conn)?;
+    if legacy > 0 {
+        applied.extend(
+            sql("select version from _sqlx_migrations where success = 1").rows(conn, |r| col::<i64>(r, "version"))?,
+        );
+    }
+    for (version, name, text) in MIGRATIONS {
+        if applied.contains(&version) {
+            continue;
+        }
+        in_write_tx::<_, StoreError>(conn, |c| {
+            c.execute_batch(text).map_err(map_err)?;
+            c.execute(
+                "insert or replace into herald_migrations (version, name, applied_at) values (?, ?, ?)",
+                params![version, name, micros(Utc::now())],
+            )
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .map_err(|e| match e {
+            StoreError::Other(e) => StoreError::Other(e.context(format!("migration {version} ({name}) failed"))),
+            e => StoreError::Other(anyhow::Error::new(e).context(format!("migration {version} ({name}) failed"))),
+        })?;
+    }
+    Ok(())
+}

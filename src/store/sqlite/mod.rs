@@ -1,0 +1,297 @@
+//! The SQLite store: one file in WAL mode. Each connection lives on its own thread and runs
+//! whole units of work (`lane`). Writes go through a single connection (SQLite has one writer;
+//! queueing them in-process avoids lock retries) and begin IMMEDIATE so other processes on the
+//! same file wait instead of failing; reads use a few connections. `synchronous=NORMAL` in WAL
+//! mode keeps every commit across a process crash (kill -9).
+//!
+//! This file opens the database and runs write transactions; the other files hold the SQL of
+//! each part of the contract.
+
+mod lane;
+mod migrate;
+mod objects;
+mod queue;
+mod users;
+mod webhooks;
+
+use super::sql::{Arg, Dialect, FieldAs, Sql};
+use super::{Result, Store, StoreError, WriteError, WriteJob};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use lane::{run_ready, Lane};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Connection, Row};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Rows per multi-row statement, well under SQLite's bound-parameter limit.
+const CHUNK: usize = 500;
+
+/// Reading connections (each on its own thread).
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    write: Lane,
+    read: Lane,
+    queued: Arc<Notify>,
+}
+
+/// SQLite's spelling of what databases spell differently.
+struct SqliteDialect;
+
+impl Dialect for SqliteDialect {
+    fn placeholder(&self, out: &mut String, _n: usize) {
+        out.push('?');
+    }
+
+    fn field(&self, out: &mut String, field: &str, _as: FieldAs) {
+        // json_extract gives JSON values as SQLite values (true/false as 1/0), so one spelling
+        // compares as every kind.
+        out.push_str("json_extract(o.data, ");
+        out.push_str(&super::sql::quote(&format!("$.{field}")));
+        out.push(')');
+    }
+
+    fn ip_key(&self, out: &mut String, field: &str) {
+        out.push_str("herald_ip_key(");
+        self.field(out, field, FieldAs::Text);
+        out.push(')');
+    }
+
+    fn ilike(&self) -> &'static str {
+        // SQLite's LIKE ignores case (of ASCII letters).
+        "like"
+    }
+}
+
+static DIALECT: SqliteDialect = SqliteDialect;
+
+/// A statement in SQLite's dialect.
+fn sql(text: &str) -> Sql {
+    Sql::new(&DIALECT, text)
+}
+
+fn sql_value(arg: &Arg) -> SqlValue {
+    match arg {
+        Arg::Null => SqlValue::Null,
+        Arg::Int(i) => SqlValue::Integer(*i),
+        Arg::Real(f) => SqlValue::Real(*f),
+        Arg::Text(s) => SqlValue::Text(s.clone()),
+        Arg::Bool(b) => SqlValue::Integer(i64::from(*b)),
+    }
+}
+
+/// Running a built statement on a connection.
+trait Run {
+    fn execute(&self, conn: &Connection) -> Result<usize>;
+    fn rows<T>(&self, conn: &Connection, map: impl FnMut(&Row<'_>) -> Result<T>) -> Result<Vec<T>>;
+    fn scalar<T: rusqlite::types::FromSql>(&self, conn: &Connection) -> Result<T>;
+}
+
+impl Run for Sql {
+    fn execute(&self, conn: &Connection) -> Result<usize> {
+        let args = self.args.iter().map(sql_value);
+        conn.prepare_cached(&self.text)
+            .and_then(|mut s| s.execute(params_from_iter(args)))
+            .map_err(map_err)
+    }
+
+    fn rows<T>(&self, conn: &Connection, mut map: impl FnMut(&Row<'_>) -> Result<T>) -> Result<Vec<T>> {
+        let mut stmt = conn.prepare_cached(&self.text).map_err(map_err)?;
+        let mut rows = stmt
+            .query(params_from_iter(self.args.iter().map(sql_value)))
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(map_err)? {
+            out.push(map(row)?);
+        }
+        Ok(out)
+    }
+
+    fn scalar<T: rusqlite::types::FromSql>(&self, conn: &Connection) -> Result<T> {
+        conn.prepare_cached(&self.text)
+            .and_then(|mut s| s.query_row(params_from_iter(self.args.iter().map(sql_value)), |r| r.get(0)))
+            .map_err(map_err)
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored time {us} is out of range")))
+}
+
+/// `NotFound` when a statement touched no row.
+fn found(rows: usize) -> Result<()> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// One row, or `NotFound`.
+fn one<T>(rows: Vec<T>) -> Result<T> {
+    rows.into_iter().next().ok_or(StoreError::NotFound)
+}
+
+/// SQLite's errors as storage errors. A broken unique rule is reported bare: the call that
+/// broke it knows which rule that is (`StoreResultExt::on_unique`).
+fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi;
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+            StoreError::ForeignKey
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.extended_code,
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) =>
+        {
+            StoreError::Unique(super::Unique {
+                record: "record",
+                fields: &[],
+            })
+        }
+        e => StoreError::Other(anyhow::Error::new(e).context("SQLite")),
+    }
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Other(anyhow::Error::new(e).context("stored JSON is invalid"))
+}
+
+fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, name: &str) -> Result<T> {
+    row.get(name).map_err(map_err)
+}
+
+fn time_col(row: &Row<'_>, name: &str) -> Result<DateTime<Utc>> {
+    from_micros(col(row, name)?)
+}
+
+/// Runs `f` in a write transaction (BEGIN IMMEDIATE), committing on success and rolling back
+/// on error. `E` is any error a storage error converts into.
+fn in_write_tx<T, E: From<StoreError>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+    let result = f(conn).and_then(|v| conn.execute_batch("COMMIT").map_err(|e| E::from(map_err(e))).map(|_| v));
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+/// The file named by a `sqlite:` URL (`sqlite://path`, `sqlite:path`, `sqlite::memory:`).
+fn path_of(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| anyhow::anyhow!("bad SQLite URL {url:?}: expected sqlite://PATH"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    anyhow::ensure!(!path.is_empty(), "bad SQLite URL {url:?}: no path");
+    Ok(path.to_string())
+}
+
+fn connect(path: &str, cache_kib: i64) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    if path != ":memory:" {
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+        anyhow::ensure!(
+            mode.eq_ignore_ascii_case("wal"),
+            "{path}: cannot use WAL mode (got {mode})"
+        );
+    }
+    conn.create_scalar_function(
+        "herald_ip_key",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8 | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: Option<String> = ctx.get(0)?;
+            Ok(text.and_then(|t| crate::objects::values::ip_sort_key(&t)))
+        },
+    )?;
+    conn.pragma_update(None, "synchronous", "normal")?;
+    conn.pragma_update(None, "foreign_keys", "on")?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url`.
+    pub async fn open(url: &str) -> anyhow::Result<SqliteStore> {
+        let path = path_of(url)?;
+        // Page cache: 8 MiB for the writer, SQLite's default 2 MiB for each reader.
+        let writer = connect(&path, 8000)?;
+        let queued = Arc::new(Notify::new());
+        if path == ":memory:" {
+            // One in-memory database: the same connection reads and writes.
+            let write = Lane::open(vec![writer], "db")?;
+            let read = write.share();
+            return Ok(SqliteStore { write, read, queued });
+        }
+        let readers = (0..READERS)
+            .map(|_| connect(&path, 2000))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(SqliteStore {
+            write: Lane::open(vec![writer], "writer")?,
+            read: Lane::open(readers, "reader")?,
+            queued,
+        })
+    }
+
+    /// Runs `f` in a write transaction on the writer.
+    async fn write_tx<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        self.write.run(move |c| in_write_tx(c, f)).await
+    }
+
+    /// Tells waiting workers that deliveries are due.
+    fn signal(&self) {
+        self.queued.notify_one();
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        self.write.run(migrate::migrate).await
+    }
+
+    async fn write(&self, job: WriteJob) -> Result<(), WriteError> {
+        let queued = self
+            .write
+            .run_any(move |c| {
+                in_write_tx(c, |c| {
+                    let mut tx = objects::SqliteTx::new(c);
+                    let done = run_ready(job(&mut tx)).unwrap_or_else(|| {
+                        Err(WriteError::Store(StoreError::Other(anyhow::anyhow!(
+                            "a write job waited on something outside its transaction"
+                        ))))
+                    });
+                    done.map(|()| tx.queued)
+                })
+            })
+            .await??;
+        if queued {
+            self.signal();
+        }
+        Ok(())
+    }
+
+    fn queue_signal(&self) -> Arc<Notify> {
+        self.queued.clone()
+    }
+}

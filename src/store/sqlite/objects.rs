@@ -1,0 +1,290 @@
+//! Objects, the change log and the write transaction in SQLite: one `objects` table (data as
+//! JSON in the minimal form), unique keys and references in their own indexed tables, so
+//! uniqueness checks and dependents are index lookups whatever the type.
+
+use super::queue::{insert_deliveries, insert_event};
+use super::webhooks::{enabled, enabled_versions};
+use super::{col, json_err, map_err, micros, sql, time_col, Run, SqliteStore, CHUNK};
+use crate::changes::{Change, ChangeAction, ChangeFilter};
+use crate::events::Event;
+use crate::objects::query::ObjectQuery;
+use crate::objects::{Obj, ObjectRead, ObjectTx, Ref, Referrer};
+use crate::page::Page;
+use crate::store::sql::{change_where, object_find, object_order, object_where};
+use crate::store::{ObjectStore, Result, StoreError, WriteTx};
+use crate::webhooks::Webhook;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, Row};
+use serde_json::{Map, Value};
+
+const OBJECT_SELECT: &str = "select o.id, o.data, o.created_at, o.updated_at from objects o";
+
+fn obj_from_row(row: &Row<'_>) -> Result<Obj> {
+    let data: String = col(row, "data")?;
+    let data: Map<String, Value> = serde_json::from_str(&data).map_err(json_err)?;
+    Ok(Obj {
+        id: col(row, "id")?,
+        data,
+        created: time_col(row, "created_at")?,
+        last_updated: time_col(row, "updated_at")?,
+    })
+}
+
+fn get(conn: &Connection, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let mut q = sql(OBJECT_SELECT);
+        q.push(" where o.type = ")
+            .bind(ty)
+            .push(" and o.id in ")
+            .list(chunk.iter().copied());
+        out.extend(q.rows(conn, obj_from_row)?);
+    }
+    Ok(out)
+}
+
+const CHANGE_SELECT: &str = "select id, time, user_id, user_name, request_id, action, object_type, object_id, \
+     object_repr, prechange_data, postchange_data from object_changes c";
+
+fn change_from_row(row: &Row<'_>) -> Result<Change> {
+    let json = |name: &str| -> Result<Value> {
+        match col::<Option<String>>(row, name)? {
+            Some(t) => serde_json::from_str(&t).map_err(json_err),
+            None => Ok(Value::Null),
+        }
+    };
+    let action: String = col(row, "action")?;
+    Ok(Change {
+        id: col(row, "id")?,
+        time: time_col(row, "time")?,
+        user_id: col(row, "user_id")?,
+        user_name: col(row, "user_name")?,
+        request_id: col(row, "request_id")?,
+        action: ChangeAction::parse(&action)
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored change action {action:?} is invalid")))?,
+        object_type: col(row, "object_type")?,
+        object_id: col(row, "object_id")?,
+        object_repr: col(row, "object_repr")?,
+        prechange_data: json("prechange_data")?,
+        postchange_data: json("postchange_data")?,
+    })
+}
+
+#[async_trait]
+impl ObjectRead for SqliteStore {
+    async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<Page<Obj>> {
+        let mut count = sql("select count(*) from objects o");
+        object_where(&mut count, ty, query);
+        let mut q = sql(OBJECT_SELECT);
+        object_where(&mut q, ty, query);
+        object_order(&mut q, query);
+        q.push(" limit ").bind(limit).push(" offset ").bind(offset);
+        self.read
+            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, obj_from_row)?)))
+            .await
+    }
+
+    async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+        let (ty, ids) = (ty.to_string(), ids.to_vec());
+        self.read.run(move |c| get(c, &ty, &ids)).await
+    }
+}
+
+#[async_trait]
+impl ObjectStore for SqliteStore {
+    async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Change>> {
+        let mut count = sql("select count(*) from object_changes c");
+        change_where(&mut count, filter);
+        let mut q = sql(CHANGE_SELECT);
+        change_where(&mut q, filter);
+        q.push(" order by c.id desc limit ")
+            .bind(limit)
+            .push(" offset ")
+            .bind(offset);
+        self.read
+            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, change_from_row)?)))
+            .await
+    }
+
+    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut q = sql("delete from object_changes where id in (select id from object_changes where time < ");
+        q.bind(before).push(" order by id limit ").bind(limit).push(")");
+        self.write.run(move |c| q.execute(c).map(|n| n as u64)).await
+    }
+}
+
+/// The write transaction: a connection inside BEGIN IMMEDIATE on the writer thread.
+pub(super) struct SqliteTx<'c> {
+    conn: &'c mut Connection,
+    /// Whether deliveries were queued (workers are woken after the commit).
+    pub queued: bool,
+}
+
+impl<'c> SqliteTx<'c> {
+    pub fn new(conn: &'c mut Connection) -> SqliteTx<'c> {
+        SqliteTx { conn, queued: false }
+    }
+
+    /// Drops an object's keys and references (before they are written anew, or with it).
+    fn clear(&mut self, ty: &str, id: i64) -> Result<()> {
+        for text in [
+            "delete from object_keys where type = ? and id = ?",
+            "delete from object_refs where type = ? and id = ?",
+        ] {
+            self.conn
+                .prepare_cached(text)
+                .and_then(|mut s| s.execute(params![ty, id]))
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectTx for SqliteTx<'_> {
+    async fn get(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+        get(self.conn, ty, ids)
+    }
+
+    async fn scan(&mut self, ty: &str) -> Result<Vec<Obj>> {
+        let mut q = sql(OBJECT_SELECT);
+        q.push(" where o.type = ").bind(ty).push(" order by o.id");
+        q.rows(self.conn, obj_from_row)
+    }
+
+    async fn find(&mut self, ty: &str, attrs: &[(String, Value)], limit: i64) -> Result<Vec<i64>> {
+        let mut q = sql("select o.id from objects o");
+        object_find(&mut q, ty, attrs);
+        q.push(" order by o.id limit ").bind(limit);
+        q.rows(self.conn, |r| col(r, "id"))
+    }
+
+    async fn next_id(&mut self, ty: &str) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "insert into object_sequences (type, last_id) values (?, 1) \
+                 on conflict (type) do update set last_id = last_id + 1 returning last_id",
+            )
+            .and_then(|mut s| s.query_row(params![ty], |r| r.get(0)))
+            .map_err(map_err)
+    }
+
+    async fn key_owner(&mut self, ty: &str, rule: &str, value: &str) -> Result<Option<i64>> {
+        let mut q = sql("select id from object_keys where type = ");
+        q.bind(ty)
+            .push(" and rule = ")
+            .bind(rule)
+            .push(" and value = ")
+            .bind(value);
+        Ok(q.rows(self.conn, |r| col(r, "id"))?.pop())
+    }
+
+    async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref], new: bool) -> Result<()> {
+        let data = serde_json::to_string(&obj.data).map_err(json_err)?;
+        self.conn
+            .prepare_cached(
+                "insert into objects (type, id, data, created_at, updated_at) values (?, ?, ?, ?, ?) \
+                 on conflict (type, id) do update set data = excluded.data, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| s.execute(params![ty, obj.id, data, micros(obj.created), micros(obj.last_updated)]))
+            .map_err(map_err)?;
+        if !new {
+            self.clear(ty, obj.id)?;
+        }
+        let mut insert_key = self
+            .conn
+            .prepare_cached("insert into object_keys (type, rule, value, id) values (?, ?, ?, ?)")
+            .map_err(map_err)?;
+        for (rule, value) in keys {
+            insert_key.execute(params![ty, rule, value, obj.id]).map_err(map_err)?;
+        }
+        let mut insert_ref = self
+            .conn
+            .prepare_cached("insert into object_refs (type, id, field, target_type, target_id) values (?, ?, ?, ?, ?)")
+            .map_err(map_err)?;
+        for r in refs {
+            insert_ref
+                .execute(params![ty, obj.id, r.field, r.target_type, r.target_id])
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn remove(&mut self, ty: &str, id: i64) -> Result<()> {
+        self.clear(ty, id)?;
+        self.conn
+            .prepare_cached("delete from objects where type = ? and id = ?")
+            .and_then(|mut s| s.execute(params![ty, id]))
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn referrers(&mut self, ty: &str, id: i64) -> Result<Vec<Referrer>> {
+        let mut q = sql("select type, id, field from object_refs where target_type = ");
+        q.bind(ty).push(" and target_id = ").bind(id).push(" order by type, id");
+        q.rows(self.conn, |r| {
+            Ok(Referrer {
+                object_type: col(r, "type")?,
+                id: col(r, "id")?,
+                field: col(r, "field")?,
+            })
+        })
+    }
+
+    async fn add_changes(&mut self, changes: &[Change]) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "insert into object_changes (time, user_id, user_name, request_id, action, object_type, object_id, \
+                 object_repr, prechange_data, postchange_data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(map_err)?;
+        for c in changes {
+            let enc = |v: &Value| (!v.is_null()).then(|| v.to_string());
+            stmt.execute(params![
+                micros(c.time),
+                c.user_id,
+                c.user_name,
+                c.request_id,
+                c.action.as_str(),
+                c.object_type,
+                c.object_id,
+                c.object_repr,
+                enc(&c.prechange_data),
+                enc(&c.postchange_data),
+            ])
+            .map_err(map_err)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl WriteTx for SqliteTx<'_> {
+    async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
+        enabled_versions(self.conn)
+    }
+
+    async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>> {
+        enabled(self.conn)
+    }
+
+    async fn insert_event(&mut self, event: &Event, now: DateTime<Utc>) -> Result<i64> {
+        insert_event(self.conn, event, now)
+    }
+
+    async fn insert_deliveries(
+        &mut self,
+        event_id: i64,
+        event: &Event,
+        webhooks: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if !webhooks.is_empty() {
+            insert_deliveries(self.conn, event_id, event, webhooks, now)?;
+            self.queued = true;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,441 @@
+//! The queue in SQLite: events, deliveries and attempts.
+
+use super::{col, from_micros, in_write_tx, json_err, map_err, micros, one, sql, time_col, Run, SqliteStore, CHUNK};
+use crate::events::{Event, EventKind};
+use crate::page::Page;
+use crate::queue::{Attempt, ClaimPlan, ClaimedRow, Delivery, DeliveryFilter, Outcome, Status};
+use crate::store::sql::delivery_where;
+use crate::store::{ClaimedBatch, QueueStore, Result, StoreError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::sync::Arc;
+
+/// An event row as stored, its JSON not parsed yet (parsing happens off the writer thread).
+pub(super) struct RawEvent {
+    id: i64,
+    kind: String,
+    timestamp: String,
+    object_type: String,
+    username: String,
+    request_id: String,
+    data: String,
+    snapshots: String,
+}
+
+impl RawEvent {
+    fn from_row(row: &Row<'_>) -> Result<RawEvent> {
+        Ok(RawEvent {
+            id: col(row, "id")?,
+            kind: col(row, "event")?,
+            timestamp: col(row, "timestamp")?,
+            object_type: col(row, "object_type")?,
+            username: col(row, "username")?,
+            request_id: col(row, "request_id")?,
+            data: col(row, "data")?,
+            snapshots: col(row, "snapshots")?,
+        })
+    }
+
+    fn parse(self) -> Result<Event> {
+        let kind = self.kind;
+        Ok(Event {
+            id: self.id,
+            kind: EventKind::parse(&kind)
+                .ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored event kind {kind:?} is invalid")))?,
+            timestamp: self.timestamp,
+            object_type: self.object_type,
+            username: self.username,
+            request_id: self.request_id,
+            data: serde_json::from_str(&self.data).map_err(json_err)?,
+            snapshots: serde_json::from_str(&self.snapshots).map_err(json_err)?,
+        })
+    }
+}
+
+fn raw_events(conn: &Connection, ids: &[i64]) -> Result<Vec<RawEvent>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let mut q = sql("select * from events where id in ");
+        q.list(chunk.iter().copied());
+        out.extend(q.rows(conn, RawEvent::from_row)?);
+    }
+    Ok(out)
+}
+
+fn status_col(row: &Row<'_>) -> Result<Status> {
+    let status: String = col(row, "status")?;
+    Status::parse(&status).ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored status {status:?} is invalid")))
+}
+
+const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, d.event, d.object_type, \
+     d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.last_error, d.last_status_code \
+     from deliveries d join webhooks w on w.id = d.webhook_id";
+
+fn delivery_from_row(row: &Row<'_>) -> Result<Delivery> {
+    Ok(Delivery {
+        id: col(row, "id")?,
+        event_id: col(row, "event_id")?,
+        webhook_id: col(row, "webhook_id")?,
+        webhook_name: col(row, "webhook_name")?,
+        event_kind: col(row, "event")?,
+        object_type: col(row, "object_type")?,
+        status: status_col(row)?,
+        attempts: col(row, "attempts")?,
+        next_attempt_at: time_col(row, "next_attempt_at")?,
+        created: time_col(row, "created_at")?,
+        last_updated: time_col(row, "updated_at")?,
+        last_error: col(row, "last_error")?,
+        last_status_code: col(row, "last_status_code")?,
+    })
+}
+
+fn attempt_from_row(row: &Row<'_>) -> Result<Attempt> {
+    let headers = |name: &str| -> Result<Vec<(String, String)>> {
+        serde_json::from_str(&col::<String>(row, name)?).map_err(json_err)
+    };
+    Ok(Attempt {
+        delivery_id: col(row, "delivery_id")?,
+        started: time_col(row, "started_at")?,
+        duration_ms: col::<i64>(row, "duration_us")? as f64 / 1000.0,
+        request_method: col(row, "request_method")?,
+        request_url: col(row, "request_url")?,
+        request_headers: headers("request_headers")?,
+        request_body: col(row, "request_body")?,
+        response_status: col::<Option<i64>>(row, "response_status")?.and_then(|s| u16::try_from(s).ok()),
+        response_headers: headers("response_headers")?,
+        response_body: col(row, "response_body")?,
+        error: col(row, "error")?,
+    })
+}
+
+/// Stores an event (in the caller's transaction); returns its id.
+pub(super) fn insert_event(conn: &Connection, e: &Event, now: DateTime<Utc>) -> Result<i64> {
+    conn.prepare_cached(
+        "insert into events (event, timestamp, object_type, username, request_id, data, snapshots, created_at) \
+         values (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            e.kind.as_str(),
+            e.timestamp,
+            e.object_type,
+            e.username,
+            e.request_id,
+            e.data.to_string(),
+            e.snapshots.to_string(),
+            micros(now),
+        ])
+    })
+    .map_err(map_err)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Queues one delivery of an event per webhook (in the caller's transaction).
+pub(super) fn insert_deliveries(
+    conn: &Connection,
+    event_id: i64,
+    e: &Event,
+    webhooks: &[i64],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached(
+            "insert into deliveries (event_id, webhook_id, event, object_type, status, attempts, next_attempt_at, \
+             created_at, updated_at) values (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5, ?5)",
+        )
+        .map_err(map_err)?;
+    for webhook_id in webhooks {
+        stmt.execute(params![
+            event_id,
+            webhook_id,
+            e.kind.as_str(),
+            e.object_type,
+            micros(now)
+        ])
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// The claim as one statement: one index range per webhook (the oldest due of each), then
+/// the oldest overall; each arm's lease set with a `case`.
+fn claim_sql(plan: &ClaimPlan) -> super::Sql {
+    let mut q = sql("update deliveries set status = 'in_flight', attempts = attempts + 1, updated_at = ");
+    q.bind(plan.now).push(", next_attempt_at = case webhook_id");
+    for arm in &plan.arms {
+        q.push(" when ")
+            .bind(arm.webhook_id)
+            .push(" then ")
+            .bind(arm.lease_until);
+    }
+    q.push(" end where id in (select id from (");
+    for (i, arm) in plan.arms.iter().enumerate() {
+        if i > 0 {
+            q.push(" union all ");
+        }
+        q.push("select * from (select id, next_attempt_at from deliveries indexed by deliveries_due_webhook where webhook_id = ")
+            .bind(arm.webhook_id)
+            .push(" and status in ('queued', 'retrying', 'in_flight') and next_attempt_at <= ")
+            .bind(plan.now)
+            .push(" order by next_attempt_at, id limit ")
+            .bind(arm.limit as i64)
+            .push(")");
+    }
+    q.push(") order by next_attempt_at, id limit ")
+        .bind(plan.total as i64)
+        .push(") returning id, event_id, webhook_id, attempts");
+    q
+}
+
+/// Writes attempts and delivery states as the outcomes give them, to deliveries in flight.
+fn write_outcomes(conn: &Connection, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<()> {
+    let mut insert = conn
+        .prepare_cached(
+            "insert into attempts (delivery_id, started_at, duration_us, request_method, request_url, request_headers, \
+             request_body, response_status, response_headers, response_body, error) \
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .map_err(map_err)?;
+    for a in outcomes.iter().filter_map(|o| o.attempt.as_ref()) {
+        insert
+            .execute(params![
+                a.delivery_id,
+                micros(a.started),
+                (a.duration_ms * 1000.0) as i64,
+                a.request_method,
+                a.request_url,
+                serde_json::to_string(&a.request_headers).map_err(json_err)?,
+                a.request_body,
+                a.response_status.map(i64::from),
+                serde_json::to_string(&a.response_headers).map_err(json_err)?,
+                a.response_body,
+                a.error,
+            ])
+            .map_err(map_err)?;
+    }
+    let mut update = conn
+        .prepare_cached(
+            "update deliveries set status = ?, last_error = ?, last_status_code = ?, next_attempt_at = ?, updated_at = ? \
+             where id = ? and status = 'in_flight'",
+        )
+        .map_err(map_err)?;
+    for o in outcomes {
+        update
+            .execute(params![
+                o.status.as_str(),
+                o.last_error,
+                o.last_status_code.map(i64::from),
+                micros(o.next_attempt_at),
+                micros(now),
+                o.delivery_id,
+            ])
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Runs a statement that changes deliveries in a write transaction; returns the rows touched.
+    async fn change_deliveries(&self, q: super::Sql) -> Result<u64> {
+        self.write_tx(move |c| q.execute(c).map(|n| n as u64)).await
+    }
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn claim(&self, plan: &ClaimPlan) -> Result<ClaimedBatch> {
+        if plan.is_empty() {
+            return Ok(ClaimedBatch::default());
+        }
+        let q = claim_sql(plan);
+        // One job on the writer: the claim, then its events' rows (parsed off the writer).
+        let (rows, raw) = self
+            .write
+            .run(move |c| {
+                let rows = q.rows(c, |r| {
+                    Ok(ClaimedRow {
+                        delivery_id: col(r, "id")?,
+                        webhook_id: col(r, "webhook_id")?,
+                        attempts: col(r, "attempts")?,
+                        event_id: col(r, "event_id")?,
+                    })
+                })?;
+                let mut ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                Ok((rows, raw_events(c, &ids)?))
+            })
+            .await?;
+        let events = raw.into_iter().map(RawEvent::parse).collect::<Result<_>>()?;
+        Ok(ClaimedBatch { rows, events })
+    }
+
+    async fn complete(&self, outcomes: Arc<[Outcome]>, now: DateTime<Utc>) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.write
+            .run(move |c| in_write_tx(c, |c| write_outcomes(c, &outcomes, now)))
+            .await
+    }
+
+    async fn existing_deliveries(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        let ids = ids.to_vec();
+        self.read
+            .run(move |c| {
+                let mut out = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(CHUNK) {
+                    let mut q = sql("select id from deliveries where id in ");
+                    q.list(chunk.iter().copied());
+                    out.extend(q.rows(c, |r| col::<i64>(r, "id"))?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn release(&self, delivery_ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let ids = delivery_ids.to_vec();
+        self.write_tx(move |c| {
+            for chunk in ids.chunks(CHUNK) {
+                let mut q =
+                    sql("update deliveries set status = 'queued', attempts = max(attempts - 1, 0), next_attempt_at = ");
+                q.bind(now)
+                    .push(" where status = 'in_flight' and id in ")
+                    .list(chunk.iter().copied());
+                q.execute(c)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.signal();
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<i64> = self
+            .read
+            .run(|c| {
+                sql("select min(next_attempt_at) from deliveries indexed by deliveries_due \
+                     where status in ('queued', 'retrying', 'in_flight')")
+                .scalar(c)
+            })
+            .await?;
+        next.map(from_micros).transpose()
+    }
+
+    async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>> {
+        let mut count = sql("select count(*) from deliveries d");
+        delivery_where(&mut count, filter);
+        let mut q = sql(DELIVERY_SELECT);
+        delivery_where(&mut q, filter);
+        q.push(" order by d.id desc limit ")
+            .bind(limit)
+            .push(" offset ")
+            .bind(offset);
+        self.read
+            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, delivery_from_row)?)))
+            .await
+    }
+
+    async fn delivery(&self, id: i64) -> Result<Delivery> {
+        self.read
+            .run(move |c| {
+                let mut q = sql(DELIVERY_SELECT);
+                q.push(" where d.id = ").bind(id);
+                one(q.rows(c, delivery_from_row)?)
+            })
+            .await
+    }
+
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>> {
+        self.read
+            .run(move |c| {
+                let mut q = sql("select * from attempts where delivery_id = ");
+                q.bind(delivery_id).push(" order by id");
+                q.rows(c, attempt_from_row)
+            })
+            .await
+    }
+
+    async fn event(&self, id: i64) -> Result<Event> {
+        one(self.read.run(move |c| raw_events(c, &[id])).await?)?.parse()
+    }
+
+    async fn status_counts(&self) -> Result<Vec<(Status, i64)>> {
+        self.read
+            .run(|c| {
+                sql("select status, count(*) as n from deliveries group by status")
+                    .rows(c, |r| Ok((status_col(r)?, col::<i64>(r, "n")?)))
+            })
+            .await
+    }
+
+    async fn oldest_created(&self, statuses: &[Status]) -> Result<Option<DateTime<Utc>>> {
+        let mut q =
+            sql("select created_at from deliveries where id = (select min(id) from deliveries where status in ");
+        q.list(statuses.iter().map(|s| s.as_str())).push(")");
+        let at: Option<i64> = self
+            .read
+            .run(move |c| {
+                let args = q.args.iter().map(super::sql_value);
+                c.query_row(&q.text, rusqlite::params_from_iter(args), |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)
+            })
+            .await?;
+        at.map(from_micros).transpose()
+    }
+
+    async fn failed_attempts_since(&self, since: DateTime<Utc>) -> Result<i64> {
+        let mut q = sql("select count(*) from attempts where error is not null and started_at >= ");
+        q.bind(since);
+        self.read.run(move |c| q.scalar(c)).await
+    }
+
+    async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
+        let mut q = sql("update deliveries set status = 'queued', next_attempt_at = ");
+        q.bind(now).push(", updated_at = ").bind(now);
+        q.push(" where id in (select d.id from deliveries d");
+        delivery_where(&mut q, filter);
+        q.push(")");
+        let n = self.change_deliveries(q).await?;
+        if n > 0 {
+            self.signal();
+        }
+        Ok(n)
+    }
+
+    async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
+        let mut q = sql("delete from deliveries where id in (select d.id from deliveries d");
+        delivery_where(&mut q, filter);
+        q.push(")");
+        self.change_deliveries(q).await
+    }
+
+    async fn purge_deliveries(
+        &self,
+        succeeded_before: DateTime<Utc>,
+        failed_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64> {
+        let mut q = sql("delete from deliveries where id in (select id from deliveries where (status = 'succeeded' and updated_at < ");
+        q.bind(succeeded_before)
+            .push(") or (status = 'failed' and updated_at < ")
+            .bind(failed_before)
+            .push(") limit ")
+            .bind(limit)
+            .push(")");
+        self.change_deliveries(q).await
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut q = sql("delete from events where id in (select e.id from events e where e.created_at < ");
+        q.bind(before)
+            .push(" and not exists (select 1 from deliveries d where d.event_id = e.id) limit ")
+            .bind(limit)
+            .push(")");
+        self.change_deliveries(q).await
+    }
+}

@@ -1,0 +1,224 @@
+//! Users, tokens and worker heartbeats in SQLite.
+
+use super::{col, found, map_err, micros, one, sql, time_col, Run, SqliteStore};
+use crate::auth::{Token, User};
+use crate::store::{Result, StoreResultExt, Unique, UserStore, WorkerStore};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Row};
+
+const USER_SELECT: &str =
+    "select id as user_id, username, password_hash, is_superuser, created_at as user_created from users";
+
+const TOKEN_SELECT: &str = "select t.id, t.user_id, t.write_enabled, t.description, t.created_at, u.username, \
+     u.password_hash, u.is_superuser, u.created_at as user_created from tokens t join users u on u.id = t.user_id";
+
+fn user_from_row(row: &Row<'_>) -> Result<User> {
+    Ok(User {
+        id: col(row, "user_id")?,
+        username: col(row, "username")?,
+        password_hash: col(row, "password_hash")?,
+        is_superuser: col(row, "is_superuser")?,
+        created: time_col(row, "user_created")?,
+    })
+}
+
+fn token_and_user(row: &Row<'_>) -> Result<(Token, User)> {
+    let token = Token {
+        id: col(row, "id")?,
+        user_id: col(row, "user_id")?,
+        write_enabled: col(row, "write_enabled")?,
+        description: col(row, "description")?,
+        created: time_col(row, "created_at")?,
+    };
+    Ok((token, user_from_row(row)?))
+}
+
+impl SqliteStore {
+    async fn delete_by_id(&self, table: &'static str, id: i64) -> Result<()> {
+        self.write
+            .run(move |c| {
+                let n = c
+                    .execute(&format!("delete from {table} where id = ?"), params![id])
+                    .map_err(map_err)?;
+                found(n)
+            })
+            .await
+    }
+
+    async fn one_user(&self, column: &'static str, value: impl Into<super::Arg> + Send + 'static) -> Result<User> {
+        let value = value.into();
+        self.read
+            .run(move |c| {
+                let mut q = sql(USER_SELECT);
+                q.push(&format!(" where {column} = ")).bind(value);
+                one(q.rows(c, user_from_row)?)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn user_count(&self) -> Result<i64> {
+        self.read.run(|c| sql("select count(*) from users").scalar(c)).await
+    }
+
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        superuser: bool,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        let (username, password_hash) = (username.to_string(), password_hash.to_string());
+        let id: i64 = self
+            .write
+            .run(move |c| {
+                c.query_row(
+                    "insert into users (username, password_hash, is_superuser, created_at) values (?, ?, ?, ?) returning id",
+                    params![username, password_hash, superuser, micros(now)],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)
+            })
+            .await
+            .on_unique(Unique::USERNAME)?;
+        self.user(id).await
+    }
+
+    async fn user(&self, id: i64) -> Result<User> {
+        self.one_user("id", id).await
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<User> {
+        self.one_user("username", username.to_string()).await
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        self.read
+            .run(|c| sql(&format!("{USER_SELECT} order by username")).rows(c, user_from_row))
+            .await
+    }
+
+    async fn update_user(&self, user: &User) -> Result<()> {
+        let user = user.clone();
+        self.write
+            .run(move |c| {
+                let n = c
+                    .execute(
+                        "update users set username = ?, password_hash = ?, is_superuser = ? where id = ?",
+                        params![user.username, user.password_hash, user.is_superuser, user.id],
+                    )
+                    .map_err(map_err)?;
+                found(n)
+            })
+            .await
+            .on_unique(Unique::USERNAME)
+    }
+
+    async fn delete_user(&self, id: i64) -> Result<()> {
+        self.delete_by_id("users", id).await
+    }
+
+    async fn create_token(
+        &self,
+        user_id: i64,
+        key_hash: &str,
+        write_enabled: bool,
+        description: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Token> {
+        let (key_hash, description) = (key_hash.to_string(), description.to_string());
+        let id: i64 = self
+            .write
+            .run(move |c| {
+                c.query_row(
+                    "insert into tokens (user_id, key_hash, write_enabled, description, created_at) values (?, ?, ?, ?, ?) returning id",
+                    params![user_id, key_hash, write_enabled, description, micros(now)],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)
+            })
+            .await
+            .on_unique(Unique::TOKEN_KEY)?;
+        Ok(self.token(id).await?.0)
+    }
+
+    async fn token(&self, id: i64) -> Result<(Token, User)> {
+        self.read
+            .run(move |c| {
+                let mut q = sql(TOKEN_SELECT);
+                q.push(" where t.id = ").bind(id);
+                one(q.rows(c, token_and_user)?)
+            })
+            .await
+    }
+
+    async fn token_by_hash(&self, key_hash: &str) -> Result<(Token, User)> {
+        let key_hash = key_hash.to_string();
+        self.read
+            .run(move |c| {
+                let mut q = sql(TOKEN_SELECT);
+                q.push(" where t.key_hash = ").bind(key_hash);
+                one(q.rows(c, token_and_user)?)
+            })
+            .await
+    }
+
+    async fn tokens(&self, user_id: Option<i64>) -> Result<Vec<(Token, User)>> {
+        self.read
+            .run(move |c| {
+                let mut q = sql(TOKEN_SELECT);
+                if let Some(u) = user_id {
+                    q.push(" where t.user_id = ").bind(u);
+                }
+                q.push(" order by t.id");
+                q.rows(c, token_and_user)
+            })
+            .await
+    }
+
+    async fn delete_token(&self, id: i64) -> Result<()> {
+        self.delete_by_id("tokens", id).await
+    }
+}
+
+#[async_trait]
+impl WorkerStore for SqliteStore {
+    async fn worker_heartbeat(&self, id: &str, host: &str, pid: u32, now: DateTime<Utc>) -> Result<()> {
+        let (id, host) = (id.to_string(), host.to_string());
+        self.write
+            .run(move |c| {
+                c.execute(
+                    "insert into workers (id, host, pid, started_at, seen_at) values (?1, ?2, ?3, ?4, ?4) \
+                     on conflict (id) do update set seen_at = excluded.seen_at",
+                    params![id, host, i64::from(pid), micros(now)],
+                )
+                .map(|_| ())
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn worker_gone(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write
+            .run(move |c| {
+                c.execute("delete from workers where id = ?", params![id])
+                    .map(|_| ())
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn workers_seen_since(&self, since: DateTime<Utc>) -> Result<i64> {
+        self.read
+            .run(move |c| {
+                let mut q = sql("select count(*) from workers where seen_at >= ");
+                q.bind(since);
+                q.scalar(c)
+            })
+            .await
+    }
+}

@@ -1,7 +1,7 @@
 //! `/api/extras/deliveries/`: the delivery log, with every attempt.
 
 use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
-use crate::events::{ingest::parse_timestamp, netbox_timestamp};
+use crate::events::{netbox_timestamp, parse_timestamp};
 use crate::queue::{Attempt, Delivery, DeliveryFilter, Status};
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -6,15 +6,16 @@
 
 mod recorder;
 pub mod send;
+mod webhooks;
+
+use webhooks::Prepared;
 
 pub use recorder::record_outcomes;
 
 use crate::config::WorkerConfig;
 use crate::queue::policy::{decide, parse_retry_after, Observed, Verdict};
-use crate::queue::{attach_events, ClaimLimits, ClaimPlan, Claimed, Outcome};
+use crate::queue::{attach_events, ClaimPlan, Claimed, Outcome};
 use crate::store::{Store, StoreError};
-use crate::webhooks::request::{BuildError, Compiled};
-use crate::webhooks::Webhook;
 use chrono::Utc;
 use send::Clients;
 use std::collections::{HashMap, HashSet};
@@ -25,14 +26,6 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
-
-/// A webhook with its templates compiled (or the compile error).
-struct Prepared {
-    webhook: Webhook,
-    compiled: Result<Compiled, BuildError>,
-    /// `host:port` when the URL's template cannot change it.
-    destination: Option<String>,
-}
 
 /// What one pass of the worker did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,46 +276,6 @@ impl Worker {
         self.recorder.finish().await;
     }
 
-    /// The slots of a destination.
-    fn slots(&self, destination: &str) -> Arc<Semaphore> {
-        lock(&self.destinations)
-            .entry(destination.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination_concurrency)))
-            .clone()
-    }
-
-    /// What one claim may take: no more of a webhook than its destination has free slots, so
-    /// a slow receiver's deliveries never sit on worker slots waiting for their own.
-    fn claim_limits(&self, total: usize, webhooks: Vec<i64>) -> ClaimLimits {
-        let cap = self.config.per_destination_concurrency;
-        let cache = lock(&self.cache);
-        let map = lock(&self.destinations);
-        // Webhooks sharing a destination share its free slots: split them, turn by turn.
-        let mut by_destination: HashMap<&str, Vec<i64>> = HashMap::new();
-        for p in cache.values() {
-            if let Some(d) = &p.destination {
-                by_destination.entry(d.as_str()).or_default().push(p.webhook.id);
-            }
-        }
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let mut per_webhook = HashMap::new();
-        for (destination, mut ids) in by_destination {
-            ids.sort_unstable();
-            let free = map.get(destination).map_or(cap, |s| s.available_permits());
-            let n = ids.len();
-            for (i, id) in ids.into_iter().enumerate() {
-                let extra = usize::from((i + turn) % n < free % n);
-                per_webhook.insert(id, free / n + extra);
-            }
-        }
-        ClaimLimits {
-            total,
-            webhooks,
-            webhook_default: cap,
-            per_webhook,
-        }
-    }
-
     /// How long to sleep when nothing is due: until the next due delivery, at most the poll interval.
     async fn idle_wait(&self) -> Duration {
         let poll = Duration::from_secs_f64(self.config.poll_interval_secs);
@@ -334,57 +287,6 @@ impl Worker {
                 .max(Duration::from_millis(1)),
             _ => poll,
         }
-    }
-
-    /// Lists the webhooks (id and version, one light read) and reloads them when any was
-    /// added, changed or removed, so every claim knows each webhook's destination and every
-    /// send uses the webhook as it is now. Returns the ids to claim for.
-    async fn sync_webhooks(&self) -> Vec<i64> {
-        let versions = match self.store.webhook_versions().await {
-            Ok(v) => v,
-            Err(e) => {
-                error!(error = ?e, "listing webhooks failed");
-                return Vec::new();
-            }
-        };
-        let stale = {
-            let cache = lock(&self.cache);
-            cache.len() != versions.len()
-                || versions
-                    .iter()
-                    .any(|(id, at)| cache.get(id).is_none_or(|p| p.webhook.last_updated != *at))
-        };
-        if stale {
-            match self.store.webhooks().await {
-                Ok(all) => self.remember(all),
-                Err(e) => error!(error = ?e, "loading webhooks failed"),
-            }
-        }
-        versions.into_iter().map(|(id, _)| id).collect()
-    }
-
-    /// Caches exactly `webhooks`, compiling those that are new or changed.
-    fn remember(&self, webhooks: Vec<Webhook>) {
-        let mut cache = lock(&self.cache);
-        let mut fresh = HashMap::with_capacity(webhooks.len());
-        for w in webhooks {
-            let kept = cache.get(&w.id).filter(|p| p.webhook == w).cloned();
-            let prepared = kept.unwrap_or_else(|| {
-                if cache
-                    .get(&w.id)
-                    .is_some_and(|p| p.webhook.ca_file_path != w.ca_file_path)
-                {
-                    self.clients.clear();
-                }
-                Arc::new(Prepared {
-                    compiled: Compiled::new(&w),
-                    destination: send::static_destination(&w.payload_url),
-                    webhook: w,
-                })
-            });
-            fresh.insert(prepared.webhook.id, prepared);
-        }
-        *cache = fresh;
     }
 
     /// Renders, sends and judges one delivery.

@@ -1,7 +1,7 @@
 //! Parsing events posted to `POST /api/extras/events/`: NetBox's own default webhook body, so an
 //! existing NetBox can forward its changes to Herald.
 
-use super::{netbox_timestamp, Event, EventKind};
+use super::{netbox_timestamp, parse_timestamp, Event, EventKind};
 use crate::catalog::Catalog;
 use crate::validate::{FieldErrors, Reader};
 use chrono::{DateTime, Utc};
@@ -52,45 +52,90 @@ pub fn parse(body: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<
 
 fn parse_one(value: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Event, FieldErrors> {
     let mut r = Reader::new(&value)?;
-    let kind = match r.string("event") {
-        Some(s) => match EventKind::parse(&s) {
-            Some(k) => Some(k),
-            None => {
+    let kind = read_kind(&mut r);
+    let object_type = resolve_type(&mut r, catalog);
+    let timestamp = read_timestamp(&mut r, defaults);
+    let username = r
+        .nullable_string("username")
+        .flatten()
+        .unwrap_or_else(|| defaults.username.to_string());
+    let request_id = read_request_id(&mut r, defaults);
+    let data_ok = check_data(&mut r);
+    let snapshots_ok = check_snapshots(&mut r);
+    let errors = std::mem::take(&mut r.errors);
+    let (Some(kind), Some(object_type), Some(timestamp), Some(request_id), true, true, true) = (
+        kind,
+        object_type,
+        timestamp,
+        request_id,
+        data_ok,
+        snapshots_ok,
+        errors.is_empty(),
+    ) else {
+        return Err(errors);
+    };
+    // Checked: now move the object trees out instead of copying them.
+    let Value::Object(mut map) = value else {
+        return Err(errors);
+    };
+    let data = map.remove("data").unwrap_or(Value::Null);
+    let mut side = |name: &str| match map.get_mut("snapshots") {
+        Some(Value::Object(s)) => s.remove(name).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let snapshots = json!({"prechange": side("prechange"), "postchange": side("postchange")});
+    Ok(Event {
+        id: 0,
+        kind,
+        timestamp,
+        object_type,
+        username,
+        request_id,
+        data,
+        snapshots,
+    })
+}
+
+/// `event`: `created`, `updated`, `deleted` (or NetBox 4's `object_created`, ...).
+fn read_kind(r: &mut Reader<'_>) -> Option<EventKind> {
+    match r.string("event") {
+        Some(s) => {
+            let kind = EventKind::parse(&s);
+            if kind.is_none() {
                 r.errors.add(
                     "event",
                     format!("\"{s}\" is not a valid event: use created, updated or deleted."),
                 );
-                None
             }
-        },
+            kind
+        }
         None => {
             if !r.has("event") {
                 r.errors.add("event", "This field is required.");
             }
             None
         }
-    };
+    }
+}
 
-    let object_type = resolve_type(&mut r, catalog);
-
-    let timestamp = match r.string("timestamp") {
-        Some(s) => match parse_timestamp(&s) {
-            Some(t) => Some(netbox_timestamp(t)),
-            None => {
+/// `timestamp`, in NetBox's form; now when left out.
+fn read_timestamp(r: &mut Reader<'_>, defaults: &Defaults<'_>) -> Option<String> {
+    match r.string("timestamp") {
+        Some(s) => {
+            let parsed = parse_timestamp(&s).map(netbox_timestamp);
+            if parsed.is_none() {
                 r.errors
                     .add("timestamp", "Not an ISO 8601 date and time with a time zone.");
-                None
             }
-        },
+            parsed
+        }
         None => Some(netbox_timestamp(defaults.now)),
-    };
+    }
+}
 
-    let username = r
-        .nullable_string("username")
-        .flatten()
-        .unwrap_or_else(|| defaults.username.to_string());
-
-    let request_id = match r.nullable_string("request_id").flatten() {
+/// `request_id`: a UUID; the API request's own when left out.
+fn read_request_id(r: &mut Reader<'_>, defaults: &Defaults<'_>) -> Option<String> {
+    match r.nullable_string("request_id").flatten() {
         Some(s) => match uuid::Uuid::parse_str(&s) {
             Ok(u) => Some(u.hyphenated().to_string()),
             Err(_) => {
@@ -99,77 +144,43 @@ fn parse_one(value: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result
             }
         },
         None => Some(defaults.request_id.to_string()),
-    };
+    }
+}
 
-    let data = match r.raw("data") {
-        Some(Value::Object(_)) => Some(()),
+/// `data`: the object, required.
+fn check_data(r: &mut Reader<'_>) -> bool {
+    match r.raw("data") {
+        Some(Value::Object(_)) => true,
         Some(_) => {
             r.errors.add(
                 "data",
                 "Expected an object: the changed object as the REST API shows it.",
             );
-            None
+            false
         }
         None => {
             r.errors.add("data", "This field is required.");
-            None
+            false
         }
-    };
-
-    let snapshots = match r.raw("snapshots") {
-        None | Some(Value::Null) => Some(()),
-        Some(Value::Object(map)) => {
-            let mut ok = true;
-            for (k, v) in map {
-                if !matches!(k.as_str(), "prechange" | "postchange") || !(v.is_object() || v.is_null()) {
-                    ok = false;
-                }
-            }
-            if ok {
-                Some(())
-            } else {
-                r.errors.add(
-                    "snapshots",
-                    "Expected {\"prechange\": object or null, \"postchange\": object or null}.",
-                );
-                None
-            }
-        }
-        Some(_) => {
-            r.errors.add(
-                "snapshots",
-                "Expected {\"prechange\": object or null, \"postchange\": object or null}.",
-            );
-            None
-        }
-    };
-
-    let errors = std::mem::take(&mut r.errors);
-    match (kind, object_type, timestamp, request_id, data, snapshots) {
-        (Some(kind), Some(object_type), Some(timestamp), Some(request_id), Some(()), Some(())) if errors.is_empty() => {
-            // Checked: now move the object trees out instead of copying them.
-            let Value::Object(mut map) = value else {
-                return Err(errors);
-            };
-            let data = map.remove("data").unwrap_or(Value::Null);
-            let mut side = |name: &str| match map.get_mut("snapshots") {
-                Some(Value::Object(s)) => s.remove(name).unwrap_or(Value::Null),
-                _ => Value::Null,
-            };
-            let snapshots = json!({"prechange": side("prechange"), "postchange": side("postchange")});
-            Ok(Event {
-                id: 0,
-                kind,
-                timestamp,
-                object_type,
-                username,
-                request_id,
-                data,
-                snapshots,
-            })
-        }
-        _ => Err(errors),
     }
+}
+
+/// `snapshots`: absent, null, or prechange/postchange objects (or nulls).
+fn check_snapshots(r: &mut Reader<'_>) -> bool {
+    let ok = match r.raw("snapshots") {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(map)) => map
+            .iter()
+            .all(|(k, v)| matches!(k.as_str(), "prechange" | "postchange") && (v.is_object() || v.is_null())),
+        Some(_) => false,
+    };
+    if !ok {
+        r.errors.add(
+            "snapshots",
+            "Expected {\"prechange\": object or null, \"postchange\": object or null}.",
+        );
+    }
+    ok
 }
 
 /// `object_type` (`dcim.site`) and/or `model` (`site`); both must agree with the catalog.
@@ -208,16 +219,6 @@ fn resolve_type(r: &mut Reader<'_>, catalog: &Catalog) -> Option<String> {
             None
         }
     }
-}
-
-/// ISO 8601 with an offset; NetBox's older `2020-02-25 15:10:26.010582+00:00` too.
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    DateTime::parse_from_rfc3339(s)
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%:z"))
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

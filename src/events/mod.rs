@@ -3,6 +3,7 @@
 pub mod ingest;
 
 use crate::python::json as pyjson;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 /// Which kind of change happened.
@@ -105,8 +106,18 @@ impl Event {
 }
 
 /// Formats a time as NetBox does: `2020-02-25T15:10:26.010582+00:00`.
-pub fn netbox_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+pub fn netbox_timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+/// ISO 8601 with an offset; NetBox's older `2020-02-25 15:10:26.010582+00:00` too.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%:z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

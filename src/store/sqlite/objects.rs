@@ -2,7 +2,7 @@
 //! JSON in the minimal form), unique keys and references in their own indexed tables, so
 //! uniqueness checks and dependents are index lookups whatever the type.
 
-use super::queue::{insert_deliveries, insert_event};
+use super::events::{insert_deliveries, insert_event};
 use super::webhooks::{enabled, enabled_versions};
 use super::{col, json_err, map_err, micros, sql, time_col, Run, SqliteStore, CHUNK};
 use crate::changes::{Change, ChangeAction, ChangeFilter};

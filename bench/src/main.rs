@@ -1,0 +1,139 @@
+//! `herald-bench`: starts the real `herald` binary on a fresh database for each scenario, with
+//! its own signature-checking receiver, and measures. Every scenario is bounded in count and
+//! time. Exits non-zero if a signature is invalid or a delivery is missing.
+
+mod process;
+mod receiver;
+mod report;
+mod scenarios;
+
+use anyhow::Context;
+use clap::Parser;
+use report::{fmt, Report};
+use scenarios::Bench;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    All,
+    Deliver,
+    Baseline,
+    Latency,
+    Fanout,
+    Backlog,
+    Isolation,
+    Api,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "herald-bench", about = "Measure Herald end to end")]
+struct Args {
+    #[arg(value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// Small counts: a smoke run of a few seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The herald binary (default: next to this one).
+    #[arg(long)]
+    herald: Option<PathBuf>,
+    /// Database backend.
+    #[arg(long, default_value = "sqlite")]
+    database: String,
+    /// Events in the deliver and baseline scenarios.
+    #[arg(long)]
+    events: Option<u64>,
+    /// Deliveries queued in the backlog scenario.
+    #[arg(long)]
+    backlog: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.database == "sqlite", "only the sqlite backend exists so far");
+    let exe = match args.herald {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("herald"),
+    };
+    anyhow::ensure!(
+        exe.exists(),
+        "{} not found: build it first (cargo build --release --bins)",
+        exe.display()
+    );
+    let bench = Bench {
+        exe,
+        quick: args.quick,
+        events: args.events.unwrap_or(if args.quick { 2_000 } else { 50_000 }),
+        backlog: args.backlog.unwrap_or(if args.quick { 10_000 } else { 1_000_000 }),
+    };
+    let started = Instant::now();
+    let report = run(&bench, args.scenario, started).await?;
+    println!("{}", report.markdown());
+    println!(
+        "SQLite: WAL, synchronous=NORMAL (commits survive a process crash). {} run in {:.0} s.",
+        if bench.quick { "Quick" } else { "Full" },
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report.json())?)?;
+    }
+    if !report.failures.is_empty() {
+        for f in &report.failures {
+            eprintln!("FAILED: {f}");
+        }
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs `which` (every scenario for `All`), printing each one's figures as it ends.
+async fn run(bench: &Bench, which: Scenario, started: Instant) -> anyhow::Result<Report> {
+    let wants = |s: Scenario| which == Scenario::All || which == s;
+    let mut report = Report::default();
+    let mut shown = 0;
+    let mut progress = |report: &Report, name: &str| {
+        eprintln!("herald-bench: {name} done at {:.0} s", started.elapsed().as_secs_f64());
+        for r in &report.rows[shown..] {
+            eprintln!("  {} {}: {} {}", r.scenario, r.metric, fmt(r.value), r.unit);
+        }
+        shown = report.rows.len();
+    };
+    let mut deliver_rate = None;
+    if wants(Scenario::Deliver) {
+        deliver_rate = Some(bench.deliver(&mut report).await.context("deliver")?);
+        progress(&report, "deliver");
+    }
+    if wants(Scenario::Baseline) {
+        let base = bench.baseline(&mut report).await.context("baseline")?;
+        if let Some(d) = deliver_rate {
+            report.target("baseline", "deliver ÷ baseline", d / base, "", 0.5, true);
+        }
+        progress(&report, "baseline");
+    }
+    if wants(Scenario::Latency) {
+        bench.latency(&mut report).await.context("latency")?;
+        progress(&report, "latency");
+    }
+    if wants(Scenario::Fanout) {
+        bench.fanout(&mut report).await.context("fanout")?;
+        progress(&report, "fanout");
+    }
+    if wants(Scenario::Backlog) {
+        bench.backlog(&mut report, deliver_rate).await.context("backlog")?;
+        progress(&report, "backlog");
+    }
+    if wants(Scenario::Isolation) {
+        bench.isolation(&mut report).await.context("isolation")?;
+        progress(&report, "isolation");
+    }
+    if wants(Scenario::Api) {
+        bench.api(&mut report).await.context("api")?;
+        progress(&report, "api");
+    }
+    Ok(report)
+}

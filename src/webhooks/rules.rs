@@ -1,0 +1,254 @@
+//! A webhook's rules (NetBox's): reading a body over a webhook field by field, then the rules
+//! that span fields or need the catalog, the templates or the file system.
+
+use super::{conditions, template, HttpMethod, Webhook};
+use crate::catalog::Catalog;
+use crate::validate::{FieldErrors, Reader};
+use serde_json::Value;
+
+impl Webhook {
+    /// Applies the fields present in `body` over `self` (all of them for create and PUT, the
+    /// given ones for PATCH), then checks every rule. Errors name their fields.
+    pub fn apply(mut self, body: &Value, catalog: &Catalog, partial: bool) -> Result<Webhook, FieldErrors> {
+        let mut r = Reader::new(body)?;
+        self.read_request(&mut r);
+        self.read_delivery(&mut r);
+        let mut errors = std::mem::take(&mut r.errors);
+        if !partial {
+            for field in ["name", "content_types", "payload_url"] {
+                if !r.has(field) && !errors.0.contains_key(field) {
+                    errors.add(field, "This field is required.");
+                }
+            }
+        }
+        self.check(catalog, &mut errors);
+        errors.finish(self)
+    }
+
+    /// What fires the webhook and the request it sends.
+    fn read_request(&mut self, r: &mut Reader<'_>) {
+        if let Some(v) = r.string("name") {
+            self.name = v.trim().to_string();
+        }
+        if let Some(v) = r.string_list("content_types") {
+            self.content_types = v;
+        }
+        for (field, slot) in [
+            ("type_create", &mut self.type_create),
+            ("type_update", &mut self.type_update),
+            ("type_delete", &mut self.type_delete),
+            ("enabled", &mut self.enabled),
+            ("ssl_verification", &mut self.ssl_verification),
+        ] {
+            if let Some(v) = r.bool(field) {
+                *slot = v;
+            }
+        }
+        if let Some(v) = r.string("payload_url") {
+            self.payload_url = v.trim().to_string();
+        }
+        if let Some(v) = r.string("http_method") {
+            match HttpMethod::parse(&v) {
+                Some(m) => self.http_method = m,
+                None => r.errors.add(
+                    "http_method",
+                    format!(
+                        "\"{v}\" is not a valid choice: use one of {}.",
+                        HttpMethod::ALL.map(HttpMethod::as_str).join(", ")
+                    ),
+                ),
+            }
+        }
+        if let Some(v) = r.string("http_content_type") {
+            self.http_content_type = v.trim().to_string();
+        }
+        if let Some(v) = r.nullable_string("additional_headers") {
+            self.additional_headers = v.unwrap_or_default();
+        }
+        if let Some(v) = r.nullable_string("body_template") {
+            self.body_template = v.unwrap_or_default();
+        }
+        if let Some(v) = r.nullable_string("secret") {
+            self.secret = v.unwrap_or_default();
+        }
+        if let Some(v) = r.nullable_string("ca_file_path") {
+            self.ca_file_path = v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        }
+    }
+
+    /// How deliveries go: timeout, retries, conditions.
+    fn read_delivery(&mut self, r: &mut Reader<'_>) {
+        if let Some(v) = r.int("timeout", 1, 3600) {
+            self.timeout = v as u32;
+        }
+        match r.raw("retry_schedule") {
+            None => {}
+            Some(Value::Null) => self.retry_schedule = None,
+            Some(Value::Array(items)) => {
+                let secs: Vec<f64> = items.iter().filter_map(Value::as_f64).collect();
+                if secs.len() != items.len() || secs.iter().any(|s| !s.is_finite() || *s < 0.0 || *s > 604_800.0) {
+                    r.errors.add(
+                        "retry_schedule",
+                        "Expected a list of delays in seconds, each from 0 to 604800.",
+                    );
+                } else if secs.len() > 50 {
+                    r.errors.add("retry_schedule", "At most 50 retries.");
+                } else {
+                    self.retry_schedule = Some(secs);
+                }
+            }
+            Some(_) => r
+                .errors
+                .add("retry_schedule", "Expected a list of delays in seconds, or null."),
+        }
+        match r.raw("conditions") {
+            None => {}
+            Some(Value::Null) => self.conditions = None,
+            Some(c) => match conditions::Conditions::parse(c) {
+                Ok(_) => self.conditions = Some(c.clone()),
+                Err(e) => r.errors.add("conditions", format!("Invalid condition set: {e}.")),
+            },
+        }
+    }
+
+    /// The rules that span fields, and those that need the catalog or the file system.
+    fn check(&self, catalog: &Catalog, errors: &mut FieldErrors) {
+        let has = |e: &FieldErrors, f: &str| e.0.contains_key(f);
+        if !has(errors, "name") {
+            if self.name.is_empty() {
+                errors.add("name", "This field may not be blank.");
+            } else if self.name.chars().count() > 150 {
+                errors.add("name", "Ensure this field has no more than 150 characters.");
+            }
+        }
+        if !has(errors, "content_types") {
+            if self.content_types.is_empty() {
+                errors.add("content_types", "This list may not be empty.");
+            }
+            for t in &self.content_types {
+                if catalog.get(t).is_none() {
+                    errors.add("content_types", format!("Unknown object type \"{t}\"."));
+                }
+            }
+        }
+        if !(self.type_create || self.type_update || self.type_delete) {
+            errors.add(
+                "type_create",
+                "You must select at least one type: create, update, and/or delete.",
+            );
+        }
+        if !has(errors, "payload_url") {
+            if let Err(msg) = check_payload_url(&self.payload_url) {
+                errors.add("payload_url", msg);
+            }
+        }
+        if !has(errors, "http_content_type") {
+            if self.http_content_type.is_empty() {
+                errors.add("http_content_type", "This field may not be blank.");
+            } else if self.http_content_type.chars().any(char::is_control) || self.http_content_type.len() > 100 {
+                errors.add(
+                    "http_content_type",
+                    "Must be a MIME type of at most 100 characters, on one line.",
+                );
+            }
+        }
+        for (field, source) in [
+            ("additional_headers", &self.additional_headers),
+            ("body_template", &self.body_template),
+        ] {
+            if let Err(msg) = template::check(source) {
+                errors.add(field, format!("Invalid template: {msg}"));
+            }
+        }
+        if self.secret.chars().count() > 255 {
+            errors.add("secret", "Ensure this field has no more than 255 characters.");
+        }
+        if let Some(path) = &self.ca_file_path {
+            if !self.ssl_verification {
+                errors.add(
+                    "ca_file_path",
+                    "Do not specify a CA certificate file if SSL verification is disabled.",
+                );
+            } else if let Err(msg) = read_ca_file(path) {
+                errors.add("ca_file_path", msg);
+            }
+        }
+    }
+}
+
+/// An `http(s)` URL with a host; when it holds a template, it must compile and start with the scheme.
+fn check_payload_url(url: &str) -> Result<(), String> {
+    if url.is_empty() {
+        return Err("This field may not be blank.".into());
+    }
+    if url.contains("{{") || url.contains("{%") {
+        template::check(url).map_err(|m| format!("Invalid template: {m}"))?;
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err("Enter a valid URL: it must start with http:// or https://.".into());
+        }
+        return Ok(());
+    }
+    check_url(url)
+}
+
+/// A plain `http(s)` URL with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("Enter a valid URL ({e})."))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "Enter a valid URL: scheme \"{}\" is not http or https.",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("Enter a valid URL: it has no host.".into());
+    }
+    Ok(())
+}
+
+/// Reads a PEM file holding at least one certificate.
+pub fn read_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("Cannot read CA file {path}: {e}."))?;
+    if !bytes.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{path} holds no PEM certificate."));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+        .map_err(|e| format!("{path} is not a valid PEM certificate file: {e}."))?;
+    if certs.is_empty() {
+        return Err(format!("{path} holds no PEM certificate."));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rules_name_their_fields() {
+        let c = Catalog::builtin();
+        let body = json!({
+            "name": "x", "content_types": ["dcim.site"], "payload_url": "ftp://h/",
+            "http_method": "FETCH", "body_template": "{% if %}", "ssl_verification": false,
+            "ca_file_path": "/etc/hostname"
+        });
+        let err = Webhook::blank().apply(&body, &c, false).unwrap_err().into_value();
+        for f in [
+            "type_create",
+            "payload_url",
+            "http_method",
+            "body_template",
+            "ca_file_path",
+        ] {
+            assert!(err.get(f).is_some(), "{f} missing in {err}");
+        }
+        let ok = json!({"name": "a", "content_types": ["dcim.site"], "type_create": true,
+                        "payload_url": "https://h/{{ model }}"});
+        let w = Webhook::blank().apply(&ok, &c, false).unwrap();
+        assert_eq!((w.http_method, w.timeout), (HttpMethod::Post, 15));
+        let patched = w.apply(&json!({"timeout": 0}), &c, true).unwrap_err();
+        assert!(patched.0.contains_key("timeout"));
+    }
+}

@@ -409,3 +409,51 @@ async fn webhooks_sharing_a_hanging_destination_share_its_slots() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
+    use herald::queue::{DeliveryFilter, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(dir.path());
+    config.worker.retry_schedule = vec![0.0, 0.0];
+    config.worker.retry_jitter = 0.0;
+    let app = herald::server::App::open(config).await.unwrap();
+    let svc = app.services();
+    let rx = TestReceiver::start().await;
+    rx.set(Behavior::Status(503, "later".into()));
+    let body = json!({"name": "idle", "content_types": ["dcim.site"], "type_create": true, "payload_url": rx.url("/")});
+    svc.create_webhooks(vec![body], false).await.unwrap();
+    for i in 1..=3 {
+        svc.record_events(site_event("created", i, "A"), "t", &uuid::Uuid::new_v4().to_string())
+            .await
+            .unwrap();
+    }
+    // No wall-clock waits: the worker runs until nothing is due and every outcome is written.
+    let worker = app.worker();
+    assert_eq!(
+        worker.run_until_idle().await.unwrap(),
+        9,
+        "3 deliveries, 3 attempts each"
+    );
+    assert_eq!(rx.received().len(), 9);
+    let failed = DeliveryFilter {
+        status: vec![Status::Failed],
+        ..Default::default()
+    };
+    let page = svc.deliveries(&failed, 10, 0).await.unwrap();
+    assert_eq!(page.count, 3);
+    for d in &page.items {
+        assert_eq!(d.attempts, 3);
+        assert_eq!(svc.delivery(d.id).await.unwrap().attempts.len(), 3);
+    }
+    rx.set(Behavior::Status(204, String::new()));
+    assert_eq!(svc.retry_deliveries(&DeliveryFilter::default()).await.unwrap(), 3);
+    assert_eq!(worker.run_until_idle().await.unwrap(), 3);
+    let ok = DeliveryFilter {
+        status: vec![Status::Succeeded],
+        ..Default::default()
+    };
+    assert_eq!(svc.deliveries(&ok, 10, 0).await.unwrap().count, 3);
+    assert_eq!(worker.run_until_idle().await.unwrap(), 0, "idle stays idle");
+    worker.drain().await;
+}

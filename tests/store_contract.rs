@@ -1033,85 +1033,20 @@ async fn workers(store: &dyn Store) {
     assert_eq!(store.workers_seen_since(t0()).await.unwrap(), 1);
 }
 
-/// Runs every story on a fresh store from `open`.
+/// One test per story, each on a fresh store from `open`.
 macro_rules! contract {
-    ($backend:ident, $open:expr) => {
+    ($backend:ident, $open:expr, [$($story:ident),* $(,)?]) => {
         mod $backend {
             use super::*;
 
-            async fn fresh() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
-                let opened = $open.await?;
-                opened
-                    .1
-                    .migrate()
-                    .await
-                    .expect("migrations run twice without harm");
-                Some(opened)
-            }
-
-            #[tokio::test]
-            async fn users_and_tokens() {
-                let Some((_keep, store)) = fresh().await else {
-                    return;
-                };
-                super::users_and_tokens(store.as_ref()).await;
-            }
-
-            #[tokio::test]
-            async fn webhooks() {
-                let Some((_keep, store)) = fresh().await else {
-                    return;
-                };
-                super::webhooks(store.as_ref()).await;
-            }
-
-            #[tokio::test]
-            async fn write_transactions() {
-                let Some((_keep, store)) = fresh().await else {
-                    return;
-                };
-                super::write_transactions(store.as_ref()).await;
-            }
-
-            #[tokio::test]
-            async fn object_primitives() {
-                let Some((_keep, store)) = fresh().await else {
-                    return;
-                };
-                super::object_primitives(store.as_ref()).await;
-            }
-
-            #[tokio::test]
-            async fn object_filters_and_ordering() {
-                let Some((_keep, store)) = fresh().await else {
-                    return;
-                };
-                super::object_filters_and_ordering(store.as_ref()).await;
-            }
-
-            #[tokio::test]
-            async fn change_log() {
-                let Some((_keep, store)) = fresh().await else {
-                    return;
-                };
-                super::change_log(store.as_ref()).await;
-            }
-
-            #[tokio::test]
-            async fn queue() {
-                let Some((_keep, store)) = fresh().await else {
-                    return;
-                };
-                super::queue(store.as_ref()).await;
-            }
-
-            #[tokio::test]
-            async fn workers() {
-                let Some((_keep, store)) = fresh().await else {
-                    return;
-                };
-                super::workers(store.as_ref()).await;
-            }
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    let Some((_keep, store)) = $open.await else { return };
+                    store.migrate().await.expect("migrations run twice without harm");
+                    super::$story(store.as_ref()).await;
+                }
+            )*
         }
     };
 }
@@ -1125,4 +1060,17 @@ async fn sqlite() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
     Some((Box::new(dir), store))
 }
 
-contract!(on_sqlite, sqlite());
+contract!(
+    on_sqlite,
+    sqlite(),
+    [
+        users_and_tokens,
+        webhooks,
+        write_transactions,
+        object_primitives,
+        object_filters_and_ordering,
+        change_log,
+        queue,
+        workers,
+    ]
+);

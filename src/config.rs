@@ -16,9 +16,45 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A catalog file replacing the built-in object types (empty: the built-in ones).
     pub catalog: String,
+    pub api: ApiConfig,
+    pub webhooks: WebhooksConfig,
+    pub destinations: DestinationsConfig,
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
     pub ingest: IngestConfig,
+}
+
+/// What webhooks may point at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhooksConfig {
+    /// The folder CA files (`ca_file_path`) must be in; empty: anywhere.
+    pub ca_dir: String,
+}
+
+impl WebhooksConfig {
+    pub fn ca_dir(&self) -> Option<&std::path::Path> {
+        (!self.ca_dir.is_empty()).then(|| std::path::Path::new(&self.ca_dir))
+    }
+}
+
+/// Where deliveries and test sends may connect (see `delivery::destinations`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DestinationsConfig {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub deny_own_address: bool,
+}
+
+/// Bounds on what one client can make the API server hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiConfig {
+    pub max_body_bytes: usize,
+    pub max_bulk_items: usize,
+    pub max_json_values: usize,
+    pub max_connections: usize,
+    pub header_read_timeout_secs: f64,
+    pub body_read_timeout_secs: f64,
+    pub max_uri_bytes: usize,
 }
 
 /// How logs are written.
@@ -77,6 +113,9 @@ impl std::fmt::Debug for Config {
             .field("database_url", &self.database_url)
             .field("log_format", &self.log_format)
             .field("catalog", &self.catalog)
+            .field("api", &self.api)
+            .field("webhooks", &self.webhooks)
+            .field("destinations", &self.destinations)
             .field("worker", &self.worker)
             .field("retention", &self.retention)
             .field(
@@ -119,6 +158,23 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        crate::delivery::destinations::Policy::from_config(&self.destinations, Vec::new())?;
+        let a = &self.api;
+        for (name, v) in [
+            ("api.max_body_bytes", a.max_body_bytes),
+            ("api.max_bulk_items", a.max_bulk_items),
+            ("api.max_json_values", a.max_json_values),
+            ("api.max_connections", a.max_connections),
+            ("api.max_uri_bytes", a.max_uri_bytes),
+        ] {
+            anyhow::ensure!(v >= 1, "{name} must be at least 1");
+        }
+        for (name, v) in [
+            ("api.header_read_timeout_secs", a.header_read_timeout_secs),
+            ("api.body_read_timeout_secs", a.body_read_timeout_secs),
+        ] {
+            anyhow::ensure!(v.is_finite() && v > 0.0, "{name} must be a positive number");
+        }
         let w = &self.worker;
         anyhow::ensure!(w.concurrency >= 1, "worker.concurrency must be at least 1");
         anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");

@@ -107,6 +107,16 @@ pub enum Error {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// A request body, list or URI over its bound.
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("the request URI is too long")]
+    UriTooLong,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Too many attempts: try again after this many seconds.
+    #[error("too many attempts; try again in {0} s")]
+    Throttled(u64),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

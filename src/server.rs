@@ -3,6 +3,7 @@
 use crate::api::{self, AppState};
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::delivery::destinations::Policy;
 use crate::delivery::Worker;
 use crate::maintenance::{heartbeat, retention};
 use crate::service::Services;
@@ -30,9 +31,11 @@ impl App {
         };
         let store = store::open(&config.database_url).await?;
         store.migrate().await?;
+        let own: Vec<std::net::SocketAddr> = config.listen.parse().into_iter().collect();
+        let destinations = Policy::from_config(&config.destinations, own)?;
         Ok(App {
             state: AppState {
-                svc: Services::new(store, Arc::new(catalog), Arc::new(config)),
+                svc: Services::new(store, Arc::new(catalog), Arc::new(config), destinations),
                 worker_running: Arc::new(AtomicBool::new(false)),
             },
         })
@@ -49,6 +52,7 @@ impl App {
         Worker::new(
             svc.store.clone(),
             svc.config.worker.clone(),
+            svc.clients(),
             self.state.worker_running.clone(),
         )
     }
@@ -75,20 +79,20 @@ impl App {
         with_worker: bool,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            self.state.svc.destinations.set_own(addr);
+        }
         let app = api::router(self.state.clone());
         let this = Arc::new(self);
         let worker = with_worker.then(|| {
             let (this, shutdown) = (this.clone(), shutdown.clone());
             tokio::spawn(async move { this.run_worker(shutdown).await })
         });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        api::serve::serve(listener, app, &this.state.svc.config.api, shutdown.clone()).await;
         shutdown.cancel();
         if let Some(w) = worker {
             w.await?;
         }
-        served?;
         Ok(())
     }
 

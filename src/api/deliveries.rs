@@ -161,16 +161,33 @@ fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
     let mut f = DeliveryFilter::default();
     match body {
         Value::Array(items) => {
-            f.id = ints(
-                "id",
-                items
-                    .iter()
-                    .map(|i| i.get("id").cloned().unwrap_or(Value::Null))
-                    .collect(),
-            )?;
+            let mut ids = Vec::with_capacity(items.len());
+            for item in items {
+                match item.as_object().map(|o| (o.get("id"), o.len())) {
+                    Some((Some(id), 1)) => ids.push(id.clone()),
+                    _ => return Err(bad("id", "Expected a list of {\"id\": n}, nothing else.")),
+                }
+            }
+            f.id = ints("id", ids)?;
         }
         Value::Object(map) => {
+            // A key this filter does not know would otherwise widen it to everything.
+            let known = ["id", "webhook_id", "status", "since", "object_type", "event"];
+            if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
+                return Err(bad(
+                    k,
+                    "Not a filter: use id, webhook_id, status, object_type, event or since.",
+                ));
+            }
             f.id = ints("id", list(map.get("id")))?;
+            let texts = |field: &str| -> Result<Vec<String>, ApiError> {
+                list(map.get(field))
+                    .iter()
+                    .map(|v| v.as_str().map(String::from).ok_or_else(|| bad(field, "Expected text.")))
+                    .collect()
+            };
+            f.object_type = texts("object_type")?;
+            f.event = texts("event")?;
             f.webhook_id = ints("webhook_id", list(map.get("webhook_id")))?;
             for s in list(map.get("status")) {
                 let status = s

@@ -18,6 +18,10 @@ pub fn status_code(e: &ApiError) -> StatusCode {
         }
         ApiError::NotFound => StatusCode::NOT_FOUND,
         ApiError::Conflict(_) => StatusCode::CONFLICT,
+        ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+        ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
         ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -25,7 +29,12 @@ pub fn status_code(e: &ApiError) -> StatusCode {
 fn body(e: &ApiError) -> Value {
     match e {
         ApiError::Validation(v) => v.clone(),
-        ApiError::BadRequest(m) | ApiError::Conflict(m) => json!({ "detail": m }),
+        ApiError::BadRequest(m) | ApiError::Conflict(m) | ApiError::TooLarge(m) => json!({ "detail": m }),
+        ApiError::UriTooLong => json!({"detail": "Request URI too long."}),
+        ApiError::MethodNotAllowed => json!({"detail": "Method not allowed."}),
+        ApiError::Throttled(secs) => {
+            json!({"detail": format!("Request was throttled. Expected available in {secs} seconds.")})
+        }
         ApiError::Unauthenticated => json!({"detail": "Authentication credentials were not provided."}),
         ApiError::InvalidToken => json!({"detail": "Invalid token"}),
         ApiError::Forbidden => json!({"detail": "You do not have permission to perform this action."}),
@@ -40,6 +49,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = ?e, "internal error");
         }
-        (status_code(&self), Json(body(&self))).into_response()
+        let mut resp = (status_code(&self), Json(body(&self))).into_response();
+        if let ApiError::Throttled(secs) = &self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
     }
 }

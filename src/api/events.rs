@@ -1,8 +1,8 @@
 //! `POST /api/extras/events/`: changes from outside (e.g. a NetBox forwarding its webhooks).
 
+use super::extract::{body_bytes, parse_json};
 use super::{ApiError, AppState, Auth, RequestId};
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Extension;
@@ -18,12 +18,12 @@ async fn create(
     auth: Auth,
     Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body_bytes(req, &st).await?;
     let signature = headers.get("X-Hook-Signature").and_then(|v| v.to_str().ok());
     st.svc.check_ingest_signature(&body, signature)?;
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))?;
+    let value = parse_json(&body, &st)?;
     let recorded = st.svc.record_events(value, &auth.user.username, &request_id.0).await?;
     let queued: usize = recorded.iter().map(|r| r.deliveries).sum();
     let ids: Vec<i64> = recorded.iter().map(|r| r.event_id).collect();

@@ -1,5 +1,6 @@
 //! Extractors: the token's user, JSON bodies with NetBox's errors, and list queries.
 
+use super::json::{self, BodyError, Bounds};
 use super::{ApiError, AppState};
 use crate::auth::User;
 use axum::body::Bytes;
@@ -40,26 +41,51 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// A JSON body; malformed JSON is a 400 saying where. An empty body reads as `null`.
+/// A JSON body within the configured bounds; malformed JSON is a 400 saying where, a body
+/// over a bound a 413. An empty body reads as `null`.
 pub struct JsonBody(pub Value);
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<JsonBody, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("Could not read the request body: {e}")))?;
+    async fn from_request(req: Request, state: &AppState) -> Result<JsonBody, ApiError> {
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))
+        parse_json(&bytes, state).map(JsonBody)
     }
 }
 
-/// The `{id}` of a detail path; anything but an integer is a 404, as for a missing object.
+/// The raw body, within the size bound (413 past it).
+pub async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "The request body is larger than {} bytes.",
+                state.svc.config.api.max_body_bytes
+            ))
+        } else {
+            ApiError::BadRequest(format!("Could not read the request body: {e}"))
+        }
+    })
+}
+
+/// `bytes` as JSON within the configured bounds.
+pub fn parse_json(bytes: &[u8], state: &AppState) -> Result<Value, ApiError> {
+    let api = &state.svc.config.api;
+    let bounds = Bounds {
+        values: api.max_json_values,
+        items: api.max_bulk_items,
+    };
+    json::parse(bytes, bounds).map_err(|e| match e {
+        BodyError::Syntax(_) => ApiError::BadRequest(e.to_string()),
+        BodyError::TooManyItems(_) | BodyError::TooManyValues(_) => ApiError::TooLarge(e.to_string()),
+    })
+}
+
+/// The `{id}` of a detail path: digits only (no sign, no spaces). Anything else is a 404, as
+/// for a missing object.
 pub struct PathId(pub i64);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathId {
@@ -69,6 +95,9 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound)?;
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::NotFound);
+        }
         id.parse().map(PathId).map_err(|_| ApiError::NotFound)
     }
 }
@@ -241,10 +270,9 @@ impl ListQuery {
             url.query_pairs_mut().extend_pairs(pairs);
             Value::String(url.to_string())
         };
-        let next = if offset + limit < count {
-            link(offset + limit)
-        } else {
-            Value::Null
+        let next = match offset.checked_add(limit) {
+            Some(end) if end < count => link(end),
+            _ => Value::Null,
         };
         let previous = if offset > 0 {
             link((offset - limit).max(0))

@@ -5,8 +5,10 @@ mod deliveries;
 mod error;
 mod events;
 mod extract;
+mod json;
 mod objects;
 mod root;
+pub mod serve;
 mod users;
 mod webhooks;
 
@@ -23,9 +25,6 @@ use std::sync::Arc;
 /// The NetBox REST API version Herald's shapes follow (webhooks as in NetBox 3.x).
 pub const API_VERSION: &str = "3.7";
 
-/// Largest request body accepted.
-const BODY_LIMIT: usize = 32 * 1024 * 1024;
-
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -36,6 +35,9 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    let api = &state.svc.config.api;
+    let body_timeout = std::time::Duration::from_secs_f64(api.body_read_timeout_secs);
+    let max_uri = api.max_uri_bytes;
     Router::new()
         .merge(root::router(&state.svc.catalog))
         .merge(webhooks::router())
@@ -44,8 +46,13 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(objects::router(&state.svc.catalog))
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::map_response(add_api_version))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(api.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            refuse_long_uris(max_uri, req, next)
+        }))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         // Outermost, so the request span carries the id.
         .layer(axum::middleware::from_fn(request_id))
@@ -76,6 +83,19 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
         .map_or(req.uri().path(), MatchedPath::as_str);
     let id = req.extensions().get::<RequestId>().map_or("", |r| r.0.as_str());
     tracing::info_span!("http", method = %req.method(), route, request_id = id)
+}
+
+/// 414 in NetBox's shape for a URI over `max` bytes.
+async fn refuse_long_uris(
+    max: usize,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.uri().to_string().len() > max {
+        return ApiError::UriTooLong.into_response();
+    }
+    next.run(req).await
 }
 
 async fn add_api_version(mut resp: axum::response::Response) -> axum::response::Response {

@@ -4,6 +4,7 @@
 //! `run` is a loop of `run_once` (one claim, one send task per delivery) and `wait_for_work`,
 //! then `drain` on shutdown; tests drive `run_until_idle` instead of waiting on wall time.
 
+pub mod destinations;
 mod recorder;
 pub mod send;
 mod webhooks;
@@ -69,15 +70,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker over `store`; `running` is set while `run` runs. Starts its outcome recorder.
-    pub fn new(store: Arc<dyn Store>, config: WorkerConfig, running: Arc<AtomicBool>) -> Arc<Worker> {
+    /// A worker over `store`, sending through `clients`; `running` is set while `run` runs.
+    /// Starts its outcome recorder.
+    pub fn new(store: Arc<dyn Store>, config: WorkerConfig, clients: Clients, running: Arc<AtomicBool>) -> Arc<Worker> {
         let (tx, recorder) = recorder::start(store.clone());
         Arc::new(Worker {
             permits: Arc::new(Semaphore::new(config.concurrency)),
             store,
             config,
             running,
-            clients: Clients::default(),
+            clients,
             cache: Mutex::new(HashMap::new()),
             destinations: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
@@ -295,7 +297,7 @@ impl Worker {
             return Outcome::unsendable(c.delivery_id, "the webhook no longer exists".into(), Utc::now());
         };
         let built = match &prepared.compiled {
-            Ok(comp) => comp.build(&prepared.webhook, &c.event),
+            Ok(comp) => comp.build(&prepared.webhook, &c.event, Some(c.delivery_id)),
             Err(e) => Err(e.clone()),
         };
         let request = match built {
@@ -308,7 +310,7 @@ impl Worker {
             None => None,
         };
         let timeout = Duration::from_secs(u64::from(prepared.webhook.timeout));
-        let (attempt, timed_out) = match self.clients.for_webhook(&prepared.webhook) {
+        let (attempt, timed_out) = match self.clients.for_request(&prepared.webhook, &request.url).await {
             Ok(client) => {
                 send::send(
                     &client,

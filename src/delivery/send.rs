@@ -1,46 +1,78 @@
-//! Sending one request: HTTP clients per TLS setting (pooled, keep-alive, no redirects), and
-//! readable errors.
+//! Sending one request: HTTP clients per TLS setting (pooled, keep-alive, no redirects, no
+//! proxies, names resolved through the destination policy), and readable errors.
 
+use super::destinations::{Policy, Refused, Resolver};
 use crate::queue::Attempt;
 use crate::webhooks::request::Outgoing;
-use crate::webhooks::{read_ca_file, Webhook};
+use crate::webhooks::{ca, Webhook};
 use chrono::Utc;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One pooled client per TLS setting: (verify, CA file).
-#[derive(Default)]
+/// Which client a request goes through: its TLS options, and the port its requests go to
+/// (the resolver checks addresses with it).
+type ClientKey = (bool, Option<String>, u16);
+
+/// Pooled clients per TLS setting and port, each resolving names through the destination
+/// policy.
 pub struct Clients {
-    clients: Mutex<HashMap<(bool, Option<String>), reqwest::Client>>,
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    policy: Arc<Policy>,
+    ca_dir: Option<PathBuf>,
 }
 
 impl Clients {
-    /// The client for `webhook`'s TLS options.
-    pub fn for_webhook(&self, webhook: &Webhook) -> Result<reqwest::Client, String> {
-        let key = (webhook.ssl_verification, webhook.ca_file_path.clone());
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
+    pub fn new(policy: Arc<Policy>, ca_dir: Option<PathBuf>) -> Clients {
+        Clients {
+            clients: Mutex::new(HashMap::new()),
+            policy,
+            ca_dir,
+        }
+    }
+
+    /// The client for `webhook`'s TLS options and `url`'s port; the CA file is read off the
+    /// async threads. Refuses a URL the destination policy refuses outright.
+    pub async fn for_request(&self, webhook: &Webhook, url: &str) -> Result<reqwest::Client, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("bad URL: {e}"))?;
+        self.policy.check_url(&parsed).map_err(|e| e.to_string())?;
+        let port = parsed.port_or_known_default().unwrap_or(0);
+        let key = (webhook.ssl_verification, webhook.ca_file_path.clone(), port);
+        if let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(c.clone());
         }
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(Resolver {
+                policy: self.policy.clone(),
+                port,
+            }))
             .pool_max_idle_per_host(256)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10));
         if !webhook.ssl_verification {
             builder = builder.danger_accept_invalid_certs(true);
-        } else if let Some(path) = &webhook.ca_file_path {
+        } else if let Some(path) = webhook.ca_file_path.clone() {
+            let dir = self.ca_dir.clone();
+            let certs = tokio::task::spawn_blocking(move || ca::read(&path, dir.as_deref()))
+                .await
+                .map_err(|e| format!("reading the CA file failed: {e}"))?
+                .map_err(|e| format!("TLS: {e}"))?;
             builder = builder.tls_built_in_root_certs(false);
-            for cert in read_ca_file(path).map_err(|e| format!("TLS: {e}"))? {
+            for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
         let client = builder
             .build()
             .map_err(|e| format!("cannot build HTTP client: {}", describe(&e)))?;
-        clients.insert(key, client.clone());
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, client.clone());
         Ok(client)
     }
 
@@ -172,6 +204,9 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut innermost = err.to_string();
     while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<Refused>() {
+            return refused.to_string();
+        }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return format!("TLS: {tls}");
         }

@@ -18,6 +18,7 @@ pub use webhooks::WebhookFilter;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::delivery::destinations::Policy;
 use crate::outbox::Outbox;
 use crate::store::Store;
 use std::sync::Arc;
@@ -32,17 +33,30 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub catalog: Arc<Catalog>,
     pub config: Arc<Config>,
+    /// Where deliveries and test sends may connect.
+    pub destinations: Arc<Policy>,
     outbox: Arc<Outbox>,
 }
 
 impl Services {
-    pub fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>, config: Arc<Config>) -> Services {
+    pub fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        config: Arc<Config>,
+        destinations: Arc<Policy>,
+    ) -> Services {
         Services {
             store,
             catalog,
             config,
+            destinations,
             outbox: Outbox::new(),
         }
+    }
+
+    /// HTTP clients that send as deliveries do: through the destination policy.
+    pub fn clients(&self) -> crate::delivery::send::Clients {
+        crate::delivery::send::Clients::new(self.destinations.clone(), self.config.webhooks.ca_dir().map(Into::into))
     }
 }
 

@@ -3,15 +3,18 @@
 //! sample events both use.
 
 use super::{blocking, Error, Result, Services};
-use crate::delivery::send::{self, Clients};
+use crate::delivery::send;
 use crate::events::{ingest, netbox_timestamp, Event, EventKind};
 use crate::page::Page;
 use crate::queue::Attempt;
 use crate::webhooks::request::{Compiled, Outgoing};
-use crate::webhooks::{HttpMethod, Webhook};
+use crate::webhooks::{HttpMethod, Rules, Webhook};
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
+
+/// Bytes of a test send's response body shown.
+const TEST_EXCERPT: usize = 256;
 
 /// Filters of the webhook list. Empty lists do not filter.
 #[derive(Debug, Clone, Default)]
@@ -101,8 +104,15 @@ impl Services {
     }
 
     async fn check_webhook(&self, base: Webhook, body: Value, partial: bool) -> Result<Webhook> {
-        let catalog = self.catalog.clone();
-        Ok(blocking(move || base.apply(&body, &catalog, partial)).await??)
+        let (catalog, config) = (self.catalog.clone(), self.config.clone());
+        let check = move || {
+            let rules = Rules {
+                catalog: &catalog,
+                ca_dir: config.webhooks.ca_dir(),
+            };
+            base.apply(&body, rules, partial)
+        };
+        Ok(blocking(check).await??)
     }
 
     /// Creates webhooks from `items` (all or none); `bulk` when they came as a list.
@@ -150,12 +160,24 @@ impl Services {
             let webhook = webhook.clone();
             blocking(move || build(&webhook, &event)).await??
         };
-        let for_client = webhook.clone();
-        let client = blocking(move || Clients::default().for_webhook(&for_client))
-            .await?
-            .map_err(|e| Error::field("ca_file_path", e))?;
         let timeout = Duration::from_secs(u64::from(webhook.timeout));
-        let (attempt, _) = send::send(&client, &request, 0, timeout, self.config.worker.response_body_limit).await;
+        let mut attempt = match self.clients().for_request(webhook, &request.url).await {
+            Ok(client) => send::send(&client, &request, 0, timeout, TEST_EXCERPT).await.0,
+            Err(e) => {
+                let mut a = send::unsent_attempt(&request, 0);
+                a.error = Some(e);
+                a
+            }
+        };
+        // What answered is shown in part only: a test send must not become a way to read
+        // what other services answer.
+        if let Some(body) = &mut attempt.response_body {
+            let mut end = body.len().min(TEST_EXCERPT);
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            body.truncate(end);
+        }
         Ok(attempt)
     }
 
@@ -218,7 +240,7 @@ impl Services {
 /// The request `webhook` sends for `event`; a template failure is a field error.
 fn build(webhook: &Webhook, event: &Event) -> Result<Outgoing> {
     Compiled::new(webhook)
-        .and_then(|c| c.build(webhook, event))
+        .and_then(|c| c.build(webhook, event, None))
         .map_err(|e| Error::field(e.field, e.message))
 }
 

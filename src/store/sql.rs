@@ -21,6 +21,8 @@ pub enum Arg {
     Real(f64),
     Text(String),
     Bool(bool),
+    /// A set of integers bound as one argument (see `Dialect::int_set`).
+    IntSet(Vec<i64>),
 }
 
 impl From<i64> for Arg {
@@ -107,7 +109,13 @@ pub trait Dialect: Send + Sync {
     fn ip_key(&self, out: &mut String, field: &str);
     /// The case-insensitive `LIKE`.
     fn ilike(&self) -> &'static str;
+    /// Appends a subquery over the integers of an `Arg::IntSet` bound as argument `n`, for
+    /// `x in (...)` with more values than placeholders should carry.
+    fn int_set(&self, out: &mut String, n: usize);
 }
+
+/// Lists of integers longer than this are bound as one argument.
+const INLINE_INTS: usize = 64;
 
 /// A statement built piece by piece, with its arguments.
 pub struct Sql {
@@ -152,6 +160,18 @@ impl Sql {
             self.text.push_str("null");
         }
         self.text.push(')');
+        self
+    }
+
+    /// `(p, p, ...)` for a few integers; a subquery over one argument for many (so a list of
+    /// any length stays within a database's bound on arguments).
+    pub fn ints(&mut self, ints: impl IntoIterator<Item = i64>) -> &mut Sql {
+        let ints: Vec<i64> = ints.into_iter().collect();
+        if ints.len() <= INLINE_INTS {
+            return self.list(ints);
+        }
+        self.args.push(Arg::IntSet(ints));
+        self.dialect.int_set(&mut self.text, self.args.len());
         self
     }
 
@@ -236,18 +256,18 @@ fn cond(sql: &mut Sql, ty: &str, c: &Cond) {
     match (&c.col, c.cmp) {
         // `tag=`: objects carrying this tag (one condition per tag, so all of them).
         (Col::Tag, _) => {
-            let ids: Vec<i64> = c.values.iter().filter_map(Value::as_i64).collect();
+            let ids = c.values.iter().filter_map(Value::as_i64);
             sql.push("exists (select 1 from object_refs r where r.type = o.type and r.id = o.id and r.field = 'tags' and r.target_id in ")
-                .list(ids)
+                .ints(ids)
                 .push(")");
         }
         // Foreign keys by id, through the references index.
         (Col::Ref(field, target), Cmp::In) => {
-            let ids: Vec<i64> = c.values.iter().filter_map(Value::as_i64).collect();
+            let ids = c.values.iter().filter_map(Value::as_i64);
             sql.push("o.id in (select r.id from object_refs r where r.target_type = ")
                 .bind(target.as_str())
                 .push(" and r.target_id in ")
-                .list(ids)
+                .ints(ids)
                 .push(" and r.type = ")
                 .bind(ty)
                 .push(" and r.field = ")
@@ -275,6 +295,9 @@ fn compare(sql: &mut Sql, c: &Cond) {
         // Any of the values; none matches nothing. `__n` matches null too, as in NetBox.
         Cmp::In | Cmp::NotIn if c.values.is_empty() => {
             sql.push(if c.cmp == Cmp::In { "1 = 0" } else { "1 = 1" });
+        }
+        Cmp::In if c.col == Col::Id => {
+            sql.push("o.id in ").ints(c.values.iter().filter_map(Value::as_i64));
         }
         Cmp::In => {
             sql.col(&c.col, as_).push(" in ").list(c.values.iter());
@@ -341,10 +364,10 @@ pub fn object_find(sql: &mut Sql, ty: &str, attrs: &[(String, Value)]) {
 pub fn delivery_where(sql: &mut Sql, f: &DeliveryFilter) {
     sql.push(" where 1 = 1");
     if !f.id.is_empty() {
-        sql.push(" and d.id in ").list(f.id.iter().copied());
+        sql.push(" and d.id in ").ints(f.id.iter().copied());
     }
     if !f.webhook_id.is_empty() {
-        sql.push(" and d.webhook_id in ").list(f.webhook_id.iter().copied());
+        sql.push(" and d.webhook_id in ").ints(f.webhook_id.iter().copied());
     }
     if !f.status.is_empty() {
         sql.push(" and d.status in ").list(f.status.iter().map(|s| s.as_str()));
@@ -369,7 +392,7 @@ pub fn change_where(sql: &mut Sql, f: &ChangeFilter) {
         ("c.user_id", &f.user_id),
     ] {
         if !ids.is_empty() {
-            sql.push(&format!(" and {column} in ")).list(ids.iter().copied());
+            sql.push(&format!(" and {column} in ")).ints(ids.iter().copied());
         }
     }
     if !f.action.is_empty() {
@@ -409,6 +432,9 @@ mod tests {
         }
         fn ilike(&self) -> &'static str {
             "ilike"
+        }
+        fn int_set(&self, out: &mut String, n: usize) {
+            out.push_str(&format!("(select unnest(${n}))"));
         }
     }
 
@@ -456,5 +482,11 @@ mod tests {
         empty.list(Vec::<i64>::new());
         assert_eq!(empty.text, "(null)");
         assert_eq!(quote("it's"), "'it''s'");
+        let mut many = Sql::new(&NUMBERED, "d.id in ");
+        many.ints(0..100);
+        assert_eq!(
+            (many.text.as_str(), many.args.len()),
+            ("d.id in (select unnest($1))", 1)
+        );
     }
 }

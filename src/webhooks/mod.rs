@@ -1,11 +1,13 @@
 //! Webhooks: their fields and rules (NetBox's), their REST view, and which events they match.
 
+pub mod ca;
 pub mod conditions;
+pub mod headers;
 pub mod request;
 mod rules;
 pub mod template;
 
-pub use rules::{check_url, read_ca_file};
+pub use rules::{check_url, Rules};
 
 use crate::events::{Event, EventKind};
 use chrono::{DateTime, Utc};

@@ -1,6 +1,6 @@
 //! The exact request a webhook sends for an event: URL, headers, body and signature.
 
-use super::{template, HttpMethod, Webhook};
+use super::{headers, template, HttpMethod, Webhook};
 use crate::events::Event;
 use hmac::{Hmac, Mac};
 use minijinja::Environment;
@@ -73,7 +73,7 @@ impl Compiled {
         }
         let static_url = (!is_template(&webhook.payload_url)).then(|| webhook.payload_url.trim().to_string());
         let static_headers =
-            (!is_template(&webhook.additional_headers)).then(|| parse_headers(&webhook.additional_headers));
+            (!is_template(&webhook.additional_headers)).then(|| headers::parse(&webhook.additional_headers));
         Ok(Compiled {
             env,
             has_body,
@@ -82,8 +82,9 @@ impl Compiled {
         })
     }
 
-    /// Renders the request `webhook` sends for `event`. Errors name the field that failed.
-    pub fn build(&self, webhook: &Webhook, event: &Event) -> Result<Outgoing, BuildError> {
+    /// Renders the request `webhook` sends for `event` as delivery `delivery` (none for
+    /// previews and tests). Errors name the field that failed.
+    pub fn build(&self, webhook: &Webhook, event: &Event, delivery: Option<i64>) -> Result<Outgoing, BuildError> {
         let needs_context = self.has_body || self.static_url.is_none() || self.static_headers.is_none();
         let ctx = if needs_context {
             minijinja::Value::from_serialize(event.context())
@@ -104,18 +105,19 @@ impl Compiled {
         ];
         let extra = match &self.static_headers {
             Some(h) => h.clone(),
-            None => parse_headers(&render("additional_headers")?),
+            None => headers::parse(&render("additional_headers")?),
         };
         for (name, value) in extra {
+            headers::check_name(&name).map_err(|e| err("additional_headers", e))?;
             if let Some(existing) = headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
                 *existing = (name, value);
             } else {
                 headers.push((name, value));
             }
         }
-        for (name, _) in &headers {
-            reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| err("additional_headers", format!("\"{name}\" is not a valid header name")))?;
+        if let Some(id) = delivery {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(headers::DELIVERY));
+            headers.push((headers::DELIVERY.into(), id.to_string()));
         }
 
         let body = if self.has_body {
@@ -145,41 +147,9 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// `Name: Value` lines: split at the first `:`, both sides trimmed, control characters removed;
-/// blank lines, lines without `:` and lines with an empty name are skipped.
-pub fn parse_headers(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            let clean = |s: &str| {
-                s.chars()
-                    .filter(|c| !c.is_control())
-                    .collect::<String>()
-                    .trim()
-                    .to_string()
-            };
-            let name = clean(name);
-            (!name.is_empty()).then(|| (name, clean(value)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_lines() {
-        let parsed = parse_headers("A: 1\n\nno colon\n B : x:y \r\n: empty\nC:\u{7}bell");
-        assert_eq!(
-            parsed,
-            vec![
-                ("A".into(), "1".into()),
-                ("B".into(), "x:y".into()),
-                ("C".into(), "bell".into())
-            ]
-        );
-    }
 
     #[test]
     fn signature_is_hmac_sha512_hex() {

@@ -1,15 +1,24 @@
 //! A webhook's rules (NetBox's): reading a body over a webhook field by field, then the rules
 //! that span fields or need the catalog, the templates or the file system.
 
-use super::{conditions, template, HttpMethod, Webhook};
+use super::{ca, conditions, headers, template, HttpMethod, Webhook};
 use crate::catalog::Catalog;
+use std::path::Path;
+
+/// What a webhook is checked against besides its own fields.
+#[derive(Clone, Copy)]
+pub struct Rules<'a> {
+    pub catalog: &'a Catalog,
+    /// Where CA files must be, when the operator says.
+    pub ca_dir: Option<&'a Path>,
+}
 use crate::validate::{FieldErrors, Reader};
 use serde_json::Value;
 
 impl Webhook {
     /// Applies the fields present in `body` over `self` (all of them for create and PUT, the
     /// given ones for PATCH), then checks every rule. Errors name their fields.
-    pub fn apply(mut self, body: &Value, catalog: &Catalog, partial: bool) -> Result<Webhook, FieldErrors> {
+    pub fn apply(mut self, body: &Value, rules: Rules<'_>, partial: bool) -> Result<Webhook, FieldErrors> {
         let mut r = Reader::new(body)?;
         self.read_request(&mut r);
         self.read_delivery(&mut r);
@@ -21,7 +30,7 @@ impl Webhook {
                 }
             }
         }
-        self.check(catalog, &mut errors);
+        self.check(rules, &mut errors);
         errors.finish(self)
     }
 
@@ -112,7 +121,8 @@ impl Webhook {
     }
 
     /// The rules that span fields, and those that need the catalog or the file system.
-    fn check(&self, catalog: &Catalog, errors: &mut FieldErrors) {
+    fn check(&self, rules: Rules<'_>, errors: &mut FieldErrors) {
+        let catalog = rules.catalog;
         let has = |e: &FieldErrors, f: &str| e.0.contains_key(f);
         if !has(errors, "name") {
             if self.name.is_empty() {
@@ -160,6 +170,9 @@ impl Webhook {
                 errors.add(field, format!("Invalid template: {msg}"));
             }
         }
+        if let Err(msg) = headers::check_source(&self.additional_headers) {
+            errors.add("additional_headers", msg);
+        }
         if self.secret.chars().count() > 255 {
             errors.add("secret", "Ensure this field has no more than 255 characters.");
         }
@@ -169,7 +182,7 @@ impl Webhook {
                     "ca_file_path",
                     "Do not specify a CA certificate file if SSL verification is disabled.",
                 );
-            } else if let Err(msg) = read_ca_file(path) {
+            } else if let Err(msg) = ca::read(path, rules.ca_dir) {
                 errors.add("ca_file_path", msg);
             }
         }
@@ -207,20 +220,6 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a PEM file holding at least one certificate.
-pub fn read_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("Cannot read CA file {path}: {e}."))?;
-    if !bytes.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-        return Err(format!("{path} holds no PEM certificate."));
-    }
-    let certs = reqwest::Certificate::from_pem_bundle(&bytes)
-        .map_err(|e| format!("{path} is not a valid PEM certificate file: {e}."))?;
-    if certs.is_empty() {
-        return Err(format!("{path} holds no PEM certificate."));
-    }
-    Ok(certs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +233,11 @@ mod tests {
             "http_method": "FETCH", "body_template": "{% if %}", "ssl_verification": false,
             "ca_file_path": "/etc/hostname"
         });
-        let err = Webhook::blank().apply(&body, &c, false).unwrap_err().into_value();
+        let rules = Rules {
+            catalog: &c,
+            ca_dir: None,
+        };
+        let err = Webhook::blank().apply(&body, rules, false).unwrap_err().into_value();
         for f in [
             "type_create",
             "payload_url",
@@ -246,9 +249,9 @@ mod tests {
         }
         let ok = json!({"name": "a", "content_types": ["dcim.site"], "type_create": true,
                         "payload_url": "https://h/{{ model }}"});
-        let w = Webhook::blank().apply(&ok, &c, false).unwrap();
+        let w = Webhook::blank().apply(&ok, rules, false).unwrap();
         assert_eq!((w.http_method, w.timeout), (HttpMethod::Post, 15));
-        let patched = w.apply(&json!({"timeout": 0}), &c, true).unwrap_err();
+        let patched = w.apply(&json!({"timeout": 0}), rules, true).unwrap_err();
         assert!(patched.0.contains_key("timeout"));
     }
 }

@@ -8,6 +8,9 @@ use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value};
 use std::fmt::Write;
 
+/// The name the headers template is compiled under.
+pub const HEADERS: &str = "additional_headers";
+
 /// Fuel for one render: enough for loops over thousands of items, not for runaway templates.
 pub const FUEL: u64 = 2_000_000;
 /// Largest rendered output accepted, in bytes.
@@ -87,8 +90,16 @@ pub fn render(env: &Environment<'_>, name: &str, ctx: &Value) -> Result<String, 
 }
 
 /// Writes values as Python's `str()` does: strings as they are, containers as `repr`.
-fn python_formatter(out: &mut Output<'_>, _state: &State<'_, '_>, value: &Value) -> Result<(), Error> {
+/// In the headers template, a value that would break a line is refused: object data can
+/// never add a header.
+fn python_formatter(out: &mut Output<'_>, state: &State<'_, '_>, value: &Value) -> Result<(), Error> {
     let text = py_str(value);
+    if state.name() == HEADERS && text.contains(['\r', '\n']) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "a value rendered into a header holds a line break",
+        ));
+    }
     out.write_str(&text).map_err(Error::from)
 }
 

@@ -64,6 +64,11 @@ impl Dialect for SqliteDialect {
         // SQLite's LIKE ignores case (of ASCII letters).
         "like"
     }
+
+    fn int_set(&self, out: &mut String, _n: usize) {
+        // The integers arrive as one JSON array.
+        out.push_str("(select value from json_each(?))");
+    }
 }
 
 static DIALECT: SqliteDialect = SqliteDialect;
@@ -80,6 +85,7 @@ fn sql_value(arg: &Arg) -> SqlValue {
         Arg::Real(f) => SqlValue::Real(*f),
         Arg::Text(s) => SqlValue::Text(s.clone()),
         Arg::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Arg::IntSet(ints) => SqlValue::Text(serde_json::Value::from(ints.clone()).to_string()),
     }
 }
 

@@ -54,6 +54,9 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     PrintConfig,
+    /// Render templates for a parent Herald, under a memory bound (started by Herald itself).
+    #[command(hide = true)]
+    Sandbox,
 }
 
 /// Which deliveries a queue command acts on.
@@ -136,6 +139,9 @@ enum TokenCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Sandbox = cli.command {
+        return crate::webhooks::sandbox::child_main();
+    }
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -189,6 +195,7 @@ fn init_logging(format: LogFormat) {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
+        Command::Sandbox => Ok(()),
         Command::PrintConfig => {
             print!("{}", config.to_toml());
             Ok(())

@@ -18,6 +18,7 @@ pub struct Config {
     pub catalog: String,
     pub api: ApiConfig,
     pub webhooks: WebhooksConfig,
+    pub templates: TemplatesConfig,
     pub destinations: DestinationsConfig,
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
@@ -34,6 +35,33 @@ pub struct WebhooksConfig {
 impl WebhooksConfig {
     pub fn ca_dir(&self) -> Option<&std::path::Path> {
         (!self.ca_dir.is_empty()).then(|| std::path::Path::new(&self.ca_dir))
+    }
+}
+
+/// The template sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplatesConfig {
+    pub sandbox_processes: usize,
+    pub memory_mib: u64,
+    pub timeout_secs: f64,
+    /// The `herald` binary the sandbox runs; empty: this one.
+    pub program: String,
+}
+
+impl TemplatesConfig {
+    /// The sandbox's limits.
+    pub fn limits(&self) -> crate::webhooks::sandbox::Limits {
+        let program = if self.program.is_empty() {
+            std::env::current_exe().unwrap_or_else(|_| "herald".into())
+        } else {
+            self.program.clone().into()
+        };
+        crate::webhooks::sandbox::Limits {
+            program,
+            processes: self.sandbox_processes,
+            memory_bytes: self.memory_mib * 1024 * 1024,
+            timeout: std::time::Duration::from_secs_f64(self.timeout_secs),
+        }
     }
 }
 
@@ -87,6 +115,7 @@ pub struct WorkerConfig {
     pub throttle_backoff_secs: f64,
     pub retry_after_max_secs: f64,
     pub shutdown_grace_secs: f64,
+    pub max_claims_without_outcome: i64,
 }
 
 impl WorkerConfig {
@@ -115,6 +144,7 @@ impl std::fmt::Debug for Config {
             .field("catalog", &self.catalog)
             .field("api", &self.api)
             .field("webhooks", &self.webhooks)
+            .field("templates", &self.templates)
             .field("destinations", &self.destinations)
             .field("worker", &self.worker)
             .field("retention", &self.retention)
@@ -175,8 +205,22 @@ impl Config {
         ] {
             anyhow::ensure!(v.is_finite() && v > 0.0, "{name} must be a positive number");
         }
+        let t = &self.templates;
+        anyhow::ensure!(
+            t.sandbox_processes >= 1,
+            "templates.sandbox_processes must be at least 1"
+        );
+        anyhow::ensure!(t.memory_mib >= 8, "templates.memory_mib must be at least 8");
+        anyhow::ensure!(
+            t.timeout_secs.is_finite() && t.timeout_secs > 0.0,
+            "templates.timeout_secs must be a positive number"
+        );
         let w = &self.worker;
         anyhow::ensure!(w.concurrency >= 1, "worker.concurrency must be at least 1");
+        anyhow::ensure!(
+            w.max_claims_without_outcome >= 1,
+            "worker.max_claims_without_outcome must be at least 1"
+        );
         anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");
         anyhow::ensure!(
             w.per_destination_concurrency >= 1,

@@ -53,6 +53,7 @@ impl App {
             svc.store.clone(),
             svc.config.worker.clone(),
             svc.clients(),
+            svc.sandbox.clone(),
             self.state.worker_running.clone(),
         )
     }

@@ -758,7 +758,7 @@ async fn queue(store: &dyn Store) {
     let first = store.claim(&plan(&limits, t0() + secs(1))).await.unwrap();
     assert_eq!(first.rows.len(), 3);
     assert_eq!(first.rows.iter().filter(|r| r.webhook_id == a).count(), 2);
-    assert!(first.rows.iter().all(|r| r.attempts == 1));
+    assert!(first.rows.iter().all(|r| r.attempts == 1 && r.unrecorded == 1));
     let mut event_ids: Vec<i64> = first.events.iter().map(|e| e.id).collect();
     event_ids.sort_unstable();
     assert_eq!(event_ids, [1, 2], "each event once");
@@ -985,6 +985,15 @@ async fn queue(store: &dyn Store) {
         Some(at),
         "the released one is due first"
     );
+    // Claims without an outcome count up; a release gives its claim back.
+    let again = store
+        .claim(&plan(&ClaimLimits::total(10, vec![a, b]), at + secs(500)))
+        .await
+        .unwrap();
+    let released_row = again.rows.iter().find(|r| r.delivery_id == released).unwrap();
+    assert_eq!(released_row.unrecorded, 1, "a release gives its claim back");
+    let ids_again: Vec<i64> = again.rows.iter().map(|r| r.delivery_id).collect();
+    store.release(&ids_again, at).await.unwrap();
 
     // Retention: finished deliveries by age, then events left without any.
     queue_events(store, vec![a], 1, t0() + secs(100)).await;

@@ -17,6 +17,7 @@ use crate::config::WorkerConfig;
 use crate::queue::policy::{decide, parse_retry_after, Observed, Verdict};
 use crate::queue::{attach_events, ClaimPlan, Claimed, Outcome};
 use crate::store::{Store, StoreError};
+use crate::webhooks::sandbox::Sandbox;
 use chrono::Utc;
 use send::Clients;
 use std::collections::{HashMap, HashSet};
@@ -49,6 +50,8 @@ pub struct Worker {
     /// Set while `run` runs.
     running: Arc<AtomicBool>,
     clients: Clients,
+    /// Where templated requests render.
+    sandbox: Arc<Sandbox>,
     cache: Mutex<HashMap<i64, Arc<Prepared>>>,
     /// Send slots of the whole worker.
     permits: Arc<Semaphore>,
@@ -72,7 +75,13 @@ pub struct Worker {
 impl Worker {
     /// A worker over `store`, sending through `clients`; `running` is set while `run` runs.
     /// Starts its outcome recorder.
-    pub fn new(store: Arc<dyn Store>, config: WorkerConfig, clients: Clients, running: Arc<AtomicBool>) -> Arc<Worker> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: WorkerConfig,
+        clients: Clients,
+        sandbox: Arc<Sandbox>,
+        running: Arc<AtomicBool>,
+    ) -> Arc<Worker> {
         let (tx, recorder) = recorder::start(store.clone());
         Arc::new(Worker {
             permits: Arc::new(Semaphore::new(config.concurrency)),
@@ -80,6 +89,7 @@ impl Worker {
             config,
             running,
             clients,
+            sandbox,
             cache: Mutex::new(HashMap::new()),
             destinations: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
@@ -296,7 +306,15 @@ impl Worker {
         let Some(prepared) = prepared else {
             return Outcome::unsendable(c.delivery_id, "the webhook no longer exists".into(), Utc::now());
         };
+        if let Some(why) = c.abandoned(self.config.max_claims_without_outcome) {
+            return Outcome::unsendable(c.delivery_id, why, Utc::now());
+        }
         let built = match &prepared.compiled {
+            Ok(comp) if comp.renders() => {
+                self.sandbox
+                    .build(&prepared.webhook, &c.event, Some(c.delivery_id))
+                    .await
+            }
             Ok(comp) => comp.build(&prepared.webhook, &c.event, Some(c.delivery_id)),
             Err(e) => Err(e.clone()),
         };

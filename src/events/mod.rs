@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 /// Which kind of change happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Created,
     Updated,
@@ -36,7 +37,7 @@ impl EventKind {
 }
 
 /// An event, stored or about to be.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     /// 0 until stored.
     pub id: i64,

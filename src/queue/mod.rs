@@ -109,7 +109,21 @@ pub struct Claimed {
     pub webhook_id: i64,
     /// Attempts so far, this one included.
     pub attempt: i64,
+    /// Claims since the last recorded outcome, this one included.
+    pub unrecorded: i64,
     pub event: Arc<Event>,
+}
+
+impl Claimed {
+    /// Why the delivery should fail without being sent: it was claimed `max` times already
+    /// with no outcome recorded (each time, the worker sending it stopped or crashed).
+    pub fn abandoned(&self, max: i64) -> Option<String> {
+        (self.unrecorded > max).then(|| {
+            format!(
+                "claimed {max} times without an outcome: the worker sending it stopped or crashed each time; not sent again"
+            )
+        })
+    }
 }
 
 /// A claimed row as a backend returns it, before its event is attached.
@@ -119,6 +133,8 @@ pub struct ClaimedRow {
     pub webhook_id: i64,
     pub attempts: i64,
     pub event_id: i64,
+    /// Claims since the last recorded outcome, this one included.
+    pub unrecorded: i64,
 }
 
 /// Which deliveries one claim may take: of the listed webhooks only, `total` at most, and
@@ -224,6 +240,7 @@ pub fn attach_events(rows: Vec<ClaimedRow>, events: Vec<Event>) -> Vec<Claimed> 
                 delivery_id: r.delivery_id,
                 webhook_id: r.webhook_id,
                 attempt: r.attempts,
+                unrecorded: r.unrecorded,
                 event,
             })
         })

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::delivery::destinations::Policy;
 use crate::outbox::Outbox;
 use crate::store::Store;
+use crate::webhooks::sandbox::Sandbox;
 use std::sync::Arc;
 
 pub use crate::error::Error;
@@ -35,6 +36,8 @@ pub struct Services {
     pub config: Arc<Config>,
     /// Where deliveries and test sends may connect.
     pub destinations: Arc<Policy>,
+    /// Where templates render.
+    pub sandbox: Arc<Sandbox>,
     outbox: Arc<Outbox>,
 }
 
@@ -45,11 +48,13 @@ impl Services {
         config: Arc<Config>,
         destinations: Arc<Policy>,
     ) -> Services {
+        let sandbox = Arc::new(Sandbox::new(config.templates.limits()));
         Services {
             store,
             catalog,
             config,
             destinations,
+            sandbox,
             outbox: Outbox::new(),
         }
     }

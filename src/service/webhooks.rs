@@ -112,7 +112,28 @@ impl Services {
             };
             base.apply(&body, rules, partial)
         };
-        Ok(blocking(check).await??)
+        let webhook = blocking(check).await??;
+        self.check_cost(&webhook).await?;
+        Ok(webhook)
+    }
+
+    /// Renders the templates once on a sample event: a template that runs out of memory or
+    /// time there would on every delivery, so it is refused when saved.
+    async fn check_cost(&self, webhook: &Webhook) -> Result<()> {
+        if !Compiled::new(webhook).is_ok_and(|c| c.renders()) {
+            return Ok(());
+        }
+        let sample = self.sample_event(webhook, "herald");
+        match self.sandbox.build(webhook, &sample, None).await {
+            Err(e) if e.exhausted => Err(Error::field(
+                e.field,
+                format!(
+                    "Rendered on a sample event, this template goes past Herald's limits: {}.",
+                    e.message
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Creates webhooks from `items` (all or none); `bulk` when they came as a list.
@@ -150,16 +171,23 @@ impl Services {
     /// sample event of its first type; nothing is saved or sent.
     pub async fn preview(&self, webhook: Webhook, event: Option<&Value>, username: &str) -> Result<Outgoing> {
         let event = self.event_for(&webhook, event, username)?;
-        blocking(move || build(&webhook, &event)).await?
+        self.build(&webhook, &event).await
+    }
+
+    /// The request `webhook` sends for `event`, rendered in the sandbox; a template failure is
+    /// a field error.
+    async fn build(&self, webhook: &Webhook, event: &Event) -> Result<Outgoing> {
+        Compiled::new(webhook).map_err(|e| Error::field(e.field, e.message))?;
+        self.sandbox
+            .build(webhook, event, None)
+            .await
+            .map_err(|e| Error::field(e.field, e.message))
     }
 
     /// Sends `webhook`'s request for `event` (or a sample) now; nothing is queued or recorded.
     pub async fn test_send(&self, webhook: &Webhook, event: Option<&Value>, username: &str) -> Result<Attempt> {
         let event = self.event_for(webhook, event, username)?;
-        let request = {
-            let webhook = webhook.clone();
-            blocking(move || build(&webhook, &event)).await??
-        };
+        let request = self.build(webhook, &event).await?;
         let timeout = Duration::from_secs(u64::from(webhook.timeout));
         let mut attempt = match self.clients().for_request(webhook, &request.url).await {
             Ok(client) => send::send(&client, &request, 0, timeout, TEST_EXCERPT).await.0,
@@ -235,13 +263,6 @@ impl Services {
             snapshots,
         }
     }
-}
-
-/// The request `webhook` sends for `event`; a template failure is a field error.
-fn build(webhook: &Webhook, event: &Event) -> Result<Outgoing> {
-    Compiled::new(webhook)
-        .and_then(|c| c.build(webhook, event, None))
-        .map_err(|e| Error::field(e.field, e.message))
 }
 
 /// NetBox's snapshot form of a REST object: foreign keys as ids, choices as values, tags as names.

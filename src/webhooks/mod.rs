@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod headers;
 pub mod request;
 mod rules;
+pub mod sandbox;
 pub mod template;
 
 pub use rules::{check_url, Rules};
@@ -51,6 +52,13 @@ impl HttpMethod {
 impl serde::Serialize for HttpMethod {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HttpMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HttpMethod, D::Error> {
+        let s = String::deserialize(d)?;
+        HttpMethod::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown HTTP method {s:?}")))
     }
 }
 

@@ -4,14 +4,14 @@ use super::{headers, template, HttpMethod, Webhook};
 use crate::events::Event;
 use hmac::{Hmac, Mac};
 use minijinja::Environment;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha512;
 
 /// The `User-Agent` Herald sends unless a webhook sets its own.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
 
 /// A request ready to send.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outgoing {
     pub method: HttpMethod,
     pub url: String,
@@ -25,6 +25,8 @@ pub struct Outgoing {
 pub struct BuildError {
     pub field: &'static str,
     pub message: String,
+    /// The templates ran out of memory or time (they would on any event like this one).
+    pub exhausted: bool,
 }
 
 impl std::fmt::Display for BuildError {
@@ -37,6 +39,7 @@ fn err(field: &'static str, message: impl Into<String>) -> BuildError {
     BuildError {
         field,
         message: message.into(),
+        exhausted: false,
     }
 }
 
@@ -56,6 +59,11 @@ fn is_template(source: &str) -> bool {
 }
 
 impl Compiled {
+    /// Whether building runs any template (else it is plain text and JSON, safe in-process).
+    pub fn renders(&self) -> bool {
+        self.has_body || self.static_url.is_none() || self.static_headers.is_none()
+    }
+
     /// Compiles the webhook's templates; errors name the field.
     pub fn new(webhook: &Webhook) -> Result<Compiled, BuildError> {
         let mut env = template::environment();

@@ -53,6 +53,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.worker.poll_interval_secs = 0.05;
     config.worker.throttle_backoff_secs = 0.0;
     config.worker.shutdown_grace_secs = 2.0;
+    // Templates render in `herald sandbox` children: the binary, not this test program.
+    config.templates.program = env!("CARGO_BIN_EXE_herald").into();
     config
 }
 

@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -18,6 +18,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         3,
         "objects",
         include_str!("../../../migrations/sqlite/0003_objects.sql"),
+    ),
+    (
+        4,
+        "unrecorded_claims",
+        include_str!("../../../migrations/sqlite/0004_unrecorded_claims.sql"),
     ),
 ];
 

@@ -61,7 +61,8 @@ fn attempt_from_row(row: &Row<'_>) -> Result<Attempt> {
 /// The claim as one statement: one index range per webhook (the oldest due of each), then
 /// the oldest overall; each arm's lease set with a `case`.
 fn claim_sql(plan: &ClaimPlan) -> super::Sql {
-    let mut q = sql("update deliveries set status = 'in_flight', attempts = attempts + 1, updated_at = ");
+    let mut q = sql("update deliveries set status = 'in_flight', attempts = attempts + 1, \
+         unrecorded_claims = unrecorded_claims + 1, updated_at = ");
     q.bind(plan.now).push(", next_attempt_at = case webhook_id");
     for arm in &plan.arms {
         q.push(" when ")
@@ -84,7 +85,7 @@ fn claim_sql(plan: &ClaimPlan) -> super::Sql {
     }
     q.push(") order by next_attempt_at, id limit ")
         .bind(plan.total as i64)
-        .push(") returning id, event_id, webhook_id, attempts");
+        .push(") returning id, event_id, webhook_id, attempts, unrecorded_claims");
     q
 }
 
@@ -116,8 +117,8 @@ fn write_outcomes(conn: &Connection, outcomes: &[Outcome], now: DateTime<Utc>) -
     }
     let mut update = conn
         .prepare_cached(
-            "update deliveries set status = ?, last_error = ?, last_status_code = ?, next_attempt_at = ?, updated_at = ? \
-             where id = ? and status = 'in_flight'",
+            "update deliveries set status = ?, last_error = ?, last_status_code = ?, next_attempt_at = ?, updated_at = ?, \
+             unrecorded_claims = 0 where id = ? and status = 'in_flight'",
         )
         .map_err(map_err)?;
     for o in outcomes {
@@ -159,6 +160,7 @@ impl QueueStore for SqliteStore {
                         webhook_id: col(r, "webhook_id")?,
                         attempts: col(r, "attempts")?,
                         event_id: col(r, "event_id")?,
+                        unrecorded: col(r, "unrecorded_claims")?,
                     })
                 })?;
                 let mut ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
@@ -197,18 +199,12 @@ impl QueueStore for SqliteStore {
 
     async fn release(&self, delivery_ids: &[i64], now: DateTime<Utc>) -> Result<()> {
         let ids = delivery_ids.to_vec();
-        self.write_tx(move |c| {
-            for chunk in ids.chunks(CHUNK) {
-                let mut q =
-                    sql("update deliveries set status = 'queued', attempts = max(attempts - 1, 0), next_attempt_at = ");
-                q.bind(now)
-                    .push(" where status = 'in_flight' and id in ")
-                    .list(chunk.iter().copied());
-                q.execute(c)?;
-            }
-            Ok(())
-        })
-        .await?;
+        let mut q = sql(
+            "update deliveries set status = 'queued', attempts = max(attempts - 1, 0), \
+             unrecorded_claims = max(unrecorded_claims - 1, 0), next_attempt_at = ",
+        );
+        q.bind(now).push(" where status = 'in_flight' and id in ").ints(ids);
+        self.write_tx(move |c| q.execute(c).map(|_| ())).await?;
         self.signal();
         Ok(())
     }
@@ -295,7 +291,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
-        let mut q = sql("update deliveries set status = 'queued', next_attempt_at = ");
+        let mut q = sql("update deliveries set status = 'queued', unrecorded_claims = 0, next_attempt_at = ");
         q.bind(now).push(", updated_at = ").bind(now);
         q.push(" where id in (select d.id from deliveries d");
         delivery_where(&mut q, filter);

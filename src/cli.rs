@@ -268,9 +268,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn queue(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
+    // Whoever runs the command line on the database's machine may do everything.
+    let operator = crate::auth::Actor::system();
     match command {
         QueueCommand::Stats => {
-            let stats = svc.queue_stats(now - chrono::Duration::hours(1)).await?;
+            let stats = svc.queue_stats(&operator, now - chrono::Duration::hours(1)).await?;
             for (status, n) in &stats.counts {
                 println!("{:<10} {n}", status.as_str());
             }
@@ -285,7 +287,9 @@ async fn queue(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
             println!("failed attempts in the last hour: {}", stats.failed_attempts);
         }
         QueueCommand::List { filter, limit } => {
-            let page = svc.deliveries(&filter.to_filter(), limit.clamp(1, 10_000), 0).await?;
+            let page = svc
+                .deliveries(&operator, &filter.to_filter(), limit.clamp(1, 10_000), 0)
+                .await?;
             println!("{} deliveries", page.count);
             for d in page.items {
                 println!(
@@ -303,14 +307,17 @@ async fn queue(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
         QueueCommand::Retry { filter } => {
             println!(
                 "{} deliveries queued again",
-                svc.retry_deliveries(&filter.to_filter()).await?
+                svc.retry_deliveries(&operator, &filter.to_filter()).await?
             );
         }
         QueueCommand::Purge { filter } => {
-            let deleted = svc.delete_deliveries(&filter.to_filter()).await.map_err(|e| match e {
-                crate::error::Error::Validation(_) => anyhow::anyhow!("give a filter: --id, --status or --webhook"),
-                e => e.into(),
-            })?;
+            let deleted = svc
+                .delete_deliveries(&operator, &filter.to_filter())
+                .await
+                .map_err(|e| match e {
+                    crate::error::Error::Validation(_) => anyhow::anyhow!("give a filter: --id, --status or --webhook"),
+                    e => e.into(),
+                })?;
             println!("{deleted} deliveries deleted");
         }
     }

@@ -28,6 +28,14 @@ impl Unique {
         record: "token",
         fields: &["key"],
     };
+    pub const GROUP_NAME: Unique = Unique {
+        record: "group",
+        fields: &["name"],
+    };
+    pub const PERMISSION_NAME: Unique = Unique {
+        record: "permission",
+        fields: &["name"],
+    };
 
     /// NetBox's (Django REST framework's) message for it, keyed by the field it names.
     pub fn field_errors(&self) -> FieldErrors {

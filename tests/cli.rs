@@ -42,7 +42,7 @@ fn users_tokens_and_config() {
         let app = herald::server::App::open(config).await.unwrap();
         let body = serde_json::json!({"name": "q", "content_types": ["dcim.site"], "type_create": true,
                                       "payload_url": "http://127.0.0.1:9/"});
-        app.services().create_webhooks(vec![body], false).await.unwrap();
+        app.services().create_webhooks(&herald::auth::Actor::system(), vec![body], false).await.unwrap();
         let events: Vec<serde_json::Value> = (1..=3)
             .map(|i| {
                 serde_json::json!({"event": "created", "object_type": "dcim.site", "timestamp": "2026-11-29T00:00:00.000000+00:00",
@@ -50,7 +50,7 @@ fn users_tokens_and_config() {
             })
             .collect();
         for e in events {
-            app.services().record_events(e, "cli", &uuid::Uuid::new_v4().to_string()).await.unwrap();
+            app.services().record_events(&herald::auth::Actor::system(), e, &uuid::Uuid::new_v4().to_string()).await.unwrap();
         }
     });
     let (ok, stats, err) = herald(&db, &["queue", "stats"]);

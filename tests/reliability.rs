@@ -304,10 +304,13 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
         let body = json!({"name": name, "content_types": ["dcim.site"], "type_create": true, "payload_url": "http://127.0.0.1:9/"});
         hooks.push(body);
     }
-    let hooks = svc.create_webhooks(hooks, true).await.unwrap();
+    let hooks = svc
+        .create_webhooks(&herald::auth::Actor::system(), hooks, true)
+        .await
+        .unwrap();
     svc.record_events(
+        &herald::auth::Actor::system(),
         site_event("created", 1, "A"),
-        "t",
         "fdbca812-3142-4783-b364-2e2bd5c16c6a",
     )
     .await
@@ -422,11 +425,17 @@ async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
     let rx = TestReceiver::start().await;
     rx.set(Behavior::Status(503, "later".into()));
     let body = json!({"name": "idle", "content_types": ["dcim.site"], "type_create": true, "payload_url": rx.url("/")});
-    svc.create_webhooks(vec![body], false).await.unwrap();
+    svc.create_webhooks(&herald::auth::Actor::system(), vec![body], false)
+        .await
+        .unwrap();
     for i in 1..=3 {
-        svc.record_events(site_event("created", i, "A"), "t", &uuid::Uuid::new_v4().to_string())
-            .await
-            .unwrap();
+        svc.record_events(
+            &herald::auth::Actor::system(),
+            site_event("created", i, "A"),
+            &uuid::Uuid::new_v4().to_string(),
+        )
+        .await
+        .unwrap();
     }
     // No wall-clock waits: the worker runs until nothing is due and every outcome is written.
     let worker = app.worker();
@@ -440,20 +449,41 @@ async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
         status: vec![Status::Failed],
         ..Default::default()
     };
-    let page = svc.deliveries(&failed, 10, 0).await.unwrap();
+    let page = svc
+        .deliveries(&herald::auth::Actor::system(), &failed, 10, 0)
+        .await
+        .unwrap();
     assert_eq!(page.count, 3);
     for d in &page.items {
         assert_eq!(d.attempts, 3);
-        assert_eq!(svc.delivery(d.id).await.unwrap().attempts.len(), 3);
+        assert_eq!(
+            svc.delivery(&herald::auth::Actor::system(), d.id)
+                .await
+                .unwrap()
+                .attempts
+                .len(),
+            3
+        );
     }
     rx.set(Behavior::Status(204, String::new()));
-    assert_eq!(svc.retry_deliveries(&DeliveryFilter::default()).await.unwrap(), 3);
+    assert_eq!(
+        svc.retry_deliveries(&herald::auth::Actor::system(), &DeliveryFilter::default())
+            .await
+            .unwrap(),
+        3
+    );
     assert_eq!(worker.run_until_idle().await.unwrap(), 3);
     let ok = DeliveryFilter {
         status: vec![Status::Succeeded],
         ..Default::default()
     };
-    assert_eq!(svc.deliveries(&ok, 10, 0).await.unwrap().count, 3);
+    assert_eq!(
+        svc.deliveries(&herald::auth::Actor::system(), &ok, 10, 0)
+            .await
+            .unwrap()
+            .count,
+        3
+    );
     assert_eq!(worker.run_until_idle().await.unwrap(), 0, "idle stays idle");
     worker.drain().await;
 }

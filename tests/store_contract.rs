@@ -3,6 +3,7 @@
 //! Every method of the contract is called by at least one story.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use herald::auth::{Action, Permission};
 use herald::changes::{Change, ChangeAction, ChangeFilter};
 use herald::events::{Event, EventKind};
 use herald::objects::query::{Cmp, Col, Cond, ObjectQuery};
@@ -154,6 +155,111 @@ async fn users_and_tokens(store: &dyn Store) {
     assert!(matches!(store.token(t2.id).await, Err(StoreError::NotFound)));
     assert!(matches!(store.delete_user(bob.id).await, Err(StoreError::NotFound)));
     assert_eq!(store.user_count().await.unwrap(), 1);
+}
+
+fn permission(name: &str, types: &[&str], actions: &[Action], users: Vec<i64>, groups: Vec<i64>) -> Permission {
+    Permission {
+        id: 0,
+        name: name.into(),
+        description: format!("{name} for the contract"),
+        enabled: true,
+        object_types: types.iter().map(|t| t.to_string()).collect(),
+        actions: actions.to_vec(),
+        users,
+        groups,
+        created: t0(),
+        last_updated: t0(),
+    }
+}
+
+/// Groups and permissions: names unique, members kept with them, a user's permissions found
+/// directly and through groups.
+async fn groups_and_permissions(store: &dyn Store) {
+    let alice = store.create_user("alice", "h", false, t0()).await.unwrap();
+    let bob = store.create_user("bob", "h", false, t0()).await.unwrap();
+    let ops = store.create_group("ops", "Operators").await.unwrap();
+    let dev = store.create_group("dev", "").await.unwrap();
+    assert!(matches!(store.create_group("ops", "").await, Err(StoreError::Unique(u)) if u == Unique::GROUP_NAME));
+    assert_eq!(
+        store
+            .groups()
+            .await
+            .unwrap()
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>(),
+        ["dev", "ops"]
+    );
+    assert_eq!(store.group(ops.id).await.unwrap(), ops);
+    let mut renamed = dev.clone();
+    renamed.name = "developers".into();
+    store.update_group(&renamed).await.unwrap();
+    assert_eq!(store.group(dev.id).await.unwrap().name, "developers");
+    renamed.name = "ops".into();
+    assert!(matches!(store.update_group(&renamed).await, Err(StoreError::Unique(_))));
+    assert!(matches!(store.group(999).await, Err(StoreError::NotFound)));
+
+    store.set_user_groups(bob.id, &[ops.id, dev.id]).await.unwrap();
+    store.set_user_groups(bob.id, &[ops.id]).await.unwrap();
+    assert!(matches!(
+        store.set_user_groups(alice.id, &[999]).await,
+        Err(StoreError::ForeignKey)
+    ));
+    assert_eq!(
+        store.user_groups(&[alice.id, bob.id]).await.unwrap(),
+        vec![(bob.id, ops.id)]
+    );
+
+    let sites = permission(
+        "sites",
+        &["dcim.site"],
+        &[Action::View, Action::Add],
+        vec![alice.id],
+        vec![],
+    );
+    let hooks = permission("hooks", &["extras.webhook"], &[Action::Change], vec![], vec![ops.id]);
+    let sites = store.create_permission(&sites, t0()).await.unwrap();
+    let hooks = store.create_permission(&hooks, t0()).await.unwrap();
+    assert!(sites.id > 0 && hooks.id > sites.id);
+    assert!(
+        matches!(store.create_permission(&hooks, t0()).await, Err(StoreError::Unique(u)) if u == Unique::PERMISSION_NAME)
+    );
+    let ghost = permission("ghost", &["dcim.site"], &[Action::View], vec![999], vec![]);
+    assert!(matches!(
+        store.create_permission(&ghost, t0()).await,
+        Err(StoreError::ForeignKey)
+    ));
+    assert_eq!(
+        store.permissions().await.unwrap(),
+        vec![hooks.clone(), sites.clone()],
+        "by name, every field"
+    );
+    assert_eq!(store.permission(sites.id).await.unwrap(), sites);
+    assert_eq!(store.permissions_of_user(alice.id).await.unwrap(), vec![sites.clone()]);
+    assert_eq!(
+        store.permissions_of_user(bob.id).await.unwrap(),
+        vec![hooks.clone()],
+        "through the group"
+    );
+
+    let mut shared = sites.clone();
+    shared.groups = vec![ops.id];
+    shared.enabled = false;
+    let later = t0() + secs(3);
+    let saved = store.update_permission(&shared, later).await.unwrap();
+    assert_eq!(saved.last_updated, later);
+    assert_eq!(store.permissions_of_user(bob.id).await.unwrap().len(), 2);
+    store.delete_group(ops.id).await.unwrap();
+    assert!(store.permissions_of_user(bob.id).await.unwrap().is_empty());
+    assert!(store.permission(sites.id).await.unwrap().groups.is_empty());
+    store.delete_user(alice.id).await.unwrap();
+    assert!(store.permission(sites.id).await.unwrap().users.is_empty());
+    store.delete_permission(sites.id).await.unwrap();
+    assert!(matches!(
+        store.delete_permission(sites.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.permissions().await.unwrap().len(), 1);
 }
 
 /// Webhooks: all or none, names unique, versions follow changes.
@@ -1077,6 +1183,7 @@ contract!(
     sqlite(),
     [
         users_and_tokens,
+        groups_and_permissions,
         webhooks,
         write_transactions,
         object_primitives,

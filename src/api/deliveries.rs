@@ -77,7 +77,7 @@ pub(super) fn attempt_json(n: usize, a: &Attempt) -> Value {
     })
 }
 
-async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     let (limit, offset) = q.page()?;
     let mut status = Vec::new();
     for s in q.all("status") {
@@ -96,22 +96,22 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
         event: q.all("event"),
         since: None,
     };
-    let page = st.svc.deliveries(&filter, limit, offset).await?;
+    let page = st.svc.deliveries(&auth.actor, &filter, limit, offset).await?;
     let rows = page.items.iter().map(|d| delivery_json(d, &q.origin)).collect();
     Ok(Json(q.paginated(page.count, limit, offset, rows)))
 }
 
 async fn detail(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     Base(base): Base,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(detail_json(&st, id, &base).await?))
+    Ok(Json(detail_json(&st, &auth, id, &base).await?))
 }
 
-async fn detail_json(st: &AppState, id: i64, base: &str) -> Result<Value, ApiError> {
-    let d = st.svc.delivery(id).await?;
+async fn detail_json(st: &AppState, auth: &Auth, id: i64, base: &str) -> Result<Value, ApiError> {
+    let d = st.svc.delivery(&auth.actor, id).await?;
     let mut body = delivery_json(&d.delivery, base);
     body["request_id"] = json!(d.event.request_id);
     body["context"] = d.event.context();
@@ -128,16 +128,16 @@ async fn detail_json(st: &AppState, id: i64, base: &str) -> Result<Value, ApiErr
 /// Sends a delivery again now: one more attempt, same event, same webhook.
 async fn retry_one(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     Base(base): Base,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    st.svc.retry_delivery(id).await?;
-    Ok(Json(detail_json(&st, id, &base).await?))
+    st.svc.retry_delivery(&auth.actor, id).await?;
+    Ok(Json(detail_json(&st, &auth, id, &base).await?))
 }
 
-async fn delete_one(State(st): State<AppState>, _auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
-    st.svc.delete_delivery(id).await?;
+async fn delete_one(State(st): State<AppState>, auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
+    st.svc.delete_delivery(&auth.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -213,29 +213,28 @@ fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
 }
 
 /// Retries every matching delivery that is not in flight (by default: the failed ones).
-async fn retry_many(
-    State(st): State<AppState>,
-    _auth: Auth,
-    JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    let n = st.svc.retry_deliveries(&body_filter(&body)?).await?;
+async fn retry_many(State(st): State<AppState>, auth: Auth, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+    let n = st.svc.retry_deliveries(&auth.actor, &body_filter(&body)?).await?;
     Ok(Json(json!({"retried": n})))
 }
 
 /// Deletes matching queued, retrying or failed deliveries; a filter is required.
 async fn delete_many(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let n = st.svc.delete_deliveries(&body_filter(&body)?).await?;
+    let n = st.svc.delete_deliveries(&auth.actor, &body_filter(&body)?).await?;
     Ok(Json(json!({"deleted": n})))
 }
 
 /// The queue at a glance.
-async fn queue(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, ApiError> {
+async fn queue(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
     let now = Utc::now();
-    let stats = st.svc.queue_stats(now - chrono::Duration::hours(1)).await?;
+    let stats = st
+        .svc
+        .queue_stats(&auth.actor, now - chrono::Duration::hours(1))
+        .await?;
     let counts: Map<String, Value> = stats
         .counts
         .iter()

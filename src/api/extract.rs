@@ -2,7 +2,7 @@
 
 use super::json::{self, BodyError, Bounds};
 use super::{ApiError, AppState};
-use crate::auth::User;
+use crate::auth::Actor;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 /// The authenticated caller. Writes need a token with write permission.
 #[derive(Debug, Clone)]
 pub struct Auth {
-    pub user: User,
+    /// The token's user and what they may do.
+    pub actor: Actor,
     pub write_enabled: bool,
 }
 
@@ -29,13 +30,13 @@ impl FromRequestParts<AppState> for Auth {
         if !(scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer")) {
             return Err(ApiError::InvalidToken);
         }
-        let (token, user) = state.svc.authenticate(key).await?;
+        let (token, actor) = state.svc.authenticate(key).await?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe && !token.write_enabled {
             return Err(ApiError::Forbidden);
         }
         Ok(Auth {
-            user,
+            actor,
             write_enabled: token.write_enabled,
         })
     }

@@ -1,6 +1,7 @@
 //! The REST API, following NetBox's conventions: token auth, `{"count","next","previous",
 //! "results"}` lists, `{"field": ["message"]}` validation errors and `{"detail": "..."}` others.
 
+mod access;
 mod deliveries;
 mod error;
 mod events;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(deliveries::router())
         .merge(users::router())
+        .merge(access::router())
         .merge(objects::router(&state.svc.catalog))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -71,12 +71,15 @@ fn brief(q: &ListQuery) -> bool {
 async fn list(
     State(st): State<AppState>,
     Extension(name): Extension<TypeName>,
-    _auth: Auth,
+    auth: Auth,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
     let ty = object_type(&st, &name)?;
     let (limit, offset) = q.page()?;
-    let page = st.svc.list_objects(ty, &q.params, limit, offset, brief(&q)).await?;
+    let page = st
+        .svc
+        .list_objects(&auth.actor, ty, &q.params, limit, offset, brief(&q))
+        .await?;
     Ok(Json(q.paginated(
         page.count,
         limit,
@@ -96,12 +99,12 @@ fn absolute(mut views: Vec<Value>, origin: &str) -> Vec<Value> {
 /// `GET /api/ipam/prefixes/{id}/available-ips/`: the first free addresses (`limit`, default 50).
 async fn available_ips(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     PathId(id): PathId,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
     let (limit, _) = q.page()?;
-    Ok(Json(Value::Array(st.svc.available_ips(id, limit).await?)))
+    Ok(Json(Value::Array(st.svc.available_ips(&auth.actor, id, limit).await?)))
 }
 
 /// `POST /api/ipam/prefixes/{id}/available-ips/`: creates addresses at the first free ones
@@ -209,12 +212,12 @@ async fn options(
 async fn detail(
     State(st): State<AppState>,
     Extension(name): Extension<TypeName>,
-    _auth: Auth,
+    auth: Auth,
     PathId(id): PathId,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
     let ty = object_type(&st, &name)?;
-    let mut view = st.svc.object(ty, id, brief(&q)).await?;
+    let mut view = st.svc.object(&auth.actor, ty, id, brief(&q)).await?;
     absolutize(&mut view, &q.origin);
     Ok(Json(view))
 }
@@ -258,7 +261,7 @@ impl Writer {
         };
         self.st
             .svc
-            .write_objects(&self.auth.user, &self.request_id.0, write)
+            .write_objects(&self.auth.actor, &self.request_id.0, write)
             .await
     }
 }
@@ -319,7 +322,7 @@ async fn bulk_delete(w: Writer, JsonBody(body): JsonBody) -> Result<StatusCode, 
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_changes(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+async fn list_changes(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     let mut action = Vec::new();
     for a in q.all("action") {
         action.push(ChangeAction::parse(&a).ok_or_else(|| {
@@ -339,7 +342,7 @@ async fn list_changes(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> 
         user_name: q.all("user_name"),
     };
     let (limit, offset) = q.page()?;
-    let page = st.svc.changes(&filter, limit, offset).await?;
+    let page = st.svc.changes(&auth.actor, &filter, limit, offset).await?;
     Ok(Json(q.paginated(
         page.count,
         limit,
@@ -350,7 +353,7 @@ async fn list_changes(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> 
 
 async fn change_detail(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     PathId(id): PathId,
     q: ListQuery,
 ) -> Result<Json<Value>, ApiError> {
@@ -360,7 +363,7 @@ async fn change_detail(
     };
     let mut change = st
         .svc
-        .changes(&filter, 1, 0)
+        .changes(&auth.actor, &filter, 1, 0)
         .await?
         .items
         .pop()

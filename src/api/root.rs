@@ -11,12 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 /// Endpoints that are not object types, by app (those a GET lists).
-const FIXED: [(&str, &str); 7] = [
+const FIXED: [(&str, &str); 9] = [
     ("core", "object-changes"),
     ("extras", "deliveries"),
     ("extras", "object-changes"),
     ("extras", "queue"),
     ("extras", "webhooks"),
+    ("users", "groups"),
+    ("users", "permissions"),
     ("users", "tokens"),
     ("users", "users"),
 ];

@@ -1,6 +1,6 @@
 //! `/api/users/users/` and `/api/users/tokens/` (with `provision/`, what pynetbox's
-//! `create_token` calls). Superusers manage everyone; other users see themselves and manage
-//! their own tokens.
+//! `create_token` calls). Users see themselves and manage their own tokens; the rest takes
+//! permissions (see `service::users`).
 
 use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::auth::{Token, User};
@@ -24,18 +24,45 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/tokens/{id}/", get(token_detail).delete(delete_token))
 }
 
-fn brief_user(u: &User, base: &str) -> Value {
+pub(super) fn brief_user(u: &User, base: &str) -> Value {
     json!({"id": u.id, "url": format!("{base}/api/users/users/{}/", u.id), "display": u.username, "username": u.username})
 }
 
-fn user_json(u: &User, base: &str) -> Value {
+fn user_json(u: &User, groups: &[Value], base: &str) -> Value {
     let mut v = brief_user(u, base);
     v["is_superuser"] = json!(u.is_superuser);
     v["is_staff"] = json!(u.is_superuser);
     v["is_active"] = json!(true);
     v["date_joined"] = json!(netbox_timestamp(u.created));
-    v["groups"] = json!([]);
+    v["groups"] = Value::Array(groups.to_vec());
     v
+}
+
+/// The users as JSON, each with its groups (two reads for all of them).
+async fn users_json(st: &AppState, users: &[User], base: &str) -> Result<Vec<Value>, ApiError> {
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    let memberships = st.svc.user_groups(&ids).await?;
+    let groups = if memberships.is_empty() {
+        Vec::new()
+    } else {
+        st.svc.store.groups().await?
+    };
+    Ok(users
+        .iter()
+        .map(|u| {
+            let mine: Vec<Value> = memberships
+                .iter()
+                .filter(|(user, _)| *user == u.id)
+                .filter_map(|(_, g)| groups.iter().find(|x| x.id == *g))
+                .map(|g| super::access::brief_group(g, base))
+                .collect();
+            user_json(u, &mine, base)
+        })
+        .collect())
+}
+
+async fn one_user_json(st: &AppState, u: &User, base: &str) -> Result<Value, ApiError> {
+    Ok(users_json(st, std::slice::from_ref(u), base).await?.remove(0))
 }
 
 fn token_json(t: &Token, u: &User, base: &str) -> Value {
@@ -54,13 +81,14 @@ fn token_json(t: &Token, u: &User, base: &str) -> Value {
 
 async fn list_users(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     let (limit, offset) = q.page()?;
-    let users = st.svc.users(&auth.user, &q.all("username")).await?;
-    let page = users
+    let users = st.svc.users(&auth.actor, &q.all("username")).await?;
+    let shown: Vec<User> = users
         .iter()
         .skip(offset as usize)
         .take(limit as usize)
-        .map(|u| user_json(u, &q.origin))
+        .cloned()
         .collect();
+    let page = users_json(&st, &shown, &q.origin).await?;
     Ok(Json(q.paginated(users.len() as i64, limit, offset, page)))
 }
 
@@ -70,7 +98,8 @@ async fn user_detail(
     Base(base): Base,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(user_json(&st.svc.user(&auth.user, id).await?, &base)))
+    let user = st.svc.user(&auth.actor, id).await?;
+    Ok(Json(one_user_json(&st, &user, &base).await?))
 }
 
 async fn create_user(
@@ -79,8 +108,8 @@ async fn create_user(
     Base(base): Base,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let created = st.svc.create_user(&auth.user, &body).await?;
-    Ok((StatusCode::CREATED, Json(user_json(&created, &base))))
+    let created = st.svc.create_user(&auth.actor, &body).await?;
+    Ok((StatusCode::CREATED, Json(one_user_json(&st, &created, &base).await?)))
 }
 
 async fn update_user(
@@ -90,18 +119,18 @@ async fn update_user(
     PathId(id): PathId,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let user = st.svc.update_user(&auth.user, id, &body).await?;
-    Ok(Json(user_json(&user, &base)))
+    let user = st.svc.update_user(&auth.actor, id, &body).await?;
+    Ok(Json(one_user_json(&st, &user, &base).await?))
 }
 
 async fn delete_user(State(st): State<AppState>, auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
-    st.svc.delete_user(&auth.user, id).await?;
+    st.svc.delete_user(&auth.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_tokens(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     let (limit, offset) = q.page()?;
-    let tokens = st.svc.tokens(&auth.user, &q.ints("user_id")?).await?;
+    let tokens = st.svc.tokens(&auth.actor, &q.ints("user_id")?).await?;
     let page = tokens
         .iter()
         .skip(offset as usize)
@@ -117,7 +146,7 @@ async fn token_detail(
     Base(base): Base,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let (token, user) = st.svc.token(&auth.user, id).await?;
+    let (token, user) = st.svc.token(&auth.actor, id).await?;
     Ok(Json(token_json(&token, &user, &base)))
 }
 
@@ -134,12 +163,12 @@ async fn create_token(
     Base(base): Base,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let created = st.svc.create_token(&auth.user, &body).await?;
+    let created = st.svc.create_token(&auth.actor, &body).await?;
     Ok((StatusCode::CREATED, Json(new_token_json(&created, &base))))
 }
 
 async fn delete_token(State(st): State<AppState>, auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
-    st.svc.delete_token(&auth.user, id).await?;
+    st.svc.delete_token(&auth.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

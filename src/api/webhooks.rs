@@ -30,7 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/extras/webhooks/{id}/test/", post(test_send))
 }
 
-async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     let (limit, offset) = q.page()?;
     let methods = q.all("http_method");
     let http_method: Vec<HttpMethod> = methods.iter().filter_map(|m| HttpMethod::parse(m)).collect();
@@ -50,28 +50,28 @@ async fn list(State(st): State<AppState>, _auth: Auth, q: ListQuery) -> Result<J
         enabled,
         q: q.first("q").map(String::from),
     };
-    let page = st.svc.webhooks(&filter, limit, offset).await?;
+    let page = st.svc.webhooks(&auth.actor, &filter, limit, offset).await?;
     let rows = page.items.iter().map(|w| w.to_json(&q.origin)).collect();
     Ok(Json(q.paginated(page.count, limit, offset, rows)))
 }
 
 async fn detail(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     Base(base): Base,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(st.svc.webhook(id).await?.to_json(&base)))
+    Ok(Json(st.svc.webhook(&auth.actor, id).await?.to_json(&base)))
 }
 
 async fn create(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     Base(base): Base,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let (items, many) = one_or_many(body)?;
-    let created = st.svc.create_webhooks(items, many).await?;
+    let created = st.svc.create_webhooks(&auth.actor, items, many).await?;
     let shown = created.iter().map(|w| w.to_json(&base)).collect();
     Ok((StatusCode::CREATED, Json(one_or_many_answer(shown, many))).into_response())
 }
@@ -79,7 +79,7 @@ async fn create(
 /// `PUT` (all required fields) or `PATCH` (only those given) of one webhook.
 async fn update_one(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     method: Method,
     Base(base): Base,
     PathId(id): PathId,
@@ -87,7 +87,7 @@ async fn update_one(
 ) -> Result<Json<Value>, ApiError> {
     let mut saved = st
         .svc
-        .update_webhooks(vec![(id, body)], method == Method::PATCH, false)
+        .update_webhooks(&auth.actor, vec![(id, body)], method == Method::PATCH, false)
         .await?;
     Ok(Json(saved.pop().map(|w| w.to_json(&base)).unwrap_or(Value::Null)))
 }
@@ -95,29 +95,28 @@ async fn update_one(
 /// `PUT` or `PATCH` of a list of webhooks, each with its `id`: all or none.
 async fn bulk_update(
     State(st): State<AppState>,
-    _auth: Auth,
+    auth: Auth,
     method: Method,
     Base(base): Base,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let (items, ids) = bulk_ids(body)?;
     let changes = ids.into_iter().zip(items).collect();
-    let saved = st.svc.update_webhooks(changes, method == Method::PATCH, true).await?;
+    let saved = st
+        .svc
+        .update_webhooks(&auth.actor, changes, method == Method::PATCH, true)
+        .await?;
     Ok(Json(Value::Array(saved.iter().map(|w| w.to_json(&base)).collect())))
 }
 
-async fn delete(State(st): State<AppState>, _auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
-    st.svc.delete_webhooks(&[id]).await?;
+async fn delete(State(st): State<AppState>, auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
+    st.svc.delete_webhooks(&auth.actor, &[id]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn bulk_delete(
-    State(st): State<AppState>,
-    _auth: Auth,
-    JsonBody(body): JsonBody,
-) -> Result<StatusCode, ApiError> {
+async fn bulk_delete(State(st): State<AppState>, auth: Auth, JsonBody(body): JsonBody) -> Result<StatusCode, ApiError> {
     let (_, ids) = bulk_ids(body)?;
-    st.svc.delete_webhooks(&ids).await?;
+    st.svc.delete_webhooks(&auth.actor, &ids).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,7 +140,7 @@ async fn preview_new(
             ApiError::Validation(v) => ApiError::Validation(json!({ "webhook": v })),
             e => e,
         })?;
-    preview(&st, &auth, webhook, body.get("event")).await
+    preview(&st, &auth, webhook, false, body.get("event")).await
 }
 
 /// `{"event": {...}}` (optional): what a saved webhook would send.
@@ -151,12 +150,18 @@ async fn preview_saved(
     PathId(id): PathId,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let webhook = st.svc.webhook(id).await?;
-    preview(&st, &auth, webhook, body.get("event")).await
+    let webhook = st.svc.webhook(&auth.actor, id).await?;
+    preview(&st, &auth, webhook, true, body.get("event")).await
 }
 
-async fn preview(st: &AppState, auth: &Auth, webhook: Webhook, event: Option<&Value>) -> Result<Json<Value>, ApiError> {
-    let req = st.svc.preview(webhook, event, &auth.user.username).await?;
+async fn preview(
+    st: &AppState,
+    auth: &Auth,
+    webhook: Webhook,
+    saved: bool,
+    event: Option<&Value>,
+) -> Result<Json<Value>, ApiError> {
+    let req = st.svc.preview(&auth.actor, webhook, saved, event).await?;
     let headers: Map<String, Value> = req.headers.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     Ok(Json(
         json!({"method": req.method, "url": req.url, "headers": headers, "body": req.body}),
@@ -171,11 +176,8 @@ async fn test_send(
     PathId(id): PathId,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let webhook = st.svc.webhook(id).await?;
-    let attempt = st
-        .svc
-        .test_send(&webhook, body.get("event"), &auth.user.username)
-        .await?;
+    let webhook = st.svc.webhook(&auth.actor, id).await?;
+    let attempt = st.svc.test_send(&auth.actor, &webhook, body.get("event")).await?;
     let mut out = super::deliveries::attempt_json(1, &attempt);
     out["succeeded"] = json!(attempt.error.is_none());
     Ok(Json(out))

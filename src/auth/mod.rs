@@ -1,8 +1,12 @@
-//! Users, passwords and API tokens. Passwords are argon2 hashes; token keys are 40 random hex
-//! characters stored as their SHA-256, so a key is only ever seen when created.
+//! Users, passwords, API tokens and permissions. Passwords are argon2 hashes; token keys are
+//! 40 random hex characters stored as their SHA-256, so a key is only ever seen when created.
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+pub mod permissions;
+
+pub use permissions::{Action, Actor, Group, Permission};
+
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};

@@ -1,7 +1,9 @@
 //! The change log as NetBox's REST API shows it: each change with its object's brief view
 //! while the object exists.
 
-use super::{Result, Services};
+use super::{require, Result, Services};
+use crate::auth::permissions::types;
+use crate::auth::{Action, Actor};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::netbox_timestamp;
 use crate::page::Page;
@@ -40,7 +42,8 @@ pub fn change_json(c: &Change, changed_object: Value) -> Value {
 
 impl Services {
     /// One page of changes, newest first, in NetBox's shape.
-    pub async fn changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Value>> {
+    pub async fn changes(&self, actor: &Actor, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Value>> {
+        require(actor, types::OBJECT_CHANGE, Action::View)?;
         let page = self.store.object_changes(filter, limit, offset).await?;
         let briefs = self.briefs_of(&page.items).await?;
         let items = page

@@ -3,7 +3,9 @@
 //! retention purges them), what a bulk retry touches when told nothing (the failed ones),
 //! and the queue's figures.
 
-use super::{Error, Result, Services};
+use super::{require, Error, Result, Services};
+use crate::auth::permissions::types;
+use crate::auth::{Action, Actor};
 use crate::events::Event;
 use crate::maintenance::heartbeat;
 use crate::page::Page;
@@ -26,14 +28,35 @@ pub struct QueueSummary {
 }
 
 impl Services {
-    pub async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>> {
+    pub async fn deliveries(
+        &self,
+        actor: &Actor,
+        filter: &DeliveryFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Delivery>> {
+        require(actor, types::DELIVERY, Action::View)?;
         Ok(self.store.deliveries(filter, limit, offset).await?)
     }
 
-    pub async fn delivery(&self, id: i64) -> Result<DeliveryDetail> {
+    /// One delivery with its attempts and its event. The event's object data shows only to
+    /// those who may view events; secrets in the attempts' headers (`Authorization`, cookies,
+    /// tokens, ...) only to those who may change webhooks.
+    pub async fn delivery(&self, actor: &Actor, id: i64) -> Result<DeliveryDetail> {
+        require(actor, types::DELIVERY, Action::View)?;
         let delivery = self.store.delivery(id).await?;
-        let attempts = self.store.attempts(id).await?;
-        let event = self.store.event(delivery.event_id).await?;
+        let mut attempts = self.store.attempts(id).await?;
+        let mut event = self.store.event(delivery.event_id).await?;
+        if !actor.can(types::EVENT, Action::View) {
+            event.data = serde_json::Value::Null;
+            event.snapshots = serde_json::Value::Null;
+        }
+        if !actor.can(types::WEBHOOK, Action::Change) {
+            for a in &mut attempts {
+                mask(&mut a.request_headers);
+                mask(&mut a.response_headers);
+            }
+        }
         Ok(DeliveryDetail {
             delivery,
             attempts,
@@ -55,7 +78,8 @@ impl Services {
     }
 
     /// Sends a delivery again now: one more attempt, same event, same webhook.
-    pub async fn retry_delivery(&self, id: i64) -> Result<()> {
+    pub async fn retry_delivery(&self, actor: &Actor, id: i64) -> Result<()> {
+        require(actor, types::DELIVERY, Action::Change)?;
         self.changeable(id, &Status::RETRYABLE).await?;
         let filter = DeliveryFilter::ids(vec![id]).restricted_to(&Status::RETRYABLE);
         if let Some(f) = filter {
@@ -66,7 +90,8 @@ impl Services {
 
     /// Retries every matching delivery that is not in flight; a filter naming neither ids nor
     /// statuses means the failed ones. Returns how many.
-    pub async fn retry_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
+    pub async fn retry_deliveries(&self, actor: &Actor, filter: &DeliveryFilter) -> Result<u64> {
+        require(actor, types::DELIVERY, Action::Change)?;
         let mut filter = filter.clone();
         if filter.status.is_empty() && filter.id.is_empty() {
             filter.status = vec![Status::Failed];
@@ -77,7 +102,8 @@ impl Services {
         }
     }
 
-    pub async fn delete_delivery(&self, id: i64) -> Result<()> {
+    pub async fn delete_delivery(&self, actor: &Actor, id: i64) -> Result<()> {
+        require(actor, types::DELIVERY, Action::Delete)?;
         self.changeable(id, &Status::DELETABLE).await?;
         if let Some(f) = DeliveryFilter::ids(vec![id]).restricted_to(&Status::DELETABLE) {
             self.store.delete_deliveries(&f).await?;
@@ -87,7 +113,8 @@ impl Services {
 
     /// Deletes the matching queued, retrying or failed deliveries; the filter must name
     /// something. Returns how many.
-    pub async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
+    pub async fn delete_deliveries(&self, actor: &Actor, filter: &DeliveryFilter) -> Result<u64> {
+        require(actor, types::DELIVERY, Action::Delete)?;
         if filter.is_empty() {
             return Err(Error::field(
                 "non_field_errors",
@@ -101,7 +128,8 @@ impl Services {
     }
 
     /// Counts per state, the oldest waiting delivery, and failed attempts since `since`.
-    pub async fn queue_stats(&self, since: DateTime<Utc>) -> Result<QueueStats> {
+    pub async fn queue_stats(&self, actor: &Actor, since: DateTime<Utc>) -> Result<QueueStats> {
+        require(actor, types::DELIVERY, Action::View)?;
         Ok(QueueStats {
             counts: all_counts(&self.store.status_counts().await?),
             oldest_waiting: self.store.oldest_created(&Status::WAITING).await?,
@@ -115,5 +143,43 @@ impl Services {
         let since = Utc::now() - heartbeat::stale_after();
         let workers = self.store.workers_seen_since(since).await?;
         Ok(QueueSummary { counts, workers })
+    }
+}
+
+/// Headers whose values are secrets, by name (any case).
+fn secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-hook-signature"
+    ) || ["token", "secret", "password", "api-key", "apikey", "auth"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// Hides the values of secret headers.
+fn mask(headers: &mut [(String, String)]) {
+    for (name, value) in headers.iter_mut() {
+        if secret_header(name) {
+            *value = "********".into();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_headers_are_masked() {
+        let mut h = vec![
+            ("Authorization".to_string(), "Bearer x".to_string()),
+            ("X-Auth-Token".into(), "t".into()),
+            ("Set-Cookie".into(), "s=1".into()),
+            ("Content-Type".into(), "application/json".into()),
+        ];
+        mask(&mut h);
+        let values: Vec<&str> = h.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, ["********", "********", "********", "application/json"]);
     }
 }

@@ -1,7 +1,9 @@
 //! Events from outside Herald (a NetBox forwarding its webhooks): checked, stored and queued
 //! for every matching webhook in one transaction.
 
-use super::{Error, Result, Services};
+use super::{require, Error, Result, Services};
+use crate::auth::permissions::types;
+use crate::auth::{Action, Actor};
 use crate::events::ingest;
 use crate::queue::Recorded;
 use chrono::Utc;
@@ -27,9 +29,10 @@ impl Services {
 
     /// Records the events of a NetBox-shaped body (one or a list); fields it leaves out come
     /// from the caller and the request.
-    pub async fn record_events(&self, body: Value, username: &str, request_id: &str) -> Result<Vec<Recorded>> {
+    pub async fn record_events(&self, actor: &Actor, body: Value, request_id: &str) -> Result<Vec<Recorded>> {
+        require(actor, types::EVENT, Action::Add)?;
         let defaults = ingest::Defaults {
-            username,
+            username: &actor.user.username,
             now: Utc::now(),
             request_id,
         };

@@ -3,6 +3,7 @@
 //! bodies, query strings, forms, flags), call a method of `Services`, and shape the answer;
 //! failures come back as one `Error` with NetBox-shaped field errors.
 
+mod access;
 mod changes;
 mod deliveries;
 mod events;
@@ -16,6 +17,7 @@ pub use objects::ObjectWrite;
 pub use users::NewToken;
 pub use webhooks::WebhookFilter;
 
+use crate::auth::{Action, Actor};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::delivery::destinations::Policy;
@@ -62,6 +64,15 @@ impl Services {
     /// HTTP clients that send as deliveries do: through the destination policy.
     pub fn clients(&self) -> crate::delivery::send::Clients {
         crate::delivery::send::Clients::new(self.destinations.clone(), self.config.webhooks.ca_dir().map(Into::into))
+    }
+}
+
+/// `Forbidden` unless `actor` may `action` objects of `object_type`.
+fn require(actor: &Actor, object_type: &str, action: Action) -> Result<()> {
+    if actor.can(object_type, action) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden)
     }
 }
 

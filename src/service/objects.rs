@@ -1,8 +1,8 @@
 //! The inventory: object writes through the outbox (objects, changes, events and deliveries in
 //! one transaction), and lists and details as NetBox's REST views.
 
-use super::{Error, Result, Services};
-use crate::auth::User;
+use super::{require, Error, Result, Services};
+use crate::auth::{Action, Actor};
 use crate::catalog::ObjectType;
 use crate::objects::engine::{Op, WriteRequest};
 use crate::objects::query::{self, Col, ObjectQuery};
@@ -28,8 +28,17 @@ impl Services {
 
     /// Runs one request's writes by `actor`; returns each operation's object as it is after
     /// the request (REST views with relative `url`s; null for deletes).
-    pub async fn write_objects(&self, actor: &User, request_id: &str, w: ObjectWrite) -> Result<Vec<Value>> {
+    pub async fn write_objects(&self, actor: &Actor, request_id: &str, w: ObjectWrite) -> Result<Vec<Value>> {
         self.object_type(&w.object_type)?;
+        for op in &w.ops {
+            let action = match op {
+                Op::Create(_) | Op::CreateAvailableIp { .. } => Action::Add,
+                Op::Update { .. } => Action::Change,
+                Op::Delete(_) => Action::Delete,
+            };
+            require(actor, &w.object_type, action)?;
+        }
+        let actor = &actor.user;
         let req = WriteRequest {
             object_type: w.object_type,
             ops: w.ops,
@@ -50,12 +59,14 @@ impl Services {
     /// (brief ones when asked) with relative `url`s.
     pub async fn list_objects(
         &self,
+        actor: &Actor,
         ty: &ObjectType,
         params: &[(String, String)],
         limit: i64,
         offset: i64,
         brief: bool,
     ) -> Result<Page<Value>> {
+        require(actor, ty.name(), Action::View)?;
         let query = query::parse(&self.catalog, self.store.as_ref(), ty, params).await?;
         let page = self.store.list_objects(ty.name(), &query, limit, offset).await?;
         let views = self.object_views(ty, &page.items, brief).await?;
@@ -63,7 +74,8 @@ impl Services {
     }
 
     /// One object's REST view.
-    pub async fn object(&self, ty: &ObjectType, id: i64, brief: bool) -> Result<Value> {
+    pub async fn object(&self, actor: &Actor, ty: &ObjectType, id: i64, brief: bool) -> Result<Value> {
+        require(actor, ty.name(), Action::View)?;
         let objs = self.store.get_objects(ty.name(), &[id]).await?;
         self.object_views(ty, &objs, brief).await?.pop().ok_or(Error::NotFound)
     }
@@ -87,7 +99,9 @@ impl Services {
     }
 
     /// The first `limit` free addresses of prefix `prefix_id`, as NetBox lists them.
-    pub async fn available_ips(&self, prefix_id: i64, limit: i64) -> Result<Vec<Value>> {
+    pub async fn available_ips(&self, actor: &Actor, prefix_id: i64, limit: i64) -> Result<Vec<Value>> {
+        require(actor, ipam::PREFIX_TYPE, Action::View)?;
+        require(actor, ipam::ADDRESS_TYPE, Action::View)?;
         let prefix = self
             .store
             .get_objects(ipam::PREFIX_TYPE, &[prefix_id])

@@ -2,8 +2,9 @@
 //! see themselves and manage their own tokens), what a username, password and key must be,
 //! and password checks, off the async threads.
 
-use super::{blocking, Error, Result, Services};
-use crate::auth::{self, Token, User};
+use super::{blocking, require, Error, Result, Services};
+use crate::auth::permissions::types;
+use crate::auth::{self, Action, Actor, Token, User};
 use crate::store::StoreError;
 use crate::validate::{FieldErrors, Reader};
 use chrono::Utc;
@@ -30,21 +31,31 @@ fn blank_user() -> User {
     }
 }
 
-fn require_superuser(actor: &User) -> Result<()> {
-    if actor.is_superuser {
-        Ok(())
-    } else {
+/// Only superusers make or change superusers (else a user manager could make themselves one).
+fn superuser_rule(actor: &Actor, target_is_superuser: bool) -> Result<()> {
+    if target_is_superuser && !actor.user.is_superuser {
         Err(Error::Forbidden)
+    } else {
+        Ok(())
     }
 }
 
-/// A user the actor may see: anyone for a superuser, else only themselves.
-fn visible(actor: &User, id: i64) -> Result<()> {
-    if actor.is_superuser || actor.id == id {
+/// A user the actor may see: themselves, or anyone with the permission to view users.
+fn visible(actor: &Actor, id: i64) -> Result<()> {
+    if actor.user.id == id || actor.can(types::USER, Action::View) {
         Ok(())
     } else {
         Err(Error::NotFound)
     }
+}
+
+/// Another user's tokens need the permission for `action` on tokens; one's own do not.
+fn tokens_of(actor: &Actor, owner: &User, action: Action) -> Result<()> {
+    if actor.user.id == owner.id {
+        return Ok(());
+    }
+    require(actor, types::TOKEN, action)?;
+    superuser_rule(actor, owner.is_superuser)
 }
 
 /// `username`, `password` and `is_superuser` read over `user`; the password comes back
@@ -77,38 +88,84 @@ fn read_user(mut user: User, body: &Value, creating: bool) -> Result<(User, Opti
 }
 
 impl Services {
-    /// The token with this key and its user; `InvalidToken` when there is none.
-    pub async fn authenticate(&self, key: &str) -> Result<(Token, User)> {
-        match self.store.token_by_hash(&auth::hash_key(key.trim())).await {
-            Ok(found) => Ok(found),
-            Err(StoreError::NotFound) => Err(Error::InvalidToken),
-            Err(e) => Err(e.into()),
-        }
+    /// The token with this key, and who holds it; `InvalidToken` when there is none.
+    pub async fn authenticate(&self, key: &str) -> Result<(Token, Actor)> {
+        let (token, user) = match self.store.token_by_hash(&auth::hash_key(key.trim())).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => return Err(Error::InvalidToken),
+            Err(e) => return Err(e.into()),
+        };
+        Ok((token, self.actor(user).await?))
+    }
+
+    /// `user` with what they may do.
+    pub async fn actor(&self, user: User) -> Result<Actor> {
+        let permissions = if user.is_superuser {
+            Vec::new()
+        } else {
+            self.store.permissions_of_user(user.id).await?
+        };
+        Ok(Actor::new(user, &permissions))
     }
 
     /// The users the actor may see, optionally only those named.
-    pub async fn users(&self, actor: &User, names: &[String]) -> Result<Vec<User>> {
+    pub async fn users(&self, actor: &Actor, names: &[String]) -> Result<Vec<User>> {
+        let all = actor.can(types::USER, Action::View);
         Ok(self
             .store
             .users()
             .await?
             .into_iter()
-            .filter(|u| actor.is_superuser || u.id == actor.id)
+            .filter(|u| all || u.id == actor.user.id)
             .filter(|u| names.is_empty() || names.contains(&u.username))
             .collect())
     }
 
-    pub async fn user(&self, actor: &User, id: i64) -> Result<User> {
+    pub async fn user(&self, actor: &Actor, id: i64) -> Result<User> {
         visible(actor, id)?;
         Ok(self.store.user(id).await?)
     }
 
-    /// Creates a user from `{"username", "password", "is_superuser"}` (superusers only).
-    pub async fn create_user(&self, actor: &User, body: &Value) -> Result<User> {
-        require_superuser(actor)?;
+    /// The groups of these users, `(user, group)`.
+    pub async fn user_groups(&self, user_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        Ok(self.store.user_groups(user_ids).await?)
+    }
+
+    /// Creates a user from `{"username", "password", "is_superuser", "groups"}`.
+    pub async fn create_user(&self, actor: &Actor, body: &Value) -> Result<User> {
+        require(actor, types::USER, Action::Add)?;
         let (user, password) = read_user(blank_user(), body, true)?;
-        self.insert_user(&user.username, &password.unwrap_or_default(), user.is_superuser)
-            .await
+        superuser_rule(actor, user.is_superuser)?;
+        let groups = self.read_groups(body).await?;
+        let created = self
+            .insert_user(&user.username, &password.unwrap_or_default(), user.is_superuser)
+            .await?;
+        if let Some(groups) = groups {
+            self.store.set_user_groups(created.id, &groups).await?;
+        }
+        Ok(created)
+    }
+
+    /// `groups` of a user body: ids of groups that exist; `None` when not given.
+    async fn read_groups(&self, body: &Value) -> Result<Option<Vec<i64>>> {
+        let Some(given) = body.get("groups") else {
+            return Ok(None);
+        };
+        let ids: Option<Vec<i64>> = given.as_array().and_then(|items| {
+            items
+                .iter()
+                .map(|v| v.as_i64().or_else(|| v.get("id").and_then(Value::as_i64)))
+                .collect()
+        });
+        let ids = ids.ok_or_else(|| Error::field("groups", "Expected a list of group ids."))?;
+        let known: Vec<i64> = self.store.groups().await?.iter().map(|g| g.id).collect();
+        if let Some(bad) = ids.iter().find(|id| !known.contains(id)) {
+            return Err(Error::field(
+                "groups",
+                format!("Invalid pk \"{bad}\" - object does not exist."),
+            ));
+        }
+        Ok(Some(ids))
     }
 
     /// Creates a user from the command line or at first start (no actor: the operator).
@@ -125,26 +182,33 @@ impl Services {
         Ok(self.store.create_user(username, &hash, superuser, Utc::now()).await?)
     }
 
-    /// Changes a user (superusers only): the fields given in `body`.
-    pub async fn update_user(&self, actor: &User, id: i64, body: &Value) -> Result<User> {
-        require_superuser(actor)?;
+    /// Changes a user: the fields given in `body`.
+    pub async fn update_user(&self, actor: &Actor, id: i64, body: &Value) -> Result<User> {
+        require(actor, types::USER, Action::Change)?;
         let current = self.store.user(id).await?;
+        superuser_rule(actor, current.is_superuser)?;
         let (mut user, password) = read_user(current, body, false)?;
+        superuser_rule(actor, user.is_superuser)?;
+        let groups = self.read_groups(body).await?;
         if let Some(p) = password {
             user.password_hash = blocking(move || auth::hash_password(&p)).await??;
         }
         self.store.update_user(&user).await?;
+        if let Some(groups) = groups {
+            self.store.set_user_groups(id, &groups).await?;
+        }
         Ok(self.store.user(id).await?)
     }
 
-    /// Deletes a user and their tokens (superusers only, never themselves).
-    pub async fn delete_user(&self, actor: &User, id: i64) -> Result<()> {
-        require_superuser(actor)?;
-        if id == actor.id {
+    /// Deletes a user and their tokens (never oneself).
+    pub async fn delete_user(&self, actor: &Actor, id: i64) -> Result<()> {
+        require(actor, types::USER, Action::Delete)?;
+        if id == actor.user.id {
             return Err(Error::Conflict(
                 "You cannot delete the user you are signed in as.".into(),
             ));
         }
+        superuser_rule(actor, self.store.user(id).await?.is_superuser)?;
         Ok(self.store.delete_user(id).await?)
     }
 
@@ -163,9 +227,10 @@ impl Services {
         Ok(self.store.update_user(&user).await?)
     }
 
-    /// Tokens the actor may see (a superuser's: everyone's), optionally of some users only.
-    pub async fn tokens(&self, actor: &User, user_ids: &[i64]) -> Result<Vec<(Token, User)>> {
-        let scope = (!actor.is_superuser).then_some(actor.id);
+    /// Tokens the actor may see (with the permission, everyone's), optionally of some users
+    /// only.
+    pub async fn tokens(&self, actor: &Actor, user_ids: &[i64]) -> Result<Vec<(Token, User)>> {
+        let scope = (!actor.can(types::TOKEN, Action::View)).then_some(actor.user.id);
         Ok(self
             .store
             .tokens(scope)
@@ -175,23 +240,20 @@ impl Services {
             .collect())
     }
 
-    pub async fn token(&self, actor: &User, id: i64) -> Result<(Token, User)> {
+    pub async fn token(&self, actor: &Actor, id: i64) -> Result<(Token, User)> {
         let (token, user) = self.store.token(id).await?;
-        visible(actor, user.id)?;
+        tokens_of(actor, &user, Action::View).map_err(|_| Error::NotFound)?;
         Ok((token, user))
     }
 
     /// Creates a token from `{"user", "write_enabled", "description", "key"}`: for the actor,
-    /// or (superusers only) for the user named.
-    pub async fn create_token(&self, actor: &User, body: &Value) -> Result<NewToken> {
+    /// or (with the permission to add tokens) for the user named.
+    pub async fn create_token(&self, actor: &Actor, body: &Value) -> Result<NewToken> {
         let owner = match body.get("user") {
-            None | Some(Value::Null) => actor.clone(),
+            None | Some(Value::Null) => actor.user.clone(),
             Some(v) => {
                 let id = v.as_i64().or_else(|| v.get("id").and_then(Value::as_i64));
                 let id = id.ok_or_else(|| Error::field("user", "Expected a user id."))?;
-                if id != actor.id {
-                    require_superuser(actor)?;
-                }
                 match self.store.user(id).await {
                     Ok(u) => u,
                     Err(StoreError::NotFound) => return Err(Error::field("user", format!("No user with id {id}."))),
@@ -199,6 +261,7 @@ impl Services {
                 }
             }
         };
+        tokens_of(actor, &owner, Action::Add)?;
         self.new_token(owner, body).await
     }
 
@@ -272,9 +335,10 @@ impl Services {
         Ok(NewToken { token, user, key })
     }
 
-    pub async fn delete_token(&self, actor: &User, id: i64) -> Result<()> {
+    pub async fn delete_token(&self, actor: &Actor, id: i64) -> Result<()> {
         let (_, owner) = self.store.token(id).await?;
-        visible(actor, owner.id)?;
+        tokens_of(actor, &owner, Action::View).map_err(|_| Error::NotFound)?;
+        tokens_of(actor, &owner, Action::Delete)?;
         Ok(self.store.delete_token(id).await?)
     }
 

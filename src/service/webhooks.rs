@@ -2,7 +2,9 @@
 //! item's errors reported), previewing the request one would send, sending a test, and the
 //! sample events both use.
 
-use super::{blocking, Error, Result, Services};
+use super::{blocking, require, Error, Result, Services};
+use crate::auth::permissions::types;
+use crate::auth::{Action, Actor};
 use crate::delivery::send;
 use crate::events::{ingest, netbox_timestamp, Event, EventKind};
 use crate::page::Page;
@@ -76,7 +78,14 @@ fn all_or_errors<T>(items: Vec<Result<T>>, bulk: bool) -> Result<Vec<T>> {
 impl Services {
     /// One page of the webhooks matching `filter`, by name. Webhooks are configuration-sized:
     /// filtering in memory keeps every filter simple.
-    pub async fn webhooks(&self, filter: &WebhookFilter, limit: i64, offset: i64) -> Result<Page<Webhook>> {
+    pub async fn webhooks(
+        &self,
+        actor: &Actor,
+        filter: &WebhookFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<Webhook>> {
+        require(actor, types::WEBHOOK, Action::View)?;
         let all: Vec<Webhook> = self
             .store
             .webhooks()
@@ -93,7 +102,8 @@ impl Services {
         Ok(Page::new(count, page))
     }
 
-    pub async fn webhook(&self, id: i64) -> Result<Webhook> {
+    pub async fn webhook(&self, actor: &Actor, id: i64) -> Result<Webhook> {
+        require(actor, types::WEBHOOK, Action::View)?;
         self.store.webhooks_by_id(&[id]).await?.pop().ok_or(Error::NotFound)
     }
 
@@ -137,7 +147,8 @@ impl Services {
     }
 
     /// Creates webhooks from `items` (all or none); `bulk` when they came as a list.
-    pub async fn create_webhooks(&self, items: Vec<Value>, bulk: bool) -> Result<Vec<Webhook>> {
+    pub async fn create_webhooks(&self, actor: &Actor, items: Vec<Value>, bulk: bool) -> Result<Vec<Webhook>> {
+        require(actor, types::WEBHOOK, Action::Add)?;
         let mut checked = Vec::with_capacity(items.len());
         for item in items {
             checked.push(self.check_new_webhook(item).await);
@@ -148,7 +159,14 @@ impl Services {
 
     /// Changes webhooks: `(id, body)` each, all or none; `partial` for PATCH (only the fields
     /// given), else PUT (every required field).
-    pub async fn update_webhooks(&self, changes: Vec<(i64, Value)>, partial: bool, bulk: bool) -> Result<Vec<Webhook>> {
+    pub async fn update_webhooks(
+        &self,
+        actor: &Actor,
+        changes: Vec<(i64, Value)>,
+        partial: bool,
+        bulk: bool,
+    ) -> Result<Vec<Webhook>> {
+        require(actor, types::WEBHOOK, Action::Change)?;
         let ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
         let current = self.store.webhooks_by_id(&ids).await?;
         let mut checked = Vec::with_capacity(changes.len());
@@ -163,15 +181,30 @@ impl Services {
     }
 
     /// Deletes webhooks with their deliveries, all or none.
-    pub async fn delete_webhooks(&self, ids: &[i64]) -> Result<()> {
+    pub async fn delete_webhooks(&self, actor: &Actor, ids: &[i64]) -> Result<()> {
+        require(actor, types::WEBHOOK, Action::Delete)?;
         Ok(self.store.delete_webhooks(ids).await?)
     }
 
     /// The request `webhook` would send for `event` (a NetBox-shaped event body) or for a
     /// sample event of its first type; nothing is saved or sent.
-    pub async fn preview(&self, webhook: Webhook, event: Option<&Value>, username: &str) -> Result<Outgoing> {
-        let event = self.event_for(&webhook, event, username)?;
-        self.build(&webhook, &event).await
+    /// The request an unsaved webhook (`saved` false: its author gave its secret) or a saved
+    /// one would send. The signature shows only to those who may change webhooks (or who gave
+    /// the secret themselves): nobody else may get bodies of their choosing signed with it.
+    pub async fn preview(
+        &self,
+        actor: &Actor,
+        webhook: Webhook,
+        saved: bool,
+        event: Option<&Value>,
+    ) -> Result<Outgoing> {
+        require(actor, types::WEBHOOK, if saved { Action::View } else { Action::Add })?;
+        let event = self.event_for(&webhook, event, &actor.user.username)?;
+        let mut out = self.build(&webhook, &event).await?;
+        if saved && !actor.can(types::WEBHOOK, Action::Change) {
+            out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("X-Hook-Signature"));
+        }
+        Ok(out)
     }
 
     /// The request `webhook` sends for `event`, rendered in the sandbox; a template failure is
@@ -185,8 +218,9 @@ impl Services {
     }
 
     /// Sends `webhook`'s request for `event` (or a sample) now; nothing is queued or recorded.
-    pub async fn test_send(&self, webhook: &Webhook, event: Option<&Value>, username: &str) -> Result<Attempt> {
-        let event = self.event_for(webhook, event, username)?;
+    pub async fn test_send(&self, actor: &Actor, webhook: &Webhook, event: Option<&Value>) -> Result<Attempt> {
+        require(actor, types::WEBHOOK, Action::Change)?;
+        let event = self.event_for(webhook, event, &actor.user.username)?;
         let request = self.build(webhook, &event).await?;
         let timeout = Duration::from_secs(u64::from(webhook.timeout));
         let mut attempt = match self.clients().for_request(webhook, &request.url).await {

@@ -3,7 +3,7 @@
 //! above it (`outbox`, `objects::engine`, `queue`, `service`). Every backend passes the same
 //! contract tests (`tests/store_contract.rs`).
 //!
-//! The contract is split by what it stores: users and tokens, webhooks, objects and their
+//! The contract is split by what it stores: users and tokens, groups and permissions, webhooks, objects and their
 //! change log, the queue (events, deliveries and attempts), worker heartbeats; `Store` is
 //! their sum, plus migrations and the write transaction in which object writes and the
 //! outbox run.
@@ -11,7 +11,7 @@
 pub mod sql;
 pub mod sqlite;
 
-use crate::auth::{Token, User};
+use crate::auth::{Group, Permission, Token, User};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
 use crate::objects::{ObjectRead, ObjectTx};
@@ -64,6 +64,34 @@ pub trait UserStore: Send + Sync {
     /// Tokens with their users, of one user or of all, by id.
     async fn tokens(&self, user_id: Option<i64>) -> Result<Vec<(Token, User)>>;
     async fn delete_token(&self, id: i64) -> Result<()>;
+}
+
+/// Groups and permissions (who may do what to which object types).
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    /// `Unique(GROUP_NAME)` when the name is taken.
+    async fn create_group(&self, name: &str, description: &str) -> Result<Group>;
+    /// Every group, by name.
+    async fn groups(&self) -> Result<Vec<Group>>;
+    async fn group(&self, id: i64) -> Result<Group>;
+    async fn update_group(&self, group: &Group) -> Result<()>;
+    /// Deletes a group (its members stay, without it).
+    async fn delete_group(&self, id: i64) -> Result<()>;
+    /// `(user, group)` memberships of these users.
+    async fn user_groups(&self, user_ids: &[i64]) -> Result<Vec<(i64, i64)>>;
+    /// Makes a user a member of exactly these groups (`ForeignKey` if one is gone).
+    async fn set_user_groups(&self, user_id: i64, group_ids: &[i64]) -> Result<()>;
+    /// Returns it with its id and times. `Unique(PERMISSION_NAME)` when the name is taken;
+    /// `ForeignKey` when a user or group it names is gone.
+    async fn create_permission(&self, permission: &Permission, now: DateTime<Utc>) -> Result<Permission>;
+    /// Every permission, by name.
+    async fn permissions(&self) -> Result<Vec<Permission>>;
+    async fn permission(&self, id: i64) -> Result<Permission>;
+    /// Replaces it (users and groups included); `last_updated` becomes `now`.
+    async fn update_permission(&self, permission: &Permission, now: DateTime<Utc>) -> Result<Permission>;
+    async fn delete_permission(&self, id: i64) -> Result<()>;
+    /// The permissions given to the user, directly or through their groups (enabled or not).
+    async fn permissions_of_user(&self, user_id: i64) -> Result<Vec<Permission>>;
 }
 
 /// Webhooks. Writes are all or none.
@@ -183,7 +211,7 @@ pub type WriteJob = Box<dyn for<'t> FnOnce(&'t mut dyn WriteTx) -> TxFuture<'t> 
 
 /// The whole contract.
 #[async_trait]
-pub trait Store: UserStore + WebhookStore + ObjectStore + QueueStore + WorkerStore + 'static {
+pub trait Store: UserStore + AccessStore + WebhookStore + ObjectStore + QueueStore + WorkerStore + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// Runs `job` in one write transaction: commits when it returns `Ok`, rolls everything

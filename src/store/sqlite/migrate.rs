@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -23,6 +23,11 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         4,
         "unrecorded_claims",
         include_str!("../../../migrations/sqlite/0004_unrecorded_claims.sql"),
+    ),
+    (
+        5,
+        "permissions",
+        include_str!("../../../migrations/sqlite/0005_permissions.sql"),
     ),
 ];
 

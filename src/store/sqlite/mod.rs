@@ -7,6 +7,7 @@
 //! This file opens the database and runs write transactions; the other files hold the SQL of
 //! each part of the contract.
 
+mod access;
 mod events;
 mod lane;
 mod migrate;

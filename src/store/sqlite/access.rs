@@ -1,0 +1,263 @@
+//! Groups and permissions in SQLite.
+
+use super::{col, found, json_err, map_err, one, sql, time_col, Run, SqliteStore};
+use crate::auth::{Action, Group, Permission};
+use crate::store::{AccessStore, Result, StoreError, StoreResultExt, Unique};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, Row};
+use std::collections::HashMap;
+
+fn group_from_row(row: &Row<'_>) -> Result<Group> {
+    Ok(Group {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        description: col(row, "description")?,
+    })
+}
+
+fn permission_from_row(row: &Row<'_>) -> Result<Permission> {
+    let types: String = col(row, "object_types")?;
+    let actions: String = col(row, "actions")?;
+    let actions: Vec<String> = serde_json::from_str(&actions).map_err(json_err)?;
+    Ok(Permission {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        description: col(row, "description")?,
+        enabled: col(row, "enabled")?,
+        object_types: serde_json::from_str(&types).map_err(json_err)?,
+        actions: actions
+            .iter()
+            .map(|a| {
+                Action::parse(a).ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored action {a:?} is invalid")))
+            })
+            .collect::<Result<_>>()?,
+        users: Vec::new(),
+        groups: Vec::new(),
+        created: time_col(row, "created_at")?,
+        last_updated: time_col(row, "updated_at")?,
+    })
+}
+
+/// Permissions matching `where_` (over `permissions p`), with their users and groups.
+fn load_permissions(conn: &Connection, mut q: super::Sql) -> Result<Vec<Permission>> {
+    q.push(" order by p.name, p.id");
+    let mut perms = q.rows(conn, permission_from_row)?;
+    let index: HashMap<i64, usize> = perms.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+    for (table, column) in [("permission_users", "user_id"), ("permission_groups", "group_id")] {
+        let pairs = sql(&format!(
+            "select permission_id, {column} as member from {table} order by member"
+        ))
+        .rows(conn, |r| {
+            Ok((col::<i64>(r, "permission_id")?, col::<i64>(r, "member")?))
+        })?;
+        for (pid, member) in pairs {
+            if let Some(&i) = index.get(&pid) {
+                match column {
+                    "user_id" => perms[i].users.push(member),
+                    _ => perms[i].groups.push(member),
+                }
+            }
+        }
+    }
+    Ok(perms)
+}
+
+/// Writes a permission's users and groups (after clearing the old ones).
+fn write_members(conn: &Connection, p: &Permission) -> Result<()> {
+    for table in ["permission_users", "permission_groups"] {
+        conn.execute(&format!("delete from {table} where permission_id = ?"), params![p.id])
+            .map_err(map_err)?;
+    }
+    for (table, column, ids) in [
+        ("permission_users", "user_id", &p.users),
+        ("permission_groups", "group_id", &p.groups),
+    ] {
+        let text = format!("insert or ignore into {table} (permission_id, {column}) values (?, ?)");
+        let mut stmt = conn.prepare_cached(&text).map_err(map_err)?;
+        for id in ids {
+            stmt.execute(params![p.id, id]).map_err(map_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn permission_values(p: &Permission) -> Result<(String, String)> {
+    let actions: Vec<&str> = p.actions.iter().map(|a| a.as_str()).collect();
+    Ok((
+        serde_json::to_string(&p.object_types).map_err(json_err)?,
+        serde_json::to_string(&actions).map_err(json_err)?,
+    ))
+}
+
+const PERMISSION_SELECT: &str = "select p.* from permissions p";
+
+#[async_trait]
+impl AccessStore for SqliteStore {
+    async fn create_group(&self, name: &str, description: &str) -> Result<Group> {
+        let (name, description) = (name.to_string(), description.to_string());
+        self.write
+            .run(move |c| {
+                let id: i64 = c
+                    .query_row(
+                        "insert into groups (name, description) values (?, ?) returning id",
+                        params![name, description],
+                        |r| r.get(0),
+                    )
+                    .map_err(map_err)?;
+                Ok(Group { id, name, description })
+            })
+            .await
+            .on_unique(Unique::GROUP_NAME)
+    }
+
+    async fn groups(&self) -> Result<Vec<Group>> {
+        self.read
+            .run(|c| sql("select * from groups order by name, id").rows(c, group_from_row))
+            .await
+    }
+
+    async fn group(&self, id: i64) -> Result<Group> {
+        self.read
+            .run(move |c| {
+                let mut q = sql("select * from groups where id = ");
+                q.bind(id);
+                one(q.rows(c, group_from_row)?)
+            })
+            .await
+    }
+
+    async fn update_group(&self, group: &Group) -> Result<()> {
+        let g = group.clone();
+        self.write
+            .run(move |c| {
+                found(
+                    c.execute(
+                        "update groups set name = ?, description = ? where id = ?",
+                        params![g.name, g.description, g.id],
+                    )
+                    .map_err(map_err)?,
+                )
+            })
+            .await
+            .on_unique(Unique::GROUP_NAME)
+    }
+
+    async fn delete_group(&self, id: i64) -> Result<()> {
+        self.write
+            .run(move |c| {
+                found(
+                    c.execute("delete from groups where id = ?", params![id])
+                        .map_err(map_err)?,
+                )
+            })
+            .await
+    }
+
+    async fn user_groups(&self, user_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        let mut q = sql("select user_id, group_id from user_groups where user_id in ");
+        q.ints(user_ids.iter().copied()).push(" order by user_id, group_id");
+        self.read
+            .run(move |c| q.rows(c, |r| Ok((col(r, "user_id")?, col(r, "group_id")?))))
+            .await
+    }
+
+    async fn set_user_groups(&self, user_id: i64, group_ids: &[i64]) -> Result<()> {
+        let groups = group_ids.to_vec();
+        self.write_tx(move |c| {
+            c.execute("delete from user_groups where user_id = ?", params![user_id])
+                .map_err(map_err)?;
+            let mut stmt = c
+                .prepare_cached("insert or ignore into user_groups (user_id, group_id) values (?, ?)")
+                .map_err(map_err)?;
+            for g in groups {
+                stmt.execute(params![user_id, g]).map_err(map_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_permission(&self, permission: &Permission, now: DateTime<Utc>) -> Result<Permission> {
+        let mut p = permission.clone();
+        let (types, actions) = permission_values(&p)?;
+        self.write_tx(move |c| {
+            p.id = c
+                .query_row(
+                    "insert into permissions (name, description, enabled, object_types, actions, created_at, updated_at) \
+                     values (?, ?, ?, ?, ?, ?, ?) returning id",
+                    params![p.name, p.description, p.enabled, types, actions, now.timestamp_micros(), now.timestamp_micros()],
+                    |r| r.get(0),
+                )
+                .map_err(map_err)?;
+            write_members(c, &p)?;
+            (p.created, p.last_updated) = (now, now);
+            Ok(p)
+        })
+        .await
+        .on_unique(Unique::PERMISSION_NAME)
+    }
+
+    async fn permissions(&self) -> Result<Vec<Permission>> {
+        self.read.run(|c| load_permissions(c, sql(PERMISSION_SELECT))).await
+    }
+
+    async fn permission(&self, id: i64) -> Result<Permission> {
+        self.read
+            .run(move |c| {
+                let mut q = sql(PERMISSION_SELECT);
+                q.push(" where p.id = ").bind(id);
+                one(load_permissions(c, q)?)
+            })
+            .await
+    }
+
+    async fn update_permission(&self, permission: &Permission, now: DateTime<Utc>) -> Result<Permission> {
+        let mut p = permission.clone();
+        let (types, actions) = permission_values(&p)?;
+        self.write_tx(move |c| {
+            found(
+                c.execute(
+                    "update permissions set name = ?, description = ?, enabled = ?, object_types = ?, actions = ?, \
+                     updated_at = ? where id = ?",
+                    params![
+                        p.name,
+                        p.description,
+                        p.enabled,
+                        types,
+                        actions,
+                        now.timestamp_micros(),
+                        p.id
+                    ],
+                )
+                .map_err(map_err)?,
+            )?;
+            write_members(c, &p)?;
+            p.last_updated = now;
+            Ok(p)
+        })
+        .await
+        .on_unique(Unique::PERMISSION_NAME)
+    }
+
+    async fn delete_permission(&self, id: i64) -> Result<()> {
+        self.write
+            .run(move |c| {
+                found(
+                    c.execute("delete from permissions where id = ?", params![id])
+                        .map_err(map_err)?,
+                )
+            })
+            .await
+    }
+
+    async fn permissions_of_user(&self, user_id: i64) -> Result<Vec<Permission>> {
+        let mut q = sql(PERMISSION_SELECT);
+        q.push(" where p.id in (select permission_id from permission_users where user_id = ")
+            .bind(user_id)
+            .push(" union select pg.permission_id from permission_groups pg join user_groups ug on ug.group_id = pg.group_id where ug.user_id = ")
+            .bind(user_id)
+            .push(")");
+        self.read.run(move |c| load_permissions(c, q)).await
+    }
+}

@@ -17,12 +17,20 @@ pub struct Config {
     /// A catalog file replacing the built-in object types (empty: the built-in ones).
     pub catalog: String,
     pub api: ApiConfig,
+    pub auth: AuthConfig,
     pub webhooks: WebhooksConfig,
     pub templates: TemplatesConfig,
     pub destinations: DestinationsConfig,
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
     pub ingest: IngestConfig,
+}
+
+/// Password attempts (logins, token provisioning).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthConfig {
+    pub attempts_per_minute_per_user: u32,
+    pub attempts_per_minute_per_address: u32,
 }
 
 /// What webhooks may point at.
@@ -143,6 +151,7 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("catalog", &self.catalog)
             .field("api", &self.api)
+            .field("auth", &self.auth)
             .field("webhooks", &self.webhooks)
             .field("templates", &self.templates)
             .field("destinations", &self.destinations)

@@ -8,7 +8,6 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -67,9 +66,4 @@ pub async fn serve(listener: TcpListener, router: Router, limits: &ApiConfig, sh
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         warn!("requests still open after the shutdown grace period were cut");
     }
-}
-
-/// The client's address, as the connection gives it.
-pub fn peer(req_extensions: &axum::http::Extensions) -> Option<SocketAddr> {
-    req_extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
 }

@@ -6,7 +6,7 @@ use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::auth::{Token, User};
 use crate::events::netbox_timestamp;
 use crate::service::NewToken;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -176,8 +176,9 @@ async fn delete_token(State(st): State<AppState>, auth: Auth, PathId(id): PathId
 async fn provision(
     State(st): State<AppState>,
     Base(base): Base,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let created = st.svc.provision_token(&body).await?;
+    let created = st.svc.provision_token(&body, Some(peer.ip())).await?;
     Ok((StatusCode::CREATED, Json(new_token_json(&created, &base))))
 }

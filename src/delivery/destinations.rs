@@ -89,16 +89,6 @@ impl Policy {
         }))
     }
 
-    /// Everything allowed but the unspecified addresses (for tests and tools).
-    pub fn open() -> Arc<Policy> {
-        Arc::new(Policy {
-            allow: Vec::new(),
-            deny: Vec::new(),
-            deny_own: false,
-            own: Mutex::new(Vec::new()),
-        })
-    }
-
     /// Records where Herald's own API listens.
     pub fn set_own(&self, addr: SocketAddr) {
         let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());

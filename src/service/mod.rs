@@ -8,6 +8,7 @@ mod changes;
 mod deliveries;
 mod events;
 mod objects;
+mod throttle;
 mod users;
 mod webhooks;
 
@@ -40,6 +41,8 @@ pub struct Services {
     pub destinations: Arc<Policy>,
     /// Where templates render.
     pub sandbox: Arc<Sandbox>,
+    /// Password attempts so far.
+    throttle: Arc<throttle::Throttle>,
     outbox: Arc<Outbox>,
 }
 
@@ -51,12 +54,17 @@ impl Services {
         destinations: Arc<Policy>,
     ) -> Services {
         let sandbox = Arc::new(Sandbox::new(config.templates.limits()));
+        let throttle = Arc::new(throttle::Throttle::new(
+            config.auth.attempts_per_minute_per_user,
+            config.auth.attempts_per_minute_per_address,
+        ));
         Services {
             store,
             catalog,
             config,
             destinations,
             sandbox,
+            throttle,
             outbox: Outbox::new(),
         }
     }

@@ -9,6 +9,13 @@ use crate::store::StoreError;
 use crate::validate::{FieldErrors, Reader};
 use chrono::Utc;
 use serde_json::Value;
+use std::net::IpAddr;
+
+/// An argon2 hash no password matches, made once.
+fn stand_in_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| auth::hash_password(&auth::new_key()).unwrap_or_default())
+}
 
 /// A token just created, with the only copy of its key.
 pub struct NewToken {
@@ -267,7 +274,7 @@ impl Services {
 
     /// `{"username", "password"}` (and the token's fields) → a new token for that user, as
     /// pynetbox's `create_token` asks for one.
-    pub async fn provision_token(&self, body: &Value) -> Result<NewToken> {
+    pub async fn provision_token(&self, body: &Value, peer: Option<IpAddr>) -> Result<NewToken> {
         let mut r = Reader::new(body)?;
         let username = r.string("username");
         let password = r.string("password");
@@ -278,23 +285,30 @@ impl Services {
         }
         std::mem::take(&mut r.errors).finish(())?;
         let user = self
-            .check_password(&username.unwrap_or_default(), &password.unwrap_or_default())
+            .check_password(&username.unwrap_or_default(), &password.unwrap_or_default(), peer)
             .await?;
         self.new_token(user, body).await
     }
 
-    /// The user with this name and password; `BadCredentials` otherwise.
-    pub async fn check_password(&self, username: &str, password: &str) -> Result<User> {
-        let user = match self.store.user_by_name(username).await {
-            Ok(u) => u,
-            Err(StoreError::NotFound) => return Err(Error::BadCredentials),
+    /// The user with this name and password; `BadCredentials` otherwise, in the same time
+    /// whether the user exists or not. Attempts are limited per user and per client address
+    /// (`Throttled` past the limit).
+    pub async fn check_password(&self, username: &str, password: &str, peer: Option<IpAddr>) -> Result<User> {
+        self.throttle.attempt(username, peer).map_err(Error::Throttled)?;
+        let found = match self.store.user_by_name(username).await {
+            Ok(u) => Some(u),
+            Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
         };
-        let (password, hash) = (password.to_string(), user.password_hash.clone());
-        if blocking(move || auth::verify_password(&password, &hash)).await? {
-            Ok(user)
-        } else {
-            Err(Error::BadCredentials)
+        // An unknown user is checked against a stand-in hash: the answer takes as long.
+        let hash = found
+            .as_ref()
+            .map_or_else(|| stand_in_hash().to_string(), |u| u.password_hash.clone());
+        let password = password.to_string();
+        let ok = blocking(move || auth::verify_password(&password, &hash)).await?;
+        match found {
+            Some(user) if ok => Ok(user),
+            _ => Err(Error::BadCredentials),
         }
     }
 

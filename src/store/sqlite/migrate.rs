@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -28,6 +28,11 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
         5,
         "permissions",
         include_str!("../../../migrations/sqlite/0005_permissions.sql"),
+    ),
+    (
+        6,
+        "database_id",
+        include_str!("../../../migrations/sqlite/0006_database_id.sql"),
     ),
 ];
 

@@ -9,6 +9,7 @@
 
 mod access;
 mod events;
+mod identity;
 mod lane;
 mod migrate;
 mod objects;
@@ -37,6 +38,8 @@ pub struct SqliteStore {
     write: Lane,
     read: Lane,
     queued: Arc<Notify>,
+    /// The file (none in memory).
+    path: Option<String>,
 }
 
 /// SQLite's spelling of what databases spell differently.
@@ -210,6 +213,9 @@ fn path_of(url: &str) -> anyhow::Result<String> {
 
 fn connect(path: &str, cache_kib: i64) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
+    if path != ":memory:" {
+        identity::check_writable(&conn, path)?;
+    }
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(64);
     if path != ":memory:" {
@@ -238,15 +244,22 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url`.
     pub async fn open(url: &str) -> anyhow::Result<SqliteStore> {
         let path = path_of(url)?;
-        // Page cache: 8 MiB for the writer, SQLite's default 2 MiB for each reader.
-        let writer = connect(&path, 8000)?;
         let queued = Arc::new(Notify::new());
         if path == ":memory:" {
             // One in-memory database: the same connection reads and writes.
-            let write = Lane::open(vec![writer], "db")?;
+            let write = Lane::open(vec![connect(&path, 8000)?], "db")?;
             let read = write.share();
-            return Ok(SqliteStore { write, read, queued });
+            return Ok(SqliteStore {
+                write,
+                read,
+                queued,
+                path: None,
+            });
         }
+        identity::check_present(&path)?;
+        // Page cache: 8 MiB for the writer, SQLite's default 2 MiB for each reader.
+        let writer = connect(&path, 8000)?;
+        identity::check_same(&writer, &path)?;
         let readers = (0..READERS)
             .map(|_| connect(&path, 2000))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -254,6 +267,7 @@ impl SqliteStore {
             write: Lane::open(vec![writer], "writer")?,
             read: Lane::open(readers, "reader")?,
             queued,
+            path: Some(path),
         })
     }
 
@@ -275,7 +289,16 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
-        self.write.run(migrate::migrate).await
+        let path = self.path.clone();
+        self.write
+            .run(move |c| {
+                migrate::migrate(c)?;
+                match &path {
+                    Some(p) => identity::note(c, p).map_err(StoreError::Other),
+                    None => Ok(()),
+                }
+            })
+            .await
     }
 
     async fn write(&self, job: WriteJob) -> Result<(), WriteError> {

@@ -8,6 +8,7 @@ mod changes;
 mod deliveries;
 mod events;
 mod objects;
+mod passwords;
 mod throttle;
 mod users;
 mod webhooks;
@@ -43,6 +44,8 @@ pub struct Services {
     pub sandbox: Arc<Sandbox>,
     /// Password attempts so far.
     throttle: Arc<throttle::Throttle>,
+    /// Where passwords are hashed and checked.
+    passwords: Arc<passwords::Passwords>,
     outbox: Arc<Outbox>,
 }
 
@@ -65,6 +68,7 @@ impl Services {
             destinations,
             sandbox,
             throttle,
+            passwords: Arc::new(passwords::Passwords::start()),
             outbox: Outbox::new(),
         }
     }

@@ -2,7 +2,7 @@
 //! see themselves and manage their own tokens), what a username, password and key must be,
 //! and password checks, off the async threads.
 
-use super::{blocking, require, Error, Result, Services};
+use super::{require, Error, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{self, Action, Actor, Token, User};
 use crate::store::StoreError;
@@ -185,7 +185,7 @@ impl Services {
 
     async fn insert_user(&self, username: &str, password: &str, superuser: bool) -> Result<User> {
         let password = password.to_string();
-        let hash = blocking(move || auth::hash_password(&password)).await??;
+        let hash = self.passwords.run(move || auth::hash_password(&password)).await??;
         Ok(self.store.create_user(username, &hash, superuser, Utc::now()).await?)
     }
 
@@ -198,7 +198,7 @@ impl Services {
         superuser_rule(actor, user.is_superuser)?;
         let groups = self.read_groups(body).await?;
         if let Some(p) = password {
-            user.password_hash = blocking(move || auth::hash_password(&p)).await??;
+            user.password_hash = self.passwords.run(move || auth::hash_password(&p)).await??;
         }
         self.store.update_user(&user).await?;
         if let Some(groups) = groups {
@@ -225,12 +225,16 @@ impl Services {
             return Err(Error::field("new_password", "This field may not be blank."));
         }
         let (current, hash) = (current.to_string(), actor.password_hash.clone());
-        if !blocking(move || auth::verify_password(&current, &hash)).await? {
+        if !self
+            .passwords
+            .run(move || auth::verify_password(&current, &hash))
+            .await?
+        {
             return Err(Error::field("password", "The current password is not right."));
         }
         let mut user = self.store.user(actor.id).await?;
         let new = new.to_string();
-        user.password_hash = blocking(move || auth::hash_password(&new)).await??;
+        user.password_hash = self.passwords.run(move || auth::hash_password(&new)).await??;
         Ok(self.store.update_user(&user).await?)
     }
 
@@ -305,7 +309,10 @@ impl Services {
             .as_ref()
             .map_or_else(|| stand_in_hash().to_string(), |u| u.password_hash.clone());
         let password = password.to_string();
-        let ok = blocking(move || auth::verify_password(&password, &hash)).await?;
+        let ok = self
+            .passwords
+            .run(move || auth::verify_password(&password, &hash))
+            .await?;
         match found {
             Some(user) if ok => Ok(user),
             _ => Err(Error::BadCredentials),

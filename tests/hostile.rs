@@ -358,6 +358,20 @@ async fn destinations_are_policed_on_resolved_addresses() {
             "{url}: {t}"
         );
     }
+    // A preview says so.
+    let (s, pv) = h
+        .call(
+            "POST",
+            "/api/extras/webhooks/preview/",
+            Some(json!({"webhook": {"name": "m", "content_types": ["dcim.site"],
+            "type_create": true, "payload_url": "http://169.254.169.254/x"}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        pv["destination_refused"].as_str().unwrap().contains("169.254.0.0/16"),
+        "{pv}"
+    );
     // A templated host goes the same way, decided on the rendered URL's address.
     let (_, w) = h
         .webhook(json!({"payload_url": "http://{{ data.description }}/x"}))

@@ -487,3 +487,50 @@ async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
     assert_eq!(worker.run_until_idle().await.unwrap(), 0, "idle stays idle");
     worker.drain().await;
 }
+
+#[tokio::test]
+async fn a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_forever() {
+    use herald::auth::Actor;
+    use herald::queue::{ClaimLimits, ClaimPlan, DeliveryFilter, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let app = herald::server::App::open(common::test_config(dir.path()))
+        .await
+        .unwrap();
+    let svc = app.services();
+    let rx = TestReceiver::start().await;
+    let body =
+        json!({"name": "crashy", "content_types": ["dcim.site"], "type_create": true, "payload_url": rx.url("/")});
+    let hooks = svc.create_webhooks(&Actor::system(), vec![body], false).await.unwrap();
+    svc.record_events(
+        &Actor::system(),
+        site_event("created", 1, "A"),
+        &uuid::Uuid::new_v4().to_string(),
+    )
+    .await
+    .unwrap();
+    // Three workers each claimed it and died before recording anything: their (instant)
+    // leases ran out.
+    let limits = ClaimLimits::total(10, vec![hooks[0].id]);
+    for _ in 0..3 {
+        let plan = ClaimPlan::new(&limits, Utc::now(), Duration::ZERO, |_| Some(Duration::ZERO));
+        assert_eq!(svc.store.claim(&plan).await.unwrap().rows.len(), 1);
+    }
+    let worker = app.worker();
+    assert_eq!(worker.run_until_idle().await.unwrap(), 1);
+    worker.drain().await;
+    let page = svc
+        .deliveries(&Actor::system(), &DeliveryFilter::default(), 10, 0)
+        .await
+        .unwrap();
+    let d = &page.items[0];
+    assert_eq!(d.status, Status::Failed);
+    assert!(
+        d.last_error
+            .as_deref()
+            .unwrap()
+            .contains("claimed 3 times without an outcome"),
+        "{:?}",
+        d.last_error
+    );
+    assert!(rx.received().is_empty(), "not sent a fourth time");
+}

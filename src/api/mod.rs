@@ -6,7 +6,7 @@ mod deliveries;
 mod error;
 mod events;
 mod extract;
-mod json;
+pub mod json;
 mod objects;
 mod root;
 pub mod serve;

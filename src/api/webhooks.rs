@@ -162,10 +162,15 @@ async fn preview(
     event: Option<&Value>,
 ) -> Result<Json<Value>, ApiError> {
     let req = st.svc.preview(&auth.actor, webhook, saved, event).await?;
+    let refused = st.svc.refusal(&req.url);
     let headers: Map<String, Value> = req.headers.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    Ok(Json(
-        json!({"method": req.method, "url": req.url, "headers": headers, "body": req.body}),
-    ))
+    Ok(Json(json!({
+        "method": req.method,
+        "url": req.url,
+        "headers": headers,
+        "body": req.body,
+        "destination_refused": refused,
+    })))
 }
 
 /// `{"event": {...}}` (optional): sends a saved webhook's request now and shows the exchange.

@@ -207,6 +207,13 @@ impl Services {
         Ok(out)
     }
 
+    /// Why the destination policy would refuse `url` outright (by its host; names are checked
+    /// again on their addresses when sending), if it would.
+    pub fn refusal(&self, url: &str) -> Option<String> {
+        let parsed = reqwest::Url::parse(url).ok()?;
+        self.destinations.check_url(&parsed).err().map(|e| e.to_string())
+    }
+
     /// The request `webhook` sends for `event`, rendered in the sandbox; a template failure is
     /// a field error.
     async fn build(&self, webhook: &Webhook, event: &Event) -> Result<Outgoing> {

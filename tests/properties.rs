@@ -1,0 +1,196 @@
+//! Property tests over what hostile input reaches first: header lines, condition sets, posted
+//! events, request bodies, and templates rendered in the sandbox. Each runs a bounded number of
+//! generated cases (`PROPTEST_CASES` sets the parsers', `HERALD_SANDBOX_CASES` the sandbox's)
+//! and checks that nothing panics, hangs or breaks its promise.
+
+use herald::api::json::{self, BodyError, Bounds};
+use herald::catalog::Catalog;
+use herald::events::{ingest, Event, EventKind};
+use herald::webhooks::conditions::Conditions;
+use herald::webhooks::headers;
+use herald::webhooks::sandbox::{Limits, Sandbox};
+use herald::webhooks::Webhook;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Cases per property: `default`, or the number in the environment variable `var`.
+fn cases(var: &str, default: u32) -> u32 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Any JSON value, a few levels deep, with the keys conditions and events look for.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,12}".prop_map(Value::String),
+        prop_oneof![
+            Just("created"),
+            Just("object_updated"),
+            Just("dcim.site"),
+            Just("site"),
+            Just("2020-02-25T15:10:26+00:00"),
+            Just("eq"),
+            Just("regex"),
+            Just("(a+)+$"),
+            Just("status.value"),
+        ]
+        .prop_map(|s| Value::String(s.into())),
+    ];
+    let keys = prop_oneof![
+        Just("and".to_string()),
+        Just("or".to_string()),
+        Just("attr".to_string()),
+        Just("value".to_string()),
+        Just("op".to_string()),
+        Just("negate".to_string()),
+        Just("event".to_string()),
+        Just("object_type".to_string()),
+        Just("model".to_string()),
+        Just("data".to_string()),
+        Just("snapshots".to_string()),
+        Just("prechange".to_string()),
+        Just("timestamp".to_string()),
+        "[a-z_]{1,8}",
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((keys.clone(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases("PROPTEST_CASES", 512), ..ProptestConfig::default() })]
+
+    #[test]
+    fn header_lines_never_carry_line_breaks(text in "(?s).{0,200}") {
+        for (name, value) in headers::parse(&text) {
+            prop_assert!(!name.is_empty());
+            prop_assert!(!name.chars().any(char::is_control), "{name:?}");
+            prop_assert!(!value.chars().any(char::is_control), "{value:?}");
+            if headers::check_name(&name).is_ok() {
+                prop_assert!(reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok());
+                prop_assert!(!headers::FORBIDDEN.iter().any(|f| f.eq_ignore_ascii_case(&name)));
+            }
+        }
+        let _ = headers::check_source(&text);
+    }
+
+    #[test]
+    fn condition_sets_parse_or_say_why_and_never_panic(cond in json_value(), data in json_value(), pre in json_value()) {
+        if let Ok(parsed) = Conditions::parse(&cond) {
+            let snapshots = json!({"prechange": pre, "postchange": data.clone()});
+            let _ = parsed.eval(&data, &snapshots);
+        }
+    }
+
+    #[test]
+    fn posted_events_parse_or_name_their_fields(body in json_value()) {
+        let catalog = Catalog::builtin();
+        let defaults = ingest::Defaults {
+            username: "p",
+            now: chrono::Utc::now(),
+            request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a",
+        };
+        match ingest::parse(body, &catalog, &defaults) {
+            Ok(events) => prop_assert!(!events.is_empty()),
+            Err(e) => prop_assert!(e.is_object() || e.is_array(), "{e}"),
+        }
+    }
+
+    #[test]
+    fn bounded_bodies_parse_as_serde_json_or_are_refused(value in json_value(), noise in prop::collection::vec(any::<u8>(), 0..64)) {
+        let bounds = Bounds { values: 40, items: 4 };
+        let text = value.to_string();
+        match json::parse(text.as_bytes(), bounds) {
+            Ok(parsed) => prop_assert_eq!(parsed, serde_json::from_str::<Value>(&text).unwrap()),
+            Err(BodyError::TooManyItems(_)) => prop_assert!(value.as_array().is_some_and(|a| a.len() > 4)),
+            Err(BodyError::TooManyValues(_)) => {}
+            Err(e) => prop_assert!(false, "valid JSON refused: {e}"),
+        }
+        // Bytes that are not JSON never panic.
+        let _ = json::parse(&noise, bounds);
+    }
+}
+
+/// Pieces templates are built from: ordinary ones, and ones that build large values or loop.
+fn template() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("{{ data.name }}".to_string()),
+        Just("{{ event }} {{ model }}".to_string()),
+        Just("{% for i in range(50) %}{{ i }}{% endfor %}".to_string()),
+        Just("{{ data|tojson }}".to_string()),
+        (1u64..2_000_000_000).prop_map(|n| format!("{{{{ 'ab' * {n} }}}}")),
+        (1u64..2_000_000_000).prop_map(|n| format!("{{{{ 'x'|center({n}) }}}}")),
+        (1u64..2_000_000_000).prop_map(|n| format!("{{{{ ([1] * {n})|join(',') }}}}")),
+        (10u32..45).prop_map(|n| format!(
+            "{{% set ns = namespace(s='abcd') %}}{{% for i in range({n}) %}}{{% set ns.s = ns.s ~ ns.s %}}{{% endfor %}}{{{{ ns.s|length }}}}"
+        )),
+        (1u64..100_000).prop_map(|n| format!("{{% for i in range({n}) %}}{{% for j in range({n}) %}}.{{% endfor %}}{{% endfor %}}")),
+        Just("{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}".to_string()),
+        (1u64..1_000_000_000).prop_map(|n| format!("{{{{ range({n})|list|length }}}}")),
+        Just("{{ (data|tojson * 100000)|replace('1', '1111111111') }}".to_string()),
+    ];
+    prop::collection::vec(piece, 1..4).prop_map(|parts| parts.concat())
+}
+
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+#[test]
+fn templates_in_the_sandbox_end_within_their_bounds() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sandbox = Sandbox::new(Limits {
+        program: env!("CARGO_BIN_EXE_herald").into(),
+        processes: 2,
+        memory_bytes: 64 * 1024 * 1024,
+        timeout: Duration::from_secs(2),
+    });
+    let event = Event {
+        id: 1,
+        kind: EventKind::Created,
+        timestamp: "2020-02-25T15:10:26.010582+00:00".into(),
+        object_type: "dcim.site".into(),
+        username: "p".into(),
+        request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
+        data: json!({"id": 1, "name": "Site 1"}),
+        snapshots: json!({"prechange": null, "postchange": null}),
+    };
+    let before = peak_rss_mib();
+    let config = ProptestConfig {
+        cases: cases("HERALD_SANDBOX_CASES", 40),
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(body in template())| {
+        let mut w = Webhook::blank();
+        w.payload_url = "http://127.0.0.1:9/".into();
+        w.body_template = body.clone();
+        let started = Instant::now();
+        let built = runtime.block_on(sandbox.build(&w, &event, None));
+        prop_assert!(started.elapsed() < Duration::from_secs(10), "{body} took {:?}", started.elapsed());
+        if let Err(e) = built {
+            prop_assert!(!e.message.is_empty());
+        }
+    });
+    // Whatever the children built, this process did not hold it.
+    assert!(
+        peak_rss_mib() < before + 64,
+        "peak RSS grew from {before} to {} MiB",
+        peak_rss_mib()
+    );
+}

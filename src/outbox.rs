@@ -54,8 +54,9 @@ impl Outbox {
         catalog: Arc<Catalog>,
         req: WriteRequest,
     ) -> Result<Committed, WriteError> {
-        let outbox = self.clone();
+        let (outbox, req) = (self.clone(), Arc::new(req));
         in_write_tx(store, move |tx| {
+            let (outbox, catalog, req) = (outbox.clone(), catalog.clone(), req.clone());
             Box::pin(async move {
                 let matcher = outbox.matcher(tx).await?;
                 let written = engine::apply(&catalog, tx, &req).await?;
@@ -75,8 +76,9 @@ impl Outbox {
         events: Vec<Event>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Recorded>, StoreError> {
-        let outbox = self.clone();
+        let (outbox, events) = (self.clone(), Arc::new(events));
         let written = in_write_tx(store, move |tx| {
+            let (outbox, events) = (outbox.clone(), events.clone());
             Box::pin(async move {
                 let matcher = outbox.matcher(tx).await?;
                 Ok(enqueue(tx, &matcher, &events, now, Unmatched::Keep).await?)

@@ -7,7 +7,7 @@ use herald::auth::{Action, Permission};
 use herald::changes::{Change, ChangeAction, ChangeFilter};
 use herald::events::{Event, EventKind};
 use herald::objects::query::{Cmp, Col, Cond, ObjectQuery};
-use herald::objects::{unique_key, Obj, Ref};
+use herald::objects::{unique_key, Lock, Obj, Ref};
 use herald::queue::{Attempt, ClaimLimits, ClaimPlan, DeliveryFilter, Outcome, Status};
 use herald::store::{in_write_tx, Store, StoreError, Unique, WriteError};
 use herald::webhooks::Webhook;
@@ -345,8 +345,8 @@ async fn write_transactions(store: &dyn Store) {
 
     let signal = store.queue_signal();
     let woken = signal.notified();
-    let e = event(EventKind::Created, "dcim.site", 1);
     let (event_id, enabled) = in_write_tx(store, move |tx| {
+        let e = event(EventKind::Created, "dcim.site", 1);
         Box::pin(async move {
             let versions = tx.enabled_webhook_versions().await?;
             let enabled = tx.enabled_webhooks().await?;
@@ -471,6 +471,20 @@ async fn object_primitives(store: &dyn Store) {
             );
             assert!(tx.referrers("dcim.region", 1).await?.is_empty());
             assert!(tx.referrers("extras.tag", 7).await?.is_empty());
+            // A key another object holds: the save says which rule, and the caller fails.
+            let twin = obj(2, json!({"name": "AMS-1"}));
+            let taken = tx
+                .save(
+                    "dcim.site",
+                    &twin,
+                    &[("name".to_string(), unique_key(&[&json!("AMS-1")]))],
+                    &[],
+                    true,
+                )
+                .await?;
+            assert_eq!(taken, Some("name".to_string()));
+            tx.lock("dcim.site", &[1], Lock::Share).await?;
+            tx.lock("dcim.region", &[1], Lock::Update).await?;
             tx.remove("dcim.region", 1).await?;
             assert!(tx.get("dcim.region", &[1]).await?.is_empty());
             assert_eq!(tx.next_id("dcim.region").await?, 3, "ids are never reused");
@@ -533,6 +547,7 @@ async fn object_filters_and_ordering(store: &dyn Store) {
         ),
     ];
     in_write_tx(store, move |tx| {
+        let rows = rows.clone();
         Box::pin(async move {
             for (id, data) in rows {
                 let o = obj(id, data);
@@ -714,6 +729,7 @@ async fn change_log(store: &dyn Store) {
         change(4, ChangeAction::Delete, 1, "r3", t0() + secs(30)),
     ];
     in_write_tx(store, move |tx| {
+        let changes = changes.clone();
         Box::pin(async move { Ok(tx.add_changes(&changes).await?) })
     })
     .await
@@ -829,6 +845,7 @@ async fn change_log(store: &dyn Store) {
 /// Queues `n` events of `webhooks` each, one delivery per webhook, created at `at`.
 async fn queue_events(store: &dyn Store, webhooks: Vec<i64>, n: i64, at: DateTime<Utc>) -> Vec<i64> {
     in_write_tx(store, move |tx| {
+        let webhooks = webhooks.clone();
         Box::pin(async move {
             let mut ids = Vec::new();
             for i in 0..n {

@@ -73,8 +73,22 @@ pub trait ObjectTx: Send {
     /// Which object of `ty` holds `value` (see `unique_key`) under unique rule `rule`.
     async fn key_owner(&mut self, ty: &str, rule: &str, value: &str) -> Result<Option<i64>>;
     /// Inserts or replaces an object with its unique keys and references; `new` when the
-    /// object was never saved (nothing to replace).
-    async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref], new: bool) -> Result<()>;
+    /// object was never saved (nothing to replace). When another object holds one of the keys
+    /// (a concurrent request took it first), returns that key's rule and the request must
+    /// fail; what was written is rolled back with it.
+    async fn save(
+        &mut self,
+        ty: &str,
+        obj: &Obj,
+        keys: &[(String, String)],
+        refs: &[Ref],
+        new: bool,
+    ) -> Result<Option<String>>;
+    /// Locks objects for the rest of the transaction: `Share` against deletion (a foreign key
+    /// about to point at them), `Update` against any other write (about to change or delete
+    /// them, or allocate from them). Backends that run one write transaction at a time need
+    /// do nothing.
+    async fn lock(&mut self, ty: &str, ids: &[i64], mode: Lock) -> Result<()>;
     /// Deletes an object with its keys and references.
     async fn remove(&mut self, ty: &str, id: i64) -> Result<()>;
     /// Objects that reference `ty` `id`, by type then id.
@@ -89,6 +103,13 @@ pub trait ObjectRead: Send + Sync {
     async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<Page<Obj>>;
     /// The objects of `ty` with these ids that exist.
     async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>;
+}
+
+/// How `ObjectTx::lock` locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Share,
+    Update,
 }
 
 /// Reads objects by id, in or out of a transaction: what rendering views needs.

@@ -206,8 +206,10 @@ pub trait WriteTx: ObjectTx {
 /// A boxed future borrowing the transaction.
 pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 't>>;
 
-/// Work to run in one write transaction.
-pub type WriteJob = Box<dyn for<'t> FnOnce(&'t mut dyn WriteTx) -> TxFuture<'t> + Send>;
+/// Work to run in one write transaction. A backend may run it again in a new transaction
+/// when the database gave up on the first for reasons of its own (a deadlock broken, a lost
+/// connection before anything was committed), so it must not keep state between runs.
+pub type WriteJob = Box<dyn for<'t> Fn(&'t mut dyn WriteTx) -> TxFuture<'t> + Send + Sync>;
 
 /// The whole contract.
 #[async_trait]
@@ -227,14 +229,17 @@ pub trait Store: UserStore + AccessStore + WebhookStore + ObjectStore + QueueSto
 pub async fn in_write_tx<T, F>(store: &dyn Store, job: F) -> Result<T, WriteError>
 where
     T: Send + 'static,
-    F: for<'t> FnOnce(&'t mut dyn WriteTx) -> Pin<Box<dyn Future<Output = Result<T, WriteError>> + Send + 't>>
+    F: for<'t> Fn(&'t mut dyn WriteTx) -> Pin<Box<dyn Future<Output = Result<T, WriteError>> + Send + 't>>
         + Send
+        + Sync
         + 'static,
 {
     let slot: Arc<std::sync::Mutex<Option<T>>> = Arc::default();
     let out = slot.clone();
+    let job = Arc::new(job);
     store
         .write(Box::new(move |tx| {
+            let (job, out) = (job.clone(), out.clone());
             Box::pin(async move {
                 let value = job(tx).await?;
                 *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);

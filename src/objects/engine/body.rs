@@ -6,7 +6,7 @@ use crate::catalog::{FieldKind, ObjectType};
 use crate::error::{unique_errors, StoreError};
 use crate::objects::values::{as_integer, clean};
 use crate::objects::view::TAG_TYPE;
-use crate::objects::{unique_key, Obj};
+use crate::objects::{unique_key, Lock, Obj};
 use crate::validate::{type_name, FieldErrors};
 use serde_json::{json, Map, Value};
 
@@ -155,6 +155,7 @@ impl Run<'_> {
             )));
         };
         let key = (to.to_string(), id);
+        self.lock_target(to, id).await?;
         if !self.related.contains_key(&key) || self.index.contains_key(&key) {
             match self.tx.get(to, &[id]).await?.pop() {
                 Some(obj) => {
@@ -191,11 +192,16 @@ impl Run<'_> {
         if let Some(rule) = rule {
             let values: Vec<&Value> = rule.iter().map(|f| &attrs[f]).collect();
             let owner = self.tx.key_owner(to, &rule.join(","), &unique_key(&values)).await?;
-            return owner.ok_or_else(not_found);
+            let id = owner.ok_or_else(not_found)?;
+            self.lock_target(to, id).await?;
+            return Ok(id);
         }
         let pairs: Vec<(String, Value)> = attrs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         match self.tx.find(to, &pairs, 2).await?.as_slice() {
-            [id] => Ok(*id),
+            [id] => {
+                self.lock_target(to, *id).await?;
+                Ok(*id)
+            }
             [] => Err(not_found()),
             _ => Err(Reject::Invalid(format!(
                 "Multiple objects match the provided attributes: {shown}"
@@ -219,6 +225,14 @@ impl Run<'_> {
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)
+    }
+
+    /// Locks an object a foreign key is about to point at against deletion (once a request).
+    async fn lock_target(&mut self, ty: &str, id: i64) -> Result<(), StoreError> {
+        if self.shared.insert((ty.to_string(), id)) {
+            self.tx.lock(ty, &[id], Lock::Share).await?;
+        }
+        Ok(())
     }
 
     /// Unique rules as `(rule, value)` keys; rules with a null in them do not apply.

@@ -8,7 +8,7 @@ use crate::changes::ChangeAction;
 use crate::error::StoreError;
 use crate::events::EventKind;
 use crate::objects::view::{self, load_related, TAG_TYPE};
-use crate::objects::{Obj, Referrer, TxLoader};
+use crate::objects::{Lock, Obj, Referrer, TxLoader};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 
@@ -30,6 +30,7 @@ struct Plan {
 impl Run<'_> {
     pub(super) async fn delete(&mut self, ty: &ObjectType, id: i64) -> Result<(), Fail> {
         let name = ty.name().to_string();
+        self.tx.lock(&name, &[id], Lock::Update).await?;
         if self.tx.get(&name, &[id]).await?.is_empty() {
             // Already gone with something this request deleted (a bulk delete naming a parent
             // and its child): nothing more to do, as NetBox's bulk delete does.
@@ -87,6 +88,8 @@ impl Run<'_> {
                 continue;
             }
             stack.push((t.clone(), i, true));
+            // Locked first: nothing can start pointing at it while its referrers are read.
+            self.tx.lock(&t, &[i], Lock::Update).await?;
             for r in self.tx.referrers(&t, i).await? {
                 match self.on_delete(&r) {
                     OnDelete::Cascade => stack.push((r.object_type, r.id, false)),
@@ -136,7 +139,7 @@ impl Run<'_> {
     }
 
     /// Clears the reference `r` makes into what is being deleted.
-    async fn unlink(&mut self, r: &Referrer, deleted: &HashSet<(String, i64)>) -> Result<(), StoreError> {
+    async fn unlink(&mut self, r: &Referrer, deleted: &HashSet<(String, i64)>) -> Result<(), Fail> {
         let Some(rt) = self.catalog.get(&r.object_type) else {
             return Ok(());
         };

@@ -7,7 +7,7 @@ mod delete;
 mod record;
 
 use super::view::Related;
-use super::{ipam, Obj, ObjectTx};
+use super::{ipam, Lock, Obj, ObjectTx};
 use crate::catalog::{Catalog, ObjectType};
 use crate::changes::{Change, ChangeAction};
 use crate::error::{StoreError, WriteError};
@@ -111,6 +111,8 @@ struct Run<'a> {
     latest: HashMap<(String, i64), Obj>,
     /// Per prefix being allocated from: its addresses in use.
     taken: HashMap<i64, HashSet<std::net::IpAddr>>,
+    /// Objects locked against deletion so far (foreign keys point at them).
+    shared: HashSet<(String, i64)>,
 }
 
 /// Applies `req` inside the caller's transaction; on error the caller rolls back.
@@ -128,6 +130,7 @@ pub async fn apply(catalog: &Catalog, tx: &mut dyn ObjectTx, req: &WriteRequest)
         related: Related::new(),
         latest: HashMap::new(),
         taken: HashMap::new(),
+        shared: HashSet::new(),
     };
     let results = run.apply_ops(ty).await?;
     run.finish(ty, &results).await
@@ -229,6 +232,8 @@ impl Run<'_> {
 
     /// Creates an address at the first free one of prefix `prefix_id`; `body` gives the rest.
     async fn allocate(&mut self, ty: &ObjectType, prefix_id: i64, body: &Value) -> Result<i64, Fail> {
+        // One allocation from a prefix at a time: racing requests never pick the same address.
+        self.tx.lock(ipam::PREFIX_TYPE, &[prefix_id], Lock::Update).await?;
         let prefix = self
             .tx
             .get(ipam::PREFIX_TYPE, &[prefix_id])
@@ -269,6 +274,7 @@ impl Run<'_> {
     }
 
     async fn update(&mut self, ty: &ObjectType, id: i64, body: &Value, partial: bool) -> Result<i64, Fail> {
+        self.tx.lock(ty.name(), &[id], Lock::Update).await?;
         let existing = self.tx.get(ty.name(), &[id]).await?.pop().ok_or(Fail::Missing(id))?;
         let pre = self.snapshot(ty, &existing).await?;
         let data = self.read_body(ty, body, Some(&existing), partial).await?;

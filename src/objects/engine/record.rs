@@ -2,9 +2,10 @@
 //! references, the change records, one event per object (NetBox's coalescing), and the views
 //! the request answers with.
 
-use super::{Run, Touch};
+use super::{Fail, Run, Touch};
 use crate::catalog::{FieldKind, ObjectType};
 use crate::changes::{Change, ChangeAction};
+use crate::error::unique_errors;
 use crate::error::StoreError;
 use crate::events::EventKind;
 use crate::objects::view::{self, load_related, Related, TAG_TYPE};
@@ -14,7 +15,9 @@ use std::collections::HashMap;
 
 impl Run<'_> {
     /// Saves `obj` with its unique keys and references.
-    pub(super) async fn store(&mut self, ty: &ObjectType, obj: &Obj, new: bool) -> Result<(), StoreError> {
+    /// Saves `obj`; a unique key another request took meanwhile fails this one, as its check
+    /// would have.
+    pub(super) async fn store(&mut self, ty: &ObjectType, obj: &Obj, new: bool) -> Result<(), Fail> {
         let mut refs = Vec::new();
         for f in ty.fields.iter().filter(|f| f.kind == FieldKind::Fk) {
             if let (Some(to), Some(id)) = (&f.to, obj.data.get(&f.name).and_then(Value::as_i64)) {
@@ -34,7 +37,10 @@ impl Run<'_> {
                 });
             }
         }
-        self.tx.save(ty.name(), obj, &Self::keys(ty, obj), &refs, new).await?;
+        if let Some(rule) = self.tx.save(ty.name(), obj, &Self::keys(ty, obj), &refs, new).await? {
+            let fields: Vec<&str> = rule.split(',').collect();
+            return Err(Fail::Fields(unique_errors(&ty.verbose_name, &fields)));
+        }
         self.latest.insert((ty.name().to_string(), obj.id), obj.clone());
         Ok(())
     }

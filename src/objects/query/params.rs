@@ -166,7 +166,7 @@ impl Parser<'_> {
             })?,
             FieldKind::Boolean => each(&|v| {
                 crate::validate::parse_bool(v)
-                    .map(|b| Value::from(b as i64))
+                    .map(Value::Bool)
                     .ok_or_else(|| format!("\"{v}\" is not a valid boolean."))
             })?,
             FieldKind::Choice if equality => each(&|v| match self.catalog.choice_label(field, v) {

@@ -8,7 +8,7 @@ use super::{col, json_err, map_err, micros, sql, time_col, Run, SqliteStore, CHU
 use crate::changes::{Change, ChangeAction, ChangeFilter};
 use crate::events::Event;
 use crate::objects::query::ObjectQuery;
-use crate::objects::{Obj, ObjectRead, ObjectTx, Ref, Referrer};
+use crate::objects::{Lock, Obj, ObjectRead, ObjectTx, Ref, Referrer};
 use crate::page::Page;
 use crate::store::sql::{change_where, object_find, object_order, object_where};
 use crate::store::{ObjectStore, Result, StoreError, WriteTx};
@@ -180,7 +180,14 @@ impl ObjectTx for SqliteTx<'_> {
         Ok(q.rows(self.conn, |r| col(r, "id"))?.pop())
     }
 
-    async fn save(&mut self, ty: &str, obj: &Obj, keys: &[(String, String)], refs: &[Ref], new: bool) -> Result<()> {
+    async fn save(
+        &mut self,
+        ty: &str,
+        obj: &Obj,
+        keys: &[(String, String)],
+        refs: &[Ref],
+        new: bool,
+    ) -> Result<Option<String>> {
         let data = serde_json::to_string(&obj.data).map_err(json_err)?;
         self.conn
             .prepare_cached(
@@ -194,10 +201,14 @@ impl ObjectTx for SqliteTx<'_> {
         }
         let mut insert_key = self
             .conn
-            .prepare_cached("insert into object_keys (type, rule, value, id) values (?, ?, ?, ?)")
+            .prepare_cached(
+                "insert into object_keys (type, rule, value, id) values (?, ?, ?, ?) on conflict do nothing",
+            )
             .map_err(map_err)?;
         for (rule, value) in keys {
-            insert_key.execute(params![ty, rule, value, obj.id]).map_err(map_err)?;
+            if insert_key.execute(params![ty, rule, value, obj.id]).map_err(map_err)? == 0 {
+                return Ok(Some(rule.clone()));
+            }
         }
         let mut insert_ref = self
             .conn
@@ -208,6 +219,11 @@ impl ObjectTx for SqliteTx<'_> {
                 .execute(params![ty, obj.id, r.field, r.target_type, r.target_id])
                 .map_err(map_err)?;
         }
+        Ok(None)
+    }
+
+    async fn lock(&mut self, _ty: &str, _ids: &[i64], _mode: Lock) -> Result<()> {
+        // One write transaction at a time: nothing can change under this one.
         Ok(())
     }
 

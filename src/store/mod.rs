@@ -8,6 +8,7 @@
 //! their sum, plus migrations and the write transaction in which object writes and the
 //! outbox run.
 
+pub mod rows;
 pub mod sql;
 pub mod sqlite;
 

@@ -1,64 +1,23 @@
 //! Groups and permissions in SQLite.
 
-use super::{col, found, json_err, map_err, one, sql, time_col, Run, SqliteStore};
-use crate::auth::{Action, Group, Permission};
-use crate::store::{AccessStore, Result, StoreError, StoreResultExt, Unique};
+use super::{found, map_err, sql, Run, SqliteStore};
+use crate::auth::{Group, Permission};
+use crate::store::rows::{self, one, Columns, PERMISSION_MEMBERS, PERMISSION_SELECT};
+use crate::store::{AccessStore, Result, StoreResultExt, Unique};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, Row};
-use std::collections::HashMap;
-
-fn group_from_row(row: &Row<'_>) -> Result<Group> {
-    Ok(Group {
-        id: col(row, "id")?,
-        name: col(row, "name")?,
-        description: col(row, "description")?,
-    })
-}
-
-fn permission_from_row(row: &Row<'_>) -> Result<Permission> {
-    let types: String = col(row, "object_types")?;
-    let actions: String = col(row, "actions")?;
-    let actions: Vec<String> = serde_json::from_str(&actions).map_err(json_err)?;
-    Ok(Permission {
-        id: col(row, "id")?,
-        name: col(row, "name")?,
-        description: col(row, "description")?,
-        enabled: col(row, "enabled")?,
-        object_types: serde_json::from_str(&types).map_err(json_err)?,
-        actions: actions
-            .iter()
-            .map(|a| {
-                Action::parse(a).ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored action {a:?} is invalid")))
-            })
-            .collect::<Result<_>>()?,
-        users: Vec::new(),
-        groups: Vec::new(),
-        created: time_col(row, "created_at")?,
-        last_updated: time_col(row, "updated_at")?,
-    })
-}
+use rusqlite::{params, Connection};
 
 /// Permissions matching `where_` (over `permissions p`), with their users and groups.
 fn load_permissions(conn: &Connection, mut q: super::Sql) -> Result<Vec<Permission>> {
     q.push(" order by p.name, p.id");
-    let mut perms = q.rows(conn, permission_from_row)?;
-    let index: HashMap<i64, usize> = perms.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
-    for (table, column) in [("permission_users", "user_id"), ("permission_groups", "group_id")] {
+    let mut perms = q.rows(conn, |r| rows::permission(r))?;
+    for (table, column, users) in PERMISSION_MEMBERS {
         let pairs = sql(&format!(
             "select permission_id, {column} as member from {table} order by member"
         ))
-        .rows(conn, |r| {
-            Ok((col::<i64>(r, "permission_id")?, col::<i64>(r, "member")?))
-        })?;
-        for (pid, member) in pairs {
-            if let Some(&i) = index.get(&pid) {
-                match column {
-                    "user_id" => perms[i].users.push(member),
-                    _ => perms[i].groups.push(member),
-                }
-            }
-        }
+        .rows(conn, |r| Ok((r.int("permission_id")?, r.int("member")?)))?;
+        rows::attach_members(&mut perms, pairs, users);
     }
     Ok(perms)
 }
@@ -82,16 +41,6 @@ fn write_members(conn: &Connection, p: &Permission) -> Result<()> {
     Ok(())
 }
 
-fn permission_values(p: &Permission) -> Result<(String, String)> {
-    let actions: Vec<&str> = p.actions.iter().map(|a| a.as_str()).collect();
-    Ok((
-        serde_json::to_string(&p.object_types).map_err(json_err)?,
-        serde_json::to_string(&actions).map_err(json_err)?,
-    ))
-}
-
-const PERMISSION_SELECT: &str = "select p.* from permissions p";
-
 #[async_trait]
 impl AccessStore for SqliteStore {
     async fn create_group(&self, name: &str, description: &str) -> Result<Group> {
@@ -113,7 +62,7 @@ impl AccessStore for SqliteStore {
 
     async fn groups(&self) -> Result<Vec<Group>> {
         self.read
-            .run(|c| sql("select * from groups order by name, id").rows(c, group_from_row))
+            .run(|c| sql("select * from groups order by name, id").rows(c, |r| rows::group(r)))
             .await
     }
 
@@ -122,7 +71,7 @@ impl AccessStore for SqliteStore {
             .run(move |c| {
                 let mut q = sql("select * from groups where id = ");
                 q.bind(id);
-                one(q.rows(c, group_from_row)?)
+                one(q.rows(c, |r| rows::group(r))?)
             })
             .await
     }
@@ -158,7 +107,7 @@ impl AccessStore for SqliteStore {
         let mut q = sql("select user_id, group_id from user_groups where user_id in ");
         q.ints(user_ids.iter().copied()).push(" order by user_id, group_id");
         self.read
-            .run(move |c| q.rows(c, |r| Ok((col(r, "user_id")?, col(r, "group_id")?))))
+            .run(move |c| q.rows(c, |r| Ok((r.int("user_id")?, r.int("group_id")?))))
             .await
     }
 
@@ -180,7 +129,8 @@ impl AccessStore for SqliteStore {
 
     async fn create_permission(&self, permission: &Permission, now: DateTime<Utc>) -> Result<Permission> {
         let mut p = permission.clone();
-        let (types, actions) = permission_values(&p)?;
+        let (types, actions) = rows::permission_args(&p)?;
+        let (types, actions) = (super::sql_value(&types), super::sql_value(&actions));
         self.write_tx(move |c| {
             p.id = c
                 .query_row(
@@ -214,7 +164,8 @@ impl AccessStore for SqliteStore {
 
     async fn update_permission(&self, permission: &Permission, now: DateTime<Utc>) -> Result<Permission> {
         let mut p = permission.clone();
-        let (types, actions) = permission_values(&p)?;
+        let (types, actions) = rows::permission_args(&p)?;
+        let (types, actions) = (super::sql_value(&types), super::sql_value(&actions));
         self.write_tx(move |c| {
             found(
                 c.execute(

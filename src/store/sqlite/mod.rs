@@ -17,6 +17,7 @@ mod queue;
 mod users;
 mod webhooks;
 
+use super::rows::Columns;
 use super::sql::{Arg, Dialect, FieldAs, Sql};
 use super::{Result, Store, StoreError, WriteError, WriteJob};
 use async_trait::async_trait;
@@ -131,9 +132,26 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(us: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(us)
-        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored time {us} is out of range")))
+impl Columns for Row<'_> {
+    fn text(&self, name: &str) -> Result<String> {
+        col(self, name)
+    }
+
+    fn opt_text(&self, name: &str) -> Result<Option<String>> {
+        col(self, name)
+    }
+
+    fn int(&self, name: &str) -> Result<i64> {
+        col(self, name)
+    }
+
+    fn opt_int(&self, name: &str) -> Result<Option<i64>> {
+        col(self, name)
+    }
+
+    fn flag(&self, name: &str) -> Result<bool> {
+        col(self, name)
+    }
 }
 
 /// `NotFound` when a statement touched no row.
@@ -143,11 +161,6 @@ fn found(rows: usize) -> Result<()> {
     } else {
         Ok(())
     }
-}
-
-/// One row, or `NotFound`.
-fn one<T>(rows: Vec<T>) -> Result<T> {
-    rows.into_iter().next().ok_or(StoreError::NotFound)
 }
 
 /// SQLite's errors as storage errors. A broken unique rule is reported bare: the call that
@@ -174,16 +187,8 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Other(anyhow::Error::new(e).context("stored JSON is invalid"))
-}
-
 fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, name: &str) -> Result<T> {
     row.get(name).map_err(map_err)
-}
-
-fn time_col(row: &Row<'_>, name: &str) -> Result<DateTime<Utc>> {
-    from_micros(col(row, name)?)
 }
 
 /// Runs `f` in a write transaction (BEGIN IMMEDIATE), committing on success and rolling back

@@ -4,32 +4,20 @@
 
 use super::events::{insert_deliveries, insert_event};
 use super::webhooks::{enabled, enabled_versions};
-use super::{col, json_err, map_err, micros, sql, time_col, Run, SqliteStore, CHUNK};
-use crate::changes::{Change, ChangeAction, ChangeFilter};
+use super::{map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK};
+use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
 use crate::objects::query::ObjectQuery;
 use crate::objects::{Lock, Obj, ObjectRead, ObjectTx, Ref, Referrer};
 use crate::page::Page;
+use crate::store::rows::{self, change_args, json_err, Columns, CHANGE_COLUMNS, CHANGE_SELECT, OBJECT_SELECT};
 use crate::store::sql::{change_where, object_find, object_order, object_where};
-use crate::store::{ObjectStore, Result, StoreError, WriteTx};
+use crate::store::{ObjectStore, Result, WriteTx};
 use crate::webhooks::Webhook;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, Row};
-use serde_json::{Map, Value};
-
-const OBJECT_SELECT: &str = "select o.id, o.data, o.created_at, o.updated_at from objects o";
-
-fn obj_from_row(row: &Row<'_>) -> Result<Obj> {
-    let data: String = col(row, "data")?;
-    let data: Map<String, Value> = serde_json::from_str(&data).map_err(json_err)?;
-    Ok(Obj {
-        id: col(row, "id")?,
-        data,
-        created: time_col(row, "created_at")?,
-        last_updated: time_col(row, "updated_at")?,
-    })
-}
+use rusqlite::{params, params_from_iter, Connection};
+use serde_json::Value;
 
 fn get(conn: &Connection, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
     let mut out = Vec::with_capacity(ids.len());
@@ -39,36 +27,9 @@ fn get(conn: &Connection, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
             .bind(ty)
             .push(" and o.id in ")
             .list(chunk.iter().copied());
-        out.extend(q.rows(conn, obj_from_row)?);
+        out.extend(q.rows(conn, |r| rows::obj(r))?);
     }
     Ok(out)
-}
-
-const CHANGE_SELECT: &str = "select id, time, user_id, user_name, request_id, action, object_type, object_id, \
-     object_repr, prechange_data, postchange_data from object_changes c";
-
-fn change_from_row(row: &Row<'_>) -> Result<Change> {
-    let json = |name: &str| -> Result<Value> {
-        match col::<Option<String>>(row, name)? {
-            Some(t) => serde_json::from_str(&t).map_err(json_err),
-            None => Ok(Value::Null),
-        }
-    };
-    let action: String = col(row, "action")?;
-    Ok(Change {
-        id: col(row, "id")?,
-        time: time_col(row, "time")?,
-        user_id: col(row, "user_id")?,
-        user_name: col(row, "user_name")?,
-        request_id: col(row, "request_id")?,
-        action: ChangeAction::parse(&action)
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored change action {action:?} is invalid")))?,
-        object_type: col(row, "object_type")?,
-        object_id: col(row, "object_id")?,
-        object_repr: col(row, "object_repr")?,
-        prechange_data: json("prechange_data")?,
-        postchange_data: json("postchange_data")?,
-    })
 }
 
 #[async_trait]
@@ -81,7 +42,7 @@ impl ObjectRead for SqliteStore {
         object_order(&mut q, query);
         q.push(" limit ").bind(limit).push(" offset ").bind(offset);
         self.read
-            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, obj_from_row)?)))
+            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, |r| rows::obj(r))?)))
             .await
     }
 
@@ -103,7 +64,7 @@ impl ObjectStore for SqliteStore {
             .push(" offset ")
             .bind(offset);
         self.read
-            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, change_from_row)?)))
+            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, |r| rows::change(r))?)))
             .await
     }
 
@@ -150,14 +111,14 @@ impl ObjectTx for SqliteTx<'_> {
     async fn scan(&mut self, ty: &str) -> Result<Vec<Obj>> {
         let mut q = sql(OBJECT_SELECT);
         q.push(" where o.type = ").bind(ty).push(" order by o.id");
-        q.rows(self.conn, obj_from_row)
+        q.rows(self.conn, |r| rows::obj(r))
     }
 
     async fn find(&mut self, ty: &str, attrs: &[(String, Value)], limit: i64) -> Result<Vec<i64>> {
         let mut q = sql("select o.id from objects o");
         object_find(&mut q, ty, attrs);
         q.push(" order by o.id limit ").bind(limit);
-        q.rows(self.conn, |r| col(r, "id"))
+        q.rows(self.conn, |r| r.int("id"))
     }
 
     async fn next_id(&mut self, ty: &str) -> Result<i64> {
@@ -177,7 +138,7 @@ impl ObjectTx for SqliteTx<'_> {
             .bind(rule)
             .push(" and value = ")
             .bind(value);
-        Ok(q.rows(self.conn, |r| col(r, "id"))?.pop())
+        Ok(q.rows(self.conn, |r| r.int("id"))?.pop())
     }
 
     async fn save(
@@ -241,36 +202,23 @@ impl ObjectTx for SqliteTx<'_> {
         q.bind(ty).push(" and target_id = ").bind(id).push(" order by type, id");
         q.rows(self.conn, |r| {
             Ok(Referrer {
-                object_type: col(r, "type")?,
-                id: col(r, "id")?,
-                field: col(r, "field")?,
+                object_type: r.text("type")?,
+                id: r.int("id")?,
+                field: r.text("field")?,
             })
         })
     }
 
     async fn add_changes(&mut self, changes: &[Change]) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "insert into object_changes (time, user_id, user_name, request_id, action, object_type, object_id, \
-                 object_repr, prechange_data, postchange_data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .map_err(map_err)?;
+        let text = format!(
+            "insert into object_changes ({}) values ({})",
+            CHANGE_COLUMNS.join(", "),
+            ["?"; CHANGE_COLUMNS.len()].join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&text).map_err(map_err)?;
         for c in changes {
-            let enc = |v: &Value| (!v.is_null()).then(|| v.to_string());
-            stmt.execute(params![
-                micros(c.time),
-                c.user_id,
-                c.user_name,
-                c.request_id,
-                c.action.as_str(),
-                c.object_type,
-                c.object_id,
-                c.object_repr,
-                enc(&c.prechange_data),
-                enc(&c.postchange_data),
-            ])
-            .map_err(map_err)?;
+            stmt.execute(params_from_iter(change_args(c).iter().map(sql_value)))
+                .map_err(map_err)?;
         }
         Ok(())
     }

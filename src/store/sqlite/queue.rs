@@ -1,62 +1,19 @@
 //! The queue in SQLite: events, deliveries and attempts.
 
-use super::events::{raw_events, RawEvent};
-use super::{col, from_micros, in_write_tx, json_err, map_err, micros, one, sql, time_col, Run, SqliteStore, CHUNK};
+use super::events::raw_events;
+use super::{in_write_tx, map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK};
 use crate::events::Event;
 use crate::page::Page;
-use crate::queue::{Attempt, ClaimPlan, ClaimedRow, Delivery, DeliveryFilter, Outcome, Status};
+use crate::queue::{Attempt, ClaimPlan, Delivery, DeliveryFilter, Outcome, Status};
+use crate::store::rows::{
+    self, attempt_args, from_micros, one, Columns, RawEvent, ATTEMPT_COLUMNS, CLAIM_RETURNING, DELIVERY_SELECT,
+};
 use crate::store::sql::delivery_where;
-use crate::store::{ClaimedBatch, QueueStore, Result, StoreError};
+use crate::store::{ClaimedBatch, QueueStore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::sync::Arc;
-
-fn status_col(row: &Row<'_>) -> Result<Status> {
-    let status: String = col(row, "status")?;
-    Status::parse(&status).ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored status {status:?} is invalid")))
-}
-
-const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, d.event, d.object_type, \
-     d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.last_error, d.last_status_code \
-     from deliveries d join webhooks w on w.id = d.webhook_id";
-
-fn delivery_from_row(row: &Row<'_>) -> Result<Delivery> {
-    Ok(Delivery {
-        id: col(row, "id")?,
-        event_id: col(row, "event_id")?,
-        webhook_id: col(row, "webhook_id")?,
-        webhook_name: col(row, "webhook_name")?,
-        event_kind: col(row, "event")?,
-        object_type: col(row, "object_type")?,
-        status: status_col(row)?,
-        attempts: col(row, "attempts")?,
-        next_attempt_at: time_col(row, "next_attempt_at")?,
-        created: time_col(row, "created_at")?,
-        last_updated: time_col(row, "updated_at")?,
-        last_error: col(row, "last_error")?,
-        last_status_code: col(row, "last_status_code")?,
-    })
-}
-
-fn attempt_from_row(row: &Row<'_>) -> Result<Attempt> {
-    let headers = |name: &str| -> Result<Vec<(String, String)>> {
-        serde_json::from_str(&col::<String>(row, name)?).map_err(json_err)
-    };
-    Ok(Attempt {
-        delivery_id: col(row, "delivery_id")?,
-        started: time_col(row, "started_at")?,
-        duration_ms: col::<i64>(row, "duration_us")? as f64 / 1000.0,
-        request_method: col(row, "request_method")?,
-        request_url: col(row, "request_url")?,
-        request_headers: headers("request_headers")?,
-        request_body: col(row, "request_body")?,
-        response_status: col::<Option<i64>>(row, "response_status")?.and_then(|s| u16::try_from(s).ok()),
-        response_headers: headers("response_headers")?,
-        response_body: col(row, "response_body")?,
-        error: col(row, "error")?,
-    })
-}
 
 /// The claim as one statement: one index range per webhook (the oldest due of each), then
 /// the oldest overall; each arm's lease set with a `case`.
@@ -85,34 +42,23 @@ fn claim_sql(plan: &ClaimPlan) -> super::Sql {
     }
     q.push(") order by next_attempt_at, id limit ")
         .bind(plan.total as i64)
-        .push(") returning id, event_id, webhook_id, attempts, unrecorded_claims");
+        .push(") returning ")
+        .push(CLAIM_RETURNING);
     q
 }
 
 /// Writes attempts and delivery states as the outcomes give them, to deliveries in flight.
 fn write_outcomes(conn: &Connection, outcomes: &[Outcome], now: DateTime<Utc>) -> Result<()> {
-    let mut insert = conn
-        .prepare_cached(
-            "insert into attempts (delivery_id, started_at, duration_us, request_method, request_url, request_headers, \
-             request_body, response_status, response_headers, response_body, error) \
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .map_err(map_err)?;
+    let text = format!(
+        "insert into attempts ({}) values ({})",
+        ATTEMPT_COLUMNS.join(", "),
+        ["?"; ATTEMPT_COLUMNS.len()].join(", ")
+    );
+    let mut insert = conn.prepare_cached(&text).map_err(map_err)?;
     for a in outcomes.iter().filter_map(|o| o.attempt.as_ref()) {
+        let args = attempt_args(a)?;
         insert
-            .execute(params![
-                a.delivery_id,
-                micros(a.started),
-                (a.duration_ms * 1000.0) as i64,
-                a.request_method,
-                a.request_url,
-                serde_json::to_string(&a.request_headers).map_err(json_err)?,
-                a.request_body,
-                a.response_status.map(i64::from),
-                serde_json::to_string(&a.response_headers).map_err(json_err)?,
-                a.response_body,
-                a.error,
-            ])
+            .execute(params_from_iter(args.iter().map(sql_value)))
             .map_err(map_err)?;
     }
     let mut update = conn
@@ -154,15 +100,7 @@ impl QueueStore for SqliteStore {
         let (rows, raw) = self
             .write
             .run(move |c| {
-                let rows = q.rows(c, |r| {
-                    Ok(ClaimedRow {
-                        delivery_id: col(r, "id")?,
-                        webhook_id: col(r, "webhook_id")?,
-                        attempts: col(r, "attempts")?,
-                        event_id: col(r, "event_id")?,
-                        unrecorded: col(r, "unrecorded_claims")?,
-                    })
-                })?;
+                let rows = q.rows(c, |r| rows::claimed_row(r))?;
                 let mut ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
                 ids.sort_unstable();
                 ids.dedup();
@@ -190,7 +128,7 @@ impl QueueStore for SqliteStore {
                 for chunk in ids.chunks(CHUNK) {
                     let mut q = sql("select id from deliveries where id in ");
                     q.list(chunk.iter().copied());
-                    out.extend(q.rows(c, |r| col::<i64>(r, "id"))?);
+                    out.extend(q.rows(c, |r| r.int("id"))?);
                 }
                 Ok(out)
             })
@@ -231,7 +169,7 @@ impl QueueStore for SqliteStore {
             .push(" offset ")
             .bind(offset);
         self.read
-            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, delivery_from_row)?)))
+            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, |r| rows::delivery(r))?)))
             .await
     }
 
@@ -240,7 +178,7 @@ impl QueueStore for SqliteStore {
             .run(move |c| {
                 let mut q = sql(DELIVERY_SELECT);
                 q.push(" where d.id = ").bind(id);
-                one(q.rows(c, delivery_from_row)?)
+                one(q.rows(c, |r| rows::delivery(r))?)
             })
             .await
     }
@@ -250,7 +188,7 @@ impl QueueStore for SqliteStore {
             .run(move |c| {
                 let mut q = sql("select * from attempts where delivery_id = ");
                 q.bind(delivery_id).push(" order by id");
-                q.rows(c, attempt_from_row)
+                q.rows(c, |r| rows::attempt(r))
             })
             .await
     }
@@ -263,7 +201,7 @@ impl QueueStore for SqliteStore {
         self.read
             .run(|c| {
                 sql("select status, count(*) as n from deliveries group by status")
-                    .rows(c, |r| Ok((status_col(r)?, col::<i64>(r, "n")?)))
+                    .rows(c, |r| Ok((rows::status(r)?, r.int("n")?)))
             })
             .await
     }
@@ -275,7 +213,7 @@ impl QueueStore for SqliteStore {
         let at: Option<i64> = self
             .read
             .run(move |c| {
-                let args = q.args.iter().map(super::sql_value);
+                let args = q.args.iter().map(sql_value);
                 c.query_row(&q.text, rusqlite::params_from_iter(args), |r| r.get(0))
                     .optional()
                     .map_err(map_err)

@@ -1,38 +1,12 @@
 //! Users, tokens and worker heartbeats in SQLite.
 
-use super::{col, found, map_err, micros, one, sql, time_col, Run, SqliteStore};
+use super::{found, map_err, micros, sql, Run, SqliteStore};
 use crate::auth::{Token, User};
+use crate::store::rows::{self, one, TOKEN_SELECT, USER_SELECT};
 use crate::store::{Result, StoreResultExt, Unique, UserStore, WorkerStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Row};
-
-const USER_SELECT: &str =
-    "select id as user_id, username, password_hash, is_superuser, created_at as user_created from users";
-
-const TOKEN_SELECT: &str = "select t.id, t.user_id, t.write_enabled, t.description, t.created_at, u.username, \
-     u.password_hash, u.is_superuser, u.created_at as user_created from tokens t join users u on u.id = t.user_id";
-
-fn user_from_row(row: &Row<'_>) -> Result<User> {
-    Ok(User {
-        id: col(row, "user_id")?,
-        username: col(row, "username")?,
-        password_hash: col(row, "password_hash")?,
-        is_superuser: col(row, "is_superuser")?,
-        created: time_col(row, "user_created")?,
-    })
-}
-
-fn token_and_user(row: &Row<'_>) -> Result<(Token, User)> {
-    let token = Token {
-        id: col(row, "id")?,
-        user_id: col(row, "user_id")?,
-        write_enabled: col(row, "write_enabled")?,
-        description: col(row, "description")?,
-        created: time_col(row, "created_at")?,
-    };
-    Ok((token, user_from_row(row)?))
-}
+use rusqlite::params;
 
 impl SqliteStore {
     async fn delete_by_id(&self, table: &'static str, id: i64) -> Result<()> {
@@ -52,7 +26,7 @@ impl SqliteStore {
             .run(move |c| {
                 let mut q = sql(USER_SELECT);
                 q.push(&format!(" where {column} = ")).bind(value);
-                one(q.rows(c, user_from_row)?)
+                one(q.rows(c, |r| rows::user(r))?)
             })
             .await
     }
@@ -97,7 +71,7 @@ impl UserStore for SqliteStore {
 
     async fn users(&self) -> Result<Vec<User>> {
         self.read
-            .run(|c| sql(&format!("{USER_SELECT} order by username")).rows(c, user_from_row))
+            .run(|c| sql(&format!("{USER_SELECT} order by username")).rows(c, |r| rows::user(r)))
             .await
     }
 
@@ -150,7 +124,7 @@ impl UserStore for SqliteStore {
             .run(move |c| {
                 let mut q = sql(TOKEN_SELECT);
                 q.push(" where t.id = ").bind(id);
-                one(q.rows(c, token_and_user)?)
+                one(q.rows(c, |r| rows::token_and_user(r))?)
             })
             .await
     }
@@ -161,7 +135,7 @@ impl UserStore for SqliteStore {
             .run(move |c| {
                 let mut q = sql(TOKEN_SELECT);
                 q.push(" where t.key_hash = ").bind(key_hash);
-                one(q.rows(c, token_and_user)?)
+                one(q.rows(c, |r| rows::token_and_user(r))?)
             })
             .await
     }
@@ -174,7 +148,7 @@ impl UserStore for SqliteStore {
                     q.push(" where t.user_id = ").bind(u);
                 }
                 q.push(" order by t.id");
-                q.rows(c, token_and_user)
+                q.rows(c, |r| rows::token_and_user(r))
             })
             .await
     }

@@ -1,0 +1,461 @@
+//! Rows as records, once for every backend: the statements every database reads the same way,
+//! how a row becomes a user, a webhook, a delivery, ..., and which values a record writes. A
+//! backend only says how to read one column of its rows (`Columns`).
+//!
+//! Stored times are microseconds since the Unix epoch; JSON is stored as text (objects' data
+//! may be a native JSON column: `Columns::json` reads either).
+
+use super::sql::Arg;
+use super::{Result, StoreError};
+use crate::auth::{Action, Group, Permission, Token, User};
+use crate::changes::{Change, ChangeAction};
+use crate::events::{Event, EventKind};
+use crate::objects::Obj;
+use crate::queue::{Attempt, ClaimedRow, Delivery, Status};
+use crate::webhooks::{HttpMethod, Webhook};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Reading one column of a row by name.
+pub trait Columns {
+    fn text(&self, name: &str) -> Result<String>;
+    fn opt_text(&self, name: &str) -> Result<Option<String>>;
+    fn int(&self, name: &str) -> Result<i64>;
+    fn opt_int(&self, name: &str) -> Result<Option<i64>>;
+    fn flag(&self, name: &str) -> Result<bool>;
+
+    /// A JSON column; SQL null is JSON null.
+    fn json(&self, name: &str) -> Result<Value> {
+        match self.opt_text(name)? {
+            Some(text) => parse_json(&text),
+            None => Ok(Value::Null),
+        }
+    }
+
+    fn time(&self, name: &str) -> Result<DateTime<Utc>> {
+        from_micros(self.int(name)?)
+    }
+}
+
+pub fn from_micros(us: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("stored time {us} is out of range")))
+}
+
+pub fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Other(anyhow::Error::new(e).context("stored JSON is invalid"))
+}
+
+pub fn parse_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(json_err)
+}
+
+/// JSON text as an argument.
+pub fn json_arg<T: serde::Serialize>(v: &T) -> Result<Arg> {
+    serde_json::to_string(v).map(Arg::Text).map_err(json_err)
+}
+
+/// A stored value that is not one Herald writes.
+fn invalid(what: &str, value: &str) -> StoreError {
+    StoreError::Other(anyhow::anyhow!("stored {what} {value:?} is invalid"))
+}
+
+/// The first record, or `NotFound`.
+pub fn one<T>(rows: Vec<T>) -> Result<T> {
+    rows.into_iter().next().ok_or(StoreError::NotFound)
+}
+
+// Users, tokens, groups and permissions.
+
+pub const USER_SELECT: &str =
+    "select id as user_id, username, password_hash, is_superuser, created_at as user_created from users";
+
+pub const TOKEN_SELECT: &str = "select t.id, t.user_id, t.write_enabled, t.description, t.created_at, u.username, \
+     u.password_hash, u.is_superuser, u.created_at as user_created from tokens t join users u on u.id = t.user_id";
+
+pub const PERMISSION_SELECT: &str = "select p.* from permissions p";
+
+/// A row of `USER_SELECT` (or `TOKEN_SELECT`).
+pub fn user(row: &impl Columns) -> Result<User> {
+    Ok(User {
+        id: row.int("user_id")?,
+        username: row.text("username")?,
+        password_hash: row.text("password_hash")?,
+        is_superuser: row.flag("is_superuser")?,
+        created: row.time("user_created")?,
+    })
+}
+
+/// A row of `TOKEN_SELECT`.
+pub fn token_and_user(row: &impl Columns) -> Result<(Token, User)> {
+    let token = Token {
+        id: row.int("id")?,
+        user_id: row.int("user_id")?,
+        write_enabled: row.flag("write_enabled")?,
+        description: row.text("description")?,
+        created: row.time("created_at")?,
+    };
+    Ok((token, user(row)?))
+}
+
+pub fn group(row: &impl Columns) -> Result<Group> {
+    Ok(Group {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        description: row.text("description")?,
+    })
+}
+
+/// A row of `PERMISSION_SELECT`, without its users and groups (stored apart).
+pub fn permission(row: &impl Columns) -> Result<Permission> {
+    let actions: Vec<String> = parse_json(&row.text("actions")?)?;
+    Ok(Permission {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        description: row.text("description")?,
+        enabled: row.flag("enabled")?,
+        object_types: parse_json(&row.text("object_types")?)?,
+        actions: actions
+            .iter()
+            .map(|a| Action::parse(a).ok_or_else(|| invalid("action", a)))
+            .collect::<Result<_>>()?,
+        users: Vec::new(),
+        groups: Vec::new(),
+        created: row.time("created_at")?,
+        last_updated: row.time("updated_at")?,
+    })
+}
+
+/// A permission's object types and actions, as stored.
+pub fn permission_args(p: &Permission) -> Result<(Arg, Arg)> {
+    let actions: Vec<&str> = p.actions.iter().map(|a| a.as_str()).collect();
+    Ok((json_arg(&p.object_types)?, json_arg(&actions)?))
+}
+
+/// Adds each `(permission, member)` pair to its permission's users (`users`) or groups.
+pub fn attach_members(perms: &mut [Permission], pairs: Vec<(i64, i64)>, users: bool) {
+    let index: std::collections::HashMap<i64, usize> = perms.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
+    for (pid, member) in pairs {
+        if let Some(&i) = index.get(&pid) {
+            match users {
+                true => perms[i].users.push(member),
+                false => perms[i].groups.push(member),
+            }
+        }
+    }
+}
+
+/// The tables holding permissions' members: (table, column, users or not).
+pub const PERMISSION_MEMBERS: [(&str, &str, bool); 2] = [
+    ("permission_users", "user_id", true),
+    ("permission_groups", "group_id", false),
+];
+
+// Webhooks.
+
+/// The columns a webhook writes, in the order of `webhook_args`.
+pub const WEBHOOK_COLUMNS: [&str; 17] = [
+    "name",
+    "content_types",
+    "type_create",
+    "type_update",
+    "type_delete",
+    "enabled",
+    "payload_url",
+    "http_method",
+    "http_content_type",
+    "additional_headers",
+    "body_template",
+    "secret",
+    "ssl_verification",
+    "ca_file_path",
+    "timeout",
+    "retry_schedule",
+    "conditions",
+];
+
+/// What a webhook writes, in the order of `WEBHOOK_COLUMNS`.
+pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {
+    let opt = |s: Option<String>| s.map_or(Arg::Null, Arg::Text);
+    Ok(vec![
+        Arg::from(&w.name),
+        json_arg(&w.content_types)?,
+        Arg::Bool(w.type_create),
+        Arg::Bool(w.type_update),
+        Arg::Bool(w.type_delete),
+        Arg::Bool(w.enabled),
+        Arg::from(&w.payload_url),
+        Arg::from(w.http_method.as_str()),
+        Arg::from(&w.http_content_type),
+        Arg::from(&w.additional_headers),
+        Arg::from(&w.body_template),
+        Arg::from(&w.secret),
+        Arg::Bool(w.ssl_verification),
+        opt(w.ca_file_path.clone()),
+        Arg::Int(i64::from(w.timeout)),
+        match &w.retry_schedule {
+            Some(s) => json_arg(s)?,
+            None => Arg::Null,
+        },
+        opt(w.conditions.as_ref().map(|c| c.to_string())),
+    ])
+}
+
+/// A row of `webhooks`.
+pub fn webhook(row: &impl Columns) -> Result<Webhook> {
+    let method = row.text("http_method")?;
+    let conditions = row.json("conditions")?;
+    let retry_schedule = match row.json("retry_schedule")? {
+        Value::Null => None,
+        v => Some(serde_json::from_value(v).map_err(json_err)?),
+    };
+    Ok(Webhook {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        content_types: parse_json(&row.text("content_types")?)?,
+        type_create: row.flag("type_create")?,
+        type_update: row.flag("type_update")?,
+        type_delete: row.flag("type_delete")?,
+        enabled: row.flag("enabled")?,
+        payload_url: row.text("payload_url")?,
+        http_method: HttpMethod::parse(&method).ok_or_else(|| invalid("HTTP method", &method))?,
+        http_content_type: row.text("http_content_type")?,
+        additional_headers: row.text("additional_headers")?,
+        body_template: row.text("body_template")?,
+        secret: row.text("secret")?,
+        ssl_verification: row.flag("ssl_verification")?,
+        ca_file_path: row.opt_text("ca_file_path")?,
+        timeout: u32::try_from(row.int("timeout")?).unwrap_or(u32::MAX),
+        retry_schedule,
+        conditions: (!conditions.is_null()).then_some(conditions),
+        created: row.time("created_at")?,
+        last_updated: row.time("updated_at")?,
+    })
+}
+
+/// A webhook's id and version.
+pub fn webhook_version(row: &impl Columns) -> Result<(i64, DateTime<Utc>)> {
+    Ok((row.int("id")?, row.time("updated_at")?))
+}
+
+// Events, deliveries and attempts.
+
+/// The columns an event writes, in the order of `event_args`.
+pub const EVENT_COLUMNS: &str = "event, timestamp, object_type, username, request_id, data, snapshots, created_at";
+
+pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 8] {
+    [
+        Arg::from(e.kind.as_str()),
+        Arg::from(&e.timestamp),
+        Arg::from(&e.object_type),
+        Arg::from(&e.username),
+        Arg::from(&e.request_id),
+        Arg::Text(e.data.to_string()),
+        Arg::Text(e.snapshots.to_string()),
+        Arg::from(now),
+    ]
+}
+
+/// An event row as stored, its JSON not parsed yet (a backend may parse it elsewhere than
+/// where it read it).
+pub struct RawEvent {
+    id: i64,
+    kind: String,
+    timestamp: String,
+    object_type: String,
+    username: String,
+    request_id: String,
+    data: String,
+    snapshots: String,
+}
+
+impl RawEvent {
+    /// A row of `events`.
+    pub fn from_row(row: &impl Columns) -> Result<RawEvent> {
+        Ok(RawEvent {
+            id: row.int("id")?,
+            kind: row.text("event")?,
+            timestamp: row.text("timestamp")?,
+            object_type: row.text("object_type")?,
+            username: row.text("username")?,
+            request_id: row.text("request_id")?,
+            data: row.text("data")?,
+            snapshots: row.text("snapshots")?,
+        })
+    }
+
+    pub fn parse(self) -> Result<Event> {
+        Ok(Event {
+            id: self.id,
+            kind: EventKind::parse(&self.kind).ok_or_else(|| invalid("event kind", &self.kind))?,
+            timestamp: self.timestamp,
+            object_type: self.object_type,
+            username: self.username,
+            request_id: self.request_id,
+            data: parse_json(&self.data)?,
+            snapshots: parse_json(&self.snapshots)?,
+        })
+    }
+}
+
+pub const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, d.event, \
+     d.object_type, d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.last_error, \
+     d.last_status_code from deliveries d join webhooks w on w.id = d.webhook_id";
+
+pub fn status(row: &impl Columns) -> Result<Status> {
+    let status = row.text("status")?;
+    Status::parse(&status).ok_or_else(|| invalid("status", &status))
+}
+
+/// A row of `DELIVERY_SELECT`.
+pub fn delivery(row: &impl Columns) -> Result<Delivery> {
+    Ok(Delivery {
+        id: row.int("id")?,
+        event_id: row.int("event_id")?,
+        webhook_id: row.int("webhook_id")?,
+        webhook_name: row.text("webhook_name")?,
+        event_kind: row.text("event")?,
+        object_type: row.text("object_type")?,
+        status: status(row)?,
+        attempts: row.int("attempts")?,
+        next_attempt_at: row.time("next_attempt_at")?,
+        created: row.time("created_at")?,
+        last_updated: row.time("updated_at")?,
+        last_error: row.opt_text("last_error")?,
+        last_status_code: row.opt_int("last_status_code")?,
+    })
+}
+
+/// What a claim returns: `id, event_id, webhook_id, attempts, unrecorded_claims`.
+pub const CLAIM_RETURNING: &str = "id, event_id, webhook_id, attempts, unrecorded_claims";
+
+pub fn claimed_row(row: &impl Columns) -> Result<ClaimedRow> {
+    Ok(ClaimedRow {
+        delivery_id: row.int("id")?,
+        webhook_id: row.int("webhook_id")?,
+        attempts: row.int("attempts")?,
+        event_id: row.int("event_id")?,
+        unrecorded: row.int("unrecorded_claims")?,
+    })
+}
+
+/// The columns an attempt writes, in the order of `attempt_args`.
+pub const ATTEMPT_COLUMNS: [&str; 11] = [
+    "delivery_id",
+    "started_at",
+    "duration_us",
+    "request_method",
+    "request_url",
+    "request_headers",
+    "request_body",
+    "response_status",
+    "response_headers",
+    "response_body",
+    "error",
+];
+
+pub fn attempt_args(a: &Attempt) -> Result<[Arg; 11]> {
+    let opt = |s: &Option<String>| s.as_ref().map_or(Arg::Null, Arg::from);
+    Ok([
+        Arg::Int(a.delivery_id),
+        Arg::from(a.started),
+        Arg::Int((a.duration_ms * 1000.0) as i64),
+        Arg::from(&a.request_method),
+        Arg::from(&a.request_url),
+        json_arg(&a.request_headers)?,
+        Arg::from(&a.request_body),
+        a.response_status.map_or(Arg::Null, |s| Arg::Int(i64::from(s))),
+        json_arg(&a.response_headers)?,
+        opt(&a.response_body),
+        opt(&a.error),
+    ])
+}
+
+/// A row of `attempts`.
+pub fn attempt(row: &impl Columns) -> Result<Attempt> {
+    Ok(Attempt {
+        delivery_id: row.int("delivery_id")?,
+        started: row.time("started_at")?,
+        duration_ms: row.int("duration_us")? as f64 / 1000.0,
+        request_method: row.text("request_method")?,
+        request_url: row.text("request_url")?,
+        request_headers: parse_json(&row.text("request_headers")?)?,
+        request_body: row.text("request_body")?,
+        response_status: row.opt_int("response_status")?.and_then(|s| u16::try_from(s).ok()),
+        response_headers: parse_json(&row.text("response_headers")?)?,
+        response_body: row.opt_text("response_body")?,
+        error: row.opt_text("error")?,
+    })
+}
+
+// Objects and the change log.
+
+pub const OBJECT_SELECT: &str = "select o.id, o.data, o.created_at, o.updated_at from objects o";
+
+/// A row of `OBJECT_SELECT`.
+pub fn obj(row: &impl Columns) -> Result<Obj> {
+    let Value::Object(data) = row.json("data")? else {
+        return Err(invalid("object data", "not a JSON object"));
+    };
+    Ok(Obj {
+        id: row.int("id")?,
+        data,
+        created: row.time("created_at")?,
+        last_updated: row.time("updated_at")?,
+    })
+}
+
+pub const CHANGE_SELECT: &str = "select id, time, user_id, user_name, request_id, action, object_type, object_id, \
+     object_repr, prechange_data, postchange_data from object_changes c";
+
+/// The columns a change writes, in the order of `change_args`.
+pub const CHANGE_COLUMNS: [&str; 10] = [
+    "time",
+    "user_id",
+    "user_name",
+    "request_id",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "prechange_data",
+    "postchange_data",
+];
+
+pub fn change_args(c: &Change) -> [Arg; 10] {
+    let enc = |v: &Value| match v {
+        Value::Null => Arg::Null,
+        v => Arg::Text(v.to_string()),
+    };
+    [
+        Arg::from(c.time),
+        c.user_id.map_or(Arg::Null, Arg::Int),
+        Arg::from(&c.user_name),
+        Arg::from(&c.request_id),
+        Arg::from(c.action.as_str()),
+        Arg::from(&c.object_type),
+        Arg::Int(c.object_id),
+        Arg::from(&c.object_repr),
+        enc(&c.prechange_data),
+        enc(&c.postchange_data),
+    ]
+}
+
+/// A row of `CHANGE_SELECT`.
+pub fn change(row: &impl Columns) -> Result<Change> {
+    let action = row.text("action")?;
+    Ok(Change {
+        id: row.int("id")?,
+        time: row.time("time")?,
+        user_id: row.opt_int("user_id")?,
+        user_name: row.text("user_name")?,
+        request_id: row.text("request_id")?,
+        action: ChangeAction::parse(&action).ok_or_else(|| invalid("change action", &action))?,
+        object_type: row.text("object_type")?,
+        object_id: row.int("object_id")?,
+        object_repr: row.text("object_repr")?,
+        prechange_data: row.json("prechange_data")?,
+        postchange_data: row.json("postchange_data")?,
+    })
+}

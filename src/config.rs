@@ -21,6 +21,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub templates: TemplatesConfig,
     pub destinations: DestinationsConfig,
+    pub postgres: PostgresConfig,
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
     pub ingest: IngestConfig,
@@ -93,6 +94,15 @@ pub struct ApiConfig {
     pub max_uri_bytes: usize,
 }
 
+/// The PostgreSQL pool (see `store::postgres`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresConfig {
+    pub pool_size: usize,
+    pub connect_timeout_secs: f64,
+    pub statement_timeout_secs: f64,
+    pub acquire_timeout_secs: f64,
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,7 +157,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_url(&self.database_url))
             .field("log_format", &self.log_format)
             .field("catalog", &self.catalog)
             .field("api", &self.api)
@@ -155,6 +165,7 @@ impl std::fmt::Debug for Config {
             .field("webhooks", &self.webhooks)
             .field("templates", &self.templates)
             .field("destinations", &self.destinations)
+            .field("postgres", &self.postgres)
             .field("worker", &self.worker)
             .field("retention", &self.retention)
             .field(
@@ -214,6 +225,15 @@ impl Config {
         ] {
             anyhow::ensure!(v.is_finite() && v > 0.0, "{name} must be a positive number");
         }
+        let p = &self.postgres;
+        anyhow::ensure!(p.pool_size >= 1, "postgres.pool_size must be at least 1");
+        for (name, v) in [
+            ("postgres.connect_timeout_secs", p.connect_timeout_secs),
+            ("postgres.statement_timeout_secs", p.statement_timeout_secs),
+            ("postgres.acquire_timeout_secs", p.acquire_timeout_secs),
+        ] {
+            anyhow::ensure!(v.is_finite() && v > 0.0, "{name} must be a positive number");
+        }
         let t = &self.templates;
         anyhow::ensure!(
             t.sandbox_processes >= 1,
@@ -267,13 +287,39 @@ impl Config {
         if !shown.ingest.secret.is_empty() {
             shown.ingest.secret = "<redacted>".into();
         }
+        shown.database_url = redact_url(&shown.database_url);
         toml::to_string(&shown).unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))
+    }
+}
+
+/// A database URL with its password (if any) masked, fit for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:<redacted>@{host}{path}")
+        }
+        _ => url.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            redact_url("postgres://herald:s3cret@db.example:5432/herald"),
+            "postgres://herald:<redacted>@db.example:5432/herald"
+        );
+        assert_eq!(redact_url("postgres://herald@db/h"), "postgres://herald@db/h");
+        assert_eq!(redact_url("sqlite://herald.db"), "sqlite://herald.db");
+    }
 
     #[test]
     fn defaults_parse_and_check() {

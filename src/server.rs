@@ -29,7 +29,7 @@ impl App {
                 .with_context(|| format!("cannot read the catalog {}", config.catalog))?;
             Catalog::from_toml(&text).with_context(|| format!("the catalog {} is invalid", config.catalog))?
         };
-        let store = store::open(&config.database_url).await?;
+        let store = store::open(&config.database_url, &config.postgres).await?;
         store.migrate().await?;
         let own: Vec<std::net::SocketAddr> = config.listen.parse().into_iter().collect();
         let destinations = Policy::from_config(&config.destinations, own)?;

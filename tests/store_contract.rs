@@ -14,6 +14,9 @@ use herald::webhooks::Webhook;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
+#[path = "common/postgres.rs"]
+mod pg;
+
 /// A fixed point in time, whole milliseconds, so stored times compare exactly.
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()
@@ -594,7 +597,10 @@ async fn object_filters_and_ordering(store: &dyn Store) {
         [2, 3],
         "__n matches null"
     );
-    assert_eq!(ids(query(vec![cond(f("enabled"), Cmp::In, vec![json!(0)])])).await, [2]);
+    assert_eq!(
+        ids(query(vec![cond(f("enabled"), Cmp::In, vec![json!(false)])])).await,
+        [2]
+    );
     assert_eq!(
         ids(query(vec![cond(f("name"), Cmp::IContains, vec![json!("A")])])).await,
         [1, 2, 3, 4]
@@ -1190,10 +1196,41 @@ macro_rules! contract {
 async fn sqlite() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-    let store = herald::store::open(&url).await.unwrap();
+    let store = herald::store::open(&url, &herald::config::Config::defaults().postgres)
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     Some((Box::new(dir), store))
 }
+
+/// A scratch database on the test PostgreSQL server (dropped with it); `None` when
+/// `HERALD_TEST_POSTGRES_URL` is unset.
+async fn postgres() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
+    let server = pg::server_url("the storage contract")?;
+    let db = pg::ScratchDb::create(&server).await;
+    let mut config = herald::config::Config::defaults().postgres;
+    config.pool_size = 4;
+    let store = herald::store::open(&db.url, &config).await.unwrap();
+    store.migrate().await.unwrap();
+    // The store goes first: its connections must close before the database is dropped.
+    Some((Box::new(db), store))
+}
+
+contract!(
+    on_postgres,
+    postgres(),
+    [
+        users_and_tokens,
+        groups_and_permissions,
+        webhooks,
+        write_transactions,
+        object_primitives,
+        object_filters_and_ordering,
+        change_log,
+        queue,
+        workers,
+    ]
+);
 
 contract!(
     on_sqlite,

@@ -8,12 +8,14 @@
 //! their sum, plus migrations and the write transaction in which object writes and the
 //! outbox run.
 
+pub mod postgres;
 pub mod rows;
 pub mod sql;
 pub mod sqlite;
 
 use crate::auth::{Group, Permission, Token, User};
 use crate::changes::{Change, ChangeFilter};
+use crate::config::PostgresConfig;
 use crate::events::Event;
 use crate::objects::{ObjectRead, ObjectTx};
 use crate::page::Page;
@@ -252,13 +254,17 @@ where
     value.ok_or_else(|| WriteError::Store(StoreError::Other(anyhow::anyhow!("a write job ended without a result"))))
 }
 
-/// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`).
-pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`,
+/// `postgres://user@host/db`).
+pub async fn open(url: &str, postgres: &PostgresConfig) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        anyhow::bail!("PostgreSQL support is not built yet: use a sqlite:// URL")
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url, postgres).await?))
     } else {
-        anyhow::bail!("unsupported database URL {url:?}: expected sqlite://PATH")
+        anyhow::bail!(
+            "unsupported database URL {:?}: expected sqlite://PATH or postgres://USER@HOST/DB",
+            crate::config::redact_url(url)
+        )
     }
 }

@@ -1,0 +1,268 @@
+//! Objects, the change log and the write transaction in PostgreSQL: the same tables as on
+//! SQLite (objects' data as jsonb). Write transactions run side by side in READ COMMITTED:
+//! unique keys are claimed by inserting them (`on conflict do nothing` waits for a concurrent
+//! holder and then sees its key), and `lock` takes row locks where the engine asks for them.
+
+use super::events::{insert_deliveries, insert_event};
+use super::webhooks::{enabled, enabled_versions};
+use super::{execute, fetch, query, scalar, sql, PgStore};
+use crate::changes::{Change, ChangeFilter};
+use crate::events::Event;
+use crate::objects::query::ObjectQuery;
+use crate::objects::{Lock, Obj, ObjectRead, ObjectTx, Ref, Referrer};
+use crate::page::Page;
+use crate::store::rows::{self, change_args, Columns, CHANGE_COLUMNS, CHANGE_SELECT, OBJECT_SELECT};
+use crate::store::sql::{change_where, object_find, object_order, object_where, Arg, Sql};
+use crate::store::{ObjectStore, Result, WriteTx};
+use crate::webhooks::Webhook;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+use serde_json::Value;
+
+fn get_sql(ty: &str, ids: &[i64]) -> Sql {
+    let mut q = sql(OBJECT_SELECT);
+    q.push(" where o.type = ")
+        .bind(ty)
+        .push(" and o.id in ")
+        .ints(ids.iter().copied())
+        .push(" order by o.id");
+    q
+}
+
+async fn get<C: GenericClient>(c: &C, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+    fetch(c, &get_sql(ty, ids), rows::obj).await
+}
+
+#[async_trait]
+impl ObjectRead for PgStore {
+    async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<Page<Obj>> {
+        let mut count = sql("select count(*) from objects o");
+        object_where(&mut count, ty, query);
+        let mut q = sql(OBJECT_SELECT);
+        object_where(&mut q, ty, query);
+        object_order(&mut q, query);
+        q.push(" limit ").bind(limit).push(" offset ").bind(offset);
+        let c = self.client().await?;
+        let total: i64 = scalar(&c, &count).await?;
+        Ok(Page::new(total, fetch(&c, &q, rows::obj).await?))
+    }
+
+    async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+        self.read(&get_sql(ty, ids), rows::obj).await
+    }
+}
+
+#[async_trait]
+impl ObjectStore for PgStore {
+    async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Change>> {
+        let mut count = sql("select count(*) from object_changes c");
+        change_where(&mut count, filter);
+        let mut q = sql(CHANGE_SELECT);
+        change_where(&mut q, filter);
+        q.push(" order by c.id desc limit ")
+            .bind(limit)
+            .push(" offset ")
+            .bind(offset);
+        let c = self.client().await?;
+        let total: i64 = scalar(&c, &count).await?;
+        Ok(Page::new(total, fetch(&c, &q, rows::change).await?))
+    }
+
+    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut q = sql("delete from object_changes where id in (select id from object_changes where time < ");
+        q.bind(before).push(" order by id limit ").bind(limit).push(")");
+        self.exec(&q).await
+    }
+}
+
+/// The write transaction.
+pub(super) struct PgTx<'c> {
+    tx: Transaction<'c>,
+    /// Whether deliveries were queued (workers are woken with the commit).
+    queued: bool,
+}
+
+impl<'c> PgTx<'c> {
+    pub fn new(tx: Transaction<'c>) -> PgTx<'c> {
+        PgTx { tx, queued: false }
+    }
+
+    /// The transaction, to commit, and whether it queued deliveries.
+    pub fn finish(self) -> (Transaction<'c>, bool) {
+        (self.tx, self.queued)
+    }
+
+    /// Drops an object's keys and references (before they are written anew, or with it).
+    async fn clear(&mut self, ty: &str, id: i64) -> Result<()> {
+        for table in ["object_keys", "object_refs"] {
+            let mut q = sql(&format!("delete from {table} where type = "));
+            q.bind(ty).push(" and id = ").bind(id);
+            execute(&self.tx, &q).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectTx for PgTx<'_> {
+    async fn get(&mut self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
+        get(&self.tx, ty, ids).await
+    }
+
+    async fn scan(&mut self, ty: &str) -> Result<Vec<Obj>> {
+        let mut q = sql(OBJECT_SELECT);
+        q.push(" where o.type = ").bind(ty).push(" order by o.id");
+        fetch(&self.tx, &q, rows::obj).await
+    }
+
+    async fn find(&mut self, ty: &str, attrs: &[(String, Value)], limit: i64) -> Result<Vec<i64>> {
+        let mut q = sql("select o.id from objects o");
+        object_find(&mut q, ty, attrs);
+        q.push(" order by o.id limit ").bind(limit);
+        fetch(&self.tx, &q, |r| r.int("id")).await
+    }
+
+    async fn next_id(&mut self, ty: &str) -> Result<i64> {
+        // The row stays locked until the commit: creations of one type take turns, and an id
+        // is never given twice.
+        let mut q = sql("insert into object_sequences (type, last_id) values (");
+        q.bind(ty)
+            .push(", 1) on conflict (type) do update set last_id = object_sequences.last_id + 1 returning last_id");
+        scalar(&self.tx, &q).await
+    }
+
+    async fn key_owner(&mut self, ty: &str, rule: &str, value: &str) -> Result<Option<i64>> {
+        let mut q = sql("select id from object_keys where type = ");
+        q.bind(ty)
+            .push(" and rule = ")
+            .bind(rule)
+            .push(" and value = ")
+            .bind(value);
+        Ok(fetch(&self.tx, &q, |r| r.int("id")).await?.pop())
+    }
+
+    async fn save(
+        &mut self,
+        ty: &str,
+        obj: &Obj,
+        keys: &[(String, String)],
+        refs: &[Ref],
+        new: bool,
+    ) -> Result<Option<String>> {
+        let mut q = sql("insert into objects (type, id, data, created_at, updated_at) values (");
+        q.bind(ty)
+            .push(", ")
+            .bind(obj.id)
+            .push(", (")
+            .bind(rows::json_arg(&obj.data)?)
+            .push("::text)::jsonb, ")
+            .bind(obj.created)
+            .push(", ")
+            .bind(obj.last_updated)
+            .push(") on conflict (type, id) do update set data = excluded.data, updated_at = excluded.updated_at");
+        execute(&self.tx, &q).await?;
+        if !new {
+            self.clear(ty, obj.id).await?;
+        }
+        for (rule, value) in keys {
+            // Waits while a concurrent transaction holds the same key, then finds it taken.
+            let mut q = sql("insert into object_keys (type, rule, value, id) values ");
+            q.list([Arg::from(ty), Arg::from(rule), Arg::from(value), Arg::Int(obj.id)])
+                .push(" on conflict do nothing");
+            if execute(&self.tx, &q).await? == 0 {
+                return Ok(Some(rule.clone()));
+            }
+        }
+        for r in refs {
+            let mut q = sql("insert into object_refs (type, id, field, target_type, target_id) values ");
+            q.list([
+                Arg::from(ty),
+                Arg::Int(obj.id),
+                Arg::from(&r.field),
+                Arg::from(&r.target_type),
+                Arg::Int(r.target_id),
+            ]);
+            execute(&self.tx, &q).await?;
+        }
+        Ok(None)
+    }
+
+    async fn lock(&mut self, ty: &str, ids: &[i64], mode: Lock) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // In id order, so transactions locking the same objects take them alike. A delete
+        // takes the rows `for update`, which waits for every `for key share`.
+        let mut q = sql("select o.id from objects o where o.type = ");
+        q.bind(ty)
+            .push(" and o.id in ")
+            .ints(ids.iter().copied())
+            .push(match mode {
+                Lock::Share => " order by o.id for key share",
+                Lock::Update => " order by o.id for update",
+            });
+        query(&self.tx, &q).await.map(|_| ())
+    }
+
+    async fn remove(&mut self, ty: &str, id: i64) -> Result<()> {
+        self.clear(ty, id).await?;
+        let mut q = sql("delete from objects where type = ");
+        q.bind(ty).push(" and id = ").bind(id);
+        execute(&self.tx, &q).await.map(|_| ())
+    }
+
+    async fn referrers(&mut self, ty: &str, id: i64) -> Result<Vec<Referrer>> {
+        let mut q = sql("select type, id, field from object_refs where target_type = ");
+        q.bind(ty).push(" and target_id = ").bind(id).push(" order by type, id");
+        fetch(&self.tx, &q, |r| {
+            Ok(Referrer {
+                object_type: r.text("type")?,
+                id: r.int("id")?,
+                field: r.text("field")?,
+            })
+        })
+        .await
+    }
+
+    async fn add_changes(&mut self, changes: &[Change]) -> Result<()> {
+        for c in changes {
+            let mut q = sql(&format!(
+                "insert into object_changes ({}) values ",
+                CHANGE_COLUMNS.join(", ")
+            ));
+            q.list(change_args(c));
+            execute(&self.tx, &q).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl WriteTx for PgTx<'_> {
+    async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
+        enabled_versions(&self.tx).await
+    }
+
+    async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>> {
+        enabled(&self.tx).await
+    }
+
+    async fn insert_event(&mut self, event: &Event, now: DateTime<Utc>) -> Result<i64> {
+        insert_event(&self.tx, event, now).await
+    }
+
+    async fn insert_deliveries(
+        &mut self,
+        event_id: i64,
+        event: &Event,
+        webhooks: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if !webhooks.is_empty() {
+            insert_deliveries(&self.tx, event_id, event, webhooks, now).await?;
+            self.queued = true;
+        }
+        Ok(())
+    }
+}

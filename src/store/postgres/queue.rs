@@ -1,0 +1,287 @@
+//! The queue in PostgreSQL: events, deliveries and attempts. Claims take due rows with
+//! `FOR UPDATE SKIP LOCKED`, so workers in any number of processes never wait on each other
+//! nor take the same delivery; outcomes are written in two statements per batch.
+
+use super::events::events;
+use super::{fetch, map_err, sql, Param, PgStore, CHANNEL};
+use crate::events::Event;
+use crate::page::Page;
+use crate::queue::{Attempt, ClaimArm, ClaimPlan, Delivery, DeliveryFilter, Outcome, Status};
+use crate::store::rows::{
+    self, attempt_args, from_micros, one, Columns, RawEvent, ATTEMPT_COLUMNS, CLAIM_RETURNING, DELIVERY_SELECT,
+};
+use crate::store::sql::{delivery_where, Arg, Sql};
+use crate::store::{ClaimedBatch, QueueStore, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio_postgres::types::ToSql;
+
+/// The statuses a claim takes once due.
+const CLAIMABLE: &str = "status in ('queued', 'retrying', 'in_flight')";
+
+/// The claim as one statement, the same text whatever the plan (so it is prepared once): per
+/// webhook (an arm: its id, limit and lease end, passed as arrays), its oldest due rows not
+/// locked by another claim; of those the oldest overall, up to the total.
+fn claim_sql(plan: &ClaimPlan) -> Sql {
+    let column = |f: &dyn Fn(&ClaimArm) -> i64| Arg::IntSet(plan.arms.iter().map(f).collect());
+    let mut q = sql("with arms as (select * from unnest(");
+    q.bind(column(&|a| a.webhook_id))
+        .push("::bigint[], ")
+        .bind(column(&|a| a.limit as i64))
+        .push("::bigint[], ")
+        .bind(column(&|a| a.lease_until.timestamp_micros()))
+        .push("::bigint[]) as a(webhook_id, lim, lease)), picked as (select p.id, p.next_attempt_at, a.lease from arms a cross join lateral (select id, next_attempt_at from deliveries where webhook_id = a.webhook_id and ")
+        .push(CLAIMABLE)
+        .push(" and next_attempt_at <= ")
+        .bind(plan.now)
+        .push("::bigint order by next_attempt_at, id limit a.lim for update skip locked) p), \
+               chosen as (select id, lease from picked order by next_attempt_at, id limit ")
+        .bind(plan.total as i64)
+        .push("::bigint) update deliveries d set status = 'in_flight', attempts = d.attempts + 1, \
+               unrecorded_claims = d.unrecorded_claims + 1, updated_at = ")
+        .bind(plan.now)
+        .push("::bigint, next_attempt_at = chosen.lease from chosen where d.id = chosen.id returning ");
+    let returning: Vec<String> = CLAIM_RETURNING.split(", ").map(|c| format!("d.{c}")).collect();
+    q.push(&returning.join(", "));
+    q
+}
+
+/// The types of `ATTEMPT_COLUMNS`, as arrays.
+const ATTEMPT_ARRAYS: [&str; 11] = [
+    "bigint[]", "bigint[]", "bigint[]", "text[]", "text[]", "text[]", "text[]", "int[]", "text[]", "text[]", "text[]",
+];
+
+/// Writes the attempts, then each delivery's state, to deliveries still in flight (in the
+/// caller's transaction).
+async fn write_outcomes(
+    tx: &deadpool_postgres::Transaction<'_>,
+    outcomes: &[Outcome],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let attempts: Vec<[Arg; 11]> = outcomes
+        .iter()
+        .filter_map(|o| o.attempt.as_ref())
+        .map(attempt_args)
+        .collect::<Result<_>>()?;
+    if !attempts.is_empty() {
+        let columns: Vec<Vec<Param<'_>>> = (0..ATTEMPT_COLUMNS.len())
+            .map(|i| attempts.iter().map(|a| Param(&a[i])).collect())
+            .collect();
+        let arrays: Vec<String> = ATTEMPT_ARRAYS
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| format!("${}::{ty}", i + 1))
+            .collect();
+        let text = format!(
+            "insert into attempts ({}) select * from unnest({})",
+            ATTEMPT_COLUMNS.join(", "),
+            arrays.join(", ")
+        );
+        let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        let stmt = tx.prepare_cached(&text).await.map_err(map_err)?;
+        tx.execute(&stmt, &params).await.map_err(map_err)?;
+    }
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.delivery_id).collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.last_error.as_deref()).collect();
+    let codes: Vec<Option<i32>> = outcomes.iter().map(|o| o.last_status_code.map(i32::from)).collect();
+    let next: Vec<i64> = outcomes.iter().map(|o| o.next_attempt_at.timestamp_micros()).collect();
+    let stmt = tx
+        .prepare_cached(
+            "update deliveries d set status = u.status, last_error = u.last_error, last_status_code = u.code, \
+             next_attempt_at = u.next, updated_at = $6, unrecorded_claims = 0 \
+             from unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::bigint[]) as u(id, status, last_error, code, next) \
+             where d.id = u.id and d.status = 'in_flight'",
+        )
+        .await
+        .map_err(map_err)?;
+    tx.execute(
+        &stmt,
+        &[&ids, &statuses, &errors, &codes, &next, &now.timestamp_micros()],
+    )
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Runs a statement that changes deliveries; returns the rows touched.
+    async fn change_deliveries(&self, q: Sql) -> Result<u64> {
+        self.exec(&q).await
+    }
+
+    /// Runs `q` and wakes every process's workers if it touched a row.
+    async fn change_and_signal(&self, q: Sql) -> Result<u64> {
+        let n = self
+            .in_tx(move |tx| {
+                Box::pin(async move {
+                    let n = super::execute(tx, &q).await?;
+                    if n > 0 {
+                        tx.execute("select pg_notify($1, '')", &[&CHANNEL])
+                            .await
+                            .map_err(map_err)?;
+                    }
+                    Ok(n)
+                })
+            })
+            .await?;
+        if n > 0 {
+            self.queued.notify_one();
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl QueueStore for PgStore {
+    async fn claim(&self, plan: &ClaimPlan) -> Result<ClaimedBatch> {
+        if plan.is_empty() {
+            return Ok(ClaimedBatch::default());
+        }
+        let q = claim_sql(plan);
+        let c = self.client().await?;
+        let rows = fetch(&c, &q, rows::claimed_row).await?;
+        if rows.is_empty() {
+            return Ok(ClaimedBatch::default());
+        }
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let events = events(&c, &ids).await?;
+        Ok(ClaimedBatch { rows, events })
+    }
+
+    async fn complete(&self, outcomes: Arc<[Outcome]>, now: DateTime<Utc>) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        // In delivery order, so two batches touching the same deliveries lock them alike.
+        let mut sorted = outcomes.to_vec();
+        sorted.sort_by_key(|o| o.delivery_id);
+        self.in_tx_retried(move |tx| {
+            let sorted = sorted.clone();
+            Box::pin(async move { write_outcomes(tx, &sorted, now).await })
+        })
+        .await
+    }
+
+    async fn existing_deliveries(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        let mut q = sql("select id from deliveries where id in ");
+        q.ints(ids.iter().copied());
+        self.read(&q, |r| r.int("id")).await
+    }
+
+    async fn release(&self, delivery_ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let mut q = sql(
+            "update deliveries set status = 'queued', attempts = greatest(attempts - 1, 0), \
+             unrecorded_claims = greatest(unrecorded_claims - 1, 0), next_attempt_at = ",
+        );
+        q.bind(now)
+            .push(" where status = 'in_flight' and id in ")
+            .ints(delivery_ids.iter().copied());
+        self.change_and_signal(q).await.map(|_| ())
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<i64> = self
+            .value(&sql(&format!(
+                "select min(next_attempt_at) from deliveries where {CLAIMABLE}"
+            )))
+            .await?;
+        next.map(from_micros).transpose()
+    }
+
+    async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>> {
+        let mut count = sql("select count(*) from deliveries d");
+        delivery_where(&mut count, filter);
+        let mut q = sql(DELIVERY_SELECT);
+        delivery_where(&mut q, filter);
+        q.push(" order by d.id desc limit ")
+            .bind(limit)
+            .push(" offset ")
+            .bind(offset);
+        let c = self.client().await?;
+        let total: i64 = super::scalar(&c, &count).await?;
+        Ok(Page::new(total, fetch(&c, &q, rows::delivery).await?))
+    }
+
+    async fn delivery(&self, id: i64) -> Result<Delivery> {
+        let mut q = sql(DELIVERY_SELECT);
+        q.push(" where d.id = ").bind(id);
+        one(self.read(&q, rows::delivery).await?)
+    }
+
+    async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>> {
+        let mut q = sql("select * from attempts where delivery_id = ");
+        q.bind(delivery_id).push(" order by id");
+        self.read(&q, rows::attempt).await
+    }
+
+    async fn event(&self, id: i64) -> Result<Event> {
+        let mut q = sql("select * from events where id = ");
+        q.bind(id);
+        one(self.read(&q, |r| RawEvent::from_row(r)?.parse()).await?)
+    }
+
+    async fn status_counts(&self) -> Result<Vec<(Status, i64)>> {
+        let q = sql("select status, count(*) as n from deliveries group by status");
+        self.read(&q, |r| Ok((rows::status(r)?, r.int("n")?))).await
+    }
+
+    async fn oldest_created(&self, statuses: &[Status]) -> Result<Option<DateTime<Utc>>> {
+        let mut q = sql("select created_at from deliveries where status in ");
+        q.list(statuses.iter().map(|s| s.as_str())).push(" order by id limit 1");
+        let at = self.read(&q, |r| r.int("created_at")).await?.pop();
+        at.map(from_micros).transpose()
+    }
+
+    async fn failed_attempts_since(&self, since: DateTime<Utc>) -> Result<i64> {
+        let mut q = sql("select count(*) from attempts where error is not null and started_at >= ");
+        q.bind(since);
+        self.value(&q).await
+    }
+
+    async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
+        let mut q = sql("update deliveries set status = 'queued', unrecorded_claims = 0, next_attempt_at = ");
+        q.bind(now).push(", updated_at = ").bind(now);
+        q.push(" where id in (select d.id from deliveries d");
+        delivery_where(&mut q, filter);
+        q.push(")");
+        self.change_and_signal(q).await
+    }
+
+    async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
+        let mut q = sql("delete from deliveries where id in (select d.id from deliveries d");
+        delivery_where(&mut q, filter);
+        q.push(")");
+        self.change_deliveries(q).await
+    }
+
+    async fn purge_deliveries(
+        &self,
+        succeeded_before: DateTime<Utc>,
+        failed_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64> {
+        let mut q = sql(
+            "delete from deliveries where id in (select id from deliveries where (status = 'succeeded' and updated_at < ",
+        );
+        q.bind(succeeded_before)
+            .push(") or (status = 'failed' and updated_at < ")
+            .bind(failed_before)
+            .push(") limit ")
+            .bind(limit)
+            .push(")");
+        self.change_deliveries(q).await
+    }
+
+    async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut q = sql("delete from events where id in (select e.id from events e where e.created_at < ");
+        q.bind(before)
+            .push(" and not exists (select 1 from deliveries d where d.event_id = e.id) limit ")
+            .bind(limit)
+            .push(")");
+        self.change_deliveries(q).await
+    }
+}

@@ -821,14 +821,7 @@ async fn changes_no_webhook_matches_queue_nothing_and_keep_no_event() {
         count(&app, "/api/extras/object-changes/?changed_object_type=dcim.site").await,
         1
     );
-    let db = rusqlite::Connection::open(app.dir.path().join("herald.db")).unwrap();
-    let events: Vec<String> = db
-        .prepare("select object_type from events")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let events = app.dir.strings("select object_type from events").await;
     assert_eq!(events, ["tenancy.tenant"]);
     app.stop().await;
 }
@@ -941,14 +934,14 @@ sample = { id = 1, url = "/api/dcim/racks/1/", display = "R1", name = "R1", site
 
 #[tokio::test]
 async fn a_broken_catalog_file_stops_startup_with_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::DataDir::new().await;
     let path = dir.path().join("catalog.toml");
     std::fs::write(
         &path,
         herald::catalog::BUILTIN.replace("to = \"dcim.region\"", "to = \"dcim.nowhere\""),
     )
     .unwrap();
-    let mut config = common::test_config(dir.path());
+    let mut config = dir.config();
     config.catalog = path.display().to_string();
     let err = herald::server::App::open(config).await.err().expect("refused");
     let text = format!("{err:#}");

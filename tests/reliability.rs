@@ -282,9 +282,7 @@ async fn stopping_returns_unfinished_deliveries_to_the_queue() {
     app.send_events(site_event("created", 1, "A")).await;
     rx.wait_for(1).await;
     let dir = app.stop().await;
-    let reopened = herald::server::App::open(common::test_config(dir.path()))
-        .await
-        .unwrap();
+    let reopened = herald::server::App::open(dir.config()).await.unwrap();
     let d = reopened.services().store.delivery(1).await.unwrap();
     assert_eq!(d.status, herald::queue::Status::Queued);
     assert_eq!(d.attempts, 0);
@@ -293,10 +291,8 @@ async fn stopping_returns_unfinished_deliveries_to_the_queue() {
 #[tokio::test]
 async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
     use herald::queue::{attach_events, Attempt, ClaimLimits, ClaimPlan, Outcome, Status};
-    let dir = tempfile::tempdir().unwrap();
-    let app = herald::server::App::open(common::test_config(dir.path()))
-        .await
-        .unwrap();
+    let dir = common::DataDir::new().await;
+    let app = herald::server::App::open(dir.config()).await.unwrap();
     let svc = app.services();
     let store = svc.store.clone();
     let mut hooks = Vec::new();
@@ -416,8 +412,8 @@ async fn webhooks_sharing_a_hanging_destination_share_its_slots() {
 #[tokio::test]
 async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
     use herald::queue::{DeliveryFilter, Status};
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::test_config(dir.path());
+    let dir = common::DataDir::new().await;
+    let mut config = dir.config();
     config.worker.retry_schedule = vec![0.0, 0.0];
     config.worker.retry_jitter = 0.0;
     let app = herald::server::App::open(config).await.unwrap();
@@ -492,10 +488,8 @@ async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
 async fn a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_forever() {
     use herald::auth::Actor;
     use herald::queue::{ClaimLimits, ClaimPlan, DeliveryFilter, Status};
-    let dir = tempfile::tempdir().unwrap();
-    let app = herald::server::App::open(common::test_config(dir.path()))
-        .await
-        .unwrap();
+    let dir = common::DataDir::new().await;
+    let app = herald::server::App::open(dir.config()).await.unwrap();
     let svc = app.services();
     let rx = TestReceiver::start().await;
     let body =

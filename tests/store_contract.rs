@@ -1206,7 +1206,7 @@ async fn sqlite() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
 /// A scratch database on the test PostgreSQL server (dropped with it); `None` when
 /// `HERALD_TEST_POSTGRES_URL` is unset.
 async fn postgres() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
-    let server = pg::server_url("the storage contract")?;
+    let server = pg::server_url("the storage contract is not run on PostgreSQL")?;
     let db = pg::ScratchDb::create(&server).await;
     let mut config = herald::config::Config::defaults().postgres;
     config.pool_size = 4;

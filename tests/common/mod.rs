@@ -1,7 +1,12 @@
-//! Shared test harness: a real Herald on port 0 with a fresh SQLite file, and real HTTP(S)
+//! Shared test harness: a real Herald on port 0 with a fresh database, and real HTTP(S)
 //! receivers that record what they get.
+//!
+//! The database is a SQLite file, or a scratch PostgreSQL database in the test program
+//! `tests/on_postgres.rs`, which runs the integration tests again on the server named by
+//! `HERALD_TEST_POSTGRES_URL` (on SQLite once more, saying so, when it is unset).
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod process;
 pub mod receiver;
 
@@ -34,28 +39,96 @@ where
     }
 }
 
+/// Where a test keeps its data: a temporary folder, and the database.
+pub struct DataDir {
+    dir: tempfile::TempDir,
+    /// The PostgreSQL database, when the test runs on PostgreSQL.
+    db: Option<postgres::ScratchDb>,
+}
+
+/// The PostgreSQL server of this test program, if it runs on PostgreSQL.
+fn postgres_server() -> Option<&'static str> {
+    static SERVER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let exe = std::env::current_exe().ok()?;
+            let name = exe.file_name()?.to_string_lossy().into_owned();
+            if !name.starts_with("on_postgres") {
+                return None;
+            }
+            postgres::server_url("these integration tests run on SQLite again, not on PostgreSQL")
+        })
+        .as_deref()
+}
+
+impl DataDir {
+    /// A fresh folder, and a fresh database.
+    pub async fn new() -> DataDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = match postgres_server() {
+            Some(server) => Some(postgres::ScratchDb::create(server).await),
+            None => None,
+        };
+        DataDir { dir, db }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn on_postgres(&self) -> bool {
+        self.db.is_some()
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.db {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", self.path().join("herald.db").display()),
+        }
+    }
+
+    /// Test settings: quiet logs unless TEST_LOG, no retries unless asked for.
+    pub fn config(&self) -> Config {
+        let mut config = Config::defaults();
+        config.database_url = self.database_url();
+        config.postgres.pool_size = 4;
+        config.worker.retry_schedule = Vec::new();
+        config.worker.poll_interval_secs = 0.05;
+        config.worker.throttle_backoff_secs = 0.0;
+        config.worker.shutdown_grace_secs = 2.0;
+        // Templates render in `herald sandbox` children: the binary, not this test program.
+        config.templates.program = env!("CARGO_BIN_EXE_herald").into();
+        config
+    }
+
+    /// The first column of each row of `query`, as text, read from the database directly.
+    pub async fn strings(&self, query: &str) -> Vec<String> {
+        match &self.db {
+            Some(db) => {
+                let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                let rows = client.query(query, &[]).await.unwrap();
+                rows.iter().map(|r| r.get::<_, String>(0)).collect()
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.path().join("herald.db")).unwrap();
+                let mut stmt = db.prepare(query).unwrap();
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+                rows.map(Result::unwrap).collect()
+            }
+        }
+    }
+}
+
 /// A running Herald with an admin token.
 pub struct TestApp {
     pub base: String,
     pub token: String,
     pub read_only_token: String,
     pub client: reqwest::Client,
-    pub dir: tempfile::TempDir,
+    pub dir: DataDir,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-/// Test settings: quiet logs unless TEST_LOG, no retries unless asked for.
-pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut config = Config::defaults();
-    config.database_url = format!("sqlite://{}", dir.join("herald.db").display());
-    config.worker.retry_schedule = Vec::new();
-    config.worker.poll_interval_secs = 0.05;
-    config.worker.throttle_backoff_secs = 0.0;
-    config.worker.shutdown_grace_secs = 2.0;
-    // Templates render in `herald sandbox` children: the binary, not this test program.
-    config.templates.program = env!("CARGO_BIN_EXE_herald").into();
-    config
 }
 
 pub fn init_logs() {
@@ -72,8 +145,8 @@ impl TestApp {
     /// Starts Herald after `tweak` adjusts its config.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         init_logs();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = test_config(dir.path());
+        let dir = DataDir::new().await;
+        let mut config = dir.config();
         tweak(&mut config);
         let app = App::open(config).await.expect("open Herald");
         let svc = app.services();
@@ -113,7 +186,7 @@ impl TestApp {
     }
 
     /// Stops the server and its worker, waiting for in-flight work; returns the data folder.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    pub async fn stop(mut self) -> DataDir {
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();

@@ -1,0 +1,16 @@
+//! The integration tests again, on PostgreSQL: every test below starts Herald on a scratch
+//! database of the server named by `HERALD_TEST_POSTGRES_URL` (see `common::DataDir`). When
+//! the variable is unset they run on SQLite once more, and say so.
+
+#[path = "api.rs"]
+mod api;
+#[path = "delivery.rs"]
+mod delivery;
+#[path = "objects.rs"]
+mod objects;
+#[path = "pynetbox_inventory.rs"]
+mod pynetbox_inventory;
+#[path = "reliability.rs"]
+mod reliability;
+#[path = "users.rs"]
+mod users;

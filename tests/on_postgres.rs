@@ -1,6 +1,9 @@
 //! The integration tests again, on PostgreSQL: every test below starts Herald on a scratch
 //! database of the server named by `HERALD_TEST_POSTGRES_URL` (see `common::DataDir`). When
 //! the variable is unset they run on SQLite once more, and say so.
+//!
+//! Each file brings its own `mod common`, as it does in its own test program.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "api.rs"]
 mod api;

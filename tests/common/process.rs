@@ -33,3 +33,15 @@ pub async fn serve(db: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, base)
 }
+
+/// Starts `herald worker` on `db` with extra environment.
+pub fn worker(db: &str, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["worker", "--database", db])
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald worker")
+}

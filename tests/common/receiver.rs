@@ -30,6 +30,8 @@ pub struct Received {
     /// Lowercase names, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When its body had arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -212,6 +214,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         path,
         headers,
         body,
+        at: std::time::Instant::now(),
     });
     let behavior = shared.behavior.lock().unwrap().clone();
     match behavior {

@@ -72,6 +72,10 @@ pub enum StoreError {
     /// A row refers to one that is gone (e.g. a delivery deleted while it was being sent).
     #[error("a referenced row is gone")]
     ForeignKey,
+    /// The database cannot take the request now (no free connection in time); nothing was
+    /// done, and the same request may succeed later.
+    #[error("the database is busy: {0}")]
+    Unavailable(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -125,6 +129,9 @@ pub enum Error {
     /// Too many attempts: try again after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     Throttled(u64),
+    /// The database is busy or unreachable: nothing was done; try again shortly.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -189,6 +196,7 @@ impl From<StoreError> for Error {
             StoreError::NotFound => Error::NotFound,
             StoreError::Unique(u) => Error::Validation(u.field_errors().into_value()),
             StoreError::ForeignKey => Error::Conflict("A record this one refers to no longer exists.".into()),
+            StoreError::Unavailable(m) => Error::Unavailable(m),
             StoreError::Other(e) => Error::Internal(e),
         }
     }

@@ -115,18 +115,22 @@ pub async fn enqueue(
     now: DateTime<Utc>,
     unmatched: Unmatched,
 ) -> Result<Vec<Recorded>, StoreError> {
-    let mut recorded = Vec::with_capacity(events.len());
+    let mut stored: Vec<(&Event, Vec<i64>)> = Vec::with_capacity(events.len());
     for e in events {
         let webhooks: Vec<i64> = matcher.matching(e).map(|w| w.id).collect();
         if webhooks.is_empty() && unmatched == Unmatched::Skip {
             continue;
         }
-        let event_id = tx.insert_event(e, now).await?;
-        tx.insert_deliveries(event_id, e, &webhooks, now).await?;
-        recorded.push(Recorded {
+        stored.push((e, webhooks));
+    }
+    let batch: Vec<(&Event, &[i64])> = stored.iter().map(|(e, w)| (*e, w.as_slice())).collect();
+    let ids = tx.insert_events(&batch, now).await?;
+    Ok(ids
+        .into_iter()
+        .zip(&stored)
+        .map(|(event_id, (_, webhooks))| Recorded {
             event_id,
             deliveries: webhooks.len(),
-        });
-    }
-    Ok(recorded)
+        })
+        .collect())
 }

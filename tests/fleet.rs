@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::postgres::{server_url, ScratchDb};
+use common::postgres::{scratch_db, server_url, ScratchDb};
 use common::{site_event, wait_for, TestReceiver};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -40,7 +40,7 @@ impl Fleet {
     /// `n` API nodes without workers on a new database; `None` without a PostgreSQL server.
     async fn start(what: &str, n: usize) -> Option<Fleet> {
         let server = server_url(&format!("{what} not run"))?;
-        let db = ScratchDb::create(&server).await;
+        let db = scratch_db(&server).await;
         let mut nodes = Vec::new();
         for _ in 0..n {
             nodes.push(common::process::serve(&db.url, TOKEN, &["--no-worker"], &ENV).await);

@@ -354,9 +354,11 @@ async fn write_transactions(store: &dyn Store) {
             let versions = tx.enabled_webhook_versions().await?;
             let enabled = tx.enabled_webhooks().await?;
             assert_eq!(versions, vec![(enabled[0].id, enabled[0].last_updated)]);
-            let id = tx.insert_event(&e, t0()).await?;
-            tx.insert_deliveries(id, &e, &[on], t0()).await?;
-            Ok((id, enabled))
+            // One event without deliveries, one with: ids in order.
+            let quiet = event(EventKind::Updated, "dcim.site", 9);
+            let ids = tx.insert_events(&[(&quiet, &[]), (&e, &[on])], t0()).await?;
+            assert!(ids[0] < ids[1], "{ids:?}");
+            Ok((ids[1], enabled))
         })
     })
     .await
@@ -382,8 +384,7 @@ async fn write_transactions(store: &dyn Store) {
     let failed: Result<(), WriteError> = in_write_tx(store, move |tx| {
         Box::pin(async move {
             let e = event(EventKind::Updated, "dcim.site", 2);
-            let id = tx.insert_event(&e, t0()).await?;
-            tx.insert_deliveries(id, &e, &[on], t0()).await?;
+            tx.insert_events(&[(&e, &[on])], t0()).await?;
             tx.save("dcim.site", &obj(50, json!({"name": "x"})), &[], &[], true)
                 .await?;
             Err(WriteError::Conflict("changed my mind".into()))
@@ -853,14 +854,9 @@ async fn queue_events(store: &dyn Store, webhooks: Vec<i64>, n: i64, at: DateTim
     in_write_tx(store, move |tx| {
         let webhooks = webhooks.clone();
         Box::pin(async move {
-            let mut ids = Vec::new();
-            for i in 0..n {
-                let e = event(EventKind::Created, "dcim.site", i);
-                let id = tx.insert_event(&e, at).await?;
-                tx.insert_deliveries(id, &e, &webhooks, at).await?;
-                ids.push(id);
-            }
-            Ok(ids)
+            let events: Vec<Event> = (0..n).map(|i| event(EventKind::Created, "dcim.site", i)).collect();
+            let batch: Vec<(&Event, &[i64])> = events.iter().map(|e| (e, webhooks.as_slice())).collect();
+            Ok(tx.insert_events(&batch, at).await?)
         })
     })
     .await
@@ -1207,7 +1203,7 @@ async fn sqlite() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
 /// `HERALD_TEST_POSTGRES_URL` is unset.
 async fn postgres() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
     let server = pg::server_url("the storage contract is not run on PostgreSQL")?;
-    let db = pg::ScratchDb::create(&server).await;
+    let db = pg::scratch_db(&server).await;
     let mut config = herald::config::Config::defaults().postgres;
     config.pool_size = 4;
     let store = herald::store::open(&db.url, &config).await.unwrap();

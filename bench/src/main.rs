@@ -25,6 +25,7 @@ enum Scenario {
     Backlog,
     Isolation,
     Api,
+    Workers,
 }
 
 #[derive(Parser, Debug)]
@@ -41,7 +42,8 @@ struct Args {
     /// The herald binary (default: next to this one).
     #[arg(long)]
     herald: Option<PathBuf>,
-    /// Database backend.
+    /// Database backend: `sqlite`, or a PostgreSQL server URL (`postgres://user@host/db`)
+    /// on which each scenario makes a database of its own and drops it after.
     #[arg(long, default_value = "sqlite")]
     database: String,
     /// Events in the deliver and baseline scenarios.
@@ -55,7 +57,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.database == "sqlite", "only the sqlite backend exists so far");
+    let postgres = match args.database.as_str() {
+        "sqlite" => None,
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => Some(url.to_string()),
+        other => anyhow::bail!("--database {other:?}: expected sqlite or postgres://USER@HOST/DB"),
+    };
     let exe = match args.herald {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("herald"),
@@ -70,12 +76,17 @@ async fn main() -> anyhow::Result<()> {
         quick: args.quick,
         events: args.events.unwrap_or(if args.quick { 2_000 } else { 50_000 }),
         backlog: args.backlog.unwrap_or(if args.quick { 10_000 } else { 1_000_000 }),
+        postgres,
     };
     let started = Instant::now();
     let report = run(&bench, args.scenario, started).await?;
     println!("{}", report.markdown());
+    let backend = match &bench.postgres {
+        Some(_) => "PostgreSQL: a database per scenario, the server's own settings (each commit flushed)",
+        None => "SQLite: WAL, synchronous=NORMAL (commits survive a process crash)",
+    };
     println!(
-        "SQLite: WAL, synchronous=NORMAL (commits survive a process crash). {} run in {:.0} s.",
+        "{backend}. {} run in {:.0} s.",
         if bench.quick { "Quick" } else { "Full" },
         started.elapsed().as_secs_f64()
     );
@@ -134,6 +145,10 @@ async fn run(bench: &Bench, which: Scenario, started: Instant) -> anyhow::Result
     if wants(Scenario::Api) {
         bench.api(&mut report).await.context("api")?;
         progress(&report, "api");
+    }
+    if wants(Scenario::Workers) {
+        bench.workers(&mut report).await.context("workers")?;
+        progress(&report, "workers");
     }
     Ok(report)
 }

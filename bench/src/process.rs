@@ -1,6 +1,7 @@
 //! Running the real `herald` binary as a separate process on a fresh database, and talking to it.
 
 use anyhow::{bail, Context};
+use herald::store::postgres::scratch::ScratchDb;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,18 +18,71 @@ pub struct Herald {
     pub client: reqwest::Client,
 }
 
-/// Fresh database files in `dir`.
-pub fn database_url(dir: &Path) -> String {
-    format!("sqlite://{}", dir.join("bench.db").display())
+/// A fresh database for one scenario: a SQLite file in a temporary folder, or a database
+/// made on a PostgreSQL server (dropped with this value).
+pub enum Database {
+    Sqlite(tempfile::TempDir),
+    Postgres(ScratchDb),
 }
 
-/// Bytes of the SQLite database and its WAL.
-pub fn database_bytes(dir: &Path) -> u64 {
+impl Database {
+    /// A new database: on the PostgreSQL server at `postgres` if given, else SQLite.
+    pub async fn fresh(postgres: Option<&str>) -> anyhow::Result<Database> {
+        Ok(match postgres {
+            Some(server) => Database::Postgres(ScratchDb::create(server).await?),
+            None => Database::Sqlite(tempfile::tempdir()?),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Database::Sqlite(dir) => format!("sqlite://{}", dir.path().join("bench.db").display()),
+            Database::Postgres(db) => db.url.clone(),
+        }
+    }
+
+    /// Bytes the database takes (SQLite: the file and its WAL).
+    pub async fn bytes(&self) -> anyhow::Result<u64> {
+        match self {
+            Database::Sqlite(dir) => Ok(sqlite_bytes(dir.path())),
+            Database::Postgres(db) => db.size().await,
+        }
+    }
+}
+
+fn sqlite_bytes(dir: &Path) -> u64 {
     ["bench.db", "bench.db-wal", "bench.db-shm"]
         .iter()
         .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
         .map(|m| m.len())
         .sum()
+}
+
+/// SIGTERM, then wait (bounded); SIGKILL if it does not exit.
+pub async fn stop(mut child: Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Starts `herald worker` on `database`; it ends with the returned value.
+pub fn start_worker(exe: &PathBuf, database: &str) -> anyhow::Result<Child> {
+    Command::new(exe)
+        .args(["worker", "--database", database])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {} worker", exe.display()))
 }
 
 impl Herald {
@@ -85,16 +139,8 @@ impl Herald {
     }
 
     /// SIGTERM, then wait (bounded); SIGKILL if it does not exit.
-    pub async fn stop(mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+    pub async fn stop(self) {
+        stop(self.child).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {

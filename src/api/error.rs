@@ -22,6 +22,7 @@ pub fn status_code(e: &ApiError) -> StatusCode {
         ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
         ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+        ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -40,17 +41,25 @@ fn body(e: &ApiError) -> Value {
         ApiError::Forbidden => json!({"detail": "You do not have permission to perform this action."}),
         ApiError::BadCredentials => json!({"detail": "Invalid username/password"}),
         ApiError::NotFound => json!({"detail": "Not found."}),
+        ApiError::Unavailable(_) => json!({"detail": "The database is busy; try again shortly."}),
         ApiError::Internal(_) => json!({"detail": "Internal server error: see Herald's log."}),
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(e) = &self {
-            tracing::error!(error = ?e, "internal error");
+        match &self {
+            ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            ApiError::Unavailable(m) => tracing::warn!(reason = %m, "answered 503"),
+            _ => {}
         }
         let mut resp = (status_code(&self), Json(body(&self))).into_response();
-        if let ApiError::Throttled(secs) = &self {
+        let retry_after = match &self {
+            ApiError::Throttled(secs) => Some(*secs),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
                 resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
             }

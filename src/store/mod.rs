@@ -194,16 +194,9 @@ pub trait WriteTx: ObjectTx {
     async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>>;
     /// The enabled webhooks, as this transaction sees them.
     async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>>;
-    /// Stores an event; returns its id.
-    async fn insert_event(&mut self, event: &Event, now: DateTime<Utc>) -> Result<i64>;
-    /// Queues one delivery of event `event_id` per webhook, due `now`.
-    async fn insert_deliveries(
-        &mut self,
-        event_id: i64,
-        event: &Event,
-        webhooks: &[i64],
-        now: DateTime<Utc>,
-    ) -> Result<()>;
+    /// Stores events, each with one delivery queued (due `now`) per webhook listed with it;
+    /// returns the events' ids, in order.
+    async fn insert_events(&mut self, events: &[(&Event, &[i64])], now: DateTime<Utc>) -> Result<Vec<i64>>;
 }
 
 /// A boxed future borrowing the transaction.

@@ -66,7 +66,7 @@ impl DataDir {
     pub async fn new() -> DataDir {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = match postgres_server() {
-            Some(server) => Some(postgres::ScratchDb::create(server).await),
+            Some(server) => Some(postgres::scratch_db(server).await),
             None => None,
         };
         DataDir { dir, db }

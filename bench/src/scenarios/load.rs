@@ -1,7 +1,7 @@
 //! The delivery engine under load: many webhooks, a deep backlog, a hanging receiver.
 
 use super::Bench;
-use crate::process::{database_bytes, post_events};
+use crate::process::post_events;
 use crate::receiver::Receiver;
 use crate::report::Report;
 use std::time::{Duration, Instant};
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 impl Bench {
     /// Each event matches 100 webhooks.
     pub async fn fanout(&self, r: &mut Report) -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let h = self.herald(&dir, true).await?;
+        let db = self.database().await?;
+        let h = self.herald(&db, true).await?;
         let rx = Receiver::start(false).await;
         for i in 0..100 {
             h.create_webhook(&format!("fanout-{i}"), &rx.url(), 15).await?;
@@ -45,10 +45,10 @@ impl Bench {
 
     /// A large queue built with no worker running, then drained.
     pub async fn backlog(&self, r: &mut Report, deliver_rate: Option<f64>) -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
+        let db = self.database().await?;
         let rx = Receiver::start(false).await;
         let n = self.backlog;
-        let h = self.herald(&dir, false).await?;
+        let h = self.herald(&db, false).await?;
         h.create_webhook("backlog", &rx.url(), 15).await?;
         let t0 = Instant::now();
         post_events(&h, 1, n + 1, 1000, 4).await?;
@@ -61,7 +61,7 @@ impl Bench {
         r.add(
             "backlog",
             "database size",
-            database_bytes(dir.path()) as f64 / (1024.0 * 1024.0),
+            db.bytes().await? as f64 / (1024.0 * 1024.0),
             "MiB",
         );
         let (rss, peak) = h.rss_kib();
@@ -76,7 +76,7 @@ impl Bench {
         r.add("backlog", "Herald RSS peak while queueing", peak as f64 / 1024.0, "MiB");
         h.stop().await;
 
-        let h = self.herald(&dir, true).await?;
+        let h = self.herald(&db, true).await?;
         let t0 = Instant::now();
         let complete = rx
             .wait_unique(n as usize, Duration::from_secs(if self.quick { 60 } else { 400 }))
@@ -111,8 +111,8 @@ impl Bench {
         let window = Duration::from_secs(if self.quick { 10 } else { 60 });
         let mut rates = Vec::new();
         for with_hang in [false, true] {
-            let dir = tempfile::tempdir()?;
-            let h = self.herald(&dir, true).await?;
+            let db = self.database().await?;
+            let h = self.herald(&db, true).await?;
             let healthy = Receiver::start(false).await;
             let hanging = Receiver::start(true).await;
             h.create_webhook("healthy", &healthy.url(), 15).await?;

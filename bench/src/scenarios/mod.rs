@@ -3,8 +3,9 @@
 mod api;
 mod delivery;
 mod load;
+mod workers;
 
-use crate::process::{database_url, Herald};
+use crate::process::{Database, Herald};
 use crate::receiver::Receiver;
 use std::path::PathBuf;
 
@@ -13,20 +14,27 @@ pub struct Bench {
     pub quick: bool,
     pub events: u64,
     pub backlog: u64,
+    /// The PostgreSQL server to make databases on; SQLite files when `None`.
+    pub postgres: Option<String>,
 }
 
 impl Bench {
-    async fn herald(&self, dir: &tempfile::TempDir, worker: bool) -> anyhow::Result<Herald> {
-        Herald::start(&self.exe, &database_url(dir.path()), worker).await
+    /// A fresh database of the backend measured.
+    async fn database(&self) -> anyhow::Result<Database> {
+        Database::fresh(self.postgres.as_deref()).await
     }
 
-    /// A `serve` with its worker on a fresh database, a receiver, and one webhook to it (its
-    /// folder is returned to keep it alive).
-    async fn with_webhook(&self, name: &str) -> anyhow::Result<(tempfile::TempDir, Herald, Receiver)> {
-        let dir = tempfile::tempdir()?;
-        let h = self.herald(&dir, true).await?;
+    async fn herald(&self, db: &Database, worker: bool) -> anyhow::Result<Herald> {
+        Herald::start(&self.exe, &db.url(), worker).await
+    }
+
+    /// A `serve` with its worker on a fresh database, a receiver, and one webhook to it (the
+    /// database is returned to keep it alive).
+    async fn with_webhook(&self, name: &str) -> anyhow::Result<(Database, Herald, Receiver)> {
+        let db = self.database().await?;
+        let h = self.herald(&db, true).await?;
         let rx = Receiver::start(false).await;
         h.create_webhook(name, &rx.url(), 15).await?;
-        Ok((dir, h, rx))
+        Ok((db, h, rx))
     }
 }

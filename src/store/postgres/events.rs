@@ -1,9 +1,9 @@
-//! Events in PostgreSQL: written with their deliveries in the write transaction, read back for
-//! claims and the delivery log.
+//! Events in PostgreSQL: written with their deliveries in the write transaction (three
+//! statements however many there are), read back for claims and the delivery log.
 
-use super::{execute, fetch, scalar, sql};
+use super::{fetch, insert_rows, sql};
 use crate::events::Event;
-use crate::store::rows::{event_args, RawEvent, EVENT_COLUMNS};
+use crate::store::rows::{event_args, RawEvent};
 use crate::store::sql::Arg;
 use crate::store::Result;
 use chrono::{DateTime, Utc};
@@ -16,39 +16,72 @@ pub(super) async fn events<C: GenericClient>(c: &C, ids: &[i64]) -> Result<Vec<E
     fetch(c, &q, |r| RawEvent::from_row(r)?.parse()).await
 }
 
-/// Stores an event (in the caller's transaction); returns its id.
-pub(super) async fn insert_event<C: GenericClient>(c: &C, e: &Event, now: DateTime<Utc>) -> Result<i64> {
-    let mut q = sql(&format!("insert into events ({EVENT_COLUMNS}) values "));
-    q.list(event_args(e, now)).push(" returning id");
-    scalar(c, &q).await
-}
+/// The columns of `events` with their types, in the order of `id` then `rows::event_args`.
+const EVENT_COLUMNS: [(&str, &str); 9] = [
+    ("id", "bigint"),
+    ("event", "text"),
+    ("timestamp", "text"),
+    ("object_type", "text"),
+    ("username", "text"),
+    ("request_id", "text"),
+    ("data", "text"),
+    ("snapshots", "text"),
+    ("created_at", "bigint"),
+];
 
-/// Queues one delivery of an event per webhook (in the caller's transaction), in one statement.
-pub(super) async fn insert_deliveries<C: GenericClient>(
+const DELIVERY_COLUMNS: [(&str, &str); 9] = [
+    ("event_id", "bigint"),
+    ("webhook_id", "bigint"),
+    ("event", "text"),
+    ("object_type", "text"),
+    ("status", "text"),
+    ("attempts", "int"),
+    ("next_attempt_at", "bigint"),
+    ("created_at", "bigint"),
+    ("updated_at", "bigint"),
+];
+
+/// Stores events and their deliveries (in the caller's transaction); returns the events' ids.
+pub(super) async fn insert_events<C: GenericClient>(
     c: &C,
-    event_id: i64,
-    e: &Event,
-    webhooks: &[i64],
+    events: &[(&Event, &[i64])],
     now: DateTime<Utc>,
-) -> Result<()> {
-    let mut q = sql(
-        "insert into deliveries (event_id, webhook_id, event, object_type, status, attempts, next_attempt_at, \
-         created_at, updated_at) select ",
-    );
-    // Parameters in a select list have no type to take from their columns: cast them.
-    q.bind(event_id)
-        .push("::bigint, w, ")
-        .bind(e.kind.as_str())
-        .push("::text, ")
-        .bind(&e.object_type)
-        .push("::text, 'queued', 0, ")
-        .bind(now)
-        .push("::bigint, ")
-        .bind(now)
-        .push("::bigint, ")
-        .bind(now)
-        .push("::bigint from unnest(")
-        .bind(Arg::IntSet(webhooks.to_vec()))
-        .push("::bigint[]) w");
-    execute(c, &q).await.map(|_| ())
+) -> Result<Vec<i64>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The ids first, so that one statement can write the events and one their deliveries.
+    let mut q = sql("select nextval('events_id_seq') as id from generate_series(1, ");
+    q.bind(events.len() as i64).push("::bigint)");
+    let mut ids: Vec<i64> = fetch(c, &q, |r| r.try_get("id").map_err(super::map_err)).await?;
+    ids.sort_unstable();
+    let rows: Vec<Vec<Arg>> = events
+        .iter()
+        .zip(&ids)
+        .map(|((e, _), id)| std::iter::once(Arg::Int(*id)).chain(event_args(e, now)).collect())
+        .collect();
+    insert_rows(c, "events", &EVENT_COLUMNS, &rows).await?;
+    let deliveries: Vec<Vec<Arg>> = events
+        .iter()
+        .zip(&ids)
+        .flat_map(|((e, webhooks), id)| {
+            webhooks.iter().map(move |w| {
+                vec![
+                    Arg::Int(*id),
+                    Arg::Int(*w),
+                    Arg::from(e.kind.as_str()),
+                    Arg::from(&e.object_type),
+                    Arg::from("queued"),
+                    Arg::Int(0),
+                    Arg::from(now),
+                    Arg::from(now),
+                    Arg::from(now),
+                ]
+            })
+        })
+        .collect();
+    if !deliveries.is_empty() {
+        insert_rows(c, "deliveries", &DELIVERY_COLUMNS, &deliveries).await?;
+    }
+    Ok(ids)
 }

@@ -13,6 +13,7 @@ mod listen;
 mod migrate;
 mod objects;
 mod queue;
+pub mod scratch;
 mod users;
 mod webhooks;
 
@@ -149,6 +150,28 @@ async fn execute<C: GenericClient>(c: &C, q: &Sql) -> Result<u64> {
     let stmt = c.prepare_cached(&q.text).await.map_err(map_err)?;
     let p = params(q);
     c.execute(&stmt, &refs(&p)).await.map_err(map_err)
+}
+
+/// Inserts `rows` (values in the order of `columns`, each a name and a type) with one
+/// statement, whatever their number: each column is bound as one array.
+async fn insert_rows<C: GenericClient>(c: &C, table: &str, columns: &[(&str, &str)], rows: &[Vec<Arg>]) -> Result<u64> {
+    let arrays: Vec<Vec<Param<'_>>> = (0..columns.len())
+        .map(|i| rows.iter().map(|r| Param(&r[i])).collect())
+        .collect();
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let unnest: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| format!("${}::{ty}[]", i + 1))
+        .collect();
+    let text = format!(
+        "insert into {table} ({}) select * from unnest({})",
+        names.join(", "),
+        unnest.join(", ")
+    );
+    let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+    let stmt = c.prepare_cached(&text).await.map_err(map_err)?;
+    c.execute(&stmt, &params).await.map_err(map_err)
 }
 
 /// The first column of the one row of `q`.
@@ -324,12 +347,13 @@ impl PgStore {
         Ok(PgStore { pool, queued, listener })
     }
 
-    /// A connection from the pool.
+    /// A connection from the pool: `Unavailable` when none is free in time or the server
+    /// cannot be reached.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Other(anyhow::anyhow!("no PostgreSQL connection: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("no PostgreSQL connection: {e}")))
     }
 
     /// Runs `q` on a connection of the pool, returning its rows as records. A read that lost

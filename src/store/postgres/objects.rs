@@ -3,7 +3,7 @@
 //! unique keys are claimed by inserting them (`on conflict do nothing` waits for a concurrent
 //! holder and then sees its key), and `lock` takes row locks where the engine asks for them.
 
-use super::events::{insert_deliveries, insert_event};
+use super::events::insert_events;
 use super::webhooks::{enabled, enabled_versions};
 use super::{execute, fetch, query, scalar, sql, PgStore};
 use crate::changes::{Change, ChangeFilter};
@@ -248,21 +248,9 @@ impl WriteTx for PgTx<'_> {
         enabled(&self.tx).await
     }
 
-    async fn insert_event(&mut self, event: &Event, now: DateTime<Utc>) -> Result<i64> {
-        insert_event(&self.tx, event, now).await
-    }
-
-    async fn insert_deliveries(
-        &mut self,
-        event_id: i64,
-        event: &Event,
-        webhooks: &[i64],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        if !webhooks.is_empty() {
-            insert_deliveries(&self.tx, event_id, event, webhooks, now).await?;
-            self.queued = true;
-        }
-        Ok(())
+    async fn insert_events(&mut self, events: &[(&Event, &[i64])], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let ids = insert_events(&self.tx, events, now).await?;
+        self.queued |= events.iter().any(|(_, webhooks)| !webhooks.is_empty());
+        Ok(ids)
     }
 }

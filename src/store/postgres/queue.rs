@@ -3,19 +3,16 @@
 //! nor take the same delivery; outcomes are written in two statements per batch.
 
 use super::events::events;
-use super::{fetch, map_err, sql, Param, PgStore, CHANNEL};
+use super::{fetch, insert_rows, map_err, sql, PgStore, CHANNEL};
 use crate::events::Event;
 use crate::page::Page;
 use crate::queue::{Attempt, ClaimArm, ClaimPlan, Delivery, DeliveryFilter, Outcome, Status};
-use crate::store::rows::{
-    self, attempt_args, from_micros, one, Columns, RawEvent, ATTEMPT_COLUMNS, CLAIM_RETURNING, DELIVERY_SELECT,
-};
+use crate::store::rows::{self, attempt_args, from_micros, one, Columns, RawEvent, CLAIM_RETURNING, DELIVERY_SELECT};
 use crate::store::sql::{delivery_where, Arg, Sql};
 use crate::store::{ClaimedBatch, QueueStore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use tokio_postgres::types::ToSql;
 
 /// The statuses a claim takes once due.
 const CLAIMABLE: &str = "status in ('queued', 'retrying', 'in_flight')";
@@ -47,9 +44,19 @@ fn claim_sql(plan: &ClaimPlan) -> Sql {
     q
 }
 
-/// The types of `ATTEMPT_COLUMNS`, as arrays.
-const ATTEMPT_ARRAYS: [&str; 11] = [
-    "bigint[]", "bigint[]", "bigint[]", "text[]", "text[]", "text[]", "text[]", "int[]", "text[]", "text[]", "text[]",
+/// The columns of `attempts` with their types, in the order of `rows::attempt_args`.
+const ATTEMPT_COLUMNS: [(&str, &str); 11] = [
+    ("delivery_id", "bigint"),
+    ("started_at", "bigint"),
+    ("duration_us", "bigint"),
+    ("request_method", "text"),
+    ("request_url", "text"),
+    ("request_headers", "text"),
+    ("request_body", "text"),
+    ("response_status", "int"),
+    ("response_headers", "text"),
+    ("response_body", "text"),
+    ("error", "text"),
 ];
 
 /// Writes the attempts, then each delivery's state, to deliveries still in flight (in the
@@ -59,32 +66,20 @@ async fn write_outcomes(
     outcomes: &[Outcome],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let attempts: Vec<[Arg; 11]> = outcomes
+    let attempts: Vec<Vec<Arg>> = outcomes
         .iter()
         .filter_map(|o| o.attempt.as_ref())
-        .map(attempt_args)
+        .map(|a| attempt_args(a).map(Vec::from))
         .collect::<Result<_>>()?;
     if !attempts.is_empty() {
-        let columns: Vec<Vec<Param<'_>>> = (0..ATTEMPT_COLUMNS.len())
-            .map(|i| attempts.iter().map(|a| Param(&a[i])).collect())
-            .collect();
-        let arrays: Vec<String> = ATTEMPT_ARRAYS
-            .iter()
-            .enumerate()
-            .map(|(i, ty)| format!("${}::{ty}", i + 1))
-            .collect();
-        let text = format!(
-            "insert into attempts ({}) select * from unnest({})",
-            ATTEMPT_COLUMNS.join(", "),
-            arrays.join(", ")
-        );
-        let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        let stmt = tx.prepare_cached(&text).await.map_err(map_err)?;
-        tx.execute(&stmt, &params).await.map_err(map_err)?;
+        insert_rows(tx, "attempts", &ATTEMPT_COLUMNS, &attempts).await?;
     }
     let ids: Vec<i64> = outcomes.iter().map(|o| o.delivery_id).collect();
     let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
-    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.last_error.as_deref()).collect();
+    let errors: Vec<Option<std::borrow::Cow<'_, str>>> = outcomes
+        .iter()
+        .map(|o| o.last_error.as_deref().map(super::pg_text))
+        .collect();
     let codes: Vec<Option<i32>> = outcomes.iter().map(|o| o.last_status_code.map(i32::from)).collect();
     let next: Vec<i64> = outcomes.iter().map(|o| o.next_attempt_at.timestamp_micros()).collect();
     let stmt = tx

@@ -234,21 +234,16 @@ impl WriteTx for SqliteTx<'_> {
         enabled(self.conn)
     }
 
-    async fn insert_event(&mut self, event: &Event, now: DateTime<Utc>) -> Result<i64> {
-        insert_event(self.conn, event, now)
-    }
-
-    async fn insert_deliveries(
-        &mut self,
-        event_id: i64,
-        event: &Event,
-        webhooks: &[i64],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        if !webhooks.is_empty() {
-            insert_deliveries(self.conn, event_id, event, webhooks, now)?;
-            self.queued = true;
+    async fn insert_events(&mut self, events: &[(&Event, &[i64])], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(events.len());
+        for (event, webhooks) in events {
+            let id = insert_event(self.conn, event, now)?;
+            if !webhooks.is_empty() {
+                insert_deliveries(self.conn, id, event, webhooks, now)?;
+                self.queued = true;
+            }
+            ids.push(id);
         }
-        Ok(())
+        Ok(ids)
     }
 }

@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod rows;
 pub mod sql;
 pub mod sqlite;
+pub mod statements;
 
 use crate::auth::{Group, Permission, Token, User};
 use crate::changes::{Change, ChangeFilter};

@@ -19,8 +19,10 @@ mod webhooks;
 
 use super::rows::{self, Columns};
 use super::sql::{Arg, Dialect, FieldAs, Sql};
+use super::statements::PageSql;
 use super::{Result, Store, StoreError, WriteError, WriteJob};
 use crate::config::{redact_url, PostgresConfig};
+use crate::page::Page;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -369,6 +371,13 @@ impl PgStore {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A page of records: the count and the rows, on one connection.
+    async fn page<T>(&self, page: PageSql, map: impl Fn(&Row) -> Result<T>) -> Result<Page<T>> {
+        let c = self.client().await?;
+        let total: i64 = scalar(&c, &page.count).await?;
+        Ok(Page::new(total, fetch(&c, &page.items, map).await?))
     }
 
     /// Runs `q` on a connection of the pool, returning the rows it touched.

@@ -5,14 +5,15 @@
 
 use super::events::insert_events;
 use super::webhooks::{enabled, enabled_versions};
-use super::{execute, fetch, query, scalar, sql, PgStore};
+use super::{execute, fetch, query, scalar, sql, PgStore, DIALECT};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
 use crate::objects::query::ObjectQuery;
 use crate::objects::{Lock, Obj, ObjectRead, ObjectTx, Ref, Referrer};
 use crate::page::Page;
-use crate::store::rows::{self, change_args, Columns, CHANGE_COLUMNS, CHANGE_SELECT, OBJECT_SELECT};
-use crate::store::sql::{change_where, object_find, object_order, object_where, Arg, Sql};
+use crate::store::rows::{self, change_args, Columns, CHANGE_COLUMNS, OBJECT_SELECT};
+use crate::store::sql::{object_find, Arg, Sql};
+use crate::store::statements;
 use crate::store::{ObjectStore, Result, WriteTx};
 use crate::webhooks::Webhook;
 use async_trait::async_trait;
@@ -37,15 +38,8 @@ async fn get<C: GenericClient>(c: &C, ty: &str, ids: &[i64]) -> Result<Vec<Obj>>
 #[async_trait]
 impl ObjectRead for PgStore {
     async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<Page<Obj>> {
-        let mut count = sql("select count(*) from objects o");
-        object_where(&mut count, ty, query);
-        let mut q = sql(OBJECT_SELECT);
-        object_where(&mut q, ty, query);
-        object_order(&mut q, query);
-        q.push(" limit ").bind(limit).push(" offset ").bind(offset);
-        let c = self.client().await?;
-        let total: i64 = scalar(&c, &count).await?;
-        Ok(Page::new(total, fetch(&c, &q, rows::obj).await?))
+        self.page(statements::objects_page(&DIALECT, ty, query, limit, offset), rows::obj)
+            .await
     }
 
     async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
@@ -56,23 +50,12 @@ impl ObjectRead for PgStore {
 #[async_trait]
 impl ObjectStore for PgStore {
     async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Change>> {
-        let mut count = sql("select count(*) from object_changes c");
-        change_where(&mut count, filter);
-        let mut q = sql(CHANGE_SELECT);
-        change_where(&mut q, filter);
-        q.push(" order by c.id desc limit ")
-            .bind(limit)
-            .push(" offset ")
-            .bind(offset);
-        let c = self.client().await?;
-        let total: i64 = scalar(&c, &count).await?;
-        Ok(Page::new(total, fetch(&c, &q, rows::change).await?))
+        self.page(statements::changes_page(&DIALECT, filter, limit, offset), rows::change)
+            .await
     }
 
     async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let mut q = sql("delete from object_changes where id in (select id from object_changes where time < ");
-        q.bind(before).push(" order by id limit ").bind(limit).push(")");
-        self.exec(&q).await
+        self.exec(&statements::purge_changes(&DIALECT, before, limit)).await
     }
 }
 

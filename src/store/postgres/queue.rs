@@ -3,12 +3,13 @@
 //! nor take the same delivery; outcomes are written in two statements per batch.
 
 use super::events::events;
-use super::{fetch, insert_rows, map_err, sql, PgStore, CHANNEL};
+use super::{fetch, insert_rows, map_err, sql, PgStore, CHANNEL, DIALECT};
 use crate::events::Event;
 use crate::page::Page;
 use crate::queue::{Attempt, ClaimArm, ClaimPlan, Delivery, DeliveryFilter, Outcome, Status};
-use crate::store::rows::{self, attempt_args, from_micros, one, Columns, RawEvent, CLAIM_RETURNING, DELIVERY_SELECT};
-use crate::store::sql::{delivery_where, Arg, Sql};
+use crate::store::rows::{self, attempt_args, from_micros, one, Columns, RawEvent, CLAIM_RETURNING};
+use crate::store::sql::{Arg, Sql};
+use crate::store::statements;
 use crate::store::{ClaimedBatch, QueueStore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -101,11 +102,6 @@ async fn write_outcomes(
 }
 
 impl PgStore {
-    /// Runs a statement that changes deliveries; returns the rows touched.
-    async fn change_deliveries(&self, q: Sql) -> Result<u64> {
-        self.exec(&q).await
-    }
-
     /// Runs `q` and wakes every process's workers if it touched a row.
     async fn change_and_signal(&self, q: Sql) -> Result<u64> {
         let n = self
@@ -188,29 +184,20 @@ impl QueueStore for PgStore {
     }
 
     async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>> {
-        let mut count = sql("select count(*) from deliveries d");
-        delivery_where(&mut count, filter);
-        let mut q = sql(DELIVERY_SELECT);
-        delivery_where(&mut q, filter);
-        q.push(" order by d.id desc limit ")
-            .bind(limit)
-            .push(" offset ")
-            .bind(offset);
-        let c = self.client().await?;
-        let total: i64 = super::scalar(&c, &count).await?;
-        Ok(Page::new(total, fetch(&c, &q, rows::delivery).await?))
+        self.page(
+            statements::deliveries_page(&DIALECT, filter, limit, offset),
+            rows::delivery,
+        )
+        .await
     }
 
     async fn delivery(&self, id: i64) -> Result<Delivery> {
-        let mut q = sql(DELIVERY_SELECT);
-        q.push(" where d.id = ").bind(id);
-        one(self.read(&q, rows::delivery).await?)
+        one(self.read(&statements::delivery(&DIALECT, id), rows::delivery).await?)
     }
 
     async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>> {
-        let mut q = sql("select * from attempts where delivery_id = ");
-        q.bind(delivery_id).push(" order by id");
-        self.read(&q, rows::attempt).await
+        self.read(&statements::attempts(&DIALECT, delivery_id), rows::attempt)
+            .await
     }
 
     async fn event(&self, id: i64) -> Result<Event> {
@@ -220,8 +207,8 @@ impl QueueStore for PgStore {
     }
 
     async fn status_counts(&self) -> Result<Vec<(Status, i64)>> {
-        let q = sql("select status, count(*) as n from deliveries group by status");
-        self.read(&q, |r| Ok((rows::status(r)?, r.int("n")?))).await
+        self.read(&sql(statements::STATUS_COUNTS), |r| Ok((rows::status(r)?, r.int("n")?)))
+            .await
     }
 
     async fn oldest_created(&self, statuses: &[Status]) -> Result<Option<DateTime<Utc>>> {
@@ -232,25 +219,15 @@ impl QueueStore for PgStore {
     }
 
     async fn failed_attempts_since(&self, since: DateTime<Utc>) -> Result<i64> {
-        let mut q = sql("select count(*) from attempts where error is not null and started_at >= ");
-        q.bind(since);
-        self.value(&q).await
+        self.value(&statements::failed_attempts_since(&DIALECT, since)).await
     }
 
     async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
-        let mut q = sql("update deliveries set status = 'queued', unrecorded_claims = 0, next_attempt_at = ");
-        q.bind(now).push(", updated_at = ").bind(now);
-        q.push(" where id in (select d.id from deliveries d");
-        delivery_where(&mut q, filter);
-        q.push(")");
-        self.change_and_signal(q).await
+        self.change_and_signal(statements::requeue(&DIALECT, filter, now)).await
     }
 
     async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
-        let mut q = sql("delete from deliveries where id in (select d.id from deliveries d");
-        delivery_where(&mut q, filter);
-        q.push(")");
-        self.change_deliveries(q).await
+        self.exec(&statements::delete_deliveries(&DIALECT, filter)).await
     }
 
     async fn purge_deliveries(
@@ -259,24 +236,11 @@ impl QueueStore for PgStore {
         failed_before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64> {
-        let mut q = sql(
-            "delete from deliveries where id in (select id from deliveries where (status = 'succeeded' and updated_at < ",
-        );
-        q.bind(succeeded_before)
-            .push(") or (status = 'failed' and updated_at < ")
-            .bind(failed_before)
-            .push(") limit ")
-            .bind(limit)
-            .push(")");
-        self.change_deliveries(q).await
+        let q = statements::purge_deliveries(&DIALECT, succeeded_before, failed_before, limit);
+        self.exec(&q).await
     }
 
     async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let mut q = sql("delete from events where id in (select e.id from events e where e.created_at < ");
-        q.bind(before)
-            .push(" and not exists (select 1 from deliveries d where d.event_id = e.id) limit ")
-            .bind(limit)
-            .push(")");
-        self.change_deliveries(q).await
+        self.exec(&statements::purge_events(&DIALECT, before, limit)).await
     }
 }

@@ -19,7 +19,9 @@ mod webhooks;
 
 use super::rows::Columns;
 use super::sql::{Arg, Dialect, FieldAs, Sql};
+use super::statements::PageSql;
 use super::{Result, Store, StoreError, WriteError, WriteJob};
+use crate::page::Page;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use lane::{run_ready, Lane};
@@ -283,6 +285,17 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         self.write.run(move |c| in_write_tx(c, f)).await
+    }
+
+    /// A page of records: the count and the rows, in one job on a reader.
+    async fn page<T: Send + 'static>(
+        &self,
+        page: PageSql,
+        map: impl Fn(&Row<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<Page<T>> {
+        self.read
+            .run(move |c| Ok(Page::new(page.count.scalar(c)?, page.items.rows(c, map)?)))
+            .await
     }
 
     /// Tells waiting workers that deliveries are due.

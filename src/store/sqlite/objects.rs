@@ -4,14 +4,15 @@
 
 use super::events::{insert_deliveries, insert_event};
 use super::webhooks::{enabled, enabled_versions};
-use super::{map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK};
+use super::{map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK, DIALECT};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
 use crate::objects::query::ObjectQuery;
 use crate::objects::{Lock, Obj, ObjectRead, ObjectTx, Ref, Referrer};
 use crate::page::Page;
-use crate::store::rows::{self, change_args, json_err, Columns, CHANGE_COLUMNS, CHANGE_SELECT, OBJECT_SELECT};
-use crate::store::sql::{change_where, object_find, object_order, object_where};
+use crate::store::rows::{self, change_args, json_err, Columns, CHANGE_COLUMNS, OBJECT_SELECT};
+use crate::store::sql::object_find;
+use crate::store::statements;
 use crate::store::{ObjectStore, Result, WriteTx};
 use crate::webhooks::Webhook;
 use async_trait::async_trait;
@@ -35,15 +36,8 @@ fn get(conn: &Connection, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
 #[async_trait]
 impl ObjectRead for SqliteStore {
     async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<Page<Obj>> {
-        let mut count = sql("select count(*) from objects o");
-        object_where(&mut count, ty, query);
-        let mut q = sql(OBJECT_SELECT);
-        object_where(&mut q, ty, query);
-        object_order(&mut q, query);
-        q.push(" limit ").bind(limit).push(" offset ").bind(offset);
-        self.read
-            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, |r| rows::obj(r))?)))
-            .await
+        let page = statements::objects_page(&DIALECT, ty, query, limit, offset);
+        self.page(page, |r| rows::obj(r)).await
     }
 
     async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
@@ -55,22 +49,12 @@ impl ObjectRead for SqliteStore {
 #[async_trait]
 impl ObjectStore for SqliteStore {
     async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Change>> {
-        let mut count = sql("select count(*) from object_changes c");
-        change_where(&mut count, filter);
-        let mut q = sql(CHANGE_SELECT);
-        change_where(&mut q, filter);
-        q.push(" order by c.id desc limit ")
-            .bind(limit)
-            .push(" offset ")
-            .bind(offset);
-        self.read
-            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, |r| rows::change(r))?)))
-            .await
+        let page = statements::changes_page(&DIALECT, filter, limit, offset);
+        self.page(page, |r| rows::change(r)).await
     }
 
     async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let mut q = sql("delete from object_changes where id in (select id from object_changes where time < ");
-        q.bind(before).push(" order by id limit ").bind(limit).push(")");
+        let q = statements::purge_changes(&DIALECT, before, limit);
         self.write.run(move |c| q.execute(c).map(|n| n as u64)).await
     }
 }

@@ -1,14 +1,12 @@
 //! The queue in SQLite: events, deliveries and attempts.
 
 use super::events::raw_events;
-use super::{in_write_tx, map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK};
+use super::{in_write_tx, map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK, DIALECT};
 use crate::events::Event;
 use crate::page::Page;
 use crate::queue::{Attempt, ClaimPlan, Delivery, DeliveryFilter, Outcome, Status};
-use crate::store::rows::{
-    self, attempt_args, from_micros, one, Columns, RawEvent, ATTEMPT_COLUMNS, CLAIM_RETURNING, DELIVERY_SELECT,
-};
-use crate::store::sql::delivery_where;
+use crate::store::rows::{self, attempt_args, from_micros, one, Columns, RawEvent, ATTEMPT_COLUMNS, CLAIM_RETURNING};
+use crate::store::statements;
 use crate::store::{ClaimedBatch, QueueStore, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -160,36 +158,19 @@ impl QueueStore for SqliteStore {
     }
 
     async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>> {
-        let mut count = sql("select count(*) from deliveries d");
-        delivery_where(&mut count, filter);
-        let mut q = sql(DELIVERY_SELECT);
-        delivery_where(&mut q, filter);
-        q.push(" order by d.id desc limit ")
-            .bind(limit)
-            .push(" offset ")
-            .bind(offset);
-        self.read
-            .run(move |c| Ok(Page::new(count.scalar(c)?, q.rows(c, |r| rows::delivery(r))?)))
-            .await
+        let page = statements::deliveries_page(&DIALECT, filter, limit, offset);
+        self.page(page, |r| rows::delivery(r)).await
     }
 
     async fn delivery(&self, id: i64) -> Result<Delivery> {
         self.read
-            .run(move |c| {
-                let mut q = sql(DELIVERY_SELECT);
-                q.push(" where d.id = ").bind(id);
-                one(q.rows(c, |r| rows::delivery(r))?)
-            })
+            .run(move |c| one(statements::delivery(&DIALECT, id).rows(c, |r| rows::delivery(r))?))
             .await
     }
 
     async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>> {
         self.read
-            .run(move |c| {
-                let mut q = sql("select * from attempts where delivery_id = ");
-                q.bind(delivery_id).push(" order by id");
-                q.rows(c, |r| rows::attempt(r))
-            })
+            .run(move |c| statements::attempts(&DIALECT, delivery_id).rows(c, |r| rows::attempt(r)))
             .await
     }
 
@@ -199,10 +180,7 @@ impl QueueStore for SqliteStore {
 
     async fn status_counts(&self) -> Result<Vec<(Status, i64)>> {
         self.read
-            .run(|c| {
-                sql("select status, count(*) as n from deliveries group by status")
-                    .rows(c, |r| Ok((rows::status(r)?, r.int("n")?)))
-            })
+            .run(|c| sql(statements::STATUS_COUNTS).rows(c, |r| Ok((rows::status(r)?, r.int("n")?))))
             .await
     }
 
@@ -223,18 +201,14 @@ impl QueueStore for SqliteStore {
     }
 
     async fn failed_attempts_since(&self, since: DateTime<Utc>) -> Result<i64> {
-        let mut q = sql("select count(*) from attempts where error is not null and started_at >= ");
-        q.bind(since);
+        let q = statements::failed_attempts_since(&DIALECT, since);
         self.read.run(move |c| q.scalar(c)).await
     }
 
     async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
-        let mut q = sql("update deliveries set status = 'queued', unrecorded_claims = 0, next_attempt_at = ");
-        q.bind(now).push(", updated_at = ").bind(now);
-        q.push(" where id in (select d.id from deliveries d");
-        delivery_where(&mut q, filter);
-        q.push(")");
-        let n = self.change_deliveries(q).await?;
+        let n = self
+            .change_deliveries(statements::requeue(&DIALECT, filter, now))
+            .await?;
         if n > 0 {
             self.signal();
         }
@@ -242,10 +216,8 @@ impl QueueStore for SqliteStore {
     }
 
     async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
-        let mut q = sql("delete from deliveries where id in (select d.id from deliveries d");
-        delivery_where(&mut q, filter);
-        q.push(")");
-        self.change_deliveries(q).await
+        self.change_deliveries(statements::delete_deliveries(&DIALECT, filter))
+            .await
     }
 
     async fn purge_deliveries(
@@ -254,22 +226,12 @@ impl QueueStore for SqliteStore {
         failed_before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64> {
-        let mut q = sql("delete from deliveries where id in (select id from deliveries where (status = 'succeeded' and updated_at < ");
-        q.bind(succeeded_before)
-            .push(") or (status = 'failed' and updated_at < ")
-            .bind(failed_before)
-            .push(") limit ")
-            .bind(limit)
-            .push(")");
+        let q = statements::purge_deliveries(&DIALECT, succeeded_before, failed_before, limit);
         self.change_deliveries(q).await
     }
 
     async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let mut q = sql("delete from events where id in (select e.id from events e where e.created_at < ");
-        q.bind(before)
-            .push(" and not exists (select 1 from deliveries d where d.event_id = e.id) limit ")
-            .bind(limit)
-            .push(")");
-        self.change_deliveries(q).await
+        self.change_deliveries(statements::purge_events(&DIALECT, before, limit))
+            .await
     }
 }

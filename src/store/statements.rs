@@ -1,0 +1,145 @@
+//! Statements every backend runs as they are, built once in the backend's dialect: pages of
+//! the logs and of objects (a count and the page), purges, requeues. What a backend writes
+//! its own way (claims, outcomes, object writes) stays with it.
+
+use super::rows::{CHANGE_SELECT, DELIVERY_SELECT, OBJECT_SELECT};
+use super::sql::{change_where, delivery_where, object_order, object_where, Dialect, Sql};
+use crate::changes::ChangeFilter;
+use crate::objects::query::ObjectQuery;
+use crate::queue::DeliveryFilter;
+use chrono::{DateTime, Utc};
+
+/// A page: the statement counting every match, and the one reading the page.
+pub struct PageSql {
+    pub count: Sql,
+    pub items: Sql,
+}
+
+fn limit(q: &mut Sql, limit: i64, offset: i64) {
+    q.push(" limit ").bind(limit).push(" offset ").bind(offset);
+}
+
+/// Objects of `ty` matching `query`, in its order.
+pub fn objects_page(d: &'static dyn Dialect, ty: &str, query: &ObjectQuery, n: i64, offset: i64) -> PageSql {
+    let mut count = Sql::new(d, "select count(*) from objects o");
+    object_where(&mut count, ty, query);
+    let mut items = Sql::new(d, OBJECT_SELECT);
+    object_where(&mut items, ty, query);
+    object_order(&mut items, query);
+    limit(&mut items, n, offset);
+    PageSql { count, items }
+}
+
+/// Changes matching `filter`, newest first.
+pub fn changes_page(d: &'static dyn Dialect, filter: &ChangeFilter, n: i64, offset: i64) -> PageSql {
+    let mut count = Sql::new(d, "select count(*) from object_changes c");
+    change_where(&mut count, filter);
+    let mut items = Sql::new(d, CHANGE_SELECT);
+    change_where(&mut items, filter);
+    items.push(" order by c.id desc");
+    limit(&mut items, n, offset);
+    PageSql { count, items }
+}
+
+/// Deliveries matching `filter`, newest first.
+pub fn deliveries_page(d: &'static dyn Dialect, filter: &DeliveryFilter, n: i64, offset: i64) -> PageSql {
+    let mut count = Sql::new(d, "select count(*) from deliveries d");
+    delivery_where(&mut count, filter);
+    let mut items = Sql::new(d, DELIVERY_SELECT);
+    delivery_where(&mut items, filter);
+    items.push(" order by d.id desc");
+    limit(&mut items, n, offset);
+    PageSql { count, items }
+}
+
+/// Up to `n` changes older than `before`, oldest first.
+pub fn purge_changes(d: &'static dyn Dialect, before: DateTime<Utc>, n: i64) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "delete from object_changes where id in (select id from object_changes where time < ",
+    );
+    q.bind(before).push(" order by id limit ").bind(n).push(")");
+    q
+}
+
+/// Every delivery matching `filter` queued again, due `now`.
+pub fn requeue(d: &'static dyn Dialect, filter: &DeliveryFilter, now: DateTime<Utc>) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "update deliveries set status = 'queued', unrecorded_claims = 0, next_attempt_at = ",
+    );
+    q.bind(now).push(", updated_at = ").bind(now);
+    q.push(" where id in (select d.id from deliveries d");
+    delivery_where(&mut q, filter);
+    q.push(")");
+    q
+}
+
+/// Every delivery matching `filter`, deleted (its attempts go with it).
+pub fn delete_deliveries(d: &'static dyn Dialect, filter: &DeliveryFilter) -> Sql {
+    let mut q = Sql::new(d, "delete from deliveries where id in (select d.id from deliveries d");
+    delivery_where(&mut q, filter);
+    q.push(")");
+    q
+}
+
+/// Up to `n` finished deliveries: succeeded ones last changed before `succeeded_before`,
+/// failed ones before `failed_before`.
+pub fn purge_deliveries(
+    d: &'static dyn Dialect,
+    succeeded_before: DateTime<Utc>,
+    failed_before: DateTime<Utc>,
+    n: i64,
+) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "delete from deliveries where id in (select id from deliveries where (status = 'succeeded' and updated_at < ",
+    );
+    q.bind(succeeded_before)
+        .push(") or (status = 'failed' and updated_at < ")
+        .bind(failed_before)
+        .push(") limit ")
+        .bind(n)
+        .push(")");
+    q
+}
+
+/// Up to `n` events created before `before` that no delivery needs any more.
+pub fn purge_events(d: &'static dyn Dialect, before: DateTime<Utc>, n: i64) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "delete from events where id in (select e.id from events e where e.created_at < ",
+    );
+    q.bind(before)
+        .push(" and not exists (select 1 from deliveries d where d.event_id = e.id) limit ")
+        .bind(n)
+        .push(")");
+    q
+}
+
+/// Attempts that failed at or after `since`.
+pub fn failed_attempts_since(d: &'static dyn Dialect, since: DateTime<Utc>) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "select count(*) from attempts where error is not null and started_at >= ",
+    );
+    q.bind(since);
+    q
+}
+
+/// A delivery's attempts, oldest first.
+pub fn attempts(d: &'static dyn Dialect, delivery_id: i64) -> Sql {
+    let mut q = Sql::new(d, "select * from attempts where delivery_id = ");
+    q.bind(delivery_id).push(" order by id");
+    q
+}
+
+/// One delivery.
+pub fn delivery(d: &'static dyn Dialect, id: i64) -> Sql {
+    let mut q = Sql::new(d, DELIVERY_SELECT);
+    q.push(" where d.id = ").bind(id);
+    q
+}
+
+/// Deliveries per status: `status`, `n`.
+pub const STATUS_COUNTS: &str = "select status, count(*) as n from deliveries group by status";

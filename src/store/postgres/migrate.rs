@@ -1,6 +1,6 @@
-//! PostgreSQL's migrations, each applied once in its own transaction and recorded in
-//! `herald_migrations`; an advisory lock keeps processes starting together from applying one
-//! twice.
+//! PostgreSQL's migrations, each applied once and recorded in `herald_migrations`, all that
+//! are pending in one transaction (a failed one leaves the schema as it was); an advisory lock
+//! keeps processes starting together from applying one twice.
 
 use super::map_err;
 use crate::store::{Result, StoreError};

@@ -41,7 +41,8 @@ const WRITE_TRIES: usize = 5;
 pub struct PgStore {
     pool: Pool,
     queued: Arc<Notify>,
-    listener: listen::Listener,
+    /// The LISTEN task, kept for its drop (which stops it).
+    _listener: listen::Listener,
 }
 
 /// PostgreSQL's spelling of what databases spell differently.
@@ -346,7 +347,11 @@ impl PgStore {
         drop(client);
         let queued = Arc::new(Notify::new());
         let listener = listen::Listener::start(pg, CHANNEL, queued.clone());
-        Ok(PgStore { pool, queued, listener })
+        Ok(PgStore {
+            pool,
+            queued,
+            _listener: listener,
+        })
     }
 
     /// A connection from the pool: `Unavailable` when none is free in time or the server
@@ -477,7 +482,6 @@ impl Store for PgStore {
     }
 
     fn queue_signal(&self) -> Arc<Notify> {
-        let _ = &self.listener;
         self.queued.clone()
     }
 }

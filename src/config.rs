@@ -101,6 +101,8 @@ pub struct PostgresConfig {
     pub connect_timeout_secs: f64,
     pub statement_timeout_secs: f64,
     pub acquire_timeout_secs: f64,
+    /// PEM certificates to verify the server's with (`sslmode=require`); empty: public roots.
+    pub ca_file: String,
 }
 
 /// How logs are written.

@@ -2,12 +2,14 @@
 //! database (`NOTIFY`) wakes this process's workers. Reconnects when the connection is lost;
 //! workers also poll slowly, so a notification missed meanwhile only delays.
 
+use super::tls::Tls;
 use futures_util::{stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
 use tracing::{debug, warn};
 
 /// The listening task; it ends with the store.
@@ -22,10 +24,14 @@ impl Drop for Listener {
 }
 
 impl Listener {
-    pub fn start(config: tokio_postgres::Config, channel: &'static str, queued: Arc<Notify>) -> Listener {
+    pub fn start(config: tokio_postgres::Config, tls: Tls, channel: &'static str, queued: Arc<Notify>) -> Listener {
         let task = tokio::spawn(async move {
             loop {
-                if let Err(e) = listen(&config, channel, &queued).await {
+                let done = match &tls {
+                    Tls::Off => listen(&config, NoTls, channel, &queued).await,
+                    Tls::On(connect) => listen(&config, connect.clone(), channel, &queued).await,
+                };
+                if let Err(e) = done {
                     warn!(error = %e, "listening for queued deliveries stopped; reconnecting");
                 }
                 // Whatever was queued while not listening is found by the workers' poll; wake
@@ -38,8 +44,17 @@ impl Listener {
     }
 }
 
-async fn listen(config: &tokio_postgres::Config, channel: &str, queued: &Notify) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn listen<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    channel: &str,
+    queued: &Notify,
+) -> Result<(), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
     let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
     // The client must live as long as the connection is read: dropping it closes it.
     let statement = format!("listen {channel}");

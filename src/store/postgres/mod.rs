@@ -14,6 +14,7 @@ mod migrate;
 mod objects;
 mod queue;
 pub mod scratch;
+mod tls;
 mod users;
 mod webhooks;
 
@@ -265,6 +266,20 @@ fn map_err(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// An error and its causes, as one line ("a: b: c"), each said once.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
 /// Whether the transaction that failed with `e` is known not to have committed and may be run
 /// again: PostgreSQL broke a deadlock or a serialization conflict, or the connection was lost
 /// (its server process terminated) before the commit was sent. Commits that fail are never
@@ -316,22 +331,20 @@ impl PgStore {
         let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| anyhow::anyhow!("bad PostgreSQL URL {:?}: {e}", redact_url(url)))?;
-        if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            anyhow::bail!("sslmode=require is not supported yet: connect over a trusted network or a local socket");
-        }
+        let tls = tls::Tls::for_config(&pg, config)?;
         pg.application_name("herald")
             .connect_timeout(Duration::from_secs_f64(config.connect_timeout_secs))
             .options(format!(
                 "-c statement_timeout={}",
                 (config.statement_timeout_secs * 1000.0) as u64
             ));
-        let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            tls::Tls::Off => Manager::from_config(pg.clone(), NoTls, manager_config()),
+            tls::Tls::On(connect) => Manager::from_config(pg.clone(), connect.clone(), manager_config()),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -343,10 +356,10 @@ impl PgStore {
         let client = pool
             .get()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {}: {e}", redact_url(url)))?;
+            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {}: {}", redact_url(url), causes(&e)))?;
         drop(client);
         let queued = Arc::new(Notify::new());
-        let listener = listen::Listener::start(pg, CHANNEL, queued.clone());
+        let listener = listen::Listener::start(pg, tls, CHANNEL, queued.clone());
         Ok(PgStore {
             pool,
             queued,
@@ -360,7 +373,7 @@ impl PgStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("no PostgreSQL connection: {e}")))
+            .map_err(|e| StoreError::Unavailable(format!("no PostgreSQL connection: {}", causes(&e))))
     }
 
     /// Runs `q` on a connection of the pool, returning its rows as records. A read that lost

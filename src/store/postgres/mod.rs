@@ -157,8 +157,15 @@ async fn execute<C: GenericClient>(c: &C, q: &Sql) -> Result<u64> {
 }
 
 /// Inserts `rows` (values in the order of `columns`, each a name and a type) with one
-/// statement, whatever their number: each column is bound as one array.
-async fn insert_rows<C: GenericClient>(c: &C, table: &str, columns: &[(&str, &str)], rows: &[Vec<Arg>]) -> Result<u64> {
+/// statement, whatever their number: each column is bound as one array. `tail` ends the
+/// statement (`on conflict ...`, `returning ...`); returns the rows it returns.
+async fn insert_rows_with<C: GenericClient>(
+    c: &C,
+    table: &str,
+    columns: &[(&str, &str)],
+    rows: &[Vec<Arg>],
+    tail: &str,
+) -> Result<Vec<Row>> {
     let arrays: Vec<Vec<Param<'_>>> = (0..columns.len())
         .map(|i| rows.iter().map(|r| Param(&r[i])).collect())
         .collect();
@@ -169,13 +176,18 @@ async fn insert_rows<C: GenericClient>(c: &C, table: &str, columns: &[(&str, &st
         .map(|(i, (_, ty))| format!("${}::{ty}[]", i + 1))
         .collect();
     let text = format!(
-        "insert into {table} ({}) select * from unnest({})",
+        "insert into {table} ({}) select * from unnest({}){tail}",
         names.join(", "),
         unnest.join(", ")
     );
     let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
     let stmt = c.prepare_cached(&text).await.map_err(map_err)?;
-    c.execute(&stmt, &params).await.map_err(map_err)
+    c.query(&stmt, &params).await.map_err(map_err)
+}
+
+/// `insert_rows_with`, nothing returned.
+async fn insert_rows<C: GenericClient>(c: &C, table: &str, columns: &[(&str, &str)], rows: &[Vec<Arg>]) -> Result<()> {
+    insert_rows_with(c, table, columns, rows, "").await.map(|_| ())
 }
 
 /// The first column of the one row of `q`.

@@ -5,13 +5,13 @@
 
 use super::events::insert_events;
 use super::webhooks::{enabled, enabled_versions};
-use super::{execute, fetch, query, scalar, sql, PgStore, DIALECT};
+use super::{execute, fetch, insert_rows, insert_rows_with, query, scalar, sql, PgStore, DIALECT};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
 use crate::objects::query::ObjectQuery;
 use crate::objects::{Lock, Obj, ObjectRead, ObjectTx, Ref, Referrer};
 use crate::page::Page;
-use crate::store::rows::{self, change_args, Columns, CHANGE_COLUMNS, OBJECT_SELECT};
+use crate::store::rows::{self, change_args, Columns, OBJECT_SELECT};
 use crate::store::sql::{object_find, Arg, Sql};
 use crate::store::statements;
 use crate::store::{ObjectStore, Result, WriteTx};
@@ -20,6 +20,29 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
+
+/// The columns of `object_keys`, `object_refs` and `object_changes` with their types (the
+/// last in the order of `rows::change_args`).
+const KEY_COLUMNS: [(&str, &str); 4] = [("type", "text"), ("rule", "text"), ("value", "text"), ("id", "bigint")];
+const REF_COLUMNS: [(&str, &str); 5] = [
+    ("type", "text"),
+    ("id", "bigint"),
+    ("field", "text"),
+    ("target_type", "text"),
+    ("target_id", "bigint"),
+];
+const CHANGE_COLUMNS: [(&str, &str); 10] = [
+    ("time", "bigint"),
+    ("user_id", "bigint"),
+    ("user_name", "text"),
+    ("request_id", "text"),
+    ("action", "text"),
+    ("object_type", "text"),
+    ("object_id", "bigint"),
+    ("object_repr", "text"),
+    ("prechange_data", "text"),
+    ("postchange_data", "text"),
+];
 
 fn get_sql(ty: &str, ids: &[i64]) -> Sql {
     let mut q = sql(OBJECT_SELECT);
@@ -148,25 +171,34 @@ impl ObjectTx for PgTx<'_> {
         if !new {
             self.clear(ty, obj.id).await?;
         }
-        for (rule, value) in keys {
-            // Waits while a concurrent transaction holds the same key, then finds it taken.
-            let mut q = sql("insert into object_keys (type, rule, value, id) values ");
-            q.list([Arg::from(ty), Arg::from(rule), Arg::from(value), Arg::Int(obj.id)])
-                .push(" on conflict do nothing");
-            if execute(&self.tx, &q).await? == 0 {
+        // All keys in one statement; one that another object holds is not inserted (after a
+        // concurrent holder commits, its key is seen as taken) and is missing from what comes back.
+        if !keys.is_empty() {
+            let rows: Vec<Vec<Arg>> = keys
+                .iter()
+                .map(|(rule, value)| vec![Arg::from(ty), Arg::from(rule), Arg::from(value), Arg::Int(obj.id)])
+                .collect();
+            let tail = " on conflict do nothing returning rule";
+            let inserted = insert_rows_with(&self.tx, "object_keys", &KEY_COLUMNS, &rows, tail).await?;
+            let inserted: Vec<String> = inserted.iter().map(|r| r.text("rule")).collect::<Result<_>>()?;
+            if let Some((rule, _)) = keys.iter().find(|(rule, _)| !inserted.contains(rule)) {
                 return Ok(Some(rule.clone()));
             }
         }
-        for r in refs {
-            let mut q = sql("insert into object_refs (type, id, field, target_type, target_id) values ");
-            q.list([
-                Arg::from(ty),
-                Arg::Int(obj.id),
-                Arg::from(&r.field),
-                Arg::from(&r.target_type),
-                Arg::Int(r.target_id),
-            ]);
-            execute(&self.tx, &q).await?;
+        if !refs.is_empty() {
+            let rows: Vec<Vec<Arg>> = refs
+                .iter()
+                .map(|r| {
+                    vec![
+                        Arg::from(ty),
+                        Arg::Int(obj.id),
+                        Arg::from(&r.field),
+                        Arg::from(&r.target_type),
+                        Arg::Int(r.target_id),
+                    ]
+                })
+                .collect();
+            insert_rows(&self.tx, "object_refs", &REF_COLUMNS, &rows).await?;
         }
         Ok(None)
     }
@@ -209,15 +241,11 @@ impl ObjectTx for PgTx<'_> {
     }
 
     async fn add_changes(&mut self, changes: &[Change]) -> Result<()> {
-        for c in changes {
-            let mut q = sql(&format!(
-                "insert into object_changes ({}) values ",
-                CHANGE_COLUMNS.join(", ")
-            ));
-            q.list(change_args(c));
-            execute(&self.tx, &q).await?;
+        if changes.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let rows: Vec<Vec<Arg>> = changes.iter().map(|c| change_args(c).into()).collect();
+        insert_rows(&self.tx, "object_changes", &CHANGE_COLUMNS, &rows).await
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
 pub struct AuthConfig {
     pub attempts_per_minute_per_user: u32,
     pub attempts_per_minute_per_address: u32,
+    /// Days a browser session lasts unused.
+    pub session_days: f64,
 }
 
 /// What webhooks may point at.
@@ -227,6 +229,10 @@ impl Config {
         ] {
             anyhow::ensure!(v.is_finite() && v > 0.0, "{name} must be a positive number");
         }
+        anyhow::ensure!(
+            self.auth.session_days.is_finite() && self.auth.session_days > 0.0,
+            "auth.session_days must be a positive number"
+        );
         let p = &self.postgres;
         anyhow::ensure!(p.pool_size >= 1, "postgres.pool_size must be at least 1");
         for (name, v) in [

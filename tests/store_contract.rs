@@ -3,7 +3,7 @@
 //! Every method of the contract is called by at least one story.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use herald::auth::{Action, Permission};
+use herald::auth::{Action, Permission, Session};
 use herald::changes::{Change, ChangeAction, ChangeFilter};
 use herald::events::{Event, EventKind};
 use herald::objects::query::{Cmp, Col, Cond, ObjectQuery};
@@ -100,6 +100,60 @@ fn change(n: i64, action: ChangeAction, object_id: i64, request: &str, time: Dat
 }
 
 /// Users and tokens: names and keys unique, tokens go with their user.
+/// A session for `user_id` expiring at `expires`.
+fn session(key: &str, user_id: i64, expires: DateTime<Utc>) -> Session {
+    Session {
+        key_hash: key.into(),
+        user_id,
+        csrf: format!("csrf-{key}"),
+        created: t0(),
+        expires,
+    }
+}
+
+async fn sessions(store: &dyn Store) {
+    let bob = store.create_user("bob", "hash-b", false, t0()).await.unwrap();
+    let alice = store.create_user("alice", "hash-a", false, t0()).await.unwrap();
+    for s in [
+        session("b1", bob.id, t0() + secs(60)),
+        session("b2", bob.id, t0() + secs(10)),
+        session("a1", alice.id, t0() + secs(60)),
+    ] {
+        store.create_session(&s).await.unwrap();
+    }
+    assert!(matches!(
+        store.create_session(&session("b1", bob.id, t0())).await,
+        Err(StoreError::Unique(_))
+    ));
+    let (found, user) = store.session("b1").await.unwrap();
+    assert_eq!((found, user), (session("b1", bob.id, t0() + secs(60)), bob.clone()));
+    assert!(matches!(store.session("nope").await, Err(StoreError::NotFound)));
+
+    store.touch_session("b1", t0() + secs(120)).await.unwrap();
+    assert_eq!(store.session("b1").await.unwrap().0.expires, t0() + secs(120));
+    assert!(matches!(
+        store.touch_session("nope", t0()).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Expired before t0 + 30 s: b2 only.
+    assert_eq!(store.purge_sessions(t0() + secs(30), 100).await.unwrap(), 1);
+    assert!(matches!(store.session("b2").await, Err(StoreError::NotFound)));
+
+    // Every session of a user but one; then a user's deletion ends theirs.
+    store
+        .create_session(&session("b3", bob.id, t0() + secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_user_sessions(bob.id, Some("b1")).await.unwrap(), 1);
+    assert!(store.session("b1").await.is_ok());
+    store.delete_session("b1").await.unwrap();
+    store.delete_session("b1").await.unwrap();
+    assert!(matches!(store.session("b1").await, Err(StoreError::NotFound)));
+    store.delete_user(alice.id).await.unwrap();
+    assert!(matches!(store.session("a1").await, Err(StoreError::NotFound)));
+}
+
 async fn users_and_tokens(store: &dyn Store) {
     assert_eq!(store.user_count().await.unwrap(), 0);
     let bob = store.create_user("bob", "hash-b", false, t0()).await.unwrap();
@@ -1217,6 +1271,7 @@ contract!(
     postgres(),
     [
         users_and_tokens,
+        sessions,
         groups_and_permissions,
         webhooks,
         write_transactions,
@@ -1233,6 +1288,7 @@ contract!(
     sqlite(),
     [
         users_and_tokens,
+        sessions,
         groups_and_permissions,
         webhooks,
         write_transactions,

@@ -137,3 +137,64 @@ async fn pynetbox_works_against_herald() {
     assert_eq!(seen["users"], json!(["admin", "reader"]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_sign_in_expire_and_end_with_a_password_change() {
+    use herald::error::Error;
+    let dir = common::DataDir::new().await;
+    let app = herald::server::App::open(dir.config()).await.unwrap();
+    let svc = app.services();
+    let alice = svc.add_user("alice", "first-password", false).await.unwrap();
+
+    assert!(matches!(
+        svc.login("alice", "wrong", None).await,
+        Err(Error::BadCredentials)
+    ));
+    assert!(matches!(
+        svc.login("nobody", "first-password", None).await,
+        Err(Error::BadCredentials)
+    ));
+    let first = svc.login("alice", "first-password", None).await.unwrap();
+    let second = svc.login("alice", "first-password", None).await.unwrap();
+    assert_ne!(first.key, second.key);
+    assert_ne!(first.session.csrf, second.session.csrf);
+    assert_eq!(first.key.len(), 64);
+    // Only the key's hash is stored.
+    assert_ne!(first.session.key_hash, first.key);
+
+    let (actor, session) = svc.session(&first.key).await.unwrap();
+    assert_eq!(actor.user.id, alice.id);
+    assert!(session.csrf_matches(&first.session.csrf));
+    assert!(!session.csrf_matches(&second.session.csrf));
+    assert!(matches!(svc.session("not-a-key").await, Err(Error::Unauthenticated)));
+
+    // A use moves the end on; past it the session is gone for good.
+    let later = chrono::Utc::now() + chrono::Duration::days(10);
+    let (_, moved) = svc.session_at(&first.key, later).await.unwrap();
+    assert!(moved.expires > first.session.expires, "{moved:?}");
+    let gone = later + chrono::Duration::days(15);
+    assert!(matches!(
+        svc.session_at(&first.key, gone).await,
+        Err(Error::Unauthenticated)
+    ));
+    assert!(matches!(svc.session(&first.key).await, Err(Error::Unauthenticated)));
+
+    // A password change keeps the session it is made from and ends the others.
+    let third = svc.login("alice", "first-password", None).await.unwrap();
+    svc.change_password(
+        &alice,
+        "first-password",
+        "second-password",
+        Some(&third.session.key_hash),
+    )
+    .await
+    .unwrap();
+    assert!(svc.session(&third.key).await.is_ok());
+    assert!(matches!(svc.session(&second.key).await, Err(Error::Unauthenticated)));
+    assert!(matches!(
+        svc.login("alice", "first-password", None).await,
+        Err(Error::BadCredentials)
+    ));
+    svc.logout(&third.key).await.unwrap();
+    assert!(matches!(svc.session(&third.key).await, Err(Error::Unauthenticated)));
+}

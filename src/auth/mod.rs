@@ -4,8 +4,10 @@
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 pub mod permissions;
+pub mod sessions;
 
 pub use permissions::{Action, Actor, Group, Permission};
+pub use sessions::Session;
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;

@@ -1,5 +1,6 @@
-//! Retention: finished deliveries (then events left without any), and object changes, are
-//! purged after their age, in small batches, so the purge never holds the database for long.
+//! Retention: finished deliveries (then events left without any), object changes and ended
+//! browser sessions are purged after their age, in small batches, so the purge never holds
+//! the database for long.
 
 use crate::config::RetentionConfig;
 use crate::store::Store;
@@ -32,6 +33,7 @@ pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &Ca
     // Events go once no delivery needs them, and not before a succeeded delivery of theirs
     // would have gone.
     total += in_batches("events", cancel, || store.purge_events(succeeded_before, BATCH)).await;
+    total += in_batches("sessions", cancel, || store.purge_sessions(now, BATCH)).await;
     total
 }
 

@@ -9,6 +9,7 @@ mod deliveries;
 mod events;
 mod objects;
 mod passwords;
+pub mod sessions;
 mod throttle;
 mod users;
 mod webhooks;

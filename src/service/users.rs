@@ -220,7 +220,9 @@ impl Services {
     }
 
     /// Changes the actor's own password, after checking the current one.
-    pub async fn change_password(&self, actor: &User, current: &str, new: &str) -> Result<()> {
+    /// Changes a user's own password (the current one must be given) and signs out every other
+    /// session of theirs: all but `keep` (a session key hash), when given.
+    pub async fn change_password(&self, actor: &User, current: &str, new: &str, keep: Option<&str>) -> Result<()> {
         if new.is_empty() {
             return Err(Error::field("new_password", "This field may not be blank."));
         }
@@ -235,7 +237,9 @@ impl Services {
         let mut user = self.store.user(actor.id).await?;
         let new = new.to_string();
         user.password_hash = self.passwords.run(move || auth::hash_password(&new)).await??;
-        Ok(self.store.update_user(&user).await?)
+        self.store.update_user(&user).await?;
+        self.store.delete_user_sessions(user.id, keep).await?;
+        Ok(())
     }
 
     /// Tokens the actor may see (with the permission, everyone's), optionally of some users

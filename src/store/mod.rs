@@ -14,7 +14,7 @@ pub mod sql;
 pub mod sqlite;
 pub mod statements;
 
-use crate::auth::{Group, Permission, Token, User};
+use crate::auth::{Group, Permission, Session, Token, User};
 use crate::changes::{Change, ChangeFilter};
 use crate::config::PostgresConfig;
 use crate::events::Event;
@@ -68,6 +68,21 @@ pub trait UserStore: Send + Sync {
     /// Tokens with their users, of one user or of all, by id.
     async fn tokens(&self, user_id: Option<i64>) -> Result<Vec<(Token, User)>>;
     async fn delete_token(&self, id: i64) -> Result<()>;
+}
+
+/// Browser sessions, by the hash of their key.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    /// The session with this key hash, whatever its expiry, and its user.
+    async fn session(&self, key_hash: &str) -> Result<(Session, User)>;
+    /// Moves a session's expiry.
+    async fn touch_session(&self, key_hash: &str, expires: DateTime<Utc>) -> Result<()>;
+    async fn delete_session(&self, key_hash: &str) -> Result<()>;
+    /// Ends every session of a user but `keep` (if given); returns how many.
+    async fn delete_user_sessions(&self, user_id: i64, keep: Option<&str>) -> Result<u64>;
+    /// Deletes up to `limit` sessions expired before `now`; returns how many.
+    async fn purge_sessions(&self, now: DateTime<Utc>, limit: i64) -> Result<u64>;
 }
 
 /// Groups and permissions (who may do what to which object types).
@@ -210,7 +225,9 @@ pub type WriteJob = Box<dyn for<'t> Fn(&'t mut dyn WriteTx) -> TxFuture<'t> + Se
 
 /// The whole contract.
 #[async_trait]
-pub trait Store: UserStore + AccessStore + WebhookStore + ObjectStore + QueueStore + WorkerStore + 'static {
+pub trait Store:
+    UserStore + SessionStore + AccessStore + WebhookStore + ObjectStore + QueueStore + WorkerStore + 'static
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// Runs `job` in one write transaction: commits when it returns `Ok`, rolls everything

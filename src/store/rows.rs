@@ -7,7 +7,7 @@
 
 use super::sql::Arg;
 use super::{Result, StoreError};
-use crate::auth::{Action, Group, Permission, Token, User};
+use crate::auth::{Action, Group, Permission, Session, Token, User};
 use crate::changes::{Change, ChangeAction};
 use crate::events::{Event, EventKind};
 use crate::objects::Obj;
@@ -75,6 +75,35 @@ pub const TOKEN_SELECT: &str = "select t.id, t.user_id, t.write_enabled, t.descr
      u.password_hash, u.is_superuser, u.created_at as user_created from tokens t join users u on u.id = t.user_id";
 
 pub const PERMISSION_SELECT: &str = "select p.* from permissions p";
+
+pub const SESSION_SELECT: &str = "select s.key_hash, s.user_id, s.csrf, s.created_at, s.expires_at, \
+     u.username, u.password_hash, u.is_superuser, u.created_at as user_created \
+     from sessions s join users u on u.id = s.user_id";
+
+/// A row of `SESSION_SELECT`.
+pub fn session_and_user(row: &impl Columns) -> Result<(Session, User)> {
+    let session = Session {
+        key_hash: row.text("key_hash")?,
+        user_id: row.int("user_id")?,
+        csrf: row.text("csrf")?,
+        created: row.time("created_at")?,
+        expires: row.time("expires_at")?,
+    };
+    Ok((session, user(row)?))
+}
+
+/// The columns a session writes, in the order of `session_args`.
+pub const SESSION_COLUMNS: &str = "key_hash, user_id, csrf, created_at, expires_at";
+
+pub fn session_args(s: &Session) -> [Arg; 5] {
+    [
+        Arg::from(&s.key_hash),
+        Arg::Int(s.user_id),
+        Arg::from(&s.csrf),
+        Arg::from(s.created),
+        Arg::from(s.expires),
+    ]
+}
 
 /// A row of `USER_SELECT` (or `TOKEN_SELECT`).
 pub fn user(row: &impl Columns) -> Result<User> {

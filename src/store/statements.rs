@@ -143,3 +143,53 @@ pub fn delivery(d: &'static dyn Dialect, id: i64) -> Sql {
 
 /// Deliveries per status: `status`, `n`.
 pub const STATUS_COUNTS: &str = "select status, count(*) as n from deliveries group by status";
+
+/// A new session.
+pub fn session_insert(d: &'static dyn Dialect, s: &crate::auth::Session) -> Sql {
+    let mut q = Sql::new(
+        d,
+        &format!("insert into sessions ({}) values ", super::rows::SESSION_COLUMNS),
+    );
+    q.list(super::rows::session_args(s));
+    q
+}
+
+/// The session with this key hash, and its user (`rows::SESSION_SELECT`).
+pub fn session(d: &'static dyn Dialect, key_hash: &str) -> Sql {
+    let mut q = Sql::new(d, super::rows::SESSION_SELECT);
+    q.push(" where s.key_hash = ").bind(key_hash);
+    q
+}
+
+/// A session's expiry moved to `expires`.
+pub fn session_touch(d: &'static dyn Dialect, key_hash: &str, expires: DateTime<Utc>) -> Sql {
+    let mut q = Sql::new(d, "update sessions set expires_at = ");
+    q.bind(expires).push(" where key_hash = ").bind(key_hash);
+    q
+}
+
+pub fn session_delete(d: &'static dyn Dialect, key_hash: &str) -> Sql {
+    let mut q = Sql::new(d, "delete from sessions where key_hash = ");
+    q.bind(key_hash);
+    q
+}
+
+/// Every session of `user_id` but `keep`.
+pub fn user_sessions_delete(d: &'static dyn Dialect, user_id: i64, keep: Option<&str>) -> Sql {
+    let mut q = Sql::new(d, "delete from sessions where user_id = ");
+    q.bind(user_id);
+    if let Some(k) = keep {
+        q.push(" and key_hash <> ").bind(k);
+    }
+    q
+}
+
+/// Up to `n` sessions expired before `now`.
+pub fn sessions_purge(d: &'static dyn Dialect, now: DateTime<Utc>, n: i64) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "delete from sessions where key_hash in (select key_hash from sessions where expires_at < ",
+    );
+    q.bind(now).push(" limit ").bind(n).push(")");
+    q
+}

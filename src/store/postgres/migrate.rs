@@ -7,7 +7,14 @@ use crate::store::{Result, StoreError};
 use chrono::Utc;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 1] = [(1, "init", include_str!("../../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        "sessions",
+        include_str!("../../../migrations/postgres/0002_sessions.sql"),
+    ),
+];
 
 /// Any number: the key of the advisory lock migrations take.
 const LOCK_KEY: i64 = 0x6865_7261_6c64;

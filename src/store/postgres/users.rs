@@ -1,10 +1,11 @@
 //! Users, tokens and worker heartbeats in PostgreSQL.
 
-use super::{found, sql, PgStore};
-use crate::auth::{Token, User};
+use super::{found, sql, PgStore, DIALECT};
+use crate::auth::{Session, Token, User};
 use crate::store::rows::{self, one, TOKEN_SELECT, USER_SELECT};
 use crate::store::sql::Arg;
-use crate::store::{Result, StoreResultExt, Unique, UserStore, WorkerStore};
+use crate::store::statements;
+use crate::store::{Result, SessionStore, StoreResultExt, Unique, UserStore, WorkerStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -151,5 +152,42 @@ impl WorkerStore for PgStore {
         let mut q = sql("select count(*) from workers where seen_at >= ");
         q.bind(since);
         self.value(&q).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn create_session(&self, session: &Session) -> Result<()> {
+        self.exec(&statements::session_insert(&DIALECT, session))
+            .await
+            .map(|_| ())
+    }
+
+    async fn session(&self, key_hash: &str) -> Result<(Session, User)> {
+        one(self
+            .read(&statements::session(&DIALECT, key_hash), rows::session_and_user)
+            .await?)
+    }
+
+    async fn touch_session(&self, key_hash: &str, expires: DateTime<Utc>) -> Result<()> {
+        found(
+            self.exec(&statements::session_touch(&DIALECT, key_hash, expires))
+                .await?,
+        )
+    }
+
+    async fn delete_session(&self, key_hash: &str) -> Result<()> {
+        self.exec(&statements::session_delete(&DIALECT, key_hash))
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_user_sessions(&self, user_id: i64, keep: Option<&str>) -> Result<u64> {
+        self.exec(&statements::user_sessions_delete(&DIALECT, user_id, keep))
+            .await
+    }
+
+    async fn purge_sessions(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
+        self.exec(&statements::sessions_purge(&DIALECT, now, limit)).await
     }
 }

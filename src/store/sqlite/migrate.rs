@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -33,6 +33,11 @@ const MIGRATIONS: [(i64, &str, &str); 6] = [
         6,
         "database_id",
         include_str!("../../../migrations/sqlite/0006_database_id.sql"),
+    ),
+    (
+        7,
+        "sessions",
+        include_str!("../../../migrations/sqlite/0007_sessions.sql"),
     ),
 ];
 

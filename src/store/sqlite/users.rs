@@ -1,9 +1,10 @@
 //! Users, tokens and worker heartbeats in SQLite.
 
-use super::{found, map_err, micros, sql, Run, SqliteStore};
-use crate::auth::{Token, User};
+use super::{found, map_err, micros, sql, Run, SqliteStore, DIALECT};
+use crate::auth::{Session, Token, User};
 use crate::store::rows::{self, one, TOKEN_SELECT, USER_SELECT};
-use crate::store::{Result, StoreResultExt, Unique, UserStore, WorkerStore};
+use crate::store::statements;
+use crate::store::{Result, SessionStore, StoreResultExt, Unique, UserStore, WorkerStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -194,5 +195,40 @@ impl WorkerStore for SqliteStore {
                 q.scalar(c)
             })
             .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, session: &Session) -> Result<()> {
+        let q = statements::session_insert(&DIALECT, session);
+        self.write.run(move |c| q.execute(c).map(|_| ())).await
+    }
+
+    async fn session(&self, key_hash: &str) -> Result<(Session, User)> {
+        let q = statements::session(&DIALECT, key_hash);
+        self.read
+            .run(move |c| one(q.rows(c, |r| rows::session_and_user(r))?))
+            .await
+    }
+
+    async fn touch_session(&self, key_hash: &str, expires: DateTime<Utc>) -> Result<()> {
+        let q = statements::session_touch(&DIALECT, key_hash, expires);
+        self.write.run(move |c| found(q.execute(c)?)).await
+    }
+
+    async fn delete_session(&self, key_hash: &str) -> Result<()> {
+        let q = statements::session_delete(&DIALECT, key_hash);
+        self.write.run(move |c| q.execute(c).map(|_| ())).await
+    }
+
+    async fn delete_user_sessions(&self, user_id: i64, keep: Option<&str>) -> Result<u64> {
+        let q = statements::user_sessions_delete(&DIALECT, user_id, keep);
+        self.write.run(move |c| q.execute(c).map(|n| n as u64)).await
+    }
+
+    async fn purge_sessions(&self, now: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let q = statements::sessions_purge(&DIALECT, now, limit);
+        self.write.run(move |c| q.execute(c).map(|n| n as u64)).await
     }
 }

@@ -31,6 +31,8 @@ impl App {
         };
         let store = store::open(&config.database_url, &config.postgres).await?;
         store.migrate().await?;
+        let types: Vec<&str> = catalog.types().iter().map(|t| t.name()).collect();
+        store.prepare_object_types(&types).await?;
         let own: Vec<std::net::SocketAddr> = config.listen.parse().into_iter().collect();
         let destinations = Policy::from_config(&config.destinations, own)?;
         Ok(App {

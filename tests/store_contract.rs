@@ -154,6 +154,27 @@ async fn sessions(store: &dyn Store) {
     assert!(matches!(store.session("a1").await, Err(StoreError::NotFound)));
 }
 
+/// Ids given before a type is readied are never given again after, and readying twice changes
+/// nothing.
+async fn ids_continue_when_types_are_readied(store: &dyn Store) {
+    let next = |ty: &'static str| in_write_tx(store, move |tx| Box::pin(async move { Ok(tx.next_id(ty).await?) }));
+    assert_eq!(next("dcim.site").await.unwrap(), 1);
+    assert_eq!(next("dcim.site").await.unwrap(), 2);
+    store.prepare_object_types(&["dcim.site", "dcim.region"]).await.unwrap();
+    store.prepare_object_types(&["dcim.site", "dcim.region"]).await.unwrap();
+    assert_eq!(next("dcim.site").await.unwrap(), 3);
+    assert_eq!(next("dcim.region").await.unwrap(), 1);
+    // A rollback may leave a gap, never a repeat.
+    let _: Result<(), WriteError> = in_write_tx(store, |tx| {
+        Box::pin(async move {
+            tx.next_id("dcim.site").await?;
+            Err(WriteError::Conflict("rolled back".into()))
+        })
+    })
+    .await;
+    assert!(next("dcim.site").await.unwrap() >= 4);
+}
+
 async fn users_and_tokens(store: &dyn Store) {
     assert_eq!(store.user_count().await.unwrap(), 0);
     let bob = store.create_user("bob", "hash-b", false, t0()).await.unwrap();
@@ -1272,6 +1293,7 @@ contract!(
     [
         users_and_tokens,
         sessions,
+        ids_continue_when_types_are_readied,
         groups_and_permissions,
         webhooks,
         write_transactions,
@@ -1289,6 +1311,7 @@ contract!(
     [
         users_and_tokens,
         sessions,
+        ids_continue_when_types_are_readied,
         groups_and_permissions,
         webhooks,
         write_transactions,

@@ -230,6 +230,12 @@ pub trait Store:
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
+    /// Readies what objects of these types need before they are written (PostgreSQL: an id
+    /// sequence per type, so creators of one type need not take turns). Types not readied
+    /// still work, more slowly. Called at startup with the catalog's types.
+    async fn prepare_object_types(&self, _types: &[&str]) -> Result<()> {
+        Ok(())
+    }
     /// Runs `job` in one write transaction: commits when it returns `Ok`, rolls everything
     /// back when it returns `Err`. Wakes workers when it queued deliveries.
     async fn write(&self, job: WriteJob) -> Result<(), WriteError>;

@@ -52,3 +52,41 @@ pub async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
     }
     tx.commit().await.map_err(map_err)
 }
+
+/// The sequence that numbers objects of `ty`, as `regclass` text.
+pub fn sequence_name(ty: &str) -> String {
+    format!("\"herald_ids_{}\"", ty.replace('"', ""))
+}
+
+/// Makes the id sequence of each type if it is missing, and moves it past every id the type
+/// has had (objects, or the counter used before sequences), so no id is given twice.
+pub async fn sequences(client: &mut deadpool_postgres::Object, types: &[&str]) -> Result<()> {
+    let tx = client.transaction().await.map_err(map_err)?;
+    tx.execute("select pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(map_err)?;
+    for ty in types {
+        let seq = sequence_name(ty);
+        tx.batch_execute(&format!("create sequence if not exists {seq}"))
+            .await
+            .map_err(map_err)?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "select greatest(coalesce((select max(id) from objects where type = $1), 0), \
+                     coalesce((select last_id from object_sequences where type = $1), 0)) as used, \
+                     case when is_called then last_value else last_value - 1 end as given from {seq}"
+                ),
+                &[ty],
+            )
+            .await
+            .map_err(map_err)?;
+        let (used, given): (i64, i64) = (row.get("used"), row.get("given"));
+        if used > given {
+            tx.execute("select setval($1::text::regclass, $2::bigint)", &[&seq, &used])
+                .await
+                .map_err(map_err)?;
+        }
+    }
+    tx.commit().await.map_err(map_err)
+}

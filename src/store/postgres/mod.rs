@@ -41,6 +41,8 @@ const WRITE_TRIES: usize = 5;
 
 pub struct PgStore {
     pool: Pool,
+    /// Object types whose ids come from a sequence of their own (`prepare_object_types`).
+    sequenced: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
     queued: Arc<Notify>,
     /// The LISTEN task, kept for its drop (which stops it).
     _listener: listen::Listener,
@@ -374,6 +376,7 @@ impl PgStore {
         let listener = listen::Listener::start(pg, tls, CHANNEL, queued.clone());
         Ok(PgStore {
             pool,
+            sequenced: Arc::default(),
             queued,
             _listener: listener,
         })
@@ -466,7 +469,7 @@ impl PgStore {
     async fn write_once(&self, job: &WriteJob) -> Result<bool, WriteError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(map_err)?;
-        let mut wtx = objects::PgTx::new(tx);
+        let mut wtx = objects::PgTx::new(tx, self.sequenced.clone());
         job(&mut wtx).await?;
         let (tx, queued) = wtx.finish();
         if queued {
@@ -484,6 +487,14 @@ impl Store for PgStore {
     async fn migrate(&self) -> Result<()> {
         let mut client = self.client().await?;
         migrate::migrate(&mut client).await
+    }
+
+    async fn prepare_object_types(&self, types: &[&str]) -> Result<()> {
+        let mut client = self.client().await?;
+        migrate::sequences(&mut client, types).await?;
+        let mut known = self.sequenced.write().unwrap_or_else(|p| p.into_inner());
+        known.extend(types.iter().map(|t| t.to_string()));
+        Ok(())
     }
 
     async fn write(&self, job: WriteJob) -> Result<(), WriteError> {

@@ -20,6 +20,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
 /// The columns of `object_keys`, `object_refs` and `object_changes` with their types (the
 /// last in the order of `rows::change_args`).
@@ -85,13 +87,19 @@ impl ObjectStore for PgStore {
 /// The write transaction.
 pub(super) struct PgTx<'c> {
     tx: Transaction<'c>,
+    /// Types numbered by a sequence of their own.
+    sequenced: Arc<RwLock<HashSet<String>>>,
     /// Whether deliveries were queued (workers are woken with the commit).
     queued: bool,
 }
 
 impl<'c> PgTx<'c> {
-    pub fn new(tx: Transaction<'c>) -> PgTx<'c> {
-        PgTx { tx, queued: false }
+    pub fn new(tx: Transaction<'c>, sequenced: Arc<RwLock<HashSet<String>>>) -> PgTx<'c> {
+        PgTx {
+            tx,
+            sequenced,
+            queued: false,
+        }
     }
 
     /// The transaction, to commit, and whether it queued deliveries.
@@ -130,6 +138,21 @@ impl ObjectTx for PgTx<'_> {
     }
 
     async fn next_id(&mut self, ty: &str) -> Result<i64> {
+        let seq = super::migrate::sequence_name(ty);
+        let mut sequenced = self.sequenced.read().unwrap_or_else(|p| p.into_inner()).contains(ty);
+        if !sequenced {
+            // Readied by another process (or not at all).
+            let mut q = sql("select to_regclass(");
+            q.bind(seq.as_str()).push("::text) is not null");
+            sequenced = scalar(&self.tx, &q).await?;
+        }
+        if sequenced {
+            // Outside the transaction's locks: an id a rollback leaves unused is not reused
+            // (a gap, as in NetBox).
+            let mut q = sql("select nextval(");
+            q.bind(seq).push("::text::regclass)");
+            return scalar(&self.tx, &q).await;
+        }
         // The row stays locked until the commit: creations of one type take turns, and an id
         // is never given twice.
         let mut q = sql("insert into object_sequences (type, last_id) values (");

@@ -87,10 +87,8 @@ async fn list_groups(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Re
         .into_iter()
         .filter(|g| names.is_empty() || names.contains(&g.name))
         .collect();
-    let page = groups
+    let page = ListQuery::window(&groups, limit, offset)
         .iter()
-        .skip(offset as usize)
-        .take(limit as usize)
         .map(|g| group_json(g, &q.origin))
         .collect();
     Ok(Json(q.paginated(groups.len() as i64, limit, offset, page)))
@@ -136,13 +134,7 @@ async fn delete_group(State(st): State<AppState>, auth: Auth, PathId(id): PathId
 async fn list_permissions(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     let (limit, offset) = q.page()?;
     let perms = st.svc.permissions(&auth.actor).await?;
-    let shown: Vec<Permission> = perms
-        .iter()
-        .skip(offset as usize)
-        .take(limit as usize)
-        .cloned()
-        .collect();
-    let page = permissions_json(&st, &shown, &q.origin).await?;
+    let page = permissions_json(&st, ListQuery::window(&perms, limit, offset), &q.origin).await?;
     Ok(Json(q.paginated(perms.len() as i64, limit, offset, page)))
 }
 

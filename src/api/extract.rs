@@ -252,6 +252,13 @@ impl ListQuery {
         Ok((limit, num("offset", 0)?))
     }
 
+    /// The page `limit` and `offset` select of `items` (a list read whole).
+    pub fn window<'a, T>(items: &'a [T], limit: i64, offset: i64) -> &'a [T] {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(items.len());
+        let len = usize::try_from(limit).unwrap_or(usize::MAX);
+        &items[start..start.saturating_add(len).min(items.len())]
+    }
+
     /// The paginated body for `results`, the `offset`..`offset+limit` slice of `count`.
     pub fn paginated(&self, count: i64, limit: i64, offset: i64, results: Vec<Value>) -> Value {
         let link = |off: i64| {

@@ -82,13 +82,7 @@ fn token_json(t: &Token, u: &User, base: &str) -> Value {
 async fn list_users(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     let (limit, offset) = q.page()?;
     let users = st.svc.users(&auth.actor, &q.all("username")).await?;
-    let shown: Vec<User> = users
-        .iter()
-        .skip(offset as usize)
-        .take(limit as usize)
-        .cloned()
-        .collect();
-    let page = users_json(&st, &shown, &q.origin).await?;
+    let page = users_json(&st, ListQuery::window(&users, limit, offset), &q.origin).await?;
     Ok(Json(q.paginated(users.len() as i64, limit, offset, page)))
 }
 
@@ -131,10 +125,8 @@ async fn delete_user(State(st): State<AppState>, auth: Auth, PathId(id): PathId)
 async fn list_tokens(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     let (limit, offset) = q.page()?;
     let tokens = st.svc.tokens(&auth.actor, &q.ints("user_id")?).await?;
-    let page = tokens
+    let page = ListQuery::window(&tokens, limit, offset)
         .iter()
-        .skip(offset as usize)
-        .take(limit as usize)
         .map(|(t, u)| token_json(t, u, &q.origin))
         .collect();
     Ok(Json(q.paginated(tokens.len() as i64, limit, offset, page)))

@@ -253,7 +253,7 @@ impl ListQuery {
     }
 
     /// The page `limit` and `offset` select of `items` (a list read whole).
-    pub fn window<'a, T>(items: &'a [T], limit: i64, offset: i64) -> &'a [T] {
+    pub fn window<T>(items: &[T], limit: i64, offset: i64) -> &[T] {
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(items.len());
         let len = usize::try_from(limit).unwrap_or(usize::MAX);
         &items[start..start.saturating_add(len).min(items.len())]

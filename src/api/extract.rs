@@ -290,3 +290,18 @@ impl ListQuery {
         json!({"count": count, "next": next, "previous": previous, "results": results})
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ListQuery;
+
+    #[test]
+    fn windows_stay_inside_the_list() {
+        let items = [1, 2, 3, 4, 5];
+        assert_eq!(ListQuery::window(&items, 2, 0), [1, 2]);
+        assert_eq!(ListQuery::window(&items, 2, 4), [5]);
+        assert!(ListQuery::window(&items, 2, 9).is_empty());
+        assert_eq!(ListQuery::window(&items, i64::MAX, 3), [4, 5]);
+        assert!(ListQuery::window(&items, 0, 0).is_empty());
+    }
+}

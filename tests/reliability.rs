@@ -166,6 +166,16 @@ async fn manual_retry_delete_queue_stats_and_test_send() {
     assert_eq!(q["counts"]["failed"], 2);
     assert_eq!(q["failed_attempts_last_hour"], 2);
     assert!(q["oldest_waiting"].is_null());
+    // The last hour, minute by minute, and the webhooks failing most.
+    let minutes = q["last_hour"].as_array().unwrap();
+    assert!((60..=61).contains(&minutes.len()), "{}", minutes.len());
+    let failed: i64 = minutes.iter().map(|m| m["failed"].as_i64().unwrap()).sum();
+    let succeeded: i64 = minutes.iter().map(|m| m["succeeded"].as_i64().unwrap()).sum();
+    assert_eq!((failed, succeeded), (2, 0));
+    assert_eq!(
+        q["failing_webhooks"],
+        json!([{"id": hook["id"], "name": hook["name"], "failed_attempts": 2}])
+    );
 
     // One retry, by hand: a new attempt of the same delivery with the same body.
     rx.set(Behavior::Status(200, "ok".into()));

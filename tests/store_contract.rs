@@ -938,6 +938,69 @@ async fn queue_events(store: &dyn Store, webhooks: Vec<i64>, n: i64, at: DateTim
     .unwrap()
 }
 
+/// What the dashboard counts: deliveries finished per minute, webhooks failing most.
+async fn queue_statistics(store: &dyn Store) {
+    let hooks = store
+        .create_webhooks(
+            vec![webhook("ok", &["dcim.site"]), webhook("bad", &["dcim.site"])],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let (ok, bad) = (hooks[0].id, hooks[1].id);
+    queue_events(store, vec![ok, bad], 3, t0()).await;
+    let plan = ClaimPlan::new(
+        &ClaimLimits::total(10, vec![ok, bad]),
+        t0(),
+        std::time::Duration::from_secs(10),
+        |_| Some(std::time::Duration::from_secs(5)),
+    );
+    let claimed = store.claim(&plan).await.unwrap().rows;
+    assert_eq!(claimed.len(), 6);
+    // The good webhook's succeed in minute 0 and minute 1; the bad one's fail in minute 1.
+    let outcome = |r: &herald::queue::ClaimedRow, at: DateTime<Utc>| {
+        if r.webhook_id == ok {
+            Outcome::succeeded(r.delivery_id, attempt(r.delivery_id, Some(200), None, at), at)
+        } else {
+            Outcome::failed(
+                r.delivery_id,
+                attempt(r.delivery_id, Some(500), Some("status 500"), at),
+                None,
+                at,
+            )
+        }
+    };
+    let (early, late) = (t0() + secs(10), t0() + secs(70));
+    let first_ok = claimed.iter().find(|r| r.webhook_id == ok).unwrap().delivery_id;
+    let (first, rest): (Vec<_>, Vec<_>) = claimed.iter().partition(|r| r.delivery_id == first_ok);
+    let first: Vec<Outcome> = first.into_iter().map(|r| outcome(r, early)).collect();
+    store.complete(first.into(), early).await.unwrap();
+    let rest: Vec<Outcome> = rest.into_iter().map(|r| outcome(r, late)).collect();
+    store.complete(rest.into(), late).await.unwrap();
+
+    let minute0 = t0().timestamp() / 60;
+    let mut found = store.finished_per_minute(t0()).await.unwrap();
+    found.sort_by_key(|(m, s, _)| (*m, s.as_str()));
+    assert_eq!(
+        found,
+        vec![
+            (minute0, Status::Succeeded, 1),
+            (minute0 + 1, Status::Failed, 3),
+            (minute0 + 1, Status::Succeeded, 2),
+        ]
+    );
+    assert!(store.finished_per_minute(late + secs(60)).await.unwrap().is_empty());
+    let failing = store.failing_webhooks(t0(), 5).await.unwrap();
+    assert_eq!(failing, vec![(bad, "bad".to_string(), 3)]);
+    assert!(store.failing_webhooks(late + secs(1), 5).await.unwrap().is_empty());
+    let per = herald::queue::per_minute(&found, t0(), late);
+    assert_eq!(per.len(), 2);
+    assert_eq!(
+        (per[0].succeeded, per[0].failed, per[1].succeeded, per[1].failed),
+        (1, 0, 2, 3)
+    );
+}
+
 /// The queue: claims and leases, outcomes, release, hand controls, retention.
 async fn queue(store: &dyn Store) {
     let hooks = store
@@ -1301,6 +1364,7 @@ contract!(
         object_filters_and_ordering,
         change_log,
         queue,
+        queue_statistics,
         workers,
     ]
 );
@@ -1319,6 +1383,7 @@ contract!(
         object_filters_and_ordering,
         change_log,
         queue,
+        queue_statistics,
         workers,
     ]
 );

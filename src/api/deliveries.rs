@@ -245,5 +245,15 @@ async fn queue(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, Ap
         "oldest_waiting": stats.oldest_waiting.map(netbox_timestamp),
         "oldest_waiting_age_seconds": stats.oldest_waiting.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
         "failed_attempts_last_hour": stats.failed_attempts,
+        "last_hour": stats.per_minute.iter().map(|m| json!({
+            "minute": netbox_timestamp(m.minute),
+            "succeeded": m.succeeded,
+            "failed": m.failed,
+        })).collect::<Vec<_>>(),
+        "failing_webhooks": stats.failing.iter().map(|(id, name, n)| json!({
+            "id": id,
+            "name": name,
+            "failed_attempts": n,
+        })).collect::<Vec<_>>(),
     })))
 }

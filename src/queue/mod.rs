@@ -358,6 +358,41 @@ pub struct QueueStats {
     pub oldest_waiting: Option<DateTime<Utc>>,
     /// Failed attempts since the time asked about.
     pub failed_attempts: i64,
+    /// Deliveries finished in each minute since the time asked about, oldest first.
+    pub per_minute: Vec<MinuteCount>,
+    /// The webhooks with the most failed attempts since then: (id, name, failed attempts).
+    pub failing: Vec<(i64, String, i64)>,
+}
+
+/// Deliveries that finished in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteCount {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// Every minute from the one holding `since` to the one holding `now`, with the counts
+/// `found` gives (minutes since the epoch; none found is zero).
+pub fn per_minute(found: &[(i64, Status, i64)], since: DateTime<Utc>, now: DateTime<Utc>) -> Vec<MinuteCount> {
+    let (first, last) = (since.timestamp().div_euclid(60), now.timestamp().div_euclid(60));
+    (first..=last)
+        .filter_map(|m| {
+            let count = |s: Status| {
+                found
+                    .iter()
+                    .filter(|(minute, status, _)| *minute == m && *status == s)
+                    .map(|(_, _, n)| n)
+                    .sum()
+            };
+            Some(MinuteCount {
+                minute: DateTime::from_timestamp(m * 60, 0)?,
+                succeeded: count(Status::Succeeded),
+                failed: count(Status::Failed),
+            })
+        })
+        .collect()
 }
 
 /// Every status with its count (0 for those a backend did not list).

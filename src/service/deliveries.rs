@@ -9,8 +9,11 @@ use crate::auth::{Action, Actor};
 use crate::events::Event;
 use crate::maintenance::heartbeat;
 use crate::page::Page;
-use crate::queue::{all_counts, Attempt, Delivery, DeliveryFilter, QueueStats, Status};
+use crate::queue::{all_counts, per_minute, Attempt, Delivery, DeliveryFilter, QueueStats, Status};
 use chrono::{DateTime, Utc};
+
+/// Webhooks listed among those failing most.
+const FAILING_SHOWN: i64 = 5;
 
 /// One delivery with its attempts and its event.
 pub struct DeliveryDetail {
@@ -130,10 +133,13 @@ impl Services {
     /// Counts per state, the oldest waiting delivery, and failed attempts since `since`.
     pub async fn queue_stats(&self, actor: &Actor, since: DateTime<Utc>) -> Result<QueueStats> {
         require(actor, types::DELIVERY, Action::View)?;
+        let finished = self.store.finished_per_minute(since).await?;
         Ok(QueueStats {
             counts: all_counts(&self.store.status_counts().await?),
             oldest_waiting: self.store.oldest_created(&Status::WAITING).await?,
             failed_attempts: self.store.failed_attempts_since(since).await?,
+            per_minute: per_minute(&finished, since, Utc::now()),
+            failing: self.store.failing_webhooks(since, FAILING_SHOWN).await?,
         })
     }
 

@@ -176,6 +176,12 @@ pub trait QueueStore: Send + Sync {
     async fn oldest_created(&self, statuses: &[Status]) -> Result<Option<DateTime<Utc>>>;
     /// Attempts that failed at or after `since`.
     async fn failed_attempts_since(&self, since: DateTime<Utc>) -> Result<i64>;
+    /// Deliveries that finished at or after `since`: (minute since the epoch, `Succeeded` or
+    /// `Failed`, how many), by minute.
+    async fn finished_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<(i64, Status, i64)>>;
+    /// The `limit` webhooks with the most failed attempts at or after `since`: (id, name,
+    /// failed attempts), most first.
+    async fn failing_webhooks(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<(i64, String, i64)>>;
     /// Makes every matching delivery queued and due `now`; returns how many.
     async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64>;
     /// Deletes every matching delivery with its attempts; returns how many.

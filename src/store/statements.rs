@@ -193,3 +193,29 @@ pub fn sessions_purge(d: &'static dyn Dialect, now: DateTime<Utc>, n: i64) -> Sq
     q.bind(now).push(" limit ").bind(n).push(")");
     q
 }
+
+/// Deliveries that finished (succeeded or failed) at or after `since`, per minute since the
+/// epoch and status: `minute`, `status`, `n`.
+pub fn finished_per_minute(d: &'static dyn Dialect, since: DateTime<Utc>) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "select updated_at / 60000000 as minute, status, count(*) as n from deliveries \
+         where status in ('succeeded', 'failed') and updated_at >= ",
+    );
+    q.bind(since)
+        .push(" group by updated_at / 60000000, status order by minute, status");
+    q
+}
+
+/// The `n` webhooks with the most failed attempts at or after `since`: `id`, `name`, `n`.
+pub fn failing_webhooks(d: &'static dyn Dialect, since: DateTime<Utc>, n: i64) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "select w.id, w.name, count(*) as n from attempts a join deliveries d on d.id = a.delivery_id \
+         join webhooks w on w.id = d.webhook_id where a.error is not null and a.started_at >= ",
+    );
+    q.bind(since)
+        .push(" group by w.id, w.name order by n desc, w.id limit ")
+        .bind(n);
+    q
+}

@@ -222,6 +222,18 @@ impl QueueStore for PgStore {
         self.value(&statements::failed_attempts_since(&DIALECT, since)).await
     }
 
+    async fn finished_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<(i64, Status, i64)>> {
+        let q = statements::finished_per_minute(&DIALECT, since);
+        self.read(&q, |r| Ok((r.int("minute")?, rows::status(r)?, r.int("n")?)))
+            .await
+    }
+
+    async fn failing_webhooks(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<(i64, String, i64)>> {
+        let q = statements::failing_webhooks(&DIALECT, since, limit);
+        self.read(&q, |r| Ok((r.int("id")?, r.text("name")?, r.int("n")?)))
+            .await
+    }
+
     async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
         self.change_and_signal(statements::requeue(&DIALECT, filter, now)).await
     }

@@ -205,6 +205,20 @@ impl QueueStore for SqliteStore {
         self.read.run(move |c| q.scalar(c)).await
     }
 
+    async fn finished_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<(i64, Status, i64)>> {
+        let q = statements::finished_per_minute(&DIALECT, since);
+        self.read
+            .run(move |c| q.rows(c, |r| Ok((r.int("minute")?, rows::status(r)?, r.int("n")?))))
+            .await
+    }
+
+    async fn failing_webhooks(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<(i64, String, i64)>> {
+        let q = statements::failing_webhooks(&DIALECT, since, limit);
+        self.read
+            .run(move |c| q.rows(c, |r| Ok((r.int("id")?, r.text("name")?, r.int("n")?))))
+            .await
+    }
+
     async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
         let n = self
             .change_deliveries(statements::requeue(&DIALECT, filter, now))

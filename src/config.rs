@@ -6,6 +6,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+pub use crate::store::postgres::PostgresConfig;
+pub use crate::store::redact_url;
+
 /// The documented defaults, embedded in the binary.
 pub const DEFAULTS: &str = include_str!("../herald.default.toml");
 
@@ -94,17 +97,6 @@ pub struct ApiConfig {
     pub header_read_timeout_secs: f64,
     pub body_read_timeout_secs: f64,
     pub max_uri_bytes: usize,
-}
-
-/// The PostgreSQL pool (see `store::postgres`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PostgresConfig {
-    pub pool_size: usize,
-    pub connect_timeout_secs: f64,
-    pub statement_timeout_secs: f64,
-    pub acquire_timeout_secs: f64,
-    /// PEM certificates to verify the server's with (`sslmode=require`); empty: public roots.
-    pub ca_file: String,
 }
 
 /// How logs are written.
@@ -212,7 +204,6 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        crate::delivery::destinations::Policy::from_config(&self.destinations, Vec::new())?;
         let a = &self.api;
         for (name, v) in [
             ("api.max_body_bytes", a.max_body_bytes),
@@ -297,21 +288,6 @@ impl Config {
         }
         shown.database_url = redact_url(&shown.database_url);
         toml::to_string(&shown).unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))
-    }
-}
-
-/// A database URL with its password (if any) masked, fit for logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:<redacted>@{host}{path}")
-        }
-        _ => url.to_string(),
     }
 }
 

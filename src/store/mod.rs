@@ -16,7 +16,6 @@ pub mod statements;
 
 use crate::auth::{Group, Permission, Session, Token, User};
 use crate::changes::{Change, ChangeFilter};
-use crate::config::PostgresConfig;
 use crate::events::Event;
 use crate::objects::{ObjectRead, ObjectTx};
 use crate::page::Page;
@@ -24,6 +23,7 @@ use crate::queue::{Attempt, ClaimPlan, ClaimedRow, Delivery, DeliveryFilter, Out
 use crate::webhooks::Webhook;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use postgres::PostgresConfig;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -287,7 +287,22 @@ pub async fn open(url: &str, postgres: &PostgresConfig) -> anyhow::Result<Arc<dy
     } else {
         anyhow::bail!(
             "unsupported database URL {:?}: expected sqlite://PATH or postgres://USER@HOST/DB",
-            crate::config::redact_url(url)
+            redact_url(url)
         )
+    }
+}
+
+/// A database URL with its password (if any) masked, fit for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:<redacted>@{host}{path}")
+        }
+        _ => url.to_string(),
     }
 }

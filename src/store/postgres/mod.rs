@@ -18,21 +18,33 @@ mod tls;
 mod users;
 mod webhooks;
 
+use super::redact_url;
 use super::rows::{self, Columns};
 use super::sql::{Arg, Dialect, FieldAs, Sql};
 use super::statements::PageSql;
 use super::{Result, Store, StoreError, WriteError, WriteJob};
-use crate::config::{redact_url, PostgresConfig};
 use crate::page::Page;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{NoTls, Row};
+
+/// The pool's settings: `[postgres]` in the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresConfig {
+    pub pool_size: usize,
+    pub connect_timeout_secs: f64,
+    pub statement_timeout_secs: f64,
+    pub acquire_timeout_secs: f64,
+    /// PEM certificates to verify the server's with (`sslmode=require`); empty: public roots.
+    pub ca_file: String,
+}
 
 /// The channel workers listen on.
 const CHANNEL: &str = "herald_queue";

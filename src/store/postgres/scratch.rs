@@ -28,12 +28,9 @@ pub fn with_database(url: &str, db: &str) -> String {
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect to PostgreSQL at {}: {e}",
-            crate::config::redact_url(url)
-        )
-    })?;
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {}: {e}", crate::store::redact_url(url)))?;
     tokio::spawn(connection);
     Ok(client)
 }

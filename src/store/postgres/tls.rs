@@ -3,7 +3,7 @@
 //! `postgres.ca_file` or, without one, the public roots. Herald never takes TLS without
 //! verifying: a server it cannot verify is refused, with the reason.
 
-use crate::config::PostgresConfig;
+use super::PostgresConfig;
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;

@@ -842,60 +842,55 @@ async fn change_log(store: &dyn Store) {
     assert_eq!(all[3].prechange_data, Value::Null);
     assert_eq!(all[2].prechange_data, json!({"name": "before"}));
     assert_eq!(all[0].time, t0() + secs(30));
-    assert_eq!(
-        list(ChangeFilter {
-            request_id: vec!["r2".into()],
-            ..Default::default()
-        })
-        .await
-        .0,
-        2
-    );
-    assert_eq!(
-        list(ChangeFilter {
-            action: vec![ChangeAction::Create],
-            ..Default::default()
-        })
-        .await
-        .0,
-        2
-    );
-    assert_eq!(
-        list(ChangeFilter {
-            object_id: vec![2],
-            ..Default::default()
-        })
-        .await
-        .0,
-        1
-    );
-    assert_eq!(
-        list(ChangeFilter {
-            user_id: vec![1],
-            ..Default::default()
-        })
-        .await
-        .0,
-        2
-    );
-    assert_eq!(
-        list(ChangeFilter {
-            user_name: vec!["user0".into()],
-            ..Default::default()
-        })
-        .await
-        .0,
-        2
-    );
-    assert_eq!(
-        list(ChangeFilter {
-            object_type: vec!["dcim.device".into()],
-            ..Default::default()
-        })
-        .await
-        .0,
-        0
-    );
+    let d = ChangeFilter::default;
+    let counts = [
+        (
+            ChangeFilter {
+                request_id: vec!["r2".into()],
+                ..d()
+            },
+            2,
+        ),
+        (
+            ChangeFilter {
+                action: vec![ChangeAction::Create],
+                ..d()
+            },
+            2,
+        ),
+        (
+            ChangeFilter {
+                object_id: vec![2],
+                ..d()
+            },
+            1,
+        ),
+        (
+            ChangeFilter {
+                user_id: vec![1],
+                ..d()
+            },
+            2,
+        ),
+        (
+            ChangeFilter {
+                user_name: vec!["user0".into()],
+                ..d()
+            },
+            2,
+        ),
+        (
+            ChangeFilter {
+                object_type: vec!["dcim.device".into()],
+                ..d()
+            },
+            0,
+        ),
+    ];
+    for (filter, want) in counts {
+        let what = format!("{filter:?}");
+        assert_eq!(list(filter).await.0, want, "{what}");
+    }
     assert_eq!(
         list(ChangeFilter {
             id: vec![all[1].id],

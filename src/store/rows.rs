@@ -175,6 +175,15 @@ pub fn attach_members(perms: &mut [Permission], pairs: Vec<(i64, i64)>, users: b
     }
 }
 
+/// A permission's users (`users`) or groups.
+pub fn members(p: &Permission, users: bool) -> &[i64] {
+    if users {
+        &p.users
+    } else {
+        &p.groups
+    }
+}
+
 /// The tables holding permissions' members: (table, column, users or not).
 pub const PERMISSION_MEMBERS: [(&str, &str, bool); 2] = [
     ("permission_users", "user_id", true),

@@ -31,14 +31,14 @@ async fn write_members<C: GenericClient>(c: &C, p: &Permission) -> Result<()> {
         let mut q = sql(&format!("delete from {table} where permission_id = "));
         q.bind(p.id);
         execute(c, &q).await?;
-        let members = if users { &p.users } else { &p.groups };
+        let members = rows::members(p, users);
         if members.is_empty() {
             continue;
         }
         let mut q = sql(&format!("insert into {table} (permission_id, {column}) select "));
         q.bind(p.id)
             .push("::bigint, m from unnest(")
-            .bind(Arg::IntSet(members.clone()))
+            .bind(Arg::IntSet(members.to_vec()))
             .push("::bigint[]) m on conflict do nothing");
         execute(c, &q).await?;
     }

@@ -20,6 +20,7 @@ mod users;
 mod webhooks;
 
 use super::redact_url;
+use super::rows;
 use super::sql::{Dialect, FieldAs, Sql};
 use super::statements::PageSql;
 use super::{Result, Store, StoreError, WriteError, WriteJob};
@@ -46,6 +47,14 @@ pub struct PostgresConfig {
 
 /// The channel workers listen on.
 const CHANNEL: &str = "herald_queue";
+
+/// Tells every process listening that deliveries are due, when the transaction commits.
+async fn notify<C: GenericClient>(c: &C) -> Result<()> {
+    c.execute("select pg_notify($1, '')", &[&CHANNEL])
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+}
 /// Times a write transaction is run again after PostgreSQL broke a deadlock in it.
 const WRITE_TRIES: usize = 5;
 /// Times a transaction is run again when `retryable` allows it.
@@ -184,15 +193,7 @@ impl PgStore {
     where
         T: for<'r> tokio_postgres::types::FromSql<'r>,
     {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let c = self.client().await?;
-            match scalar(&c, q).await {
-                Err(e) if tries < 2 && retryable(&e) => continue,
-                done => return done,
-            }
-        }
+        rows::one(self.read(q, |r| r.try_get(0).map_err(map_err)).await?)
     }
 
     /// Runs `f` in a transaction on a connection of the pool.
@@ -233,9 +234,7 @@ impl PgStore {
         job(&mut wtx).await?;
         let (tx, queued) = wtx.finish();
         if queued {
-            tx.execute("select pg_notify($1, '')", &[&CHANNEL])
-                .await
-                .map_err(map_err)?;
+            notify(&tx).await?;
         }
         commit(tx).await?;
         Ok(queued)

@@ -3,7 +3,7 @@
 //! nor take the same delivery; outcomes are written in two statements per batch.
 
 use super::events::events;
-use super::{fetch, insert_rows, map_err, sql, PgStore, CHANNEL, DIALECT};
+use super::{fetch, insert_rows, map_err, sql, PgStore, DIALECT};
 use crate::events::Event;
 use crate::page::Page;
 use crate::queue::{Attempt, ClaimArm, ClaimPlan, Delivery, DeliveryFilter, Outcome, Status};
@@ -109,9 +109,7 @@ impl PgStore {
                 Box::pin(async move {
                     let n = super::execute(tx, &q).await?;
                     if n > 0 {
-                        tx.execute("select pg_notify($1, '')", &[&CHANNEL])
-                            .await
-                            .map_err(map_err)?;
+                        super::notify(tx).await?;
                     }
                     Ok(n)
                 })
@@ -148,8 +146,10 @@ impl QueueStore for PgStore {
             return Ok(());
         }
         // In delivery order, so two batches touching the same deliveries lock them alike.
+        // Sorted once; a retry shares the sorted batch instead of copying it (bodies and all).
         let mut sorted = outcomes.to_vec();
         sorted.sort_by_key(|o| o.delivery_id);
+        let sorted: Arc<[Outcome]> = sorted.into();
         self.in_tx_retried(move |tx| {
             let sorted = sorted.clone();
             Box::pin(async move { write_outcomes(tx, &sorted, now).await })

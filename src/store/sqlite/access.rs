@@ -24,17 +24,12 @@ fn load_permissions(conn: &Connection, mut q: super::Sql) -> Result<Vec<Permissi
 
 /// Writes a permission's users and groups (after clearing the old ones).
 fn write_members(conn: &Connection, p: &Permission) -> Result<()> {
-    for table in ["permission_users", "permission_groups"] {
+    for (table, column, users) in PERMISSION_MEMBERS {
         conn.execute(&format!("delete from {table} where permission_id = ?"), params![p.id])
             .map_err(map_err)?;
-    }
-    for (table, column, ids) in [
-        ("permission_users", "user_id", &p.users),
-        ("permission_groups", "group_id", &p.groups),
-    ] {
         let text = format!("insert or ignore into {table} (permission_id, {column}) values (?, ?)");
         let mut stmt = conn.prepare_cached(&text).map_err(map_err)?;
-        for id in ids {
+        for id in rows::members(p, users) {
             stmt.execute(params![p.id, id]).map_err(map_err)?;
         }
     }

@@ -137,7 +137,7 @@ pub enum Error {
 }
 
 /// Field errors as one line: `name: This field is required.; url: ...`.
-fn describe_fields(errors: &Value) -> String {
+pub fn describe_fields(errors: &Value) -> String {
     fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(m) => {

@@ -6,7 +6,7 @@
 //! `changes` (the change log) → `events` → `webhooks` (matching, templates, requests) →
 //! `outbox` (a change and its deliveries in one transaction) → `queue` (deliveries and their
 //! rules) → `delivery` (the worker and sending). `store` persists all of it; `service` holds
-//! the rules the `api`, the `cli` and the pages call. `python` writes values as Python does;
+//! the rules the `api`, the `cli` and the pages (`ui`) call. `python` writes values as Python does;
 //! `maintenance` purges and heartbeats.
 
 pub mod api;
@@ -27,5 +27,6 @@ pub mod queue;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod ui;
 pub mod validate;
 pub mod webhooks;

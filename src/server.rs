@@ -85,7 +85,7 @@ impl App {
         if let Ok(addr) = listener.local_addr() {
             self.state.svc.destinations.set_own(addr);
         }
-        let app = api::router(self.state.clone());
+        let app = api::router(self.state.clone(), crate::ui::pages(&self.state));
         let this = Arc::new(self);
         let worker = with_worker.then(|| {
             let (this, shutdown) = (this.clone(), shutdown.clone());

@@ -1216,6 +1216,29 @@ async fn queue(store: &dyn Store) {
         .count,
         0
     );
+    // By the request that recorded the events.
+    for (request, expected) in [("fdbca812-3142-4783-b364-2e2bd5c16c6a", 5), ("another-request", 0)] {
+        let f = DeliveryFilter {
+            request_id: vec![request.into()],
+            ..Default::default()
+        };
+        assert_eq!(filtered(f).await.count, expected, "request {request}");
+    }
+    // The newest delivery of each webhook; an unknown one has none.
+    let mut last = store.last_deliveries(&[a, b, 999_999]).await.unwrap();
+    last.sort_by_key(|d| d.webhook_id);
+    let newest_of = |w: i64| async move {
+        let f = DeliveryFilter {
+            webhook_id: vec![w],
+            ..Default::default()
+        };
+        store.deliveries(&f, 1, 0).await.unwrap().items[0].id
+    };
+    assert_eq!(
+        last.iter().map(|d| (d.webhook_id, d.id)).collect::<Vec<_>>(),
+        vec![(a, newest_of(a).await), (b, newest_of(b).await)]
+    );
+    assert!(store.last_deliveries(&[]).await.unwrap().is_empty());
     // Id lists of any length stay within the database's bound on arguments.
     let many = DeliveryFilter::ids((1..=40_000).collect());
     assert_eq!(filtered(many.clone()).await.count, 5);

@@ -95,6 +95,7 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
         object_type: q.all("object_type"),
         event: q.all("event"),
         since: None,
+        request_id: q.all("request_id"),
     };
     let page = st.svc.deliveries(&auth.actor, &filter, limit, offset).await?;
     let rows = page.items.iter().map(|d| delivery_json(d, &q.origin)).collect();
@@ -172,11 +173,19 @@ fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
         }
         Value::Object(map) => {
             // A key this filter does not know would otherwise widen it to everything.
-            let known = ["id", "webhook_id", "status", "since", "object_type", "event"];
+            let known = [
+                "id",
+                "webhook_id",
+                "status",
+                "since",
+                "object_type",
+                "event",
+                "request_id",
+            ];
             if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
                 return Err(bad(
                     k,
-                    "Not a filter: use id, webhook_id, status, object_type, event or since.",
+                    "Not a filter: use id, webhook_id, status, object_type, event, request_id or since.",
                 ));
             }
             f.id = ints("id", list(map.get("id")))?;
@@ -188,6 +197,7 @@ fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
             };
             f.object_type = texts("object_type")?;
             f.event = texts("event")?;
+            f.request_id = texts("request_id")?;
             f.webhook_id = ints("webhook_id", list(map.get("webhook_id")))?;
             for s in list(map.get("status")) {
                 let status = s

@@ -34,12 +34,13 @@ pub struct AppState {
     pub worker_running: Arc<AtomicBool>,
 }
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP application: the API beside `pages` (which answer every path nothing else
+/// serves).
+pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let api = &state.svc.config.api;
     let body_timeout = std::time::Duration::from_secs_f64(api.body_read_timeout_secs);
     let max_uri = api.max_uri_bytes;
-    Router::new()
+    pages
         .merge(root::router(&state.svc.catalog))
         .merge(webhooks::router())
         .merge(events::router())
@@ -47,7 +48,6 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(access::router())
         .merge(objects::router(&state.svc.catalog))
-        .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::map_response(add_api_version))
         .layer(DefaultBodyLimit::max(api.max_body_bytes))

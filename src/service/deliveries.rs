@@ -11,6 +11,7 @@ use crate::maintenance::heartbeat;
 use crate::page::Page;
 use crate::queue::{all_counts, per_minute, Attempt, Delivery, DeliveryFilter, QueueStats, Status};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 /// Webhooks listed among those failing most.
 const FAILING_SHOWN: i64 = 5;
@@ -20,6 +21,15 @@ pub struct DeliveryDetail {
     pub delivery: Delivery,
     pub attempts: Vec<Attempt>,
     pub event: Event,
+}
+
+/// How one webhook has been doing lately.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookHealth {
+    /// Its newest delivery, if it has any.
+    pub last: Option<Delivery>,
+    /// Failed attempts since the time asked about.
+    pub failed_attempts: i64,
 }
 
 /// The queue and the workers at a glance.
@@ -67,6 +77,36 @@ impl Services {
         })
     }
 
+    /// A recorded event, as its deliveries send it.
+    pub async fn recorded_event(&self, actor: &Actor, id: i64) -> Result<Event> {
+        require(actor, types::EVENT, Action::View)?;
+        Ok(self.store.event(id).await?)
+    }
+
+    /// The newest delivery and the failed attempts since `since` of each webhook of `ids`.
+    pub async fn webhook_health(
+        &self,
+        actor: &Actor,
+        ids: &[i64],
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<i64, WebhookHealth>> {
+        require(actor, types::DELIVERY, Action::View)?;
+        let mut health: HashMap<i64, WebhookHealth> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(health);
+        }
+        for d in self.store.last_deliveries(ids).await? {
+            let id = d.webhook_id;
+            health.entry(id).or_default().last = Some(d);
+        }
+        for (id, _, n) in self.store.failing_webhooks(since, i64::MAX).await? {
+            if ids.contains(&id) {
+                health.entry(id).or_default().failed_attempts = n;
+            }
+        }
+        Ok(health)
+    }
+
     /// A delivery the hand controls may act on: not being sent right now (and, to delete,
     /// not succeeded).
     async fn changeable(&self, id: i64, allowed: &[Status]) -> Result<()> {
@@ -95,12 +135,24 @@ impl Services {
     /// statuses means the failed ones. Returns how many.
     pub async fn retry_deliveries(&self, actor: &Actor, filter: &DeliveryFilter) -> Result<u64> {
         require(actor, types::DELIVERY, Action::Change)?;
-        let mut filter = filter.clone();
-        if filter.status.is_empty() && filter.id.is_empty() {
-            filter.status = vec![Status::Failed];
-        }
-        match filter.restricted_to(&Status::RETRYABLE) {
+        match retry_target(filter) {
             Some(f) => Ok(self.store.requeue(&f, Utc::now()).await?),
+            None => Ok(0),
+        }
+    }
+
+    /// How many deliveries `retry_deliveries` (`retry`) or `delete_deliveries` would touch
+    /// with `filter` now.
+    pub async fn bulk_count(&self, actor: &Actor, filter: &DeliveryFilter, retry: bool) -> Result<i64> {
+        let target = if retry {
+            require(actor, types::DELIVERY, Action::Change)?;
+            retry_target(filter)
+        } else {
+            require(actor, types::DELIVERY, Action::Delete)?;
+            delete_target(filter)?
+        };
+        match target {
+            Some(f) => Ok(self.store.deliveries(&f, 0, 0).await?.count),
             None => Ok(0),
         }
     }
@@ -118,13 +170,7 @@ impl Services {
     /// something. Returns how many.
     pub async fn delete_deliveries(&self, actor: &Actor, filter: &DeliveryFilter) -> Result<u64> {
         require(actor, types::DELIVERY, Action::Delete)?;
-        if filter.is_empty() {
-            return Err(Error::field(
-                "non_field_errors",
-                "Give a filter (id, status, webhook_id or since).",
-            ));
-        }
-        match filter.restricted_to(&Status::DELETABLE) {
+        match delete_target(filter)? {
             Some(f) => Ok(self.store.delete_deliveries(&f).await?),
             None => Ok(0),
         }
@@ -143,6 +189,12 @@ impl Services {
         })
     }
 
+    /// `queue_summary`, for those who may view deliveries.
+    pub async fn queue_counts(&self, actor: &Actor) -> Result<QueueSummary> {
+        require(actor, types::DELIVERY, Action::View)?;
+        self.queue_summary().await
+    }
+
     /// Deliveries per state and the workers alive anywhere on the database.
     pub async fn queue_summary(&self) -> Result<QueueSummary> {
         let counts = all_counts(&self.store.status_counts().await?);
@@ -150,6 +202,28 @@ impl Services {
         let workers = self.store.workers_seen_since(since).await?;
         Ok(QueueSummary { counts, workers })
     }
+}
+
+/// What a bulk retry with `filter` touches: the matching deliveries not in flight, the failed
+/// ones when it names neither ids nor statuses; `None` when nothing.
+fn retry_target(filter: &DeliveryFilter) -> Option<DeliveryFilter> {
+    let mut filter = filter.clone();
+    if filter.status.is_empty() && filter.id.is_empty() {
+        filter.status = vec![Status::Failed];
+    }
+    filter.restricted_to(&Status::RETRYABLE)
+}
+
+/// What a bulk delete with `filter` touches: the matching queued, retrying or failed ones. The
+/// filter must name something.
+fn delete_target(filter: &DeliveryFilter) -> Result<Option<DeliveryFilter>> {
+    if filter.is_empty() {
+        return Err(Error::field(
+            "non_field_errors",
+            "Give a filter (id, status, webhook_id, object_type, event, request_id or since).",
+        ));
+    }
+    Ok(filter.restricted_to(&Status::DELETABLE))
 }
 
 /// Headers whose values are secrets, by name (any case).

@@ -15,7 +15,7 @@ mod users;
 mod webhooks;
 
 pub use changes::change_json;
-pub use deliveries::{DeliveryDetail, QueueSummary};
+pub use deliveries::{DeliveryDetail, QueueSummary, WebhookHealth};
 pub use objects::ObjectWrite;
 pub use users::NewToken;
 pub use webhooks::WebhookFilter;

@@ -146,6 +146,13 @@ impl Services {
         }
     }
 
+    /// What webhook `id` would be with the fields of `body` changed: checked, not saved.
+    pub async fn check_changed_webhook(&self, actor: &Actor, id: i64, body: Value) -> Result<Webhook> {
+        require(actor, types::WEBHOOK, Action::Change)?;
+        let current = self.webhook(actor, id).await?;
+        self.check_webhook(current, body, true).await
+    }
+
     /// Creates webhooks from `items` (all or none); `bulk` when they came as a list.
     pub async fn create_webhooks(&self, actor: &Actor, items: Vec<Value>, bulk: bool) -> Result<Vec<Webhook>> {
         require(actor, types::WEBHOOK, Action::Add)?;
@@ -200,7 +207,13 @@ impl Services {
     ) -> Result<Outgoing> {
         require(actor, types::WEBHOOK, if saved { Action::View } else { Action::Add })?;
         let event = self.event_for(&webhook, event, &actor.user.username)?;
-        let mut out = self.build(&webhook, &event).await?;
+        self.preview_event(actor, webhook, saved, &event).await
+    }
+
+    /// `preview` for an event already parsed (a sample, or one recorded).
+    pub async fn preview_event(&self, actor: &Actor, webhook: Webhook, saved: bool, event: &Event) -> Result<Outgoing> {
+        require(actor, types::WEBHOOK, if saved { Action::View } else { Action::Add })?;
+        let mut out = self.build(&webhook, event).await?;
         if saved && !actor.can(types::WEBHOOK, Action::Change) {
             out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("X-Hook-Signature"));
         }

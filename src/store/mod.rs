@@ -167,6 +167,8 @@ pub trait QueueStore: Send + Sync {
     /// One page of deliveries, newest first, and how many match.
     async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>>;
     async fn delivery(&self, id: i64) -> Result<Delivery>;
+    /// The newest delivery of each of these webhooks that has any.
+    async fn last_deliveries(&self, webhook_ids: &[i64]) -> Result<Vec<Delivery>>;
     /// A delivery's attempts, oldest first.
     async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>>;
     async fn event(&self, id: i64) -> Result<Event>;

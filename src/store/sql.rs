@@ -381,6 +381,11 @@ pub fn delivery_where(sql: &mut Sql, f: &DeliveryFilter) {
     if let Some(since) = f.since {
         sql.push(" and d.created_at >= ").bind(since);
     }
+    if !f.request_id.is_empty() {
+        sql.push(" and d.event_id in (select e.id from events e where e.request_id in ")
+            .list(f.request_id.iter())
+            .push(")");
+    }
 }
 
 /// ` where ...` over `object_changes c` for `f`.

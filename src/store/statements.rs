@@ -52,6 +52,15 @@ pub fn deliveries_page(d: &'static dyn Dialect, filter: &DeliveryFilter, n: i64,
     PageSql { count, items }
 }
 
+/// The newest delivery of each webhook of `ids` that has one: one index probe per webhook.
+pub fn last_deliveries(d: &'static dyn Dialect, ids: &[i64]) -> Sql {
+    let mut q = Sql::new(d, DELIVERY_SELECT);
+    q.push(" where d.id in (select (select max(x.id) from deliveries x where x.webhook_id = v.id) from webhooks v where v.id in ")
+        .ints(ids.iter().copied())
+        .push(")");
+    q
+}
+
 /// Up to `n` changes older than `before`, oldest first.
 pub fn purge_changes(d: &'static dyn Dialect, before: DateTime<Utc>, n: i64) -> Sql {
     let mut q = Sql::new(

@@ -195,6 +195,11 @@ impl QueueStore for PgStore {
         one(self.read(&statements::delivery(&DIALECT, id), rows::delivery).await?)
     }
 
+    async fn last_deliveries(&self, webhook_ids: &[i64]) -> Result<Vec<Delivery>> {
+        self.read(&statements::last_deliveries(&DIALECT, webhook_ids), rows::delivery)
+            .await
+    }
+
     async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>> {
         self.read(&statements::attempts(&DIALECT, delivery_id), rows::attempt)
             .await

@@ -168,6 +168,11 @@ impl QueueStore for SqliteStore {
             .await
     }
 
+    async fn last_deliveries(&self, webhook_ids: &[i64]) -> Result<Vec<Delivery>> {
+        let q = statements::last_deliveries(&DIALECT, webhook_ids);
+        self.read.run(move |c| q.rows(c, |r| rows::delivery(r))).await
+    }
+
     async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>> {
         self.read
             .run(move |c| statements::attempts(&DIALECT, delivery_id).rows(c, |r| rows::attempt(r)))

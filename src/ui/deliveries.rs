@@ -1,0 +1,317 @@
+//! The queue: counts per state (refreshed while the page is open), the deliveries with filters
+//! and pages, one delivery with every attempt, and the hand controls: retry one, retry or
+//! delete all that match, each bulk action confirmed with its count first.
+
+use super::query::{encode, Query};
+use super::render::{iso, Failure};
+use super::session::{redirect_with, Posted, Viewer, CSRF_FIELD};
+use super::webhooks::{attempt_json, path_id};
+use crate::api::AppState;
+use crate::error::Error;
+use crate::events::parse_timestamp;
+use crate::queue::{Delivery, DeliveryFilter, Status};
+use crate::service::WebhookFilter;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::NaiveDateTime;
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/extras/deliveries/", get(list))
+        .route("/extras/deliveries/counts/", get(counts))
+        .route("/extras/deliveries/retry/", get(confirm_retry).post(retry_all))
+        .route("/extras/deliveries/delete/", get(confirm_delete).post(delete_all))
+        .route("/extras/deliveries/{id}/", get(detail))
+        .route("/extras/deliveries/{id}/retry/", post(retry_one))
+        .route(
+            "/extras/deliveries/{id}/delete/",
+            get(confirm_delete_one).post(delete_one),
+        )
+}
+
+/// A delivery as a list row.
+pub fn row(d: &Delivery) -> Value {
+    let waiting = matches!(d.status, Status::Queued | Status::Retrying);
+    json!({
+        "id": d.id,
+        "webhook_id": d.webhook_id,
+        "webhook": d.webhook_name,
+        "event_id": d.event_id,
+        "event": d.event_kind,
+        "object_type": d.object_type,
+        "status": d.status.as_str(),
+        "label": d.status.label(),
+        "attempts": d.attempts,
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "next_attempt": waiting.then(|| iso(d.next_attempt_at)),
+        "created": iso(d.created),
+        "last_updated": iso(d.last_updated),
+    })
+}
+
+/// The list's filter from the query string; a value that cannot be read is an error naming it.
+fn filter_of(q: &Query) -> Result<DeliveryFilter, Error> {
+    let mut status = Vec::new();
+    for s in q.all("status") {
+        status.push(Status::parse(&s).ok_or_else(|| {
+            Error::field(
+                "status",
+                format!("\"{s}\" is not a state: use queued, in_flight, retrying, succeeded or failed."),
+            )
+        })?);
+    }
+    let since = match q.get("since") {
+        None => None,
+        Some(s) => Some(
+            parse_timestamp(s)
+                .or_else(|| {
+                    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
+                        .ok()
+                        .map(|t| t.and_utc())
+                })
+                .ok_or_else(|| Error::field("since", format!("\"{s}\" is not a date and time.")))?,
+        ),
+    };
+    Ok(DeliveryFilter {
+        id: q.ints("id")?,
+        status,
+        webhook_id: q.ints("webhook_id")?,
+        object_type: q.all("object_type"),
+        event: q.all("event"),
+        since,
+        request_id: q.all("request_id"),
+    })
+}
+
+/// Every state with its count, and links that keep the other filters.
+async fn state_counts(st: &AppState, v: &Viewer, q: &Query) -> Result<Value, Failure> {
+    let summary = st.svc.queue_counts(&v.actor).await?;
+    let others: Vec<(String, String)> = q.filters().into_iter().filter(|(k, _)| k != "status").collect();
+    let link = |status: Option<&str>| {
+        let mut pairs = others.clone();
+        pairs.extend(status.map(|s| ("status".to_string(), s.to_string())));
+        format!("/extras/deliveries/?{}", encode(&pairs))
+    };
+    let chosen = q.all("status");
+    let total: i64 = summary.counts.iter().map(|(_, n)| n).sum();
+    let mut tabs =
+        vec![json!({"label": "All", "count": total, "url": link(None), "current": chosen.is_empty(), "status": "all"})];
+    for (s, n) in &summary.counts {
+        tabs.push(json!({
+            "label": s.label(),
+            "status": s.as_str(),
+            "count": n,
+            "url": link(Some(s.as_str())),
+            "current": chosen.len() == 1 && chosen[0] == s.as_str(),
+        }));
+    }
+    Ok(json!({"tabs": tabs, "workers": summary.workers}))
+}
+
+async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
+    let filter = filter_of(&q)?;
+    let (limit, offset) = q.page()?;
+    let page = st.svc.deliveries(&v.actor, &filter, limit, offset).await?;
+    let webhooks = st.svc.webhooks(&v.actor, &WebhookFilter::default(), 1000, 0).await?;
+    let ctx = json!({
+        "section": "deliveries",
+        "deliveries": page.items.iter().map(row).collect::<Vec<_>>(),
+        "pages": q.paginator(page.count, limit, offset),
+        "counts": state_counts(&st, &v, &q).await?,
+        "filters": {
+            "webhook_id": q.get("webhook_id"),
+            "object_type": q.get("object_type"),
+            "event": q.get("event"),
+            "since": q.get("since"),
+            "request_id": q.get("request_id"),
+        },
+        "status": q.all("status"),
+        "filtered": !q.filters().is_empty(),
+        "query": q.encoded(),
+        "webhooks": webhooks.items.iter().map(|w| json!({"id": w.id, "name": w.name})).collect::<Vec<_>>(),
+        "types": st.svc.catalog.types().iter().map(|t| t.name().to_string()).collect::<Vec<_>>(),
+        "states": Status::ALL.iter().map(|s| json!({"value": s.as_str(), "label": s.label()})).collect::<Vec<_>>(),
+    });
+    Ok(v.page(&st, "deliveries.html", "Deliveries", ctx))
+}
+
+/// Just the counts, for the list to refresh them in place.
+async fn counts(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
+    let ctx = json!({"counts": state_counts(&st, &v, &q).await?});
+    Ok(v.page(&st, "queue_counts.html", "Queue", ctx))
+}
+
+async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
+    let d = st.svc.delivery(&v.actor, path_id(&id)?).await?;
+    let attempts: Vec<Value> = d
+        .attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| attempt_json(i + 1, a))
+        .rev()
+        .collect();
+    let context = if d.event.data.is_null() {
+        Value::Null
+    } else {
+        json!(serde_json::to_string_pretty(&d.event.context()).unwrap_or_default())
+    };
+    let ctx = json!({
+        "section": "deliveries",
+        "delivery": row(&d.delivery),
+        "retryable": Status::RETRYABLE.contains(&d.delivery.status),
+        "deletable": Status::DELETABLE.contains(&d.delivery.status),
+        "attempts": attempts,
+        "event": {
+            "id": d.event.id,
+            "kind": d.event.kind.as_str(),
+            "object_type": d.event.object_type,
+            "request_id": d.event.request_id,
+            "username": d.event.username,
+            "timestamp": d.event.timestamp,
+            "context": context,
+        },
+    });
+    Ok(v.page(&st, "delivery.html", &format!("Delivery {}", d.delivery.id), ctx))
+}
+
+async fn retry_one(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {
+    let id = path_id(&id)?;
+    st.svc.retry_delivery(&p.viewer.actor, id).await?;
+    Ok(redirect_with(
+        &format!("/extras/deliveries/{id}/"),
+        &format!("Delivery {id} queued again: it is sent as soon as a worker is free."),
+        p.viewer.secure,
+    ))
+}
+
+/// A confirmation page for a bulk action over the deliveries `q` selects.
+async fn confirm_bulk(st: &AppState, v: &Viewer, q: &Query, retry: bool) -> Result<Response, Failure> {
+    let filter = filter_of(q)?;
+    let n = st.svc.bulk_count(&v.actor, &filter, retry).await?;
+    let (question, detail, verb) = if retry {
+        (
+            format!("Retry {n} deliveries?"),
+            "Each matching delivery that is not being sent right now is queued again and sent once more \
+             (with no state chosen, the failed ones)."
+                .to_string(),
+            format!("Retry {n} deliveries"),
+        )
+    } else {
+        (
+            format!("Delete {n} deliveries?"),
+            "The matching queued, retrying and failed deliveries go, with their attempts. Succeeded ones stay \
+             until retention purges them. This cannot be undone."
+                .to_string(),
+            format!("Delete {n} deliveries"),
+        )
+    };
+    let hidden: Vec<Value> = q
+        .filters()
+        .into_iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    let ctx = json!({
+        "section": "deliveries",
+        "question": question,
+        "detail": detail,
+        "verb": verb,
+        "danger": !retry,
+        "cancel": format!("/extras/deliveries/?{}", q.encoded()),
+        "hidden": hidden,
+        "nothing": n == 0,
+    });
+    Ok(v.page(
+        st,
+        "confirm.html",
+        if retry { "Retry deliveries" } else { "Delete deliveries" },
+        ctx,
+    ))
+}
+
+async fn confirm_retry(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
+    confirm_bulk(&st, &v, &q, true).await
+}
+
+async fn confirm_delete(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
+    confirm_bulk(&st, &v, &q, false).await
+}
+
+/// The filter a confirmation form carried, as a query.
+fn posted_query(p: &Posted) -> Query {
+    Query(p.fields.0.iter().filter(|(k, _)| k != CSRF_FIELD).cloned().collect())
+}
+
+async fn retry_all(State(st): State<AppState>, p: Posted) -> Result<Response, Failure> {
+    let q = posted_query(&p);
+    let n = st.svc.retry_deliveries(&p.viewer.actor, &filter_of(&q)?).await?;
+    let back = format!("/extras/deliveries/?{}", q.encoded());
+    Ok(redirect_with(
+        &back,
+        &format!("{n} deliveries queued again."),
+        p.viewer.secure,
+    ))
+}
+
+async fn delete_all(State(st): State<AppState>, p: Posted) -> Result<Response, Failure> {
+    let q = posted_query(&p);
+    let n = st.svc.delete_deliveries(&p.viewer.actor, &filter_of(&q)?).await?;
+    let back = format!("/extras/deliveries/?{}", q.encoded());
+    Ok(redirect_with(
+        &back,
+        &format!("{n} deliveries deleted."),
+        p.viewer.secure,
+    ))
+}
+
+async fn confirm_delete_one(
+    State(st): State<AppState>,
+    v: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    let d = st.svc.delivery(&v.actor, path_id(&id)?).await?.delivery;
+    let ctx = json!({
+        "section": "deliveries",
+        "question": format!("Delete delivery {} of webhook {}?", d.id, d.webhook_name),
+        "detail": "The delivery and its attempts go. This cannot be undone.",
+        "verb": "Delete",
+        "danger": true,
+        "cancel": format!("/extras/deliveries/{}/", d.id),
+        "hidden": [],
+    });
+    Ok(v.page(&st, "confirm.html", "Delete delivery", ctx))
+}
+
+async fn delete_one(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {
+    let id = path_id(&id)?;
+    st.svc.delete_delivery(&p.viewer.actor, id).await?;
+    Ok(redirect_with(
+        "/extras/deliveries/",
+        &format!("Delivery {id} deleted."),
+        p.viewer.secure,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_read_from_the_query() {
+        let q = Query(
+            form_urlencoded::parse(b"status=failed&webhook_id=3&since=2026-11-30T10:00&request_id=r1")
+                .into_owned()
+                .collect(),
+        );
+        let f = filter_of(&q).unwrap();
+        assert_eq!(f.status, [Status::Failed]);
+        assert_eq!(f.webhook_id, [3]);
+        assert_eq!(f.request_id, ["r1"]);
+        assert_eq!(f.since.map(iso).as_deref(), Some("2026-11-30T10:00:00Z"));
+        let bad = Query(vec![("status".into(), "lost".into())]);
+        assert!(matches!(filter_of(&bad), Err(Error::Validation(v)) if v.get("status").is_some()));
+    }
+}

@@ -1,0 +1,463 @@
+//! Extras › Webhooks: the list with each webhook's recent health, the detail with a test send,
+//! and the add/edit form with a preview of the request. The form's fields become the REST
+//! API's JSON body and go through the same service calls, so its errors are the API's.
+
+use super::query::Query;
+use super::render::{iso, Failure};
+use super::session::{redirect_with, Fields, Posted, Viewer};
+use crate::api::AppState;
+use crate::error::Error;
+use crate::queue::{Attempt, DeliveryFilter};
+use crate::service::WebhookFilter;
+use crate::validate::parse_bool;
+use crate::webhooks::request::Outgoing;
+use crate::webhooks::{HttpMethod, Webhook};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{Duration, Utc};
+use serde_json::{json, Map, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/extras/webhooks/", get(list))
+        .route("/extras/webhooks/add/", get(add_page).post(add))
+        .route("/extras/webhooks/{id}/", get(detail))
+        .route("/extras/webhooks/{id}/test/", axum::routing::post(test_send))
+        .route("/extras/webhooks/{id}/edit/", get(edit_page).post(edit))
+        .route("/extras/webhooks/{id}/delete/", get(delete_page).post(delete))
+}
+
+/// A path id: digits only, else there is no such page.
+pub fn path_id(id: &str) -> Result<i64, Failure> {
+    id.parse::<i64>()
+        .ok()
+        .filter(|_| id.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or(Failure(Error::NotFound))
+}
+
+async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
+    let (limit, offset) = q.page()?;
+    let enabled = match q.get("enabled") {
+        None => None,
+        Some(e) => Some(parse_bool(e).ok_or_else(|| Error::field("enabled", "Must be a valid boolean."))?),
+    };
+    let filter = WebhookFilter {
+        content_types: q.all("content_type"),
+        http_method: q
+            .all("http_method")
+            .iter()
+            .filter_map(|m| HttpMethod::parse(m))
+            .collect(),
+        enabled,
+        q: q.get("q").map(String::from),
+        ..WebhookFilter::default()
+    };
+    let page = st.svc.webhooks(&v.actor, &filter, limit, offset).await?;
+    let ids: Vec<i64> = page.items.iter().map(|w| w.id).collect();
+    let health = st
+        .svc
+        .webhook_health(&v.actor, &ids, Utc::now() - Duration::hours(24))
+        .await?;
+    let rows: Vec<Value> = page
+        .items
+        .iter()
+        .map(|w| {
+            let h = health.get(&w.id).cloned().unwrap_or_default();
+            let mut row = summary(w);
+            row["failed_attempts"] = json!(h.failed_attempts);
+            row["last"] = h.last.map_or(Value::Null, |d| {
+                json!({"id": d.id, "status": d.status.as_str(), "label": d.status.label(), "at": iso(d.last_updated)})
+            });
+            row
+        })
+        .collect();
+    let ctx = json!({
+        "section": "webhooks",
+        "webhooks": rows,
+        "pages": q.paginator(page.count, limit, offset),
+        "filters": filter_values(&q),
+        "filtered": !q.filters().is_empty(),
+        "types": type_options(&st, &q.all("content_type")),
+        "methods": HttpMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+    });
+    Ok(v.page(&st, "webhooks.html", "Webhooks", ctx))
+}
+
+/// The current filter values, for the filter form.
+fn filter_values(q: &Query) -> Value {
+    let pairs: Map<String, Value> = q.filters().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    Value::Object(pairs)
+}
+
+/// Every object type as an option, those in `chosen` selected.
+fn type_options(st: &AppState, chosen: &[String]) -> Vec<Value> {
+    st.svc
+        .catalog
+        .types()
+        .iter()
+        .map(|t| json!({"value": t.name(), "label": format!("{} › {}", t.app_label, t.verbose_name), "selected": chosen.iter().any(|c| c == t.name())}))
+        .collect()
+}
+
+/// What lists and cards show of a webhook (never its secret).
+fn summary(w: &Webhook) -> Value {
+    let mut events = Vec::new();
+    for (on, name) in [
+        (w.type_create, "created"),
+        (w.type_update, "updated"),
+        (w.type_delete, "deleted"),
+    ] {
+        if on {
+            events.push(name);
+        }
+    }
+    json!({
+        "id": w.id,
+        "name": w.name,
+        "enabled": w.enabled,
+        "content_types": w.content_types,
+        "events": events,
+        "http_method": w.http_method.as_str(),
+        "payload_url": w.payload_url,
+        "http_content_type": w.http_content_type,
+        "additional_headers": w.additional_headers,
+        "body_template": w.body_template,
+        "has_secret": !w.secret.is_empty(),
+        "ssl_verification": w.ssl_verification,
+        "ca_file_path": w.ca_file_path,
+        "timeout": w.timeout,
+        "retry_schedule": w.retry_schedule,
+        "conditions": w.conditions.as_ref().map(|c| serde_json::to_string_pretty(c).unwrap_or_default()),
+        "created": iso(w.created),
+        "last_updated": iso(w.last_updated),
+    })
+}
+
+/// A request as the pages show it.
+pub fn request_json(out: &Outgoing) -> Value {
+    json!({
+        "method": out.method.as_str(),
+        "url": out.url,
+        "headers": out.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "body": out.body,
+    })
+}
+
+/// An attempt (of a delivery or a test send) as the pages show it.
+pub fn attempt_json(n: usize, a: &Attempt) -> Value {
+    json!({
+        "number": n,
+        "started": iso(a.started),
+        "duration_ms": format!("{:.0}", a.duration_ms),
+        "method": a.request_method,
+        "url": a.request_url,
+        "request_headers": a.request_headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "request_body": a.request_body,
+        "status": a.response_status,
+        "ok": a.response_status.is_some_and(|s| (200..300).contains(&s)) && a.error.is_none(),
+        "response_headers": a.response_headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "response_body": a.response_body,
+        "error": a.error,
+    })
+}
+
+async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) -> Result<Response, Failure> {
+    let w = st.svc.webhook(&v.actor, id).await?;
+    let filter = DeliveryFilter {
+        webhook_id: vec![id],
+        ..DeliveryFilter::default()
+    };
+    let recent = st.svc.deliveries(&v.actor, &filter, 10, 0).await?;
+    let deliveries: Vec<Value> = recent.items.iter().map(super::deliveries::row).collect();
+    let ctx = json!({
+        "section": "webhooks",
+        "webhook": summary(&w),
+        "deliveries": deliveries,
+        "delivery_count": recent.count,
+        "test": test,
+    });
+    Ok(v.page(st, "webhook.html", &w.name, ctx))
+}
+
+async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
+    detail_page(&st, &v, path_id(&id)?, None).await
+}
+
+/// Sends the webhook's request for a sample event now and shows what answered.
+async fn test_send(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {
+    let id = path_id(&id)?;
+    let w = st.svc.webhook(&p.viewer.actor, id).await?;
+    let test = match st.svc.test_send(&p.viewer.actor, &w, None).await {
+        Ok(attempt) => json!({"attempt": attempt_json(1, &attempt)}),
+        Err(Error::Validation(e)) => json!({"error": crate::error::describe_fields(&e)}),
+        Err(e) => return Err(e.into()),
+    };
+    detail_page(&st, &p.viewer, id, Some(test)).await
+}
+
+/// The form's values as the API's JSON body. Text that cannot be read as the type the API
+/// wants is passed on as it is, so the API's own check names the field.
+fn body_of(f: &Fields, editing: bool) -> Result<Value, Value> {
+    let number_or_text = |s: &str| -> Value {
+        let s = s.trim();
+        s.parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| s.parse::<f64>().map(Value::from))
+            .unwrap_or_else(|_| Value::from(s))
+    };
+    let mut body = json!({
+        "name": f.text("name").trim(),
+        "content_types": f.all("content_types"),
+        "type_create": f.checked("type_create"),
+        "type_update": f.checked("type_update"),
+        "type_delete": f.checked("type_delete"),
+        "enabled": f.checked("enabled"),
+        "payload_url": f.text("payload_url").trim(),
+        "http_method": f.text("http_method"),
+        "http_content_type": f.text("http_content_type").trim(),
+        "additional_headers": f.text("additional_headers").replace("\r\n", "\n"),
+        "body_template": f.text("body_template").replace("\r\n", "\n"),
+        "ssl_verification": f.checked("ssl_verification"),
+        "ca_file_path": Some(f.text("ca_file_path").trim()).filter(|s| !s.is_empty()),
+    });
+    if !f.text("timeout").trim().is_empty() {
+        body["timeout"] = number_or_text(f.text("timeout"));
+    }
+    let schedule = f.text("retry_schedule").trim();
+    body["retry_schedule"] = if schedule.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(schedule.split(',').map(number_or_text).collect())
+    };
+    let secret = f.text("secret");
+    if !secret.is_empty() || !editing || f.checked("clear_secret") {
+        body["secret"] = json!(secret);
+    }
+    let conditions = f.text("conditions").trim();
+    body["conditions"] = if conditions.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(conditions).map_err(|e| json!({"conditions": [format!("Enter valid JSON: {e}.")]}))?
+    };
+    Ok(body)
+}
+
+/// What the form shows: the posted values, or the webhook's.
+fn form_values(f: Option<&Fields>, w: &Webhook) -> Value {
+    let Some(f) = f else {
+        let mut v = summary(w);
+        v["retry_schedule"] = json!(w.retry_schedule.as_ref().map(|s| s
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")));
+        v["events"] = json!({"created": w.type_create, "updated": w.type_update, "deleted": w.type_delete});
+        return v;
+    };
+    json!({
+        "name": f.text("name"),
+        "enabled": f.checked("enabled"),
+        "events": {"created": f.checked("type_create"), "updated": f.checked("type_update"), "deleted": f.checked("type_delete")},
+        "payload_url": f.text("payload_url"),
+        "http_method": f.text("http_method"),
+        "http_content_type": f.text("http_content_type"),
+        "additional_headers": f.text("additional_headers"),
+        "body_template": f.text("body_template"),
+        "has_secret": !w.secret.is_empty(),
+        "ssl_verification": f.checked("ssl_verification"),
+        "ca_file_path": f.text("ca_file_path"),
+        "timeout": f.text("timeout"),
+        "retry_schedule": f.text("retry_schedule"),
+        "conditions": f.text("conditions"),
+        "event_id": f.text("event_id"),
+    })
+}
+
+/// The add or edit form, with errors and a preview when there are any.
+fn form_page(st: &AppState, v: &Viewer, saved: Option<&Webhook>, shown: FormState) -> Response {
+    let blank = Webhook::blank();
+    let w = saved.unwrap_or(&blank);
+    let chosen = match shown.fields {
+        Some(f) => f.all("content_types"),
+        None => w.content_types.clone(),
+    };
+    let title = match saved {
+        Some(w) => format!("Editing webhook {}", w.name),
+        None => "Add a new webhook".to_string(),
+    };
+    let errors = shown.errors.unwrap_or_else(|| json!({}));
+    let status = if errors.as_object().is_some_and(|e| !e.is_empty()) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let ctx = json!({
+        "section": "webhooks",
+        "editing": saved.map(|w| json!({"id": w.id, "name": w.name})),
+        "values": form_values(shown.fields, w),
+        "errors": errors,
+        "types": type_options(st, &chosen),
+        "methods": HttpMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "preview": shown.preview,
+    });
+    v.page_with(st, status, "webhook_form.html", &title, ctx)
+}
+
+/// What a form page shows besides the webhook: the posted fields, their errors, a preview.
+#[derive(Default)]
+struct FormState<'a> {
+    fields: Option<&'a Fields>,
+    errors: Option<Value>,
+    preview: Option<Value>,
+}
+
+async fn add_page(State(st): State<AppState>, v: Viewer) -> Response {
+    form_page(&st, &v, None, FormState::default())
+}
+
+async fn edit_page(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
+    let w = st.svc.webhook(&v.actor, path_id(&id)?).await?;
+    Ok(form_page(&st, &v, Some(&w), FormState::default()))
+}
+
+/// The preview of `w`'s request for the event the form names (or a sample).
+async fn preview(st: &AppState, v: &Viewer, w: Webhook, saved: bool, f: &Fields) -> Result<Value, Failure> {
+    let event = match f.text("event_id").trim() {
+        "" => st.svc.sample_event(&w, &v.actor.user.username),
+        id => {
+            let id = id
+                .parse()
+                .map_err(|_| Error::field("event_id", "Enter the number of a recorded event."))?;
+            match st.svc.recorded_event(&v.actor, id).await {
+                Err(Error::NotFound) => return Ok(json!({"error": format!("There is no event {id}.")})),
+                other => other?,
+            }
+        }
+    };
+    let shown = match st.svc.preview_event(&v.actor, w, saved, &event).await {
+        Ok(out) => json!({
+            "request": request_json(&out),
+            "refused": st.svc.refusal(&out.url),
+            "event": {"id": event.id, "kind": event.kind.as_str(), "object_type": event.object_type},
+        }),
+        Err(Error::Validation(e)) => json!({"error": crate::error::describe_fields(&e)}),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(shown)
+}
+
+/// Checks the form; saves it (`action=save`) or shows the preview (`action=preview`).
+async fn submit(st: &AppState, p: Posted, saved: Option<Webhook>) -> Result<Response, Failure> {
+    let (v, f) = (&p.viewer, &p.fields);
+    let show = |errors: Value, preview: Option<Value>| {
+        let shown = FormState {
+            fields: Some(f),
+            errors: Some(errors),
+            preview,
+        };
+        Ok(form_page(st, v, saved.as_ref(), shown))
+    };
+    let body = match body_of(f, saved.is_some()) {
+        Ok(b) => b,
+        Err(errors) => return show(errors, None),
+    };
+    if f.text("action") == "preview" {
+        let checked = match &saved {
+            Some(w) => st.svc.check_changed_webhook(&v.actor, w.id, body).await,
+            None => st.svc.check_new_webhook(body).await,
+        };
+        return match checked {
+            Ok(w) => {
+                let shown = preview(st, v, w, saved.is_some(), f).await?;
+                show(json!({}), Some(shown))
+            }
+            Err(Error::Validation(e)) => show(e, None),
+            Err(e) => Err(e.into()),
+        };
+    }
+    let result = match &saved {
+        Some(w) => st.svc.update_webhooks(&v.actor, vec![(w.id, body)], true, false).await,
+        None => st.svc.create_webhooks(&v.actor, vec![body], false).await,
+    };
+    match result {
+        Ok(mut done) => {
+            let w = done.pop().ok_or(Error::NotFound)?;
+            let verb = if saved.is_some() { "saved" } else { "created" };
+            Ok(redirect_with(
+                &format!("/extras/webhooks/{}/", w.id),
+                &format!("Webhook {} {verb}.", w.name),
+                v.secure,
+            ))
+        }
+        Err(Error::Validation(e)) => show(e, None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn add(State(st): State<AppState>, p: Posted) -> Result<Response, Failure> {
+    submit(&st, p, None).await
+}
+
+async fn edit(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {
+    let w = st.svc.webhook(&p.viewer.actor, path_id(&id)?).await?;
+    submit(&st, p, Some(w)).await
+}
+
+async fn delete_page(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
+    let w = st.svc.webhook(&v.actor, path_id(&id)?).await?;
+    let ctx = json!({
+        "section": "webhooks",
+        "question": format!("Delete webhook {}?", w.name),
+        "detail": "Its deliveries and their attempts go with it. This cannot be undone.",
+        "verb": "Delete",
+        "danger": true,
+        "cancel": format!("/extras/webhooks/{}/", w.id),
+        "hidden": [],
+    });
+    Ok(v.page(&st, "confirm.html", "Delete webhook", ctx))
+}
+
+async fn delete(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {
+    let id = path_id(&id)?;
+    let w = st.svc.webhook(&p.viewer.actor, id).await?;
+    st.svc.delete_webhooks(&p.viewer.actor, &[id]).await?;
+    Ok(redirect_with(
+        "/extras/webhooks/",
+        &format!("Webhook {} deleted.", w.name),
+        p.viewer.secure,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_become_the_api_body() {
+        let f = Fields::parse(
+            b"name=+hook+&content_types=dcim.site&content_types=dcim.device&type_create=on&timeout=abc\
+              &retry_schedule=10,+60&conditions=&payload_url=http://x/&http_method=POST&secret=",
+        );
+        let body = body_of(&f, false).unwrap();
+        assert_eq!(body["name"], "hook");
+        assert_eq!(body["content_types"], json!(["dcim.site", "dcim.device"]));
+        assert_eq!(
+            (body["type_create"].clone(), body["type_update"].clone()),
+            (json!(true), json!(false))
+        );
+        assert_eq!(body["timeout"], "abc", "left for the API's check to name");
+        assert_eq!(body["retry_schedule"], json!([10, 60]));
+        assert_eq!(body["conditions"], Value::Null);
+        assert_eq!(body["secret"], "");
+        // Editing: a blank secret keeps the saved one.
+        assert!(body_of(&f, true).unwrap().get("secret").is_none());
+        let bad = Fields::parse(b"conditions=%7Bnope");
+        assert!(body_of(&bad, false).unwrap_err()["conditions"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Enter valid JSON"));
+    }
+}

@@ -272,7 +272,9 @@ async fn queue(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
     let operator = crate::auth::Actor::system();
     match command {
         QueueCommand::Stats => {
-            let stats = svc.queue_stats(&operator, now - chrono::Duration::hours(1)).await?;
+            let stats = svc
+                .queue_stats(&operator, now - chrono::Duration::hours(1), None)
+                .await?;
             for (status, n) in &stats.counts {
                 println!("{:<10} {n}", status.as_str());
             }
@@ -288,7 +290,7 @@ async fn queue(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
         }
         QueueCommand::List { filter, limit } => {
             let page = svc
-                .deliveries(&operator, &filter.to_filter(), limit.clamp(1, 10_000), 0)
+                .deliveries(&operator, &filter.to_filter(), limit.clamp(1, 10_000), 0, None)
                 .await?;
             println!("{} deliveries", page.count);
             for d in page.items {

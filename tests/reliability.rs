@@ -456,7 +456,7 @@ async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
         ..Default::default()
     };
     let page = svc
-        .deliveries(&herald::auth::Actor::system(), &failed, 10, 0)
+        .deliveries(&herald::auth::Actor::system(), &failed, 10, 0, None)
         .await
         .unwrap();
     assert_eq!(page.count, 3);
@@ -484,7 +484,7 @@ async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
         ..Default::default()
     };
     assert_eq!(
-        svc.deliveries(&herald::auth::Actor::system(), &ok, 10, 0)
+        svc.deliveries(&herald::auth::Actor::system(), &ok, 10, 0, None)
             .await
             .unwrap()
             .count,
@@ -523,7 +523,7 @@ async fn a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_
     assert_eq!(worker.run_until_idle().await.unwrap(), 1);
     worker.drain().await;
     let page = svc
-        .deliveries(&Actor::system(), &DeliveryFilter::default(), 10, 0)
+        .deliveries(&Actor::system(), &DeliveryFilter::default(), 10, 0, None)
         .await
         .unwrap();
     let d = &page.items[0];

@@ -445,7 +445,7 @@ async fn write_transactions(store: &dyn Store) {
     let stored = store.event(event_id).await.unwrap();
     assert_eq!(stored.data, event(EventKind::Created, "dcim.site", 1).data);
     assert_eq!(stored.snapshots["postchange"]["name"], "obj 1");
-    let page = store.deliveries(&DeliveryFilter::default(), 10, 0).await.unwrap();
+    let page = store.deliveries(&DeliveryFilter::default(), 10, 0, None).await.unwrap();
     assert_eq!(page.count, 1);
     assert_eq!(
         (page.items[0].status, page.items[0].webhook_name.as_str()),
@@ -468,7 +468,11 @@ async fn write_transactions(store: &dyn Store) {
     .await;
     assert!(matches!(failed, Err(WriteError::Conflict(_))));
     assert_eq!(
-        store.deliveries(&DeliveryFilter::default(), 10, 0).await.unwrap().count,
+        store
+            .deliveries(&DeliveryFilter::default(), 10, 0, None)
+            .await
+            .unwrap()
+            .count,
         1
     );
     assert!(store.get_objects("dcim.site", &[50]).await.unwrap().is_empty());
@@ -1154,6 +1158,15 @@ async fn queue(store: &dyn Store) {
 
     // The log and its figures.
     let counts = store.status_counts().await.unwrap();
+    // Counts that stop: at most this many per status, the rest exact.
+    let mut capped = store.status_counts_at_most(1).await.unwrap();
+    capped.sort_by_key(|(s, _)| s.as_str());
+    let mut expected: Vec<(Status, i64)> = Status::ALL
+        .iter()
+        .map(|s| (*s, i64::from(counts.iter().any(|(c, n)| c == s && *n > 0))))
+        .collect();
+    expected.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(capped, expected);
     let count = |s| counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
     assert_eq!(
         (
@@ -1171,7 +1184,7 @@ async fn queue(store: &dyn Store) {
     assert_eq!(store.oldest_created(&[Status::InFlight]).await.unwrap(), None);
     assert_eq!(store.failed_attempts_since(at).await.unwrap(), 2);
     assert_eq!(store.failed_attempts_since(at + secs(1)).await.unwrap(), 0);
-    let filtered = |f: DeliveryFilter| async move { store.deliveries(&f, 100, 0).await.unwrap() };
+    let filtered = |f: DeliveryFilter| async move { store.deliveries(&f, 100, 0, None).await.unwrap() };
     assert_eq!(
         filtered(DeliveryFilter {
             status: vec![Status::Failed],
@@ -1232,7 +1245,7 @@ async fn queue(store: &dyn Store) {
             webhook_id: vec![w],
             ..Default::default()
         };
-        store.deliveries(&f, 1, 0).await.unwrap().items[0].id
+        store.deliveries(&f, 1, 0, None).await.unwrap().items[0].id
     };
     assert_eq!(
         last.iter().map(|d| (d.webhook_id, d.id)).collect::<Vec<_>>(),
@@ -1242,7 +1255,12 @@ async fn queue(store: &dyn Store) {
     // Id lists of any length stay within the database's bound on arguments.
     let many = DeliveryFilter::ids((1..=40_000).collect());
     assert_eq!(filtered(many.clone()).await.count, 5);
-    let newest = store.deliveries(&DeliveryFilter::default(), 2, 0).await.unwrap();
+    let newest = store.deliveries(&DeliveryFilter::default(), 2, 0, None).await.unwrap();
+    let stopped = store
+        .deliveries(&DeliveryFilter::default(), 2, 0, Some(3))
+        .await
+        .unwrap();
+    assert_eq!((stopped.count, stopped.items.len()), (3, 2), "the count stops at 3");
     assert_eq!(
         (newest.count, newest.items[0].id > newest.items[1].id),
         (5, true),

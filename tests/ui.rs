@@ -15,10 +15,23 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// chromedriver on a free port, ended when dropped.
+/// chromedriver on a free port, in a process group of its own with the browsers it starts:
+/// the whole group ends when this is dropped, even when a failing test never closed its
+/// session.
 struct Driver {
-    _child: Child,
+    child: Child,
     url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signals the process group this test started, by its id.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+        }
+    }
 }
 
 async fn start_driver() -> Driver {
@@ -36,6 +49,7 @@ async fn start_driver() -> Driver {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
+        .process_group(0)
         .spawn()
         .expect("start chromedriver");
     let url = format!("http://127.0.0.1:{port}");
@@ -48,7 +62,7 @@ async fn start_driver() -> Driver {
         }
     })
     .await;
-    Driver { _child: child, url }
+    Driver { child, url }
 }
 
 async fn browser(driver: &Driver) -> Client {
@@ -337,7 +351,10 @@ async fn an_operator_runs_webhooks_from_the_browser() {
     ui.follow("tbody tr:first-child td:first-child a").await;
     assert!(ui.text("table.diff").await.contains("moved"));
     let produced = ui.text("section[aria-labelledby=c-deliveries] tbody").await;
-    assert!(produced.contains("Sites to the receiver"), "the change's delivery: {produced}");
+    assert!(
+        produced.contains("Sites to the receiver"),
+        "the change's delivery: {produced}"
+    );
     ui.page("change").await;
     ui.go("/user/api-tokens/").await;
     ui.fill("#id_description", "deploy script").await;

@@ -26,6 +26,7 @@ enum Scenario {
     Isolation,
     Api,
     Workers,
+    Ui,
 }
 
 #[derive(Parser, Debug)]
@@ -149,6 +150,10 @@ async fn run(bench: &Bench, which: Scenario, started: Instant) -> anyhow::Result
     if wants(Scenario::Workers) {
         bench.workers(&mut report).await.context("workers")?;
         progress(&report, "workers");
+    }
+    if wants(Scenario::Ui) {
+        bench.ui(&mut report).await.context("ui")?;
+        progress(&report, "ui");
     }
     Ok(report)
 }

@@ -10,6 +10,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const TOKEN: &str = "b3nchb3nchb3nchb3nchb3nchb3nchb3nchb3nch";
+/// The password of `admin`, for the pages.
+pub const PASSWORD: &str = "b3nch-pa55word";
 
 pub struct Herald {
     child: Child,
@@ -91,6 +93,7 @@ impl Herald {
         let mut cmd = Command::new(exe);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", database])
             .env("HERALD_ADMIN_TOKEN", TOKEN)
+            .env("HERALD_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

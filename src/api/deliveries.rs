@@ -97,7 +97,7 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
         since: None,
         request_id: q.all("request_id"),
     };
-    let page = st.svc.deliveries(&auth.actor, &filter, limit, offset).await?;
+    let page = st.svc.deliveries(&auth.actor, &filter, limit, offset, None).await?;
     let rows = page.items.iter().map(|d| delivery_json(d, &q.origin)).collect();
     Ok(Json(q.paginated(page.count, limit, offset, rows)))
 }
@@ -243,7 +243,7 @@ async fn queue(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, Ap
     let now = Utc::now();
     let stats = st
         .svc
-        .queue_stats(&auth.actor, now - chrono::Duration::hours(1))
+        .queue_stats(&auth.actor, now - chrono::Duration::hours(1), None)
         .await?;
     let counts: Map<String, Value> = stats
         .counts

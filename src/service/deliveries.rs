@@ -41,15 +41,17 @@ pub struct QueueSummary {
 }
 
 impl Services {
+    /// A page of deliveries, newest first; the count stops at `count_at_most` when given.
     pub async fn deliveries(
         &self,
         actor: &Actor,
         filter: &DeliveryFilter,
         limit: i64,
         offset: i64,
+        count_at_most: Option<i64>,
     ) -> Result<Page<Delivery>> {
         require(actor, types::DELIVERY, Action::View)?;
-        Ok(self.store.deliveries(filter, limit, offset).await?)
+        Ok(self.store.deliveries(filter, limit, offset, count_at_most).await?)
     }
 
     /// One delivery with its attempts and its event. The event's object data shows only to
@@ -142,8 +144,8 @@ impl Services {
     }
 
     /// How many deliveries `retry_deliveries` (`retry`) or `delete_deliveries` would touch
-    /// with `filter` now.
-    pub async fn bulk_count(&self, actor: &Actor, filter: &DeliveryFilter, retry: bool) -> Result<i64> {
+    /// with `filter` now, counted up to `at_most`.
+    pub async fn bulk_count(&self, actor: &Actor, filter: &DeliveryFilter, retry: bool, at_most: i64) -> Result<i64> {
         let target = if retry {
             require(actor, types::DELIVERY, Action::Change)?;
             retry_target(filter)
@@ -152,7 +154,7 @@ impl Services {
             delete_target(filter)?
         };
         match target {
-            Some(f) => Ok(self.store.deliveries(&f, 0, 0).await?.count),
+            Some(f) => Ok(self.store.deliveries(&f, 0, 0, Some(at_most)).await?.count),
             None => Ok(0),
         }
     }
@@ -176,12 +178,18 @@ impl Services {
         }
     }
 
-    /// Counts per state, the oldest waiting delivery, and failed attempts since `since`.
-    pub async fn queue_stats(&self, actor: &Actor, since: DateTime<Utc>) -> Result<QueueStats> {
+    /// Counts per state (each stopping at `count_at_most` when given), the oldest waiting
+    /// delivery, and failed attempts since `since`.
+    pub async fn queue_stats(
+        &self,
+        actor: &Actor,
+        since: DateTime<Utc>,
+        count_at_most: Option<i64>,
+    ) -> Result<QueueStats> {
         require(actor, types::DELIVERY, Action::View)?;
         let finished = self.store.finished_per_minute(since).await?;
         Ok(QueueStats {
-            counts: all_counts(&self.store.status_counts().await?),
+            counts: self.counts(count_at_most).await?,
             oldest_waiting: self.store.oldest_created(&Status::WAITING).await?,
             failed_attempts: self.store.failed_attempts_since(since).await?,
             per_minute: per_minute(&finished, since, Utc::now()),
@@ -189,15 +197,28 @@ impl Services {
         })
     }
 
-    /// `queue_summary`, for those who may view deliveries.
-    pub async fn queue_counts(&self, actor: &Actor) -> Result<QueueSummary> {
+    /// Deliveries per state, each count stopping at `at_most` when given.
+    async fn counts(&self, at_most: Option<i64>) -> Result<Vec<(Status, i64)>> {
+        let counted = match at_most {
+            None => self.store.status_counts().await?,
+            Some(n) => self.store.status_counts_at_most(n).await?,
+        };
+        Ok(all_counts(&counted))
+    }
+
+    /// `queue_summary` for those who may view deliveries, each count stopping at `at_most`.
+    pub async fn queue_counts(&self, actor: &Actor, at_most: i64) -> Result<QueueSummary> {
         require(actor, types::DELIVERY, Action::View)?;
-        self.queue_summary().await
+        self.summary(Some(at_most)).await
     }
 
     /// Deliveries per state and the workers alive anywhere on the database.
     pub async fn queue_summary(&self) -> Result<QueueSummary> {
-        let counts = all_counts(&self.store.status_counts().await?);
+        self.summary(None).await
+    }
+
+    async fn summary(&self, at_most: Option<i64>) -> Result<QueueSummary> {
+        let counts = self.counts(at_most).await?;
         let since = Utc::now() - heartbeat::stale_after();
         let workers = self.store.workers_seen_since(since).await?;
         Ok(QueueSummary { counts, workers })

@@ -165,7 +165,14 @@ pub trait QueueStore: Send + Sync {
     /// When the next claimable delivery falls due, if any.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
     /// One page of deliveries, newest first, and how many match.
-    async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>>;
+    /// A page of deliveries, newest first; the count stops at `count_at_most` when given.
+    async fn deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        limit: i64,
+        offset: i64,
+        count_at_most: Option<i64>,
+    ) -> Result<Page<Delivery>>;
     async fn delivery(&self, id: i64) -> Result<Delivery>;
     /// The newest delivery of each of these webhooks that has any.
     async fn last_deliveries(&self, webhook_ids: &[i64]) -> Result<Vec<Delivery>>;
@@ -174,6 +181,8 @@ pub trait QueueStore: Send + Sync {
     async fn event(&self, id: i64) -> Result<Event>;
     /// Deliveries per status (statuses with none may be left out).
     async fn status_counts(&self) -> Result<Vec<(Status, i64)>>;
+    /// `status_counts`, each count stopping at `at_most`.
+    async fn status_counts_at_most(&self, at_most: i64) -> Result<Vec<(Status, i64)>>;
     /// When the oldest delivery in one of `statuses` was created.
     async fn oldest_created(&self, statuses: &[Status]) -> Result<Option<DateTime<Utc>>>;
     /// Attempts that failed at or after `since`.

@@ -41,10 +41,23 @@ pub fn changes_page(d: &'static dyn Dialect, filter: &ChangeFilter, n: i64, offs
     PageSql { count, items }
 }
 
-/// Deliveries matching `filter`, newest first.
-pub fn deliveries_page(d: &'static dyn Dialect, filter: &DeliveryFilter, n: i64, offset: i64) -> PageSql {
-    let mut count = Sql::new(d, "select count(*) from deliveries d");
+/// Deliveries matching `filter`, newest first; the count stops at `count_at_most` when given
+/// (a bounded count stays fast on a log of millions).
+pub fn deliveries_page(
+    d: &'static dyn Dialect,
+    filter: &DeliveryFilter,
+    n: i64,
+    offset: i64,
+    count_at_most: Option<i64>,
+) -> PageSql {
+    let mut count = match count_at_most {
+        None => Sql::new(d, "select count(*) from deliveries d"),
+        Some(_) => Sql::new(d, "select count(*) from (select 1 from deliveries d"),
+    };
     delivery_where(&mut count, filter);
+    if let Some(at_most) = count_at_most {
+        count.push(" limit ").bind(at_most).push(") c");
+    }
     let mut items = Sql::new(d, DELIVERY_SELECT);
     delivery_where(&mut items, filter);
     items.push(" order by d.id desc");
@@ -152,6 +165,26 @@ pub fn delivery(d: &'static dyn Dialect, id: i64) -> Sql {
 
 /// Deliveries per status: `status`, `n`.
 pub const STATUS_COUNTS: &str = "select status, count(*) as n from deliveries group by status";
+
+/// Deliveries per status (`status`, `n`), each count stopping at `at_most`: one bounded index
+/// range per status.
+pub fn status_counts_at_most(d: &'static dyn Dialect, at_most: i64) -> Sql {
+    let mut q = Sql::new(d, "");
+    for (i, s) in crate::queue::Status::ALL.iter().enumerate() {
+        if i > 0 {
+            q.push(" union all ");
+        }
+        // The statuses are fixed words: written as literals, so each arm uses the index.
+        let status = s.as_str();
+        q.push(&format!(
+            "select '{status}' as status, (select count(*) from (select 1 from deliveries where status = '{status}'"
+        ))
+        .push(" limit ")
+        .bind(at_most)
+        .push(") c) as n");
+    }
+    q
+}
 
 /// A new session.
 pub fn session_insert(d: &'static dyn Dialect, s: &crate::auth::Session) -> Sql {

@@ -75,8 +75,12 @@ fn chart(minutes: &[MinuteCount]) -> Value {
 
 async fn dashboard(State(st): State<AppState>, v: Viewer) -> Result<Response, Failure> {
     let now = Utc::now();
-    let stats = st.svc.queue_stats(&v.actor, now - Duration::hours(1)).await?;
+    let stats = st
+        .svc
+        .queue_stats(&v.actor, now - Duration::hours(1), Some(super::COUNT_AT_MOST))
+        .await?;
     let count = |s: Status| stats.counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
+    let shown = |n: i64| super::render::count_text(n, super::COUNT_AT_MOST);
     let (succeeded, failed) = stats
         .per_minute
         .iter()
@@ -99,10 +103,12 @@ async fn dashboard(State(st): State<AppState>, v: Viewer) -> Result<Response, Fa
         "succeeded": succeeded,
         "failed_last_hour": failed,
         "rate": rate,
-        "queued": count(Status::Queued),
-        "in_flight": count(Status::InFlight),
-        "retrying": count(Status::Retrying),
-        "failed": count(Status::Failed),
+        "queued": shown(count(Status::Queued)),
+        "in_flight": shown(count(Status::InFlight)),
+        "retrying": shown(count(Status::Retrying)),
+        "depth": shown(count(Status::Queued) + count(Status::InFlight) + count(Status::Retrying)),
+        "failed": shown(count(Status::Failed)),
+        "any_failed": count(Status::Failed) > 0,
         "oldest_waiting": stats.oldest_waiting.map(iso),
         "failed_attempts": stats.failed_attempts,
         "chart": chart(&stats.per_minute),

@@ -89,7 +89,7 @@ fn filter_of(q: &Query) -> Result<DeliveryFilter, Error> {
 
 /// Every state with its count, and links that keep the other filters.
 async fn state_counts(st: &AppState, v: &Viewer, q: &Query) -> Result<Value, Failure> {
-    let summary = st.svc.queue_counts(&v.actor).await?;
+    let summary = st.svc.queue_counts(&v.actor, super::COUNT_AT_MOST).await?;
     let others: Vec<(String, String)> = q.filters().into_iter().filter(|(k, _)| k != "status").collect();
     let link = |status: Option<&str>| {
         let mut pairs = others.clone();
@@ -97,14 +97,20 @@ async fn state_counts(st: &AppState, v: &Viewer, q: &Query) -> Result<Value, Fai
         format!("/extras/deliveries/?{}", encode(&pairs))
     };
     let chosen = q.all("status");
+    let cap = super::COUNT_AT_MOST;
     let total: i64 = summary.counts.iter().map(|(_, n)| n).sum();
+    let total = if summary.counts.iter().any(|(_, n)| *n >= cap) {
+        format!("{}+", super::query::thousands(total))
+    } else {
+        super::query::thousands(total)
+    };
     let mut tabs =
         vec![json!({"label": "All", "count": total, "url": link(None), "current": chosen.is_empty(), "status": "all"})];
     for (s, n) in &summary.counts {
         tabs.push(json!({
             "label": s.label(),
             "status": s.as_str(),
-            "count": n,
+            "count": super::render::count_text(*n, cap),
             "url": link(Some(s.as_str())),
             "current": chosen.len() == 1 && chosen[0] == s.as_str(),
         }));
@@ -115,12 +121,15 @@ async fn state_counts(st: &AppState, v: &Viewer, q: &Query) -> Result<Value, Fai
 async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
     let filter = filter_of(&q)?;
     let (limit, offset) = q.page()?;
-    let page = st.svc.deliveries(&v.actor, &filter, limit, offset).await?;
+    let page = st
+        .svc
+        .deliveries(&v.actor, &filter, limit, offset, Some(super::COUNT_AT_MOST))
+        .await?;
     let webhooks = st.svc.webhooks(&v.actor, &WebhookFilter::default(), 1000, 0).await?;
     let ctx = json!({
         "section": "deliveries",
         "deliveries": page.items.iter().map(row).collect::<Vec<_>>(),
-        "pages": q.paginator(page.count, limit, offset),
+        "pages": q.paginator(page.count, limit, offset, Some(super::COUNT_AT_MOST)),
         "counts": state_counts(&st, &v, &q).await?,
         "filters": {
             "webhook_id": q.get("webhook_id"),
@@ -191,22 +200,26 @@ async fn retry_one(State(st): State<AppState>, Path(id): Path<String>, p: Posted
 /// A confirmation page for a bulk action over the deliveries `q` selects.
 async fn confirm_bulk(st: &AppState, v: &Viewer, q: &Query, retry: bool) -> Result<Response, Failure> {
     let filter = filter_of(q)?;
-    let n = st.svc.bulk_count(&v.actor, &filter, retry).await?;
+    let n = st
+        .svc
+        .bulk_count(&v.actor, &filter, retry, super::COUNT_AT_MOST)
+        .await?;
+    let shown = super::render::count_text(n, super::COUNT_AT_MOST);
     let (question, detail, verb) = if retry {
         (
-            format!("Retry {n} deliveries?"),
+            format!("Retry {shown} deliveries?"),
             "Each matching delivery that is not being sent right now is queued again and sent once more \
              (with no state chosen, the failed ones)."
                 .to_string(),
-            format!("Retry {n} deliveries"),
+            format!("Retry {shown} deliveries"),
         )
     } else {
         (
-            format!("Delete {n} deliveries?"),
+            format!("Delete {shown} deliveries?"),
             "The matching queued, retrying and failed deliveries go, with their attempts. Succeeded ones stay \
              until retention purges them. This cannot be undone."
                 .to_string(),
-            format!("Delete {n} deliveries"),
+            format!("Delete {shown} deliveries"),
         )
     };
     let hidden: Vec<Value> = q

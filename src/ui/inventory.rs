@@ -125,7 +125,7 @@ async fn objects(State(st): State<AppState>, v: Viewer, q: Query, type_name: Str
         "type": {"name": t.name(), "verbose": t.verbose_name, "path": format!("/{}/", t.api_path), "api": format!("/api/{}/", t.api_path)},
         "columns": cols.iter().map(|c| capitalized(&c.replace('_', " "))).collect::<Vec<_>>(),
         "rows": rows,
-        "pages": q.paginator(page.count, limit, offset),
+        "pages": q.paginator(page.count, limit, offset, None),
         "q": q.get("q"),
         "choices": choice_filters(&st, t, &q),
         "filtered": !q.filters().is_empty(),
@@ -200,7 +200,7 @@ async fn changelog(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Re
     let ctx = json!({
         "section": "changelog",
         "changes": page.items.into_iter().map(with_links).collect::<Vec<_>>(),
-        "pages": q.paginator(page.count, limit, offset),
+        "pages": q.paginator(page.count, limit, offset, None),
         "filters": {"user": q.get("user"), "action": q.get("action"), "object_type": q.get("object_type"), "request_id": q.get("request_id")},
         "filtered": !q.filters().is_empty(),
         "types": st.svc.catalog.types().iter().map(|t| t.name().to_string()).collect::<Vec<_>>(),
@@ -254,7 +254,11 @@ async fn change(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
         object_type: vec![c["changed_object_type"].as_str().unwrap_or_default().to_string()],
         ..DeliveryFilter::default()
     };
-    let deliveries = match st.svc.deliveries(&v.actor, &produced, 50, 0).await {
+    let deliveries = match st
+        .svc
+        .deliveries(&v.actor, &produced, 50, 0, Some(super::COUNT_AT_MOST))
+        .await
+    {
         Ok(page) => Some(page.items.iter().map(super::deliveries::row).collect::<Vec<_>>()),
         Err(Error::Forbidden) => None,
         Err(e) => return Err(e.into()),

@@ -21,6 +21,10 @@ use axum::Router;
 
 pub use render::Failure;
 
+/// Where the pages stop counting (and say "10,000+"): counting every row of a log of millions
+/// would make each page as slow as the log is long.
+pub const COUNT_AT_MOST: i64 = 10_000;
+
 /// Every page, the static files, and the answer for paths nothing serves (JSON under `/api/`).
 pub fn pages(state: &AppState) -> Router<AppState> {
     Router::new()

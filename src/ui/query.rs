@@ -84,7 +84,11 @@ impl Query {
     }
 
     /// What a list's paginator shows: the range, the count and links to the pages around.
-    pub fn paginator(&self, count: i64, limit: i64, offset: i64) -> Value {
+    /// A count that reached `at_most` (where counting stopped) means "at least": the pages go
+    /// on past it.
+    pub fn paginator(&self, count: i64, limit: i64, offset: i64, at_most: Option<i64>) -> Value {
+        let more = at_most.is_some_and(|m| count >= m);
+        let count = if more { count.max(offset + limit + 1) } else { count };
         let pages = if count == 0 { 1 } else { (count + limit - 1) / limit };
         let current = offset / limit + 1;
         let link = |page: i64| {
@@ -108,14 +112,36 @@ impl Query {
             links.push(json!({"page": p, "url": link(p), "current": p == current}));
             last = p;
         }
+        let shown = if more {
+            format!("more than {}", thousands(at_most.unwrap_or(count)))
+        } else {
+            thousands(count)
+        };
         json!({
-            "count": count,
+            "count": shown,
             "first": if count == 0 { 0 } else { offset + 1 },
             "last": (offset + limit).min(count),
             "pages": links,
             "previous": (current > 1).then(|| link(current - 1)),
             "next": (current < pages).then(|| link(current + 1)),
         })
+    }
+}
+
+/// `12345` as `12,345`.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
     }
 }
 
@@ -138,7 +164,7 @@ mod tests {
     fn pages_keep_the_filters() {
         let query = q("status=failed&page=3&webhook_id=2&q=");
         assert_eq!(query.page().unwrap(), (50, 100));
-        let p = query.paginator(1000, 50, 100);
+        let p = query.paginator(1000, 50, 100, None);
         assert_eq!(p["first"], 101);
         assert_eq!(p["last"], 150);
         assert_eq!(p["previous"], "?status=failed&webhook_id=2&page=2");
@@ -151,6 +177,11 @@ mod tests {
         assert_eq!(pages, [1, 2, 3, 4, 5, 20]);
         assert!(q("page=0").page().is_err());
         assert!(q("per_page=x").page().is_err());
-        assert_eq!(q("").paginator(0, 50, 0)["first"], 0);
+        assert_eq!(q("").paginator(0, 50, 0, None)["first"], 0);
+        assert_eq!(q("").paginator(1234, 50, 0, None)["count"], "1,234");
+        // Counting stopped at 10,000: the pages go on.
+        let capped = q("page=300").paginator(10_000, 50, 14_950, Some(10_000));
+        assert_eq!(capped["count"], "more than 10,000");
+        assert!(capped["next"].is_string());
     }
 }

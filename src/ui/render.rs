@@ -95,6 +95,15 @@ fn pretty(text: String) -> String {
     }
 }
 
+/// A count as the pages show it: `1,234`, or `10,000+` where counting stopped.
+pub fn count_text(n: i64, at_most: i64) -> String {
+    if n >= at_most {
+        format!("{}+", super::query::thousands(at_most))
+    } else {
+        super::query::thousands(n)
+    }
+}
+
 /// An ISO 8601 time (UTC) for templates, which show it with `ago` and `when`.
 pub fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

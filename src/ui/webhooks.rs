@@ -77,7 +77,7 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
     let ctx = json!({
         "section": "webhooks",
         "webhooks": rows,
-        "pages": q.paginator(page.count, limit, offset),
+        "pages": q.paginator(page.count, limit, offset, None),
         "filters": filter_values(&q),
         "filtered": !q.filters().is_empty(),
         "types": type_options(&st, &q.all("content_type")),
@@ -170,13 +170,16 @@ async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) ->
         webhook_id: vec![id],
         ..DeliveryFilter::default()
     };
-    let recent = st.svc.deliveries(&v.actor, &filter, 10, 0).await?;
+    let recent = st
+        .svc
+        .deliveries(&v.actor, &filter, 10, 0, Some(super::COUNT_AT_MOST))
+        .await?;
     let deliveries: Vec<Value> = recent.items.iter().map(super::deliveries::row).collect();
     let ctx = json!({
         "section": "webhooks",
         "webhook": summary(&w),
         "deliveries": deliveries,
-        "delivery_count": recent.count,
+        "delivery_count": super::render::count_text(recent.count, super::COUNT_AT_MOST),
         "test": test,
     });
     Ok(v.page(st, "webhook.html", &w.name, ctx))

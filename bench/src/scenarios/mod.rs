@@ -3,6 +3,7 @@
 mod api;
 mod delivery;
 mod load;
+mod ui;
 mod workers;
 
 use crate::process::{Database, Herald};

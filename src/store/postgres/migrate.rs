@@ -7,12 +7,17 @@ use crate::store::{Result, StoreError};
 use chrono::Utc;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (
         2,
         "sessions",
         include_str!("../../../migrations/postgres/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "delivery_indexes",
+        include_str!("../../../migrations/postgres/0003_delivery_indexes.sql"),
     ),
 ];
 

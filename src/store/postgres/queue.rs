@@ -183,9 +183,15 @@ impl QueueStore for PgStore {
         next.map(from_micros).transpose()
     }
 
-    async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>> {
+    async fn deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        limit: i64,
+        offset: i64,
+        count_at_most: Option<i64>,
+    ) -> Result<Page<Delivery>> {
         self.page(
-            statements::deliveries_page(&DIALECT, filter, limit, offset),
+            statements::deliveries_page(&DIALECT, filter, limit, offset, count_at_most),
             rows::delivery,
         )
         .await
@@ -214,6 +220,11 @@ impl QueueStore for PgStore {
     async fn status_counts(&self) -> Result<Vec<(Status, i64)>> {
         self.read(&sql(statements::STATUS_COUNTS), |r| Ok((rows::status(r)?, r.int("n")?)))
             .await
+    }
+
+    async fn status_counts_at_most(&self, at_most: i64) -> Result<Vec<(Status, i64)>> {
+        let q = statements::status_counts_at_most(&DIALECT, at_most);
+        self.read(&q, |r| Ok((rows::status(r)?, r.int("n")?))).await
     }
 
     async fn oldest_created(&self, statuses: &[Status]) -> Result<Option<DateTime<Utc>>> {

@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 7] = [
+const MIGRATIONS: [(i64, &str, &str); 8] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -38,6 +38,11 @@ const MIGRATIONS: [(i64, &str, &str); 7] = [
         7,
         "sessions",
         include_str!("../../../migrations/sqlite/0007_sessions.sql"),
+    ),
+    (
+        8,
+        "delivery_indexes",
+        include_str!("../../../migrations/sqlite/0008_delivery_indexes.sql"),
     ),
 ];
 

@@ -157,8 +157,14 @@ impl QueueStore for SqliteStore {
         next.map(from_micros).transpose()
     }
 
-    async fn deliveries(&self, filter: &DeliveryFilter, limit: i64, offset: i64) -> Result<Page<Delivery>> {
-        let page = statements::deliveries_page(&DIALECT, filter, limit, offset);
+    async fn deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        limit: i64,
+        offset: i64,
+        count_at_most: Option<i64>,
+    ) -> Result<Page<Delivery>> {
+        let page = statements::deliveries_page(&DIALECT, filter, limit, offset, count_at_most);
         self.page(page, |r| rows::delivery(r)).await
     }
 
@@ -186,6 +192,13 @@ impl QueueStore for SqliteStore {
     async fn status_counts(&self) -> Result<Vec<(Status, i64)>> {
         self.read
             .run(|c| sql(statements::STATUS_COUNTS).rows(c, |r| Ok((rows::status(r)?, r.int("n")?))))
+            .await
+    }
+
+    async fn status_counts_at_most(&self, at_most: i64) -> Result<Vec<(Status, i64)>> {
+        let q = statements::status_counts_at_most(&DIALECT, at_most);
+        self.read
+            .run(move |c| q.rows(c, |r| Ok((rows::status(r)?, r.int("n")?))))
             .await
     }
 

@@ -15,5 +15,7 @@ mod objects;
 mod pynetbox_inventory;
 #[path = "reliability.rs"]
 mod reliability;
+#[path = "ui.rs"]
+mod ui;
 #[path = "users.rs"]
 mod users;

@@ -1,6 +1,6 @@
 //! The admin pages, end to end: Debian's chromium, headless, driven through chromedriver by
 //! fantoccini, against a real Herald and a real receiver. Every page visited is saved as a
-//! screenshot under `target/ui-screenshots/`.
+//! screenshot under `target/ui-screenshots/<backend>/`.
 
 mod common;
 
@@ -117,7 +117,14 @@ impl Ui {
             assert!(!source.contains(raw), "{name} shows raw error text {raw:?}");
         }
         let png = self.c.screenshot().await.unwrap();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+        let backend = if self.app.dir.on_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/ui-screenshots")
+            .join(backend);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }

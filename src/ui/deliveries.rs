@@ -138,7 +138,7 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
             "since": q.get("since"),
             "request_id": q.get("request_id"),
         },
-        "status": q.all("status"),
+        "chosen_status": q.all("status"),
         "filtered": !q.filters().is_empty(),
         "query": q.encoded(),
         "webhooks": webhooks.items.iter().map(|w| json!({"id": w.id, "name": w.name})).collect::<Vec<_>>(),

@@ -276,6 +276,7 @@ fn form_values(f: Option<&Fields>, w: &Webhook) -> Value {
         "retry_schedule": f.text("retry_schedule"),
         "conditions": f.text("conditions"),
         "event_id": f.text("event_id"),
+        "secret_given": !f.text("secret").is_empty(),
     })
 }
 

@@ -56,6 +56,24 @@ impl FieldErrors {
 }
 
 /// A JSON object being read; every wrong-typed field is recorded in `errors`.
+/// Keys NetBox shows on every object and ignores in a body: read back and sent again, they
+/// change nothing.
+pub const READ_ONLY_KEYS: [&str; 6] = ["id", "url", "display", "display_url", "created", "last_updated"];
+
+/// An error for each key of `body` that is neither in `known` nor read-only: a field Herald
+/// does not store must not be accepted and dropped. `what` names the objects, in the plural.
+pub fn refuse_unknown_keys(body: &Value, known: impl Fn(&str) -> bool, what: &str, errors: &mut FieldErrors) {
+    let Value::Object(map) = body else { return };
+    for k in map.keys() {
+        if !known(k) && !READ_ONLY_KEYS.contains(&k.as_str()) {
+            errors.add(
+                k,
+                format!("Herald does not store this field of {what}; nothing was saved. Remove it from the request."),
+            );
+        }
+    }
+}
+
 pub struct Reader<'a> {
     obj: &'a Map<String, Value>,
     pub errors: FieldErrors,

@@ -86,6 +86,8 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
             "facility",
             "time_zone",
             "description",
+            "latitude",
+            "longitude",
             "comments",
             "tags",
             "custom_fields",
@@ -147,7 +149,22 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
     assert_eq!(count(&app, "/api/dcim/sites/?region_id__n=1").await, 0);
     assert_eq!(count(&app, "/api/dcim/sites/?region_id=null").await, 0);
     assert_eq!(count(&app, "/api/dcim/sites/?status=planned").await, 0);
-    assert_eq!(count(&app, "/api/dcim/sites/?unknown_param=1").await, 1);
+    // A filter Herald does not implement is refused, naming it: never every row.
+    for unknown in [
+        "unknown_param=1",
+        "name__regex=^a",
+        "cf_owner=x",
+        "tag_id=1",
+        "fields=name",
+    ] {
+        let (status, body) = app.call("GET", &format!("/api/dcim/sites/?{unknown}"), None).await;
+        let param = unknown.split('=').next().unwrap();
+        assert_eq!(status, 400, "{unknown}: {body}");
+        assert!(
+            body[param][0].as_str().unwrap().contains("does not filter sites"),
+            "{body}"
+        );
+    }
     assert_eq!(count(&app, "/api/dcim/sites/?created__gte=2000-01-01").await, 1);
     assert_eq!(
         count(&app, "/api/dcim/sites/?last_updated__lt=2000-01-01T00:00:00Z").await,
@@ -1106,5 +1123,105 @@ async fn an_unnamed_device_is_named_by_its_type_as_netbox_names_it() {
         )
         .await;
     assert_eq!(renamed["display"], "edge-r9");
+    app.stop().await;
+}
+
+/// A body key that is not a field of the type is refused, naming it, and nothing is written;
+/// read-only keys NetBox shows (and sends back when a record is saved whole) are ignored.
+#[tokio::test]
+async fn fields_herald_does_not_store_are_refused_not_dropped() {
+    let app = TestApp::spawn().await;
+    for (path, body, refused) in [
+        (
+            "/api/dcim/sites/",
+            json!({"name": "A", "slug": "a", "rack": 1, "asset_tag": "x"}),
+            vec!["asset_tag", "rack"],
+        ),
+        (
+            "/api/extras/tags/",
+            json!({"name": "T", "slug": "t", "tags": [], "weight": 5}),
+            vec!["tags", "weight"],
+        ),
+        (
+            "/api/ipam/ip-addresses/",
+            json!({"address": "192.0.2.1/24", "vrf": null, "assigned_object_id": 1}),
+            vec!["assigned_object_id", "vrf"],
+        ),
+        (
+            "/api/extras/webhooks/",
+            json!({"name": "w", "content_types": ["dcim.site"], "type_create": true, "payload_url": "http://127.0.0.1:9/", "tags": []}),
+            vec!["tags"],
+        ),
+    ] {
+        let (status, errors) = app.call("POST", path, Some(body)).await;
+        assert_eq!(status, 400, "{path}: {errors}");
+        let mut keys: Vec<&str> = errors.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, refused, "{path}: {errors}");
+        assert!(
+            errors[refused[0]][0].as_str().unwrap().contains("does not store"),
+            "{errors}"
+        );
+    }
+    assert_eq!(count(&app, "/api/dcim/sites/").await, 0, "nothing half-written");
+
+    // Read-only keys are ignored; the fields NetBox scripts set most are stored.
+    let site = created(
+        &app,
+        "/api/dcim/sites/",
+        json!({"id": 99, "url": "x", "display": "x", "display_url": "x", "created": "x", "last_updated": "x",
+               "name": "A", "slug": "a", "latitude": 52.3676, "longitude": 4.9041}),
+    )
+    .await;
+    assert_ne!(site["id"], 99);
+    assert_eq!(
+        (site["latitude"].clone(), site["longitude"].clone()),
+        (json!(52.3676), json!(4.9041))
+    );
+    let (status, errors) = app
+        .call(
+            "PATCH",
+            &format!("/api/dcim/sites/{}/", site["id"]),
+            Some(json!({"latitude": 91})),
+        )
+        .await;
+    assert_eq!(status, 400, "{errors}");
+    let ip = created(
+        &app,
+        "/api/ipam/ip-addresses/",
+        json!({"address": "192.0.2.1/24", "role": "vip", "family": 6}),
+    )
+    .await;
+    assert_eq!(
+        (ip["role"]["value"].clone(), ip["family"]["value"].clone()),
+        (json!("vip"), json!(4))
+    );
+
+    // List filters that do not exist are refused on every list, not only the inventory's.
+    for path in [
+        "/api/extras/webhooks/?payload_url=http://x/",
+        "/api/extras/webhooks/?type_update=true",
+        "/api/extras/deliveries/?webhook=3",
+        "/api/extras/object-changes/?time_after=2026-01-01",
+        "/api/users/users/?is_superuser=true",
+        "/api/users/tokens/?key=abc",
+        "/api/ipam/prefixes/?within=10.0.0.0/8",
+    ] {
+        let (status, body) = app.call("GET", path, None).await;
+        let param = path.split('?').nth(1).unwrap().split('=').next().unwrap();
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body[param][0].as_str().unwrap().contains("does not filter"),
+            "{path}: {body}"
+        );
+    }
+    let (status, _) = app
+        .call(
+            "GET",
+            "/api/extras/webhooks/?limit=5&offset=0&brief=1&format=json",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "paging and format stay allowed");
     app.stop().await;
 }

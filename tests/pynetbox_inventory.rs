@@ -53,6 +53,18 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
         seen["site_status_choices"],
         json!(["planned", "staging", "active", "decommissioning", "retired"])
     );
+    assert_eq!(seen["mgmt_interfaces"], json!(["fxp0"]));
+    assert_eq!(seen["mgmt_only"], true);
+    assert_eq!(
+        seen["refused"],
+        json!({
+            "filter": [400, ["device_id"]],
+            "regex": [400, ["name__regex"]],
+            "field": [400, ["rack"]],
+            "webhook_field": [400, ["description"]],
+        })
+    );
+    assert_eq!(seen["sites_after_refusals"], json!(["ams1"]), "nothing half-written");
     assert_eq!(seen["got_device"], seen["ids"]["device"]);
     assert_eq!(seen["got_status"], "active");
     assert_eq!(seen["saved"], true);

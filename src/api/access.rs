@@ -78,6 +78,7 @@ async fn permissions_json(st: &AppState, perms: &[Permission], base: &str) -> Re
 }
 
 async fn list_groups(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    q.only(&["name"], "groups")?;
     let (limit, offset) = q.page()?;
     let names = q.all("name");
     let groups: Vec<Group> = st
@@ -132,6 +133,7 @@ async fn delete_group(State(st): State<AppState>, auth: Auth, PathId(id): PathId
 }
 
 async fn list_permissions(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    q.only(&[], "permissions")?;
     let (limit, offset) = q.page()?;
     let perms = st.svc.permissions(&auth.actor).await?;
     let page = permissions_json(&st, ListQuery::window(&perms, limit, offset), &q.origin).await?;

@@ -78,6 +78,10 @@ pub(super) fn attempt_json(n: usize, a: &Attempt) -> Value {
 }
 
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    q.only(
+        &["id", "status", "webhook_id", "object_type", "event", "request_id"],
+        "deliveries",
+    )?;
     let (limit, offset) = q.page()?;
     let mut status = Vec::new();
     for s in q.all("status") {

@@ -222,6 +222,32 @@ impl ListQuery {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// A 400 naming the first parameter that is neither one of `filters` nor `limit`,
+    /// `offset`, `brief` or `format`: a filter Herald does not implement must not answer
+    /// every row, as if it had matched.
+    pub fn only(&self, filters: &[&str], what: &str) -> Result<(), ApiError> {
+        const PAGING: [&str; 4] = ["limit", "offset", "brief", "format"];
+        let unknown = self
+            .params
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .find(|k| !filters.contains(k) && !PAGING.contains(k));
+        match unknown {
+            None => Ok(()),
+            Some(k) => {
+                let known = if filters.is_empty() {
+                    "it has no filters".to_string()
+                } else {
+                    format!("its filters are {}", filters.join(", "))
+                };
+                Err(ApiError::field(
+                    k,
+                    format!("Herald does not filter {what} by \"{k}\"; nothing was listed ({known})."),
+                ))
+            }
+        }
+    }
+
     /// Integer values of `name`; a bad one is a 400 naming it.
     pub fn ints(&self, name: &str) -> Result<Vec<i64>, ApiError> {
         self.all(name)

@@ -323,6 +323,18 @@ async fn bulk_delete(w: Writer, JsonBody(body): JsonBody) -> Result<StatusCode, 
 }
 
 async fn list_changes(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    q.only(
+        &[
+            "id",
+            "request_id",
+            "action",
+            "changed_object_type",
+            "changed_object_id",
+            "user_id",
+            "user_name",
+        ],
+        "changes",
+    )?;
     let mut action = Vec::new();
     for a in q.all("action") {
         action.push(ChangeAction::parse(&a).ok_or_else(|| {

@@ -80,6 +80,7 @@ fn token_json(t: &Token, u: &User, base: &str) -> Value {
 }
 
 async fn list_users(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    q.only(&["username"], "users")?;
     let (limit, offset) = q.page()?;
     let users = st.svc.users(&auth.actor, &q.all("username")).await?;
     let page = users_json(&st, ListQuery::window(&users, limit, offset), &q.origin).await?;
@@ -123,6 +124,7 @@ async fn delete_user(State(st): State<AppState>, auth: Auth, PathId(id): PathId)
 }
 
 async fn list_tokens(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    q.only(&["user_id"], "tokens")?;
     let (limit, offset) = q.page()?;
     let tokens = st.svc.tokens(&auth.actor, &q.ints("user_id")?).await?;
     let page = ListQuery::window(&tokens, limit, offset)

@@ -31,6 +31,10 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    q.only(
+        &["id", "name", "content_types", "http_method", "enabled", "q"],
+        "webhooks",
+    )?;
     let (limit, offset) = q.page()?;
     let methods = q.all("http_method");
     let http_method: Vec<HttpMethod> = methods.iter().filter_map(|m| HttpMethod::parse(m)).collect();

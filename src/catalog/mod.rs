@@ -146,6 +146,16 @@ impl ObjectType {
         &self.name
     }
 
+    /// The human name in the plural: "IP addresses", "prefixes", "device types".
+    pub fn plural(&self) -> String {
+        let name = &self.verbose_name;
+        if name.ends_with('s') || name.ends_with('x') {
+            format!("{name}es")
+        } else {
+            format!("{name}s")
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
     }

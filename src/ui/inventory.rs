@@ -3,7 +3,7 @@
 //! the deliveries its request produced.
 
 use super::query::Query;
-use super::render::{capitalized, plural, Failure};
+use super::render::{capitalized, Failure};
 use super::session::Viewer;
 use super::webhooks::path_id;
 use crate::api::AppState;
@@ -119,7 +119,7 @@ async fn objects(State(st): State<AppState>, v: Viewer, q: Query, type_name: Str
             })
         })
         .collect();
-    let title = capitalized(&plural(&t.verbose_name));
+    let title = capitalized(&t.plural());
     let ctx = json!({
         "section": t.api_path,
         "type": {"name": t.name(), "verbose": t.verbose_name, "path": format!("/{}/", t.api_path), "api": format!("/api/{}/", t.api_path)},
@@ -163,7 +163,7 @@ async fn object(
     let display = o["display"].as_str().unwrap_or_default().to_string();
     let ctx = json!({
         "section": t.api_path,
-        "type": {"name": t.name(), "verbose": t.verbose_name, "plural": capitalized(&plural(&t.verbose_name)), "path": format!("/{}/", t.api_path)},
+        "type": {"name": t.name(), "verbose": t.verbose_name, "plural": capitalized(&t.plural()), "path": format!("/{}/", t.api_path)},
         "object": {"id": id, "display": display, "created": o["created"], "last_updated": o["last_updated"]},
         "attrs": attrs,
         "changes": changes,

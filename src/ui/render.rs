@@ -109,15 +109,6 @@ pub fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The plural of a type's name: "IP addresses", "prefixes", "device types".
-pub fn plural(name: &str) -> String {
-    if name.ends_with('s') || name.ends_with('x') {
-        format!("{name}es")
-    } else {
-        format!("{name}s")
-    }
-}
-
 /// `name` with its first letter in capitals.
 pub fn capitalized(name: &str) -> String {
     let mut chars = name.chars();
@@ -136,7 +127,7 @@ fn inventory_nav(catalog: &Catalog) -> Value {
             "extras" => "Customization".to_string(),
             other => capitalized(other),
         };
-        let item = json!({"label": capitalized(&plural(&t.verbose_name)), "url": format!("/{}/", t.api_path)});
+        let item = json!({"label": capitalized(&t.plural()), "url": format!("/{}/", t.api_path)});
         match groups.iter_mut().find(|(h, _)| *h == heading) {
             Some((_, items)) => items.push(item),
             None => groups.push((heading, vec![item])),
@@ -327,8 +318,6 @@ mod tests {
         assert_eq!(ago(at(7200), now), "2 h ago");
         assert_eq!(ago(at(-600), now), "in 10 min");
         assert_eq!(when(now), "2026-11-30 12:00:00 UTC");
-        assert_eq!(plural("IP address"), "IP addresses");
-        assert_eq!(plural("device type"), "device types");
         assert_eq!(capitalized("prefix"), "Prefix");
     }
 }

@@ -12,7 +12,29 @@ pub struct Rules<'a> {
     /// Where CA files must be, when the operator says.
     pub ca_dir: Option<&'a Path>,
 }
-use crate::validate::{FieldErrors, Reader};
+use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
+
+/// A webhook's fields, as bodies give them (`has_secret` is shown, not written).
+const FIELDS: [&str; 18] = [
+    "name",
+    "content_types",
+    "type_create",
+    "type_update",
+    "type_delete",
+    "enabled",
+    "payload_url",
+    "http_method",
+    "http_content_type",
+    "additional_headers",
+    "body_template",
+    "secret",
+    "ssl_verification",
+    "ca_file_path",
+    "timeout",
+    "retry_schedule",
+    "conditions",
+    "has_secret",
+];
 use serde_json::Value;
 
 impl Webhook {
@@ -23,6 +45,7 @@ impl Webhook {
         self.read_request(&mut r);
         self.read_delivery(&mut r);
         let mut errors = std::mem::take(&mut r.errors);
+        refuse_unknown_keys(body, |k| FIELDS.contains(&k), "webhooks", &mut errors);
         if !partial {
             for field in ["name", "content_types", "payload_url"] {
                 if !r.has(field) && !errors.0.contains_key(field) {

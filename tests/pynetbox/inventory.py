@@ -86,6 +86,26 @@ def main():
     choices = nb.dcim.interfaces.choices()
     seen["interface_type_choice"] = next(c for c in choices["type"] if c["value"] == "10gbase-x-sfpp")
     seen["site_status_choices"] = [c["value"] for c in nb.dcim.sites.choices()["status"]]
+    seen["mgmt_interfaces"] = [i.name for i in nb.dcim.interfaces.filter(mgmt_only=True)]
+    seen["mgmt_only"] = nb.dcim.interfaces.get(mgmt.id).mgmt_only
+
+    # What Herald does not understand is refused, naming it: never every row, never a field
+    # accepted and dropped.
+    refused = {}
+    for name, call in [
+        ("filter", lambda: list(nb.ipam.ip_addresses.filter(device_id=device.id))),
+        ("regex", lambda: list(nb.dcim.sites.filter(name__regex="^A"))),
+        ("field", lambda: nb.dcim.sites.create(name="X", slug="x", rack=1)),
+        ("webhook_field", lambda: nb.extras.webhooks.create(
+            name="x", content_types=["dcim.site"], type_create=True, payload_url=receiver, description="d")),
+    ]:
+        try:
+            call()
+            refused[name] = None
+        except pynetbox.RequestError as e:
+            refused[name] = [e.req.status_code, sorted(e.error and json.loads(e.error).keys())]
+    seen["refused"] = refused
+    seen["sites_after_refusals"] = [s.slug for s in nb.dcim.sites.all()]
     got = nb.dcim.devices.get(name="edge-r1")
     seen["got_device"] = got.id
     seen["got_status"] = got.status.value

@@ -7,7 +7,7 @@ use crate::error::{unique_errors, StoreError};
 use crate::objects::values::{as_integer, clean};
 use crate::objects::view::TAG_TYPE;
 use crate::objects::{unique_key, Lock, Obj};
-use crate::validate::{type_name, FieldErrors};
+use crate::validate::{refuse_unknown_keys, type_name, FieldErrors};
 use serde_json::{json, Map, Value};
 
 /// How far up a tree (a region's parents) a cycle check looks.
@@ -37,6 +37,15 @@ impl Run<'_> {
                 .await?;
             read_custom_fields(input, &mut errors);
         }
+        // Fields the type has (read-only ones, such as an address's family, are ignored as
+        // NetBox ignores them), the other keys its REST view shows, and tags and custom fields
+        // where it has them (empty custom fields anywhere: nothing is lost).
+        let known = |k: &str| match k {
+            "tags" => ty.tags,
+            "custom_fields" => ty.tags || input[k].as_object().is_some_and(|m| m.is_empty()) || input[k].is_null(),
+            _ => ty.field(k).is_some() || ty.sample.get(k).is_some(),
+        };
+        refuse_unknown_keys(body, known, &ty.plural(), &mut errors);
         if let Some(existing) = existing {
             self.check_trees(ty, existing.id, &data, &mut errors).await?;
         }

@@ -86,9 +86,7 @@ impl ObjectQuery {
 }
 
 /// Parameters that are not filters.
-const RESERVED: [&str; 9] = [
-    "limit", "offset", "brief", "ordering", "q", "format", "fields", "exclude", "omit",
-];
+pub const RESERVED: [&str; 6] = ["limit", "offset", "brief", "ordering", "q", "format"];
 
 fn lookup(name: &str) -> (&str, Option<(Cmp, bool)>) {
     let Some((base, suffix)) = name.rsplit_once("__") else {
@@ -114,8 +112,10 @@ fn lookup(name: &str) -> (&str, Option<(Cmp, bool)>) {
     (base, Some(found))
 }
 
-/// Parses `params` for objects of `ty`. Unknown parameters are ignored, as NetBox does; a bad
-/// value of a known one is a 400 naming it. `reader` resolves slugs (`site=ams1`).
+/// Parses `params` for objects of `ty`. A parameter that is not a filter Herald implements is
+/// a 400 naming it (NetBox would ignore it and answer every object: a script deleting what
+/// its filter returns would delete everything); so is a bad value of a known one. `reader`
+/// resolves slugs (`site=ams1`).
 pub async fn parse(
     catalog: &Catalog,
     reader: &dyn ObjectRead,
@@ -138,12 +138,21 @@ pub async fn parse(
             .map(|(_, v)| v.as_str())
             .collect();
         let (name, cmp) = lookup(param);
-        let Some((cmp, negate)) = cmp else { continue };
+        let not_a_filter = || {
+            format!(
+                "Herald does not filter {} by \"{param}\"; nothing was listed. Remove it, or see the README for the filters there are.",
+                ty.plural()
+            )
+        };
+        let Some((cmp, negate)) = cmp else {
+            errors.add(param, not_a_filter());
+            continue;
+        };
         let filter = Filter { name, cmp, negate };
         match parser.param(&filter, &given).await {
             Ok(conds) => query.conds.extend(conds),
             Err(Skip::Invalid(message)) => errors.add(param, message),
-            Err(Skip::NotAFilter) => {}
+            Err(Skip::NotAFilter) => errors.add(param, not_a_filter()),
             Err(Skip::Failed(e)) => return Err(e),
         }
     }

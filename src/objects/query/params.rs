@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// Why a parameter gave no conditions.
 pub(super) enum Skip {
-    /// It is not a filter of this type (ignored, as NetBox does).
+    /// It is not a filter of this type (refused).
     NotAFilter,
     /// Its value is bad: the message for the parameter.
     Invalid(String),

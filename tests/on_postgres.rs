@@ -11,6 +11,8 @@ mod api;
 mod delivery;
 #[path = "objects.rs"]
 mod objects;
+#[path = "pynetbox_filters.rs"]
+mod pynetbox_filters;
 #[path = "pynetbox_inventory.rs"]
 mod pynetbox_inventory;
 #[path = "reliability.rs"]

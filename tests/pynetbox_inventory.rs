@@ -59,7 +59,7 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
         seen["refused"],
         json!({
             "filter": [400, ["device_id"]],
-            "regex": [400, ["name__regex"]],
+            "custom_field": [400, ["cf_owner"]],
             "field": [400, ["rack"]],
             "webhook_field": [400, ["description"]],
         })

@@ -1,7 +1,7 @@
 //! `/api/extras/webhooks/`: CRUD with NetBox's bulk forms, and preview.
 
 use super::{bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
-use crate::service::WebhookFilter;
+use crate::service::{TextFilter, TextLookup, WebhookFilter};
 use crate::validate::parse_bool;
 use crate::webhooks::{HttpMethod, Webhook};
 use axum::extract::State;
@@ -30,11 +30,34 @@ pub fn router() -> Router<AppState> {
         .route("/api/extras/webhooks/{id}/test/", post(test_send))
 }
 
+/// The list's filters: `payload_url` with NetBox's text lookups, the rest by value.
+const FILTERS: [&str; 20] = [
+    "id",
+    "name",
+    "content_types",
+    "http_method",
+    "enabled",
+    "type_create",
+    "type_update",
+    "type_delete",
+    "ssl_verification",
+    "http_content_type",
+    "q",
+    "payload_url",
+    "payload_url__n",
+    "payload_url__ic",
+    "payload_url__nic",
+    "payload_url__ie",
+    "payload_url__nie",
+    "payload_url__isw",
+    "payload_url__nisw",
+    "payload_url__iew",
+];
+
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    q.only(
-        &["id", "name", "content_types", "http_method", "enabled", "q"],
-        "webhooks",
-    )?;
+    let mut known = FILTERS.to_vec();
+    known.push("payload_url__niew");
+    q.only(&known, "webhooks")?;
     let (limit, offset) = q.page()?;
     let methods = q.all("http_method");
     let http_method: Vec<HttpMethod> = methods.iter().filter_map(|m| HttpMethod::parse(m)).collect();
@@ -42,16 +65,45 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
         // Only unknown methods: they match nothing, as an unknown name does.
         return Ok(Json(q.paginated(0, limit, offset, Vec::new())));
     }
-    let enabled = match q.first("enabled") {
-        None => None,
-        Some(v) => Some(parse_bool(v).ok_or_else(|| ApiError::field("enabled", "Must be a valid boolean."))?),
+    let flag = |name: &str| -> Result<Option<bool>, ApiError> {
+        match q.first(name) {
+            None => Ok(None),
+            Some(v) => parse_bool(v)
+                .map(Some)
+                .ok_or_else(|| ApiError::field(name, "Must be a valid boolean.")),
+        }
     };
+    let mut payload_url = Vec::new();
+    for (k, v) in &q.params {
+        let Some(rest) = k.strip_prefix("payload_url") else {
+            continue;
+        };
+        let suffix = rest.strip_prefix("__").unwrap_or(rest);
+        if let Some((lookup, negate)) = TextLookup::parse(suffix) {
+            payload_url.push(TextFilter {
+                lookup,
+                negate,
+                values: vec![v.clone()],
+            });
+        }
+    }
     let filter = WebhookFilter {
         id: q.ints("id")?,
         name: q.all("name"),
         content_types: q.all("content_types"),
         http_method,
-        enabled,
+        enabled: flag("enabled")?,
+        type_create: flag("type_create")?,
+        type_update: flag("type_update")?,
+        type_delete: flag("type_delete")?,
+        ssl_verification: flag("ssl_verification")?,
+        http_content_type: q
+            .params
+            .iter()
+            .filter(|(k, _)| k == "http_content_type")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        payload_url,
         q: q.first("q").map(String::from),
     };
     let page = st.svc.webhooks(&auth.actor, &filter, limit, offset).await?;

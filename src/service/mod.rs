@@ -18,7 +18,7 @@ pub use changes::change_json;
 pub use deliveries::{DeliveryDetail, QueueSummary, WebhookHealth};
 pub use objects::ObjectWrite;
 pub use users::NewToken;
-pub use webhooks::WebhookFilter;
+pub use webhooks::{TextFilter, TextLookup, WebhookFilter};
 
 use crate::auth::{Action, Actor};
 use crate::catalog::Catalog;

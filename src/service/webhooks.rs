@@ -18,7 +18,63 @@ use std::time::Duration;
 /// Bytes of a test send's response body shown.
 const TEST_EXCERPT: usize = 256;
 
-/// Filters of the webhook list. Empty lists do not filter.
+/// How a text filter compares (NetBox's lookups): `payload_url__ic=example`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextLookup {
+    /// Equal to one of the values.
+    Exact,
+    /// Equal to none of them (`__n`).
+    Not,
+    IContains,
+    IExact,
+    IStartsWith,
+    IEndsWith,
+}
+
+impl TextLookup {
+    /// The lookup of a parameter's suffix (`ic`, `nisw`, ...) and whether it is negated.
+    pub fn parse(suffix: &str) -> Option<(TextLookup, bool)> {
+        Some(match suffix {
+            "" => (TextLookup::Exact, false),
+            "n" => (TextLookup::Not, false),
+            "ic" => (TextLookup::IContains, false),
+            "nic" => (TextLookup::IContains, true),
+            "ie" => (TextLookup::IExact, false),
+            "nie" => (TextLookup::IExact, true),
+            "isw" => (TextLookup::IStartsWith, false),
+            "nisw" => (TextLookup::IStartsWith, true),
+            "iew" => (TextLookup::IEndsWith, false),
+            "niew" => (TextLookup::IEndsWith, true),
+            _ => return None,
+        })
+    }
+}
+
+/// One text condition: its lookup, whether negated, and its values (any of them).
+#[derive(Debug, Clone)]
+pub struct TextFilter {
+    pub lookup: TextLookup,
+    pub negate: bool,
+    pub values: Vec<String>,
+}
+
+impl TextFilter {
+    fn matches(&self, text: &str) -> bool {
+        let lower = text.to_lowercase();
+        let any = |f: &dyn Fn(&str) -> bool| self.values.iter().any(|v| f(v));
+        let hit = match self.lookup {
+            TextLookup::Exact => any(&|v| v == text),
+            TextLookup::Not => !any(&|v| v == text),
+            TextLookup::IContains => any(&|v| lower.contains(&v.to_lowercase())),
+            TextLookup::IExact => any(&|v| lower == v.to_lowercase()),
+            TextLookup::IStartsWith => any(&|v| lower.starts_with(&v.to_lowercase())),
+            TextLookup::IEndsWith => any(&|v| lower.ends_with(&v.to_lowercase())),
+        };
+        hit != self.negate
+    }
+}
+
+/// Filters of the webhook list. Empty lists do not filter; all must hold.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookFilter {
     pub id: Vec<i64>,
@@ -26,6 +82,12 @@ pub struct WebhookFilter {
     pub content_types: Vec<String>,
     pub http_method: Vec<HttpMethod>,
     pub enabled: Option<bool>,
+    pub type_create: Option<bool>,
+    pub type_update: Option<bool>,
+    pub type_delete: Option<bool>,
+    pub ssl_verification: Option<bool>,
+    pub http_content_type: Vec<String>,
+    pub payload_url: Vec<TextFilter>,
     /// Part of the name or URL, any case.
     pub q: Option<String>,
 }
@@ -33,11 +95,18 @@ pub struct WebhookFilter {
 impl WebhookFilter {
     fn matches(&self, w: &Webhook) -> bool {
         let q = self.q.as_ref().map(|s| s.to_lowercase());
+        let flag = |want: Option<bool>, have: bool| want.is_none_or(|b| b == have);
         (self.id.is_empty() || self.id.contains(&w.id))
             && (self.name.is_empty() || self.name.contains(&w.name))
             && (self.content_types.is_empty() || w.content_types.iter().any(|t| self.content_types.contains(t)))
             && (self.http_method.is_empty() || self.http_method.contains(&w.http_method))
-            && self.enabled.is_none_or(|e| w.enabled == e)
+            && flag(self.enabled, w.enabled)
+            && flag(self.type_create, w.type_create)
+            && flag(self.type_update, w.type_update)
+            && flag(self.type_delete, w.type_delete)
+            && flag(self.ssl_verification, w.ssl_verification)
+            && (self.http_content_type.is_empty() || self.http_content_type.contains(&w.http_content_type))
+            && self.payload_url.iter().all(|f| f.matches(&w.payload_url))
             && q.is_none_or(|s| w.name.to_lowercase().contains(&s) || w.payload_url.to_lowercase().contains(&s))
     }
 }

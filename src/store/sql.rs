@@ -257,6 +257,9 @@ fn cond(sql: &mut Sql, ty: &str, c: &Cond) {
         // `tag=`: objects carrying this tag (one condition per tag, so all of them).
         (Col::Tag, _) => {
             let ids = c.values.iter().filter_map(Value::as_i64);
+            if c.negate {
+                sql.push("not ");
+            }
             sql.push("exists (select 1 from object_refs r where r.type = o.type and r.id = o.id and r.field = 'tags' and r.target_id in ")
                 .ints(ids)
                 .push(")");

@@ -94,7 +94,7 @@ def main():
     refused = {}
     for name, call in [
         ("filter", lambda: list(nb.ipam.ip_addresses.filter(device_id=device.id))),
-        ("regex", lambda: list(nb.dcim.sites.filter(name__regex="^A"))),
+        ("custom_field", lambda: list(nb.dcim.sites.filter(cf_owner="me"))),
         ("field", lambda: nb.dcim.sites.create(name="X", slug="x", rack=1)),
         ("webhook_field", lambda: nb.extras.webhooks.create(
             name="x", content_types=["dcim.site"], type_create=True, payload_url=receiver, description="d")),

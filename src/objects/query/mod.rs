@@ -2,6 +2,7 @@
 //! `name__ic=` or `vid__gte=`, foreign keys by id (`site_id=3`) or slug (`site=ams1`),
 //! `tag=` (all of), `q=` and `ordering=`. Parsed here, run by each backend.
 
+mod computed;
 mod params;
 
 use super::ObjectRead;
@@ -137,19 +138,29 @@ pub async fn parse(
             .filter(|(k, _)| k == param)
             .map(|(_, v)| v.as_str())
             .collect();
-        let (name, cmp) = lookup(param);
         let not_a_filter = || {
             format!(
                 "Herald does not filter {} by \"{param}\"; nothing was listed. Remove it, or see the README for the filters there are.",
                 ty.plural()
             )
         };
-        let Some((cmp, negate)) = cmp else {
-            errors.add(param, not_a_filter());
-            continue;
+        let found = match computed::regex_lookup(param) {
+            Some((field, ci)) => parser.regex(field, ci, &given).await,
+            None => {
+                let (name, cmp) = lookup(param);
+                let Some((cmp, negate)) = cmp else {
+                    errors.add(param, not_a_filter());
+                    continue;
+                };
+                let filter = Filter { name, cmp, negate };
+                match parser.computed(&filter, &given).await {
+                    Ok(Some(conds)) => Ok(conds),
+                    Ok(None) => parser.param(&filter, &given).await,
+                    Err(e) => Err(e),
+                }
+            }
         };
-        let filter = Filter { name, cmp, negate };
-        match parser.param(&filter, &given).await {
+        match found {
             Ok(conds) => query.conds.extend(conds),
             Err(Skip::Invalid(message)) => errors.add(param, message),
             Err(Skip::NotAFilter) => errors.add(param, not_a_filter()),

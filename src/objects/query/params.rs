@@ -90,11 +90,27 @@ impl Parser<'_> {
                 .collect::<Result<Vec<Value>, String>>()?;
             return Ok(vec![f.cond(col, f.cmp, times)]);
         }
-        if f.name == "tag" && ty.tags && f.cmp == Cmp::In {
-            let ids = self.slugs_to_ids(crate::objects::view::TAG_TYPE, given).await?;
+        // `tag=core&tag=edge` (slugs) or `tag_id=1`: all of them; `tag__n=` / `tag_id__n=`:
+        // none of them.
+        if matches!(f.name, "tag" | "tag_id") && ty.tags && matches!(f.cmp, Cmp::In | Cmp::NotIn) {
+            let ids: Vec<Value> = if f.name == "tag" {
+                self.slugs_to_ids(crate::objects::view::TAG_TYPE, given)
+                    .await?
+                    .into_iter()
+                    .map(Value::from)
+                    .collect()
+            } else {
+                ints(given)?
+            };
+            let negate = f.cmp == Cmp::NotIn;
             return Ok(ids
                 .into_iter()
-                .map(|id| f.cond(Col::Tag, Cmp::In, vec![Value::from(id)]))
+                .map(|id| Cond {
+                    col: Col::Tag,
+                    cmp: Cmp::In,
+                    negate,
+                    values: vec![id],
+                })
                 .collect());
         }
         // `site_id=3` (or `null`), `site=ams1`.

@@ -192,26 +192,8 @@ pub const PERMISSION_MEMBERS: [(&str, &str, bool); 2] = [
 
 // Webhooks.
 
-/// The columns a webhook writes, in the order of `webhook_args`.
-pub const WEBHOOK_COLUMNS: [&str; 17] = [
-    "name",
-    "content_types",
-    "type_create",
-    "type_update",
-    "type_delete",
-    "enabled",
-    "payload_url",
-    "http_method",
-    "http_content_type",
-    "additional_headers",
-    "body_template",
-    "secret",
-    "ssl_verification",
-    "ca_file_path",
-    "timeout",
-    "retry_schedule",
-    "conditions",
-];
+/// The columns a webhook writes, in the order of `webhook_args`: its fields, named alike.
+pub const WEBHOOK_COLUMNS: [&str; 17] = crate::webhooks::FIELDS;
 
 /// What a webhook writes, in the order of `WEBHOOK_COLUMNS`.
 pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {

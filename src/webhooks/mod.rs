@@ -74,6 +74,27 @@ impl From<HttpMethod> for reqwest::Method {
     }
 }
 
+/// A webhook's fields, as request bodies and the database both name them.
+pub const FIELDS: [&str; 17] = [
+    "name",
+    "content_types",
+    "type_create",
+    "type_update",
+    "type_delete",
+    "enabled",
+    "payload_url",
+    "http_method",
+    "http_content_type",
+    "additional_headers",
+    "body_template",
+    "secret",
+    "ssl_verification",
+    "ca_file_path",
+    "timeout",
+    "retry_schedule",
+    "conditions",
+];
+
 /// A webhook as stored.
 #[derive(Clone, PartialEq)]
 pub struct Webhook {

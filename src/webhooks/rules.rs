@@ -1,7 +1,7 @@
 //! A webhook's rules (NetBox's): reading a body over a webhook field by field, then the rules
 //! that span fields or need the catalog, the templates or the file system.
 
-use super::{ca, conditions, headers, template, HttpMethod, Webhook};
+use super::{ca, conditions, headers, template, HttpMethod, Webhook, FIELDS};
 use crate::catalog::Catalog;
 use std::path::Path;
 
@@ -14,27 +14,6 @@ pub struct Rules<'a> {
 }
 use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
 
-/// A webhook's fields, as bodies give them (`has_secret` is shown, not written).
-const FIELDS: [&str; 18] = [
-    "name",
-    "content_types",
-    "type_create",
-    "type_update",
-    "type_delete",
-    "enabled",
-    "payload_url",
-    "http_method",
-    "http_content_type",
-    "additional_headers",
-    "body_template",
-    "secret",
-    "ssl_verification",
-    "ca_file_path",
-    "timeout",
-    "retry_schedule",
-    "conditions",
-    "has_secret",
-];
 use serde_json::Value;
 
 impl Webhook {
@@ -45,7 +24,13 @@ impl Webhook {
         self.read_request(&mut r);
         self.read_delivery(&mut r);
         let mut errors = std::mem::take(&mut r.errors);
-        refuse_unknown_keys(body, |k| FIELDS.contains(&k), "webhooks", &mut errors);
+        // `has_secret` is shown, never written: ignored as read-only.
+        refuse_unknown_keys(
+            body,
+            |k| FIELDS.contains(&k) || k == "has_secret",
+            "webhooks",
+            &mut errors,
+        );
         if !partial {
             for field in ["name", "content_types", "payload_url"] {
                 if !r.has(field) && !errors.0.contains_key(field) {

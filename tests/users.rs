@@ -198,3 +198,74 @@ async fn sessions_sign_in_expire_and_end_with_a_password_change() {
     svc.logout(&third.key).await.unwrap();
     assert!(matches!(svc.session(&third.key).await, Err(Error::Unauthenticated)));
 }
+
+/// What NetBox lets a body set on users, tokens, groups and permissions and Herald does not
+/// keep is refused, naming the field: a user asked to be made inactive must not stay active,
+/// a token asked to expire must not live for ever. Values Herald already has pass.
+#[tokio::test]
+async fn account_fields_herald_does_not_keep_are_refused() {
+    let app = TestApp::spawn().await;
+    for (path, body, refused) in [
+        (
+            "/api/users/users/",
+            json!({"username": "u", "password": "p", "is_active": false}),
+            vec!["is_active"],
+        ),
+        (
+            "/api/users/users/",
+            json!({"username": "u", "password": "p", "email": "u@example.com"}),
+            vec!["email"],
+        ),
+        (
+            "/api/users/users/",
+            json!({"username": "u", "password": "p", "is_staff": true}),
+            vec!["is_staff"],
+        ),
+        (
+            "/api/users/tokens/",
+            json!({"expires": "2027-01-01T00:00:00Z"}),
+            vec!["expires"],
+        ),
+        (
+            "/api/users/tokens/",
+            json!({"allowed_ips": ["10.0.0.0/8"], "username": "admin"}),
+            vec!["allowed_ips", "username"],
+        ),
+        (
+            "/api/users/groups/",
+            json!({"name": "g", "permissions": [1]}),
+            vec!["permissions"],
+        ),
+        (
+            "/api/users/permissions/",
+            json!({"name": "p", "object_types": ["dcim.site"], "actions": ["view"], "can_view": true}),
+            vec!["can_view"],
+        ),
+    ] {
+        let (status, errors) = app.call("POST", path, Some(body)).await;
+        assert_eq!(status, 400, "{path}: {errors}");
+        let mut keys: Vec<&str> = errors.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, refused, "{path}: {errors}");
+    }
+    let (_, users) = app.call("GET", "/api/users/users/?username=u", None).await;
+    assert_eq!(users["count"], 0, "nothing half-written");
+    // What Herald has anyway is accepted.
+    let (status, user) = app
+        .call(
+            "POST",
+            "/api/users/users/",
+            Some(json!({"username": "u", "password": "p", "is_active": true, "is_staff": false, "date_joined": "x"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let (status, token) = app
+        .call(
+            "POST",
+            "/api/users/tokens/",
+            Some(json!({"expires": null, "allowed_ips": [], "description": "d"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    app.stop().await;
+}

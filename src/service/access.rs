@@ -5,7 +5,7 @@
 use super::{require, Error, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{Action, Actor, Group, Permission};
-use crate::validate::{FieldErrors, Reader};
+use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
 use chrono::Utc;
 use serde_json::Value;
 
@@ -133,6 +133,13 @@ impl Services {
         if p.actions.is_empty() && !r.errors.0.contains_key("actions") {
             r.errors.add("actions", "Give at least one action.");
         }
+        let known = |k: &str| {
+            matches!(
+                k,
+                "name" | "description" | "enabled" | "object_types" | "actions" | "users" | "groups" | "constraints"
+            )
+        };
+        refuse_unknown_keys(body, known, "permissions", &mut r.errors);
         if !matches!(r.raw("constraints"), None | Some(Value::Null)) {
             r.errors.add(
                 "constraints",
@@ -193,6 +200,7 @@ fn read_group(mut g: Group, body: &Value, creating: bool) -> Result<Group> {
                 .add("description", "Ensure this field has no more than 200 characters.");
         }
     }
+    refuse_unknown_keys(body, |k| matches!(k, "name" | "description"), "groups", &mut r.errors);
     let errors = std::mem::take(&mut r.errors);
     errors.finish(g).map_err(Error::from)
 }

@@ -6,7 +6,7 @@ use super::{require, Error, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{self, Action, Actor, Token, User};
 use crate::store::StoreError;
-use crate::validate::{FieldErrors, Reader};
+use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
 use chrono::Utc;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -90,6 +90,27 @@ fn read_user(mut user: User, body: &Value, creating: bool) -> Result<(User, Opti
     if let Some(flag) = r.bool("is_superuser") {
         user.is_superuser = flag;
     }
+    // What NetBox lets a body set and Herald does not keep is refused, never dropped: a user
+    // asked to be made inactive must not stay active.
+    if r.raw("is_active").is_some_and(|v| v != &Value::Bool(true)) {
+        r.errors.add(
+            "is_active",
+            "Herald's users are always active: delete the user (or its tokens) to end its access.",
+        );
+    }
+    if r.bool("is_staff").is_some_and(|staff| staff != user.is_superuser) {
+        r.errors.add(
+            "is_staff",
+            "In Herald, is_staff follows is_superuser: set is_superuser.",
+        );
+    }
+    let known = |k: &str| {
+        matches!(
+            k,
+            "username" | "password" | "is_superuser" | "groups" | "is_active" | "is_staff" | "date_joined"
+        )
+    };
+    refuse_unknown_keys(body, known, "users", &mut r.errors);
     let errors: FieldErrors = std::mem::take(&mut r.errors);
     Ok(errors.finish((user, password))?)
 }
@@ -277,7 +298,7 @@ impl Services {
             }
         };
         tokens_of(actor, &owner, Action::Add)?;
-        self.new_token(owner, body).await
+        self.new_token(owner, body, false).await
     }
 
     /// `{"username", "password"}` (and the token's fields) → a new token for that user, as
@@ -295,7 +316,7 @@ impl Services {
         let user = self
             .check_password(&username.unwrap_or_default(), &password.unwrap_or_default(), peer)
             .await?;
-        self.new_token(user, body).await
+        self.new_token(user, body, true).await
     }
 
     /// The user with this name and password; `BadCredentials` otherwise, in the same time
@@ -323,9 +344,34 @@ impl Services {
         }
     }
 
-    /// Creates a token for `user` from `write_enabled`, `description` and an optional `key`.
-    async fn new_token(&self, user: User, body: &Value) -> Result<NewToken> {
+    /// Creates a token for `user` from `write_enabled`, `description` and an optional `key`
+    /// (`provisioned`: the body also holds the user's `username` and `password`).
+    async fn new_token(&self, user: User, body: &Value, provisioned: bool) -> Result<NewToken> {
         let mut r = Reader::new(body)?;
+        // An expiry or address limit Herald would not enforce is refused, not dropped.
+        if !matches!(r.raw("expires"), None | Some(Value::Null)) {
+            r.errors.add(
+                "expires",
+                "Herald's tokens do not expire: leave this null, and revoke the token instead.",
+            );
+        }
+        if !matches!(r.raw("allowed_ips"), None | Some(Value::Null))
+            && r.raw("allowed_ips") != Some(&Value::Array(vec![]))
+        {
+            r.errors.add(
+                "allowed_ips",
+                "Herald's tokens are not limited by address: leave this empty.",
+            );
+        }
+        let known = |k: &str| match k {
+            "user" => !provisioned,
+            "username" | "password" => provisioned,
+            _ => matches!(
+                k,
+                "write_enabled" | "description" | "key" | "expires" | "allowed_ips" | "last_used"
+            ),
+        };
+        refuse_unknown_keys(body, known, "tokens", &mut r.errors);
         let write_enabled = r.bool("write_enabled").unwrap_or(true);
         let description = r.string("description").unwrap_or_default();
         let key = r.string("key");

@@ -17,6 +17,8 @@ mod pynetbox_filters;
 mod pynetbox_inventory;
 #[path = "reliability.rs"]
 mod reliability;
+#[path = "schema.rs"]
+mod schema;
 #[path = "ui.rs"]
 mod ui;
 #[path = "users.rs"]

@@ -62,6 +62,12 @@ async fn pynetbox_filters_answer_right_or_are_refused() {
             "scope_id": [400, ["scope_id", "scope_type"]],
         },
         "devices_after": ["Edge-R2", "core-sw1", "edge-r1"],
+        "strict": {
+            "ip_parent": ["10.1.2.1/24", "10.1.2.2/32"],
+            "prefix_within": ["10.1.2.0/24"],
+            "dev_regex": ["edge-r1"],
+        },
+        "strict_refused": true,
     });
     for (k, want) in expected.as_object().unwrap() {
         assert_eq!(&seen[k], want, "{k}");

@@ -9,6 +9,7 @@ mod extract;
 pub mod json;
 mod objects;
 mod root;
+mod schema;
 pub mod serve;
 mod users;
 mod webhooks;
@@ -42,6 +43,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let max_uri = api.max_uri_bytes;
     pages
         .merge(root::router(&state.svc.catalog))
+        .merge(schema::router())
         .merge(webhooks::router())
         .merge(events::router())
         .merge(deliveries::router())

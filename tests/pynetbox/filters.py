@@ -107,6 +107,19 @@ def main():
         "scope_id": refused(lambda: prefixes.create(prefix="172.16.0.0/12", scope_type="dcim.site", scope_id=1)),
     }
     seen["devices_after"] = names(devices.all())
+
+    # pynetbox's strict_filters checks filter names against /api/schema/ before asking.
+    strict = pynetbox.api(base, token=token, strict_filters=True)
+    seen["strict"] = {
+        "ip_parent": names(strict.ipam.ip_addresses.filter(parent="10.1.0.0/16"), "address"),
+        "prefix_within": names(strict.ipam.prefixes.filter(within="10.0.0.0/8", mask_length__gte=24), "prefix"),
+        "dev_regex": names(strict.dcim.devices.filter(name__regex="^edge-", tag_id__n=edge.id)),
+    }
+    try:
+        list(strict.dcim.devices.filter(device_id=1))
+        seen["strict_refused"] = None
+    except pynetbox.core.query.ParameterValidationError as e:
+        seen["strict_refused"] = "device_id" in str(e)
     json.dump(seen, sys.stdout)
 
 

@@ -135,6 +135,22 @@ async fn pynetbox_works_against_herald() {
     assert_eq!(seen["webhooks"], json!(["from-pynetbox"]));
     assert_eq!(seen["tokens"], 3);
     assert_eq!(seen["users"], json!(["admin", "reader"]));
+    assert_eq!(seen["api_version"], "3.7");
+    assert_eq!(seen["netbox_version_at_least_3_7"], true);
+    assert_eq!(
+        seen["webhook_methods"],
+        json!(["GET", "POST", "PUT", "PATCH", "DELETE"])
+    );
+    assert_eq!(seen["webhook_types_include_site"], true);
+    assert_eq!(
+        seen["webhook_detail_options"],
+        json!(["additional_headers", "body_template", "ca_file_path"])
+    );
+    assert_eq!(
+        seen["user_options"],
+        json!(["groups", "is_superuser", "password", "username"])
+    );
+    assert_eq!(seen["site_detail_options"], json!([200, ["PUT"]]));
     app.stop().await;
 }
 

@@ -27,6 +27,23 @@ use std::sync::Arc;
 /// The NetBox REST API version Herald's shapes follow (webhooks as in NetBox 3.x).
 pub const API_VERSION: &str = "3.7";
 
+/// An `OPTIONS` answer in Django REST framework's metadata format: `name`, and the fields the
+/// `action` (`POST` on a list, `PUT` on one object) takes.
+pub fn metadata(name: &str, action: &str, fields: serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "description": "",
+        "renders": ["application/json"],
+        "parses": ["application/json"],
+        "actions": {action: fields},
+    })
+}
+
+/// One field's metadata: its DRF type, whether required, its label.
+pub fn field_meta(kind: &str, required: bool, label: &str) -> serde_json::Value {
+    serde_json::json!({"type": kind, "required": required, "read_only": false, "label": label})
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

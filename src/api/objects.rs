@@ -43,7 +43,11 @@ pub fn router(catalog: &Catalog) -> Router<AppState> {
             )
             .route(
                 &format!("/api/{}/{{id}}/", t.api_path),
-                get(detail).put(update).patch(update).delete(delete),
+                get(detail)
+                    .put(update)
+                    .patch(update)
+                    .delete(delete)
+                    .options(detail_options),
             )
             .layer(Extension(TypeName(t.name().into())));
         router = router.merge(typed);
@@ -145,8 +149,32 @@ async fn options(
     Extension(name): Extension<TypeName>,
     _auth: Auth,
 ) -> Result<Json<Value>, ApiError> {
-    use crate::catalog::FieldKind;
     let ty = object_type(&st, &name)?;
+    Ok(Json(super::metadata(
+        &format!("{} List", label(&ty.verbose_name)),
+        "POST",
+        fields_metadata(&st, ty),
+    )))
+}
+
+/// `OPTIONS` on one object: the fields a `PUT` takes.
+async fn detail_options(
+    State(st): State<AppState>,
+    Extension(name): Extension<TypeName>,
+    _auth: Auth,
+    PathId(_): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let ty = object_type(&st, &name)?;
+    Ok(Json(super::metadata(
+        &format!("{} Instance", label(&ty.verbose_name)),
+        "PUT",
+        fields_metadata(&st, ty),
+    )))
+}
+
+/// Each field of `ty` as Django REST framework's metadata describes it.
+fn fields_metadata(st: &AppState, ty: &ObjectType) -> serde_json::Map<String, Value> {
+    use crate::catalog::FieldKind;
     let mut post = serde_json::Map::new();
     let read_only =
         |kind: &str, label: &str| json!({"type": kind, "required": false, "read_only": true, "label": label});
@@ -200,13 +228,7 @@ async fn options(
     }
     post.insert("created".into(), read_only("datetime", "Created"));
     post.insert("last_updated".into(), read_only("datetime", "Last updated"));
-    Ok(Json(json!({
-        "name": format!("{} List", label(&ty.verbose_name)),
-        "description": "",
-        "renders": ["application/json"],
-        "parses": ["application/json"],
-        "actions": {"POST": post},
-    })))
+    post
 }
 
 async fn detail(

@@ -84,6 +84,9 @@ async fn status(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, 
     let workers = summary.workers;
     Ok(Json(json!({
         "herald-version": env!("CARGO_PKG_VERSION"),
+        // The NetBox release whose API Herald speaks (its webhooks are NetBox 3.7's), as a
+        // version scripts can compare; the local part says it is Herald.
+        "netbox-version": format!("{}.0+herald.{}", super::API_VERSION, env!("CARGO_PKG_VERSION")),
         "api-version": super::API_VERSION,
         "worker-running": running,
         "rq-workers-running": workers,

@@ -10,14 +10,21 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/users/users/", get(list_users).post(create_user))
+        .route(
+            "/api/users/users/",
+            get(list_users).post(create_user).options(users_options),
+        )
         .route(
             "/api/users/users/{id}/",
-            get(user_detail).put(update_user).patch(update_user).delete(delete_user),
+            get(user_detail)
+                .put(update_user)
+                .patch(update_user)
+                .delete(delete_user)
+                .options(user_options),
         )
         .route("/api/users/tokens/", get(list_tokens).post(create_token))
         .route("/api/users/tokens/provision/", post(provision))
@@ -175,4 +182,28 @@ async fn provision(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let created = st.svc.provision_token(&body, Some(peer.ip())).await?;
     Ok((StatusCode::CREATED, Json(new_token_json(&created, &base))))
+}
+
+/// A user's fields as Django REST framework's metadata describes them.
+fn user_fields() -> Map<String, Value> {
+    let mut m = Map::new();
+    for (name, kind, required, label) in [
+        ("username", "string", true, "Username"),
+        ("password", "string", true, "Password"),
+        ("is_superuser", "boolean", false, "Superuser status"),
+        ("groups", "field", false, "Groups"),
+    ] {
+        m.insert(name.into(), super::field_meta(kind, required, label));
+    }
+    m["username"]["max_length"] = json!(150);
+    m["password"]["write_only"] = json!(true);
+    m
+}
+
+async fn users_options(_auth: Auth) -> Json<Value> {
+    Json(super::metadata("User List", "POST", user_fields()))
+}
+
+async fn user_options(_auth: Auth, PathId(_): PathId) -> Json<Value> {
+    Json(super::metadata("User Instance", "PUT", user_fields()))
 }

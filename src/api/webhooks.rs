@@ -19,12 +19,17 @@ pub fn router() -> Router<AppState> {
                 .post(create)
                 .put(bulk_update)
                 .patch(bulk_update)
-                .delete(bulk_delete),
+                .delete(bulk_delete)
+                .options(list_options),
         )
         .route("/api/extras/webhooks/preview/", post(preview_new))
         .route(
             "/api/extras/webhooks/{id}/",
-            get(detail).put(update_one).patch(update_one).delete(delete),
+            get(detail)
+                .put(update_one)
+                .patch(update_one)
+                .delete(delete)
+                .options(detail_options),
         )
         .route("/api/extras/webhooks/{id}/preview/", post(preview_saved))
         .route("/api/extras/webhooks/{id}/test/", post(test_send))
@@ -242,4 +247,63 @@ async fn test_send(
     let mut out = super::deliveries::attempt_json(1, &attempt);
     out["succeeded"] = json!(attempt.error.is_none());
     Ok(Json(out))
+}
+
+/// A webhook's fields as Django REST framework's metadata describes them (pynetbox's
+/// `choices()` reads `http_method`'s and `content_types`' choices here).
+fn fields_metadata(st: &AppState) -> Map<String, Value> {
+    use super::field_meta;
+    let mut m = Map::new();
+    let choices = |pairs: Vec<(String, String)>| -> Value {
+        pairs
+            .into_iter()
+            .map(|(v, l)| json!({"value": v, "display_name": l}))
+            .collect()
+    };
+    for (name, kind, required, label) in [
+        ("name", "string", true, "Name"),
+        ("content_types", "list", true, "Object types"),
+        ("type_create", "boolean", false, "On create"),
+        ("type_update", "boolean", false, "On update"),
+        ("type_delete", "boolean", false, "On delete"),
+        ("enabled", "boolean", false, "Enabled"),
+        ("payload_url", "string", true, "URL"),
+        ("http_method", "choice", false, "HTTP method"),
+        ("http_content_type", "string", false, "HTTP content type"),
+        ("additional_headers", "string", false, "Additional headers"),
+        ("body_template", "string", false, "Body template"),
+        ("secret", "string", false, "Secret"),
+        ("ssl_verification", "boolean", false, "SSL verification"),
+        ("ca_file_path", "string", false, "CA File Path"),
+        ("timeout", "integer", false, "Timeout"),
+        ("retry_schedule", "list", false, "Retry schedule"),
+        ("conditions", "json", false, "Conditions"),
+    ] {
+        m.insert(name.into(), field_meta(kind, required, label));
+    }
+    m["http_method"]["choices"] = choices(
+        HttpMethod::ALL
+            .iter()
+            .map(|h| (h.as_str().into(), h.as_str().into()))
+            .collect(),
+    );
+    m["content_types"]["choices"] = choices(
+        st.svc
+            .catalog
+            .types()
+            .iter()
+            .map(|t| (t.name().to_string(), format!("{} | {}", t.app_label, t.verbose_name)))
+            .collect(),
+    );
+    m["timeout"]["min_value"] = json!(1);
+    m["timeout"]["max_value"] = json!(3600);
+    m
+}
+
+async fn list_options(State(st): State<AppState>, _auth: Auth) -> Json<Value> {
+    Json(super::metadata("Webhook List", "POST", fields_metadata(&st)))
+}
+
+async fn detail_options(State(st): State<AppState>, _auth: Auth, PathId(_): PathId) -> Json<Value> {
+    Json(super::metadata("Webhook Instance", "PUT", fields_metadata(&st)))
 }

@@ -36,6 +36,28 @@ def main():
     seen["webhooks"] = [w.name for w in nb.extras.webhooks.filter(enabled=True)]
     seen["tokens"] = len(list(nb.users.tokens.all()))
     seen["users"] = [u.username for u in nb.users.users.all()]
+
+    # The version scripts branch on: the header pynetbox reads, and status's netbox-version.
+    from packaging import version
+    seen["api_version"] = nb.version
+    seen["netbox_version_at_least_3_7"] = version.parse(nb.status()["netbox-version"]) >= version.parse("3.7")
+    # OPTIONS on lists and on one object, as pynetbox's choices() and scripts read them.
+    seen["webhook_methods"] = [c["value"] for c in nb.extras.webhooks.choices()["http_method"]]
+    seen["webhook_types_include_site"] = any(
+        c["value"] == "dcim.site" for c in nb.extras.webhooks.choices()["content_types"]
+    )
+    options = nb.http_session.options(
+        f"{nb.base_url}/extras/webhooks/{hook.id}/", headers={"Authorization": f"Token {nb.token}"}
+    ).json()
+    seen["webhook_detail_options"] = sorted(options["actions"]["PUT"])[:3]
+    user_options = nb.http_session.options(
+        f"{nb.base_url}/users/users/", headers={"Authorization": f"Token {nb.token}"}
+    ).json()
+    seen["user_options"] = sorted(user_options["actions"]["POST"])
+    site_options = nb.http_session.options(
+        f"{nb.base_url}/dcim/sites/1/", headers={"Authorization": f"Token {nb.token}"}
+    )
+    seen["site_detail_options"] = [site_options.status_code, sorted(site_options.json()["actions"])]
     json.dump(seen, sys.stdout)
 
 

@@ -523,11 +523,58 @@ async fn deletes_protect_cascade_and_unlink_as_netbox_does() {
     assert_eq!(iface["snapshots"]["postchange"], Value::Null);
     assert_eq!(iface["snapshots"]["prechange"]["device"], dev["id"]);
 
-    // SET_NULL: a site outlives its region.
-    let (status, _) = app.call("DELETE", "/api/dcim/regions/1/", None).await;
-    assert_eq!(status, 204);
+    // SET_NULL: a site outlives its region, and is updated by its deletion as NetBox 4 does:
+    // a change record in the same request, and an `updated` event for webhooks of sites.
+    let sites_rx = TestReceiver::start().await;
+    app.create_webhook(json!({"name": "sites", "payload_url": sites_rx.url("/hook"), "content_types": ["dcim.site"], "type_create": false, "type_update": true})).await;
+    let resp = app
+        .client
+        .delete(app.url("/api/dcim/regions/1/"))
+        .header("Authorization", format!("Token {}", app.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let (_, s) = app.call("GET", &format!("/api/dcim/sites/{}/", site["id"]), None).await;
     assert_eq!(s["region"], Value::Null);
+    let (_, changes) = app
+        .call(
+            "GET",
+            &format!("/api/extras/object-changes/?request_id={request_id}"),
+            None,
+        )
+        .await;
+    let kinds: Vec<(String, String)> = changes["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["changed_object_type"].as_str().unwrap().into(),
+                c["action"]["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("dcim.site".into(), "update".into())), "{kinds:?}");
+    assert!(kinds.contains(&("dcim.region".into(), "delete".into())), "{kinds:?}");
+    let site_change = changes["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["changed_object_type"] == "dcim.site")
+        .unwrap();
+    assert_eq!(site_change["prechange_data"]["region"], 1);
+    assert_eq!(site_change["postchange_data"]["region"], Value::Null);
+    let got = sites_rx.wait_for(1).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(
+        (body["event"].clone(), body["model"].clone()),
+        (json!("updated"), json!("site"))
+    );
+    assert_eq!(body["request_id"], request_id);
+    assert_eq!(body["data"]["region"], Value::Null);
+    assert_eq!(body["snapshots"]["prechange"]["region"], 1);
     // CASCADE through a tree: a region's children go with it; a bulk delete may name both.
     let top = created(&app, "/api/dcim/regions/", json!({"name": "Top", "slug": "top"})).await;
     let child = created(

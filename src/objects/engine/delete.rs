@@ -147,15 +147,26 @@ impl Run<'_> {
             return Ok(());
         };
         if r.field == "tags" {
+            // A tag's deletion takes it off its objects without changing them, as NetBox's
+            // does (the tagging rows go; the objects are not saved).
             let ids: Vec<i64> = obj
                 .tag_ids()
                 .into_iter()
                 .filter(|i| !deleted.contains(&(TAG_TYPE.to_string(), *i)))
                 .collect();
             obj.data.insert("tags".into(), json!(ids));
-        } else {
-            obj.data.insert(r.field.clone(), Value::Null);
+            return self.store(rt, &obj, false).await;
         }
-        self.store(rt, &obj, false).await
+        // A foreign key cleared by SET_NULL changes its object, as NetBox 4 saves it: a change
+        // record and an `updated` event (a region's deletion updates its sites).
+        let pre = self.snapshot(rt, &obj).await?;
+        obj.data.insert(r.field.clone(), Value::Null);
+        obj.last_updated = self.req.now;
+        self.store(rt, &obj, false).await?;
+        let post = self.snapshot(rt, &obj).await?;
+        self.record(rt, &obj, ChangeAction::Update, pre.clone(), post.clone())
+            .await?;
+        self.touch(rt, obj.id, EventKind::Updated, pre, post, Value::Null);
+        Ok(())
     }
 }

@@ -30,6 +30,15 @@ fn schema_name(t: &ObjectType) -> String {
     name
 }
 
+/// The values a choice field takes.
+fn choice_values<'a>(catalog: &'a Catalog, f: &Field) -> Vec<&'a str> {
+    catalog
+        .choices(f.choices.as_deref().unwrap_or_default())
+        .iter()
+        .map(|(v, _)| v.as_str())
+        .collect()
+}
+
 /// What a read shows of a field.
 fn read_schema(catalog: &Catalog, f: &Field) -> Value {
     let mut s = match f.kind {
@@ -38,11 +47,7 @@ fn read_schema(catalog: &Catalog, f: &Field) -> Value {
         FieldKind::Decimal => json!({"type": "number"}),
         FieldKind::Boolean => json!({"type": "boolean"}),
         FieldKind::Choice => {
-            let values: Vec<&str> = catalog
-                .choices(f.choices.as_deref().unwrap_or_default())
-                .iter()
-                .map(|(v, _)| v.as_str())
-                .collect();
+            let values = choice_values(catalog, f);
             json!({"type": "object", "properties": {"value": {"type": "string", "enum": values}, "label": {"type": "string"}}})
         }
         FieldKind::Family => {
@@ -72,14 +77,7 @@ fn write_schema(catalog: &Catalog, f: &Field) -> Value {
         FieldKind::Integer | FieldKind::Fk => json!({"type": "integer"}),
         FieldKind::Decimal => json!({"type": "number"}),
         FieldKind::Boolean => json!({"type": "boolean"}),
-        FieldKind::Choice => {
-            let values: Vec<&str> = catalog
-                .choices(f.choices.as_deref().unwrap_or_default())
-                .iter()
-                .map(|(v, _)| v.as_str())
-                .collect();
-            json!({"type": "string", "enum": values})
-        }
+        FieldKind::Choice => json!({"type": "string", "enum": choice_values(catalog, f)}),
         FieldKind::Family => json!({"type": "integer", "readOnly": true}),
     };
     for (key, bound) in [("minimum", f.min), ("maximum", f.max)] {

@@ -1229,6 +1229,13 @@ async fn queue(store: &dyn Store) {
         .count,
         0
     );
+    for (until, expected) in [(t0(), 0), (t0() + secs(1), 5)] {
+        let f = DeliveryFilter {
+            until: Some(until),
+            ..Default::default()
+        };
+        assert_eq!(filtered(f).await.count, expected, "created before {until}");
+    }
     // By the request that recorded the events.
     for (request, expected) in [("fdbca812-3142-4783-b364-2e2bd5c16c6a", 5), ("another-request", 0)] {
         let f = DeliveryFilter {

@@ -99,6 +99,7 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
         object_type: q.all("object_type"),
         event: q.all("event"),
         since: None,
+        until: None,
         request_id: q.all("request_id"),
     };
     let page = st.svc.deliveries(&auth.actor, &filter, limit, offset, None).await?;

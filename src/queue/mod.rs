@@ -314,6 +314,8 @@ pub struct DeliveryFilter {
     pub event: Vec<String>,
     /// Created at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Created before this time.
+    pub until: Option<DateTime<Utc>>,
     /// Of events recorded by these requests (the `X-Request-ID` of the change).
     pub request_id: Vec<String>,
 }
@@ -334,6 +336,7 @@ impl DeliveryFilter {
             && self.object_type.is_empty()
             && self.event.is_empty()
             && self.since.is_none()
+            && self.until.is_none()
             && self.request_id.is_empty()
     }
 

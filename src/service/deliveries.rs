@@ -241,7 +241,7 @@ fn delete_target(filter: &DeliveryFilter) -> Result<Option<DeliveryFilter>> {
     if filter.is_empty() {
         return Err(Error::field(
             "non_field_errors",
-            "Give a filter (id, status, webhook_id, object_type, event, request_id or since).",
+            "Give a filter (id, status, webhook_id, object_type, event, request_id, since or until).",
         ));
     }
     Ok(filter.restricted_to(&Status::DELETABLE))

@@ -384,6 +384,9 @@ pub fn delivery_where(sql: &mut Sql, f: &DeliveryFilter) {
     if let Some(since) = f.since {
         sql.push(" and d.created_at >= ").bind(since);
     }
+    if let Some(until) = f.until {
+        sql.push(" and d.created_at < ").bind(until);
+    }
     if !f.request_id.is_empty() {
         sql.push(" and d.event_id in (select e.id from events e where e.request_id in ")
             .list(f.request_id.iter())

@@ -64,17 +64,19 @@ fn filter_of(q: &Query) -> Result<DeliveryFilter, Error> {
             )
         })?);
     }
-    let since = match q.get("since") {
-        None => None,
-        Some(s) => Some(
-            parse_timestamp(s)
+    // A time as the browser's date-time field sends it (UTC here), or ISO 8601.
+    let time = |name: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+        match q.get(name) {
+            None => Ok(None),
+            Some(s) => parse_timestamp(s)
                 .or_else(|| {
                     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
                         .ok()
                         .map(|t| t.and_utc())
                 })
-                .ok_or_else(|| Error::field("since", format!("\"{s}\" is not a date and time.")))?,
-        ),
+                .map(Some)
+                .ok_or_else(|| Error::field(name, format!("\"{s}\" is not a date and time."))),
+        }
     };
     Ok(DeliveryFilter {
         id: q.ints("id")?,
@@ -82,7 +84,8 @@ fn filter_of(q: &Query) -> Result<DeliveryFilter, Error> {
         webhook_id: q.ints("webhook_id")?,
         object_type: q.all("object_type"),
         event: q.all("event"),
-        since,
+        since: time("since")?,
+        until: time("until")?,
         request_id: q.all("request_id"),
     })
 }
@@ -136,6 +139,7 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
             "object_type": q.get("object_type"),
             "event": q.get("event"),
             "since": q.get("since"),
+            "until": q.get("until"),
             "request_id": q.get("request_id"),
         },
         "chosen_status": q.all("status"),
@@ -315,15 +319,18 @@ mod tests {
     #[test]
     fn filters_read_from_the_query() {
         let q = Query(
-            form_urlencoded::parse(b"status=failed&webhook_id=3&since=2026-11-30T10:00&request_id=r1")
-                .into_owned()
-                .collect(),
+            form_urlencoded::parse(
+                b"status=failed&webhook_id=3&since=2026-11-30T10:00&until=2026-11-30T11:00:00Z&request_id=r1",
+            )
+            .into_owned()
+            .collect(),
         );
         let f = filter_of(&q).unwrap();
         assert_eq!(f.status, [Status::Failed]);
         assert_eq!(f.webhook_id, [3]);
         assert_eq!(f.request_id, ["r1"]);
         assert_eq!(f.since.map(iso).as_deref(), Some("2026-11-30T10:00:00Z"));
+        assert_eq!(f.until.map(iso).as_deref(), Some("2026-11-30T11:00:00Z"));
         let bad = Query(vec![("status".into(), "lost".into())]);
         assert!(matches!(filter_of(&bad), Err(Error::Validation(v)) if v.get("status").is_some()));
     }

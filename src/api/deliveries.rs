@@ -83,18 +83,9 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
         "deliveries",
     )?;
     let (limit, offset) = q.page()?;
-    let mut status = Vec::new();
-    for s in q.all("status") {
-        status.push(Status::parse(&s).ok_or_else(|| {
-            ApiError::field(
-                "status",
-                format!("\"{s}\" is not a valid choice: use queued, in_flight, retrying, succeeded or failed."),
-            )
-        })?);
-    }
     let filter = DeliveryFilter {
         id: q.ints("id")?,
-        status,
+        status: crate::service::statuses(&q.all("status"))?,
         webhook_id: q.ints("webhook_id")?,
         object_type: q.all("object_type"),
         event: q.all("event"),

@@ -96,11 +96,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound)?;
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApiError::NotFound);
-        }
-        id.parse().map(PathId).map_err(|_| ApiError::NotFound)
+        path_id(&id).map(PathId).ok_or(ApiError::NotFound)
     }
+}
+
+/// An id in a path: digits only (no sign, no spaces), within range.
+pub fn path_id(id: &str) -> Option<i64> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
 }
 
 /// A body that is one object or a non-empty list of them: the items, and whether it was a list.

@@ -15,7 +15,7 @@ mod users;
 mod webhooks;
 
 pub use error::{status_code, ApiError};
-pub use extract::{bulk_ids, one_or_many, one_or_many_answer, Auth, Base, JsonBody, ListQuery, PathId};
+pub use extract::{bulk_ids, one_or_many, one_or_many_answer, path_id, Auth, Base, JsonBody, ListQuery, PathId};
 
 use crate::service::Services;
 use axum::extract::{DefaultBodyLimit, MatchedPath};

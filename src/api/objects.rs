@@ -5,8 +5,8 @@
 use super::{
     bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, JsonBody, ListQuery, PathId, RequestId,
 };
-use crate::catalog::{Catalog, ObjectType};
-use crate::changes::{ChangeAction, ChangeFilter};
+use crate::catalog::{label, Catalog, ObjectType};
+use crate::changes::ChangeFilter;
 use crate::objects::engine::Op;
 use crate::objects::{absolutize, ipam};
 use crate::service::ObjectWrite;
@@ -133,15 +133,6 @@ async fn allocate_ips(
 }
 
 /// A field's label, as Django derives it: `time_zone` → `Time zone`.
-fn label(name: &str) -> String {
-    let text = name.replace('_', " ");
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => text,
-    }
-}
-
 /// `OPTIONS` on a list: the fields a `POST` takes, in Django REST framework's metadata format
 /// (what pynetbox's `choices()` reads).
 async fn options(
@@ -357,15 +348,7 @@ async fn list_changes(State(st): State<AppState>, auth: Auth, q: ListQuery) -> R
         ],
         "changes",
     )?;
-    let mut action = Vec::new();
-    for a in q.all("action") {
-        action.push(ChangeAction::parse(&a).ok_or_else(|| {
-            ApiError::field(
-                "action",
-                format!("Select a valid choice. {a} is not one of the available choices."),
-            )
-        })?);
-    }
+    let action = crate::service::actions(&q.all("action"))?;
     let filter = ChangeFilter {
         id: q.ints("id")?,
         request_id: q.all("request_id"),

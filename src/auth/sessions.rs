@@ -28,9 +28,14 @@ pub fn new_secret() -> String {
 impl Session {
     /// Whether `given` is this session's CSRF token, compared in constant time.
     pub fn csrf_matches(&self, given: &str) -> bool {
-        let (a, b) = (self.csrf.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        same_secret(&self.csrf, given)
     }
+}
+
+/// Whether two secrets are equal, in a time that does not depend on where they differ.
+pub fn same_secret(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

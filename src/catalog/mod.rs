@@ -38,6 +38,17 @@ pub enum OnDelete {
     SetNull,
 }
 
+/// A name as a label: underscores as spaces, the first letter in capitals (`mac_address` →
+/// "Mac address", `device types` → "Device types").
+pub fn label(name: &str) -> String {
+    let text = name.replace('_', " ");
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
 /// One field of an object type.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

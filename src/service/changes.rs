@@ -4,7 +4,7 @@
 use super::{require, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{Action, Actor};
-use crate::changes::{Change, ChangeFilter};
+use crate::changes::{Change, ChangeAction, ChangeFilter};
 use crate::events::netbox_timestamp;
 use crate::page::Page;
 use serde_json::{json, Value};
@@ -38,6 +38,21 @@ pub fn change_json(c: &Change, changed_object: Value) -> Value {
         "prechange_data": c.prechange_data,
         "postchange_data": c.postchange_data,
     })
+}
+
+/// The actions named by an `action` filter; an unknown one is an error naming the parameter.
+pub fn actions(values: &[String]) -> Result<Vec<ChangeAction>> {
+    values
+        .iter()
+        .map(|a| {
+            ChangeAction::parse(a).ok_or_else(|| {
+                crate::error::Error::field(
+                    "action",
+                    format!("Select a valid choice. {a} is not one of the available choices."),
+                )
+            })
+        })
+        .collect()
 }
 
 impl Services {

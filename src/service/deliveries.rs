@@ -225,6 +225,21 @@ impl Services {
     }
 }
 
+/// The states named by a `status` filter; an unknown one is an error naming the parameter.
+pub fn statuses(values: &[String]) -> Result<Vec<Status>> {
+    values
+        .iter()
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                Error::field(
+                    "status",
+                    format!("\"{s}\" is not a valid choice: use queued, in_flight, retrying, succeeded or failed."),
+                )
+            })
+        })
+        .collect()
+}
+
 /// What a bulk retry with `filter` touches: the matching deliveries not in flight, the failed
 /// ones when it names neither ids nor statuses; `None` when nothing.
 fn retry_target(filter: &DeliveryFilter) -> Option<DeliveryFilter> {

@@ -14,8 +14,8 @@ mod throttle;
 mod users;
 mod webhooks;
 
-pub use changes::change_json;
-pub use deliveries::{DeliveryDetail, QueueSummary, WebhookHealth};
+pub use changes::{actions, change_json};
+pub use deliveries::{statuses, DeliveryDetail, QueueSummary, WebhookHealth};
 pub use objects::ObjectWrite;
 pub use users::NewToken;
 pub use webhooks::{TextFilter, TextLookup, WebhookFilter};

@@ -7,7 +7,7 @@ use super::session::{
     LOGIN_CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::api::AppState;
-use crate::auth::sessions::new_secret;
+use crate::auth::sessions::{new_secret, same_secret};
 use crate::error::Error;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -59,7 +59,7 @@ async fn login(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
         Err(resp) => return resp,
     };
     let given = fields.text(CSRF_FIELD);
-    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+    if expected.is_empty() || !same_secret(&expected, given) {
         return csrf_refused();
     }
     let next = safe_next(fields.get("next"));
@@ -94,10 +94,6 @@ async fn login(State(st): State<AppState>, ConnectInfo(peer): ConnectInfo<Socket
         ),
         Err(e) => Failure(e).into_response(),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn logout_page(State(st): State<AppState>, v: Viewer) -> Response {

@@ -55,15 +55,7 @@ pub fn row(d: &Delivery) -> Value {
 
 /// The list's filter from the query string; a value that cannot be read is an error naming it.
 fn filter_of(q: &Query) -> Result<DeliveryFilter, Error> {
-    let mut status = Vec::new();
-    for s in q.all("status") {
-        status.push(Status::parse(&s).ok_or_else(|| {
-            Error::field(
-                "status",
-                format!("\"{s}\" is not a state: use queued, in_flight, retrying, succeeded or failed."),
-            )
-        })?);
-    }
+    let status = crate::service::statuses(&q.all("status"))?;
     // A time as the browser's date-time field sends it (UTC here), or ISO 8601.
     let time = |name: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
         match q.get(name) {
@@ -262,26 +254,30 @@ fn posted_query(p: &Posted) -> Query {
     Query(p.fields.0.iter().filter(|(k, _)| k != CSRF_FIELD).cloned().collect())
 }
 
-async fn retry_all(State(st): State<AppState>, p: Posted) -> Result<Response, Failure> {
+/// Retries (`retry`) or deletes what the confirmed filter matches, and goes back to the list
+/// with how many.
+async fn bulk(st: &AppState, p: Posted, retry: bool) -> Result<Response, Failure> {
     let q = posted_query(&p);
-    let n = st.svc.retry_deliveries(&p.viewer.actor, &filter_of(&q)?).await?;
+    let filter = filter_of(&q)?;
+    let (n, done) = if retry {
+        (st.svc.retry_deliveries(&p.viewer.actor, &filter).await?, "queued again")
+    } else {
+        (st.svc.delete_deliveries(&p.viewer.actor, &filter).await?, "deleted")
+    };
     let back = format!("/extras/deliveries/?{}", q.encoded());
     Ok(redirect_with(
         &back,
-        &format!("{n} deliveries queued again."),
+        &format!("{n} deliveries {done}."),
         p.viewer.secure,
     ))
 }
 
+async fn retry_all(State(st): State<AppState>, p: Posted) -> Result<Response, Failure> {
+    bulk(&st, p, true).await
+}
+
 async fn delete_all(State(st): State<AppState>, p: Posted) -> Result<Response, Failure> {
-    let q = posted_query(&p);
-    let n = st.svc.delete_deliveries(&p.viewer.actor, &filter_of(&q)?).await?;
-    let back = format!("/extras/deliveries/?{}", q.encoded());
-    Ok(redirect_with(
-        &back,
-        &format!("{n} deliveries deleted."),
-        p.viewer.secure,
-    ))
+    bulk(&st, p, false).await
 }
 
 async fn confirm_delete_one(

@@ -3,12 +3,12 @@
 //! the deliveries its request produced.
 
 use super::query::Query;
-use super::render::{capitalized, Failure};
+use super::render::Failure;
 use super::session::Viewer;
 use super::webhooks::path_id;
 use crate::api::AppState;
-use crate::catalog::{Catalog, FieldKind, ObjectType};
-use crate::changes::{ChangeAction, ChangeFilter};
+use crate::catalog::{label, Catalog, FieldKind, ObjectType};
+use crate::changes::ChangeFilter;
 use crate::error::Error;
 use crate::queue::DeliveryFilter;
 use axum::extract::{Path, State};
@@ -93,7 +93,7 @@ fn choice_filters(st: &AppState, t: &ObjectType, q: &Query) -> Vec<Value> {
             let chosen = q.get(&f.name).unwrap_or("");
             json!({
                 "name": f.name,
-                "label": capitalized(&f.name.replace('_', " ")),
+                "label": label(&f.name),
                 "choices": st.svc.catalog.choices(set).iter().map(|(v, l)| json!({"value": v, "label": l, "selected": v == chosen})).collect::<Vec<_>>(),
             })
         })
@@ -119,11 +119,11 @@ async fn objects(State(st): State<AppState>, v: Viewer, q: Query, type_name: Str
             })
         })
         .collect();
-    let title = capitalized(&t.plural());
+    let title = label(&t.plural());
     let ctx = json!({
         "section": t.api_path,
         "type": {"name": t.name(), "verbose": t.verbose_name, "path": format!("/{}/", t.api_path), "api": format!("/api/{}/", t.api_path)},
-        "columns": cols.iter().map(|c| capitalized(&c.replace('_', " "))).collect::<Vec<_>>(),
+        "columns": cols.iter().map(|c| label(c)).collect::<Vec<_>>(),
         "rows": rows,
         "pages": q.paginator(page.count, limit, offset, None),
         "q": q.get("q"),
@@ -145,7 +145,7 @@ async fn object(
     let mut attrs: Vec<Value> = t
         .fields
         .iter()
-        .map(|f| json!({"label": capitalized(&f.name.replace('_', " ")), "cell": cell(&o[&f.name])}))
+        .map(|f| json!({"label": label(&f.name), "cell": cell(&o[&f.name])}))
         .collect();
     if t.tags {
         attrs.push(json!({"label": "Tags", "cell": cell(&o["tags"])}));
@@ -163,7 +163,7 @@ async fn object(
     let display = o["display"].as_str().unwrap_or_default().to_string();
     let ctx = json!({
         "section": t.api_path,
-        "type": {"name": t.name(), "verbose": t.verbose_name, "plural": capitalized(&t.plural()), "path": format!("/{}/", t.api_path)},
+        "type": {"name": t.name(), "verbose": t.verbose_name, "plural": label(&t.plural()), "path": format!("/{}/", t.api_path)},
         "object": {"id": id, "display": display, "created": o["created"], "last_updated": o["last_updated"]},
         "attrs": attrs,
         "changes": changes,
@@ -180,15 +180,7 @@ fn with_links(mut change: Value) -> Value {
 
 async fn changelog(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
     let (limit, offset) = q.page()?;
-    let mut action = Vec::new();
-    for a in q.all("action") {
-        action.push(ChangeAction::parse(&a).ok_or_else(|| {
-            Error::field(
-                "action",
-                format!("\"{a}\" is not an action: use create, update or delete."),
-            )
-        })?);
-    }
+    let action = crate::service::actions(&q.all("action"))?;
     let filter = ChangeFilter {
         request_id: q.all("request_id"),
         action,

@@ -4,7 +4,7 @@
 
 use super::session::{set_cookie, Viewer, FLASH_COOKIE};
 use crate::api::AppState;
-use crate::catalog::Catalog;
+use crate::catalog::{label, Catalog};
 use crate::error::Error;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -109,14 +109,6 @@ pub fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// `name` with its first letter in capitals.
-pub fn capitalized(name: &str) -> String {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
-}
-
 /// The inventory's menu: one group per app, each type's list.
 fn inventory_nav(catalog: &Catalog) -> Value {
     let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
@@ -125,9 +117,9 @@ fn inventory_nav(catalog: &Catalog) -> Value {
             "dcim" => "DCIM".to_string(),
             "ipam" => "IPAM".to_string(),
             "extras" => "Customization".to_string(),
-            other => capitalized(other),
+            other => label(other),
         };
-        let item = json!({"label": capitalized(&t.plural()), "url": format!("/{}/", t.api_path)});
+        let item = json!({"label": label(&t.plural()), "url": format!("/{}/", t.api_path)});
         match groups.iter_mut().find(|(h, _)| *h == heading) {
             Some((_, items)) => items.push(item),
             None => groups.push((heading, vec![item])),
@@ -318,6 +310,6 @@ mod tests {
         assert_eq!(ago(at(7200), now), "2 h ago");
         assert_eq!(ago(at(-600), now), "in 10 min");
         assert_eq!(when(now), "2026-11-30 12:00:00 UTC");
-        assert_eq!(capitalized("prefix"), "Prefix");
+        assert_eq!(label("mac_address"), "Mac address");
     }
 }

@@ -30,12 +30,9 @@ pub fn router() -> Router<AppState> {
         .route("/extras/webhooks/{id}/delete/", get(delete_page).post(delete))
 }
 
-/// A path id: digits only, else there is no such page.
+/// A path id, by the API's rule; anything else is no such page.
 pub fn path_id(id: &str) -> Result<i64, Failure> {
-    id.parse::<i64>()
-        .ok()
-        .filter(|_| id.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or(Failure(Error::NotFound))
+    crate::api::path_id(id).ok_or(Failure(Error::NotFound))
 }
 
 async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {

@@ -36,26 +36,16 @@ fn networks(given: &[&str]) -> Result<Vec<IpNet>, Skip> {
         .collect()
 }
 
-fn lengths(given: &[&str]) -> Result<Vec<u8>, Skip> {
+/// The values given, as numbers no larger than `max`; `what` names one in the message.
+fn numbers<T: std::str::FromStr + PartialOrd>(given: &[&str], max: T, what: &str) -> Result<Vec<T>, Skip> {
     given
         .iter()
         .map(|v| {
             v.trim()
-                .parse::<u8>()
+                .parse::<T>()
                 .ok()
-                .filter(|n| *n <= 128)
-                .ok_or_else(|| Skip::Invalid(format!("\"{v}\" is not a mask length (0 to 128).")))
-        })
-        .collect()
-}
-
-fn counts(given: &[&str]) -> Result<Vec<usize>, Skip> {
-    given
-        .iter()
-        .map(|v| {
-            v.trim()
-                .parse::<usize>()
-                .map_err(|_| Skip::Invalid(format!("\"{v}\" is not a whole number.")))
+                .filter(|n| *n <= max)
+                .ok_or_else(|| Skip::Invalid(format!("\"{v}\" is not {what}.")))
         })
         .collect()
 }
@@ -164,7 +154,7 @@ impl Parser<'_> {
             (_, "mask_length")
                 if !matches!(f.cmp, Cmp::IContains | Cmp::IExact | Cmp::IStartsWith | Cmp::IEndsWith) =>
             {
-                let wanted = lengths(given)?;
+                let wanted = numbers::<u8>(given, 128, "a mask length (0 to 128)")?;
                 self.ids_where(|o, _| network_of(o, field).is_some_and(|n| compares(f.cmp, n.prefix_len(), &wanted)))
                     .await?
             }
@@ -180,7 +170,7 @@ impl Parser<'_> {
                     .await?
             }
             ("ipam.prefix", "children" | "depth") => {
-                let wanted = counts(given)?;
+                let wanted = numbers::<usize>(given, usize::MAX, "a whole number")?;
                 let children = f.name == "children";
                 self.ids_where(|o, all| {
                     let Some(n) = network_of(o, field) else { return false };

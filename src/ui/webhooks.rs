@@ -126,7 +126,8 @@ fn summary(w: &Webhook) -> Value {
         "ssl_verification": w.ssl_verification,
         "ca_file_path": w.ca_file_path,
         "timeout": w.timeout,
-        "retry_schedule": w.retry_schedule,
+        // Seconds as people write them: 600, not 600.0.
+        "retry_schedule": w.retry_schedule.as_ref().map(|s| s.iter().map(f64::to_string).collect::<Vec<_>>()),
         "conditions": w.conditions.as_ref().map(|c| serde_json::to_string_pretty(c).unwrap_or_default()),
         "created": iso(w.created),
         "last_updated": iso(w.last_updated),
@@ -249,9 +250,9 @@ fn body_of(f: &Fields, editing: bool) -> Result<Value, Value> {
 fn form_values(f: Option<&Fields>, w: &Webhook) -> Value {
     let Some(f) = f else {
         let mut v = summary(w);
-        v["retry_schedule"] = json!(w.retry_schedule.as_ref().map(|s| s
+        v["retry_schedule"] = json!(v["retry_schedule"].as_array().map(|s| s
             .iter()
-            .map(|x| x.to_string())
+            .filter_map(Value::as_str)
             .collect::<Vec<_>>()
             .join(", ")));
         v["events"] = json!({"created": w.type_create, "updated": w.type_update, "deleted": w.type_delete});

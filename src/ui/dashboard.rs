@@ -61,8 +61,17 @@ fn chart(minutes: &[MinuteCount]) -> Value {
             })
         })
         .collect();
+    // The scale's middle is half the top: 0.5 and 2.5 where the top is odd, not rounded down.
     let ticks: Vec<Value> = (0..=2)
-        .map(|i| json!({"y": format!("{:.1}", HEIGHT - HEIGHT * f64::from(i) / 2.0), "label": top * i64::from(i) / 2}))
+        .map(|i| {
+            let twice = top * i64::from(i);
+            let label = if twice % 2 == 0 {
+                json!(twice / 2)
+            } else {
+                json!(twice as f64 / 2.0)
+            };
+            json!({"y": format!("{:.1}", HEIGHT - HEIGHT * f64::from(i) / 2.0), "label": label})
+        })
         .collect();
     let labels: Vec<Value> = minutes
         .iter()
@@ -148,5 +157,8 @@ mod tests {
         assert_eq!(c["bars"][0]["ok_height"], "108.0");
         assert_eq!(c["bars"][0]["failed_y"], "36.0");
         assert_eq!(c["bars"][1]["ok_height"], "0.0");
+        // An empty hour: a scale of 0, 0.5 and 1, not 0, 0 and 1.
+        let empty = chart(&minutes[1..]);
+        assert_eq!(empty["ticks"][1]["label"], 0.5);
     }
 }

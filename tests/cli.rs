@@ -50,7 +50,11 @@ fn users_tokens_and_config() {
             })
             .collect();
         for e in events {
-            app.services().record_events(&herald::auth::Actor::system(), e, &uuid::Uuid::new_v4().to_string()).await.unwrap();
+            let text = e.to_string();
+            app.services()
+                .record_events(&herald::auth::Actor::system(), e, text.as_bytes(), &uuid::Uuid::new_v4().to_string())
+                .await
+                .unwrap();
         }
     });
     let (ok, stats, err) = herald(&db, &["queue", "stats"]);

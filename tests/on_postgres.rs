@@ -15,6 +15,8 @@ mod objects;
 mod pynetbox_filters;
 #[path = "pynetbox_inventory.rs"]
 mod pynetbox_inventory;
+#[path = "relay.rs"]
+mod relay;
 #[path = "reliability.rs"]
 mod reliability;
 #[path = "schema.rs"]

@@ -97,8 +97,21 @@ proptest! {
             now: chrono::Utc::now(),
             request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a",
         };
-        match ingest::parse(body, &catalog, &defaults) {
-            Ok(events) => prop_assert!(!events.is_empty()),
+        let text = body.to_string();
+        let items = match &body {
+            Value::Array(items) => items.clone(),
+            one => vec![one.clone()],
+        };
+        match ingest::parse(body, text.as_bytes(), &catalog, &defaults) {
+            Ok(events) => {
+                prop_assert!(!events.is_empty());
+                // An event kept as posted keeps exactly its own item.
+                for (e, item) in events.iter().zip(&items) {
+                    if let Some(kept) = &e.body {
+                        prop_assert_eq!(&serde_json::from_str::<Value>(kept).unwrap(), item);
+                    }
+                }
+            }
             Err(e) => prop_assert!(e.is_object() || e.is_array(), "{e}"),
         }
     }
@@ -170,6 +183,7 @@ fn templates_in_the_sandbox_end_within_their_bounds() {
         request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
         data: json!({"id": 1, "name": "Site 1"}),
         snapshots: json!({"prechange": null, "postchange": null}),
+        body: None,
     };
     let before = peak_rss_mib();
     let config = ProptestConfig {

@@ -317,6 +317,7 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
     svc.record_events(
         &herald::auth::Actor::system(),
         site_event("created", 1, "A"),
+        site_event("created", 1, "A").to_string().as_bytes(),
         "fdbca812-3142-4783-b364-2e2bd5c16c6a",
     )
     .await
@@ -438,6 +439,7 @@ async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
         svc.record_events(
             &herald::auth::Actor::system(),
             site_event("created", i, "A"),
+            site_event("created", i, "A").to_string().as_bytes(),
             &uuid::Uuid::new_v4().to_string(),
         )
         .await
@@ -508,6 +510,7 @@ async fn a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_
     svc.record_events(
         &Actor::system(),
         site_event("created", 1, "A"),
+        site_event("created", 1, "A").to_string().as_bytes(),
         &uuid::Uuid::new_v4().to_string(),
     )
     .await

@@ -24,7 +24,7 @@ async fn create(
     let signature = headers.get("X-Hook-Signature").and_then(|v| v.to_str().ok());
     st.svc.check_ingest_signature(&body, signature)?;
     let value = parse_json(&body, &st)?;
-    let recorded = st.svc.record_events(&auth.actor, value, &request_id.0).await?;
+    let recorded = st.svc.record_events(&auth.actor, value, &body, &request_id.0).await?;
     let queued: usize = recorded.iter().map(|r| r.deliveries).sum();
     let ids: Vec<i64> = recorded.iter().map(|r| r.event_id).collect();
     Ok((

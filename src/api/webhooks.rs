@@ -290,9 +290,12 @@ fn fields_metadata(st: &AppState) -> Map<String, Value> {
     m["content_types"]["choices"] = choices(
         st.svc
             .catalog
-            .types()
+            .event_types()
             .iter()
-            .map(|t| (t.name().to_string(), format!("{} | {}", t.app_label, t.verbose_name)))
+            .map(|t| {
+                let (app, name) = st.svc.catalog.event_type_label(t);
+                (t.clone(), format!("{app} | {name}"))
+            })
             .collect(),
     );
     m["timeout"]["min_value"] = json!(1);

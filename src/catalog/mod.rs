@@ -9,6 +9,9 @@ use std::collections::HashMap;
 /// The built-in catalog, as TOML.
 pub const BUILTIN: &str = include_str!("types.toml");
 
+/// The object types a NetBox (2.10 to 4.6) sends events for: `netbox_types.txt`.
+const NETBOX_TYPES: &str = include_str!("netbox_types.txt");
+
 /// What a field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -178,6 +181,8 @@ pub struct Catalog {
     types: Vec<ObjectType>,
     index: HashMap<String, usize>,
     choices: HashMap<String, Vec<(String, String)>>,
+    /// Every type an event may be of: NetBox's and the catalog's, sorted.
+    event_types: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -219,10 +224,20 @@ impl Catalog {
         for t in &file.types {
             check_type(t, &index, &file.choices)?;
         }
+        let mut event_types: Vec<String> = NETBOX_TYPES
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .chain(file.types.iter().map(|t| t.name.clone()))
+            .collect();
+        event_types.sort();
+        event_types.dedup();
         Ok(Catalog {
             types: file.types,
             index,
             choices: file.choices,
+            event_types,
         })
     }
 
@@ -236,11 +251,34 @@ impl Catalog {
         &self.types
     }
 
-    /// The type whose model name is `model` (`site`), when exactly one has it.
-    pub fn by_model(&self, model: &str) -> Option<&ObjectType> {
-        let mut found = self.types.iter().filter(|t| t.model == model);
+    /// Every object type an event may be of (what webhooks and event rules may subscribe to,
+    /// and what the relay accepts): NetBox's types and the catalog's, sorted.
+    pub fn event_types(&self) -> &[String] {
+        &self.event_types
+    }
+
+    /// Whether events of `name` (`app_label.model`) can be recorded.
+    pub fn is_event_type(&self, name: &str) -> bool {
+        self.event_types.binary_search_by(|t| t.as_str().cmp(name)).is_ok()
+    }
+
+    /// The event type whose model is `model` (`rack` gives `dcim.rack`), when exactly one has it.
+    pub fn event_type_of_model(&self, model: &str) -> Option<&str> {
+        let mut found = self
+            .event_types
+            .iter()
+            .filter(|t| t.split_once('.').is_some_and(|(_, m)| m == model));
         let first = found.next()?;
-        found.next().is_none().then_some(first)
+        found.next().is_none().then_some(first.as_str())
+    }
+
+    /// The app label and the human name of an event type: the catalog's verbose name for its
+    /// own types, the model name for the others.
+    pub fn event_type_label<'a>(&'a self, name: &'a str) -> (&'a str, &'a str) {
+        match self.get(name) {
+            Some(t) => (t.app_label.as_str(), t.verbose_name.as_str()),
+            None => name.split_once('.').unwrap_or(("", name)),
+        }
     }
 
     /// The `(value, label)` pairs of a choice set.
@@ -412,7 +450,12 @@ mod tests {
         }
         assert!(c.get("dcim.nothing").is_none());
         assert_eq!(c.get("dcim.site").unwrap().sample["tenant"], Value::Null);
-        assert_eq!(c.by_model("ipaddress").unwrap().name(), "ipam.ipaddress");
+        assert_eq!(c.event_type_of_model("ipaddress"), Some("ipam.ipaddress"));
+        assert_eq!(c.event_type_of_model("rack"), Some("dcim.rack"));
+        assert_eq!(c.event_type_of_model("nothing"), None);
+        // Every type of the catalog is an event type, and NetBox's others too.
+        assert!(c.types().iter().all(|t| c.is_event_type(t.name())));
+        assert!(c.is_event_type("vpn.tunnel") && !c.is_event_type("dcim.nothing"));
         let site = c.get("dcim.site").unwrap();
         assert_eq!(site.field("status").unwrap().default_value(), Value::from("active"));
         assert_eq!(

@@ -17,17 +17,21 @@ pub struct Defaults<'a> {
 
 /// Parses one event or a list. Errors come back as NetBox does for bulk bodies: one error object
 /// for a single event, a list with one object per item (empty for good items) for a list.
-pub fn parse(body: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Vec<Event>, Value> {
+/// `raw` is the body as received: an event that needed nothing filled in keeps its own text
+/// (`Event::body`), so it is re-sent exactly as it came.
+pub fn parse(body: Value, raw: &[u8], catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Vec<Event>, Value> {
     match body {
         Value::Array(items) => {
+            let texts = item_texts(raw, items.len());
             if items.is_empty() {
                 return Err(FieldErrors::single("non_field_errors", "Expected at least one event.").into_value());
             }
             let mut events = Vec::with_capacity(items.len());
             let mut errors = Vec::with_capacity(items.len());
             let mut failed = false;
-            for item in items {
-                match parse_one(item, catalog, defaults) {
+            for (i, item) in items.into_iter().enumerate() {
+                let text = texts.as_ref().map(|t| t[i]);
+                match parse_one(item, text, catalog, defaults) {
                     Ok(e) => {
                         events.push(e);
                         errors.push(json!({}));
@@ -44,14 +48,35 @@ pub fn parse(body: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<
                 Ok(events)
             }
         }
-        _ => parse_one(body, catalog, defaults)
+        _ => parse_one(body, whole_text(raw), catalog, defaults)
             .map(|e| vec![e])
             .map_err(FieldErrors::into_value),
     }
 }
 
-fn parse_one(value: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result<Event, FieldErrors> {
+/// The text of each item of a JSON list, in order; `None` if it cannot be split as parsed.
+fn item_texts(raw: &[u8], len: usize) -> Option<Vec<&str>> {
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(raw).ok()?;
+    (items.len() == len).then(|| items.into_iter().map(|i| i.get()).collect())
+}
+
+/// The text of a body of one event, without the whitespace around it.
+fn whole_text(raw: &[u8]) -> Option<&str> {
+    std::str::from_utf8(raw)
+        .ok()
+        .map(|s| s.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r')))
+        .filter(|s| s.starts_with('{'))
+}
+
+fn parse_one(
+    value: Value,
+    text: Option<&str>,
+    catalog: &Catalog,
+    defaults: &Defaults<'_>,
+) -> Result<Event, FieldErrors> {
     let mut r = Reader::new(&value)?;
+    // Kept as sent only when Herald fills nothing in: then it is a sender's whole event.
+    let complete = ["timestamp", "username", "request_id"].iter().all(|k| r.has(k));
     let kind = read_kind(&mut r);
     let object_type = resolve_type(&mut r, catalog);
     let timestamp = read_timestamp(&mut r, defaults);
@@ -93,6 +118,7 @@ fn parse_one(value: Value, catalog: &Catalog, defaults: &Defaults<'_>) -> Result
         request_id,
         data,
         snapshots,
+        body: text.filter(|_| complete).map(str::to_string),
     })
 }
 
@@ -189,21 +215,21 @@ fn resolve_type(r: &mut Reader<'_>, catalog: &Catalog) -> Option<String> {
     let model = r.string("model");
     match (object_type, model) {
         (Some(ot), model) => {
-            let Some(t) = catalog.get(&ot) else {
+            if !catalog.is_event_type(&ot) {
                 r.errors.add("object_type", format!("Unknown object type \"{ot}\"."));
                 return None;
-            };
+            }
             if let Some(m) = model {
-                if m != t.model {
+                if ot.split_once('.').map(|(_, own)| own) != Some(m.as_str()) {
                     r.errors
                         .add("model", format!("\"{m}\" does not match object_type \"{ot}\"."));
                     return None;
                 }
             }
-            Some(t.name().to_string())
+            Some(ot)
         }
-        (None, Some(m)) => match catalog.by_model(&m) {
-            Some(t) => Some(t.name().to_string()),
+        (None, Some(m)) => match catalog.event_type_of_model(&m) {
+            Some(t) => Some(t.to_string()),
             None => {
                 r.errors.add(
                     "model",
@@ -237,7 +263,7 @@ mod tests {
     fn fills_missing_fields() {
         let c = Catalog::builtin();
         let body = json!({"event": "object_created", "model": "site", "data": {"id": 1}});
-        let events = parse(body.clone(), &c, &defaults()).unwrap();
+        let events = parse(body.clone(), b"", &c, &defaults()).unwrap();
         let e = &events[0];
         assert_eq!(e.kind, EventKind::Created);
         assert_eq!(e.object_type, "dcim.site");
@@ -251,12 +277,12 @@ mod tests {
     fn names_bad_fields() {
         let c = Catalog::builtin();
         let body = json!({"event": "moved", "object_type": "dcim.nothing", "timestamp": "yesterday", "data": 3});
-        let err = parse(body.clone(), &c, &defaults()).unwrap_err();
+        let err = parse(body.clone(), b"", &c, &defaults()).unwrap_err();
         for f in ["event", "object_type", "timestamp", "data"] {
             assert!(err.get(f).is_some(), "{f} not named in {err}");
         }
         let list = json!([{"event": "created", "object_type": "dcim.site", "data": {}}, {"event": "x"}]);
-        let err = parse(list.clone(), &c, &defaults()).unwrap_err();
+        let err = parse(list.clone(), b"", &c, &defaults()).unwrap_err();
         assert_eq!(err[0], json!({}));
         assert!(err[1].get("event").is_some());
         assert_eq!(

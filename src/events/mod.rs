@@ -52,6 +52,11 @@ pub struct Event {
     pub data: Value,
     /// `{"prechange": ..., "postchange": ...}`.
     pub snapshots: Value,
+    /// The event exactly as a NetBox posted it to the relay (`/api/extras/events/`): re-sent
+    /// byte for byte when a webhook has no body template, and the context templates see, as
+    /// NetBox gave it. `None` for Herald's own changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 impl Event {
@@ -63,8 +68,11 @@ impl Event {
             .unwrap_or(&self.object_type)
     }
 
-    /// The template context, keys in NetBox's order.
+    /// The template context, keys in NetBox's order; a relayed event's own keys, as posted.
     pub fn context(&self) -> Value {
+        if let Some(Ok(posted)) = self.body.as_deref().map(serde_json::from_str) {
+            return posted;
+        }
         let mut ctx = Map::with_capacity(8);
         ctx.insert("event".into(), Value::from(self.kind.as_str()));
         ctx.insert("timestamp".into(), Value::from(self.timestamp.as_str()));
@@ -80,6 +88,9 @@ impl Event {
     /// The body sent when a webhook has no body template: the context as `json.dumps` writes
     /// it (written field by field, without building the context).
     pub fn default_body(&self) -> String {
+        if let Some(posted) = &self.body {
+            return posted.clone();
+        }
         let mut out = String::with_capacity(512);
         for (i, (key, text)) in [
             ("event", self.kind.as_str()),
@@ -137,6 +148,7 @@ mod tests {
             request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
             data: json!({"id": 19, "name": "Site 1"}),
             snapshots: json!({"prechange": null, "postchange": {"name": "Site 1"}}),
+            body: None,
         };
         assert_eq!(
             e.default_body(),

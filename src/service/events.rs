@@ -29,14 +29,21 @@ impl Services {
 
     /// Records the events of a NetBox-shaped body (one or a list); fields it leaves out come
     /// from the caller and the request.
-    pub async fn record_events(&self, actor: &Actor, body: Value, request_id: &str) -> Result<Vec<Recorded>> {
+    /// `raw` is the body as received, kept for the events that came whole (`Event::body`).
+    pub async fn record_events(
+        &self,
+        actor: &Actor,
+        body: Value,
+        raw: &[u8],
+        request_id: &str,
+    ) -> Result<Vec<Recorded>> {
         require(actor, types::EVENT, Action::Add)?;
         let defaults = ingest::Defaults {
             username: &actor.user.username,
             now: Utc::now(),
             request_id,
         };
-        let events = ingest::parse(body, &self.catalog, &defaults).map_err(Error::Validation)?;
+        let events = ingest::parse(body, raw, &self.catalog, &defaults).map_err(Error::Validation)?;
         Ok(self
             .outbox
             .record_events(self.store.as_ref(), events, Utc::now())

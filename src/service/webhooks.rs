@@ -343,8 +343,10 @@ impl Services {
             now: Utc::now(),
             request_id: &request_id,
         };
-        let mut parsed =
-            ingest::parse(e.clone(), &self.catalog, &defaults).map_err(|e| Error::Validation(json!({ "event": e })))?;
+        // Written as NetBox writes its bodies: what a relayed event of this value re-sends.
+        let text = crate::python::json::dumps(e);
+        let mut parsed = ingest::parse(e.clone(), text.as_bytes(), &self.catalog, &defaults)
+            .map_err(|e| Error::Validation(json!({ "event": e })))?;
         if parsed.len() != 1 {
             return Err(Error::field("event", "Expected one event, not a list."));
         }
@@ -384,6 +386,7 @@ impl Services {
             request_id: uuid::Uuid::new_v4().to_string(),
             data,
             snapshots,
+            body: None,
         }
     }
 }

@@ -262,9 +262,10 @@ pub fn webhook_version(row: &impl Columns) -> Result<(i64, DateTime<Utc>)> {
 // Events, deliveries and attempts.
 
 /// The columns an event writes, in the order of `event_args`.
-pub const EVENT_COLUMNS: &str = "event, timestamp, object_type, username, request_id, data, snapshots, created_at";
+pub const EVENT_COLUMNS: &str =
+    "event, timestamp, object_type, username, request_id, data, snapshots, created_at, body";
 
-pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 8] {
+pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 9] {
     [
         Arg::from(e.kind.as_str()),
         Arg::from(&e.timestamp),
@@ -274,6 +275,7 @@ pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 8] {
         Arg::Text(e.data.to_string()),
         Arg::Text(e.snapshots.to_string()),
         Arg::from(now),
+        e.body.as_ref().map_or(Arg::Null, Arg::from),
     ]
 }
 
@@ -288,6 +290,7 @@ pub struct RawEvent {
     request_id: String,
     data: String,
     snapshots: String,
+    body: Option<String>,
 }
 
 impl RawEvent {
@@ -302,6 +305,7 @@ impl RawEvent {
             request_id: row.text("request_id")?,
             data: row.text("data")?,
             snapshots: row.text("snapshots")?,
+            body: row.opt_text("body")?,
         })
     }
 
@@ -315,6 +319,7 @@ impl RawEvent {
             request_id: self.request_id,
             data: parse_json(&self.data)?,
             snapshots: parse_json(&self.snapshots)?,
+            body: self.body,
         })
     }
 }

@@ -91,11 +91,14 @@ fn filter_values(q: &Query) -> Value {
 
 /// Every object type as an option, those in `chosen` selected.
 fn type_options(st: &AppState, chosen: &[String]) -> Vec<Value> {
-    st.svc
-        .catalog
-        .types()
+    let catalog = &st.svc.catalog;
+    catalog
+        .event_types()
         .iter()
-        .map(|t| json!({"value": t.name(), "label": format!("{} › {}", t.app_label, t.verbose_name), "selected": chosen.iter().any(|c| c == t.name())}))
+        .map(|t| {
+            let (app, name) = catalog.event_type_label(t);
+            json!({"value": t, "label": format!("{app} › {name}"), "selected": chosen.contains(t)})
+        })
         .collect()
 }
 

@@ -144,7 +144,7 @@ impl Webhook {
                 errors.add("content_types", "This list may not be empty.");
             }
             for t in &self.content_types {
-                if catalog.get(t).is_none() {
+                if !catalog.is_event_type(t) {
                     errors.add("content_types", format!("Unknown object type \"{t}\"."));
                 }
             }

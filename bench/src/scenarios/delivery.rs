@@ -69,7 +69,9 @@ impl Bench {
         };
         let mut requests = Vec::with_capacity(n as usize);
         for i in 1..=n {
-            let events = herald::events::ingest::parse(crate::process::event(i), &catalog, &defaults)
+            let event = crate::process::event(i);
+            let raw = event.to_string();
+            let events = herald::events::ingest::parse(event, raw.as_bytes(), &catalog, &defaults)
                 .map_err(|e| anyhow::anyhow!("bad bench event: {e}"))?;
             let body = events[0].default_body();
             let sig = herald::webhooks::request::sign(crate::receiver::SECRET, body.as_bytes());

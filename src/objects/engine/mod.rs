@@ -203,6 +203,7 @@ impl Run<'_> {
                     _ => views.get(&(t.ty.clone(), t.id)).cloned().unwrap_or(Value::Null),
                 },
                 snapshots: json!({"prechange": t.pre, "postchange": t.post}),
+                body: None,
             })
             .collect();
         Ok(Written {

@@ -17,7 +17,7 @@ pub(super) async fn events<C: GenericClient>(c: &C, ids: &[i64]) -> Result<Vec<E
 }
 
 /// The columns of `events` with their types, in the order of `id` then `rows::event_args`.
-const EVENT_COLUMNS: [(&str, &str); 9] = [
+const EVENT_COLUMNS: [(&str, &str); 10] = [
     ("id", "bigint"),
     ("event", "text"),
     ("timestamp", "text"),
@@ -27,6 +27,7 @@ const EVENT_COLUMNS: [(&str, &str); 9] = [
     ("data", "text"),
     ("snapshots", "text"),
     ("created_at", "bigint"),
+    ("body", "text"),
 ];
 
 const DELIVERY_COLUMNS: [(&str, &str); 9] = [

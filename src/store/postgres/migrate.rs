@@ -7,7 +7,7 @@ use crate::store::{Result, StoreError};
 use chrono::Utc;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (
         2,
@@ -18,6 +18,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         3,
         "delivery_indexes",
         include_str!("../../../migrations/postgres/0003_delivery_indexes.sql"),
+    ),
+    (
+        4,
+        "relayed_bodies",
+        include_str!("../../../migrations/postgres/0004_relayed_bodies.sql"),
     ),
 ];
 

@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 8] = [
+const MIGRATIONS: [(i64, &str, &str); 9] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -43,6 +43,11 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
         8,
         "delivery_indexes",
         include_str!("../../../migrations/sqlite/0008_delivery_indexes.sql"),
+    ),
+    (
+        9,
+        "relayed_bodies",
+        include_str!("../../../migrations/sqlite/0009_relayed_bodies.sql"),
     ),
 ];
 

@@ -20,6 +20,10 @@ impl Unique {
         record: "webhook",
         fields: &["name"],
     };
+    pub const EVENT_RULE_NAME: Unique = Unique {
+        record: "event rule",
+        fields: &["name"],
+    };
     pub const USERNAME: Unique = Unique {
         record: "user",
         fields: &["username"],

@@ -10,7 +10,7 @@ use crate::events::Event;
 use crate::objects::engine::{self, WriteRequest, Written};
 use crate::queue::Recorded;
 use crate::store::{in_write_tx, Store, StoreError, WriteTx};
-use crate::webhooks::Matcher;
+use crate::webhooks::{Firing, Matcher};
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
 
@@ -31,8 +31,9 @@ pub struct Committed {
     pub queued: usize,
 }
 
-/// Enabled webhooks' versions, and the matcher built from them.
-type Cached = (Vec<(i64, DateTime<Utc>)>, Arc<Matcher>);
+/// Enabled webhooks' and event rules' versions, and the matcher built from them.
+type Versions = (Vec<(i64, DateTime<Utc>)>, Vec<(i64, DateTime<Utc>)>);
+type Cached = (Versions, Arc<Matcher>);
 
 /// Writes changes with their deliveries. Keeps the webhook matcher (conditions compiled) from
 /// one transaction to the next while no enabled webhook changed.
@@ -94,13 +95,16 @@ impl Outbox {
     /// The matcher for the enabled webhooks this transaction sees: the cached one while their
     /// versions are unchanged, else built anew (conditions parsed once per version).
     async fn matcher(&self, tx: &mut dyn WriteTx) -> Result<Arc<Matcher>, StoreError> {
-        let versions = tx.enabled_webhook_versions().await?;
+        let versions = (tx.enabled_webhook_versions().await?, tx.event_rule_versions().await?);
         if let Some((seen, matcher)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             if *seen == versions {
                 return Ok(matcher.clone());
             }
         }
-        let matcher = Arc::new(Matcher::new(tx.enabled_webhooks().await?));
+        let matcher = Arc::new(Matcher::new(
+            tx.enabled_webhooks().await?,
+            tx.enabled_event_rules().await?,
+        ));
         *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((versions, matcher.clone()));
         Ok(matcher)
     }
@@ -115,15 +119,15 @@ pub async fn enqueue(
     now: DateTime<Utc>,
     unmatched: Unmatched,
 ) -> Result<Vec<Recorded>, StoreError> {
-    let mut stored: Vec<(&Event, Vec<i64>)> = Vec::with_capacity(events.len());
+    let mut stored: Vec<(&Event, Vec<Firing>)> = Vec::with_capacity(events.len());
     for e in events {
-        let webhooks: Vec<i64> = matcher.matching(e).map(|w| w.id).collect();
-        if webhooks.is_empty() && unmatched == Unmatched::Skip {
+        let firings: Vec<Firing> = matcher.matching(e).collect();
+        if firings.is_empty() && unmatched == Unmatched::Skip {
             continue;
         }
-        stored.push((e, webhooks));
+        stored.push((e, firings));
     }
-    let batch: Vec<(&Event, &[i64])> = stored.iter().map(|(e, w)| (*e, w.as_slice())).collect();
+    let batch: Vec<(&Event, &[Firing])> = stored.iter().map(|(e, w)| (*e, w.as_slice())).collect();
     let ids = tx.insert_events(&batch, now).await?;
     Ok(ids
         .into_iter()

@@ -426,7 +426,7 @@ async fn preview_shows_exactly_what_would_be_sent() {
         )
         .await;
     assert_eq!(s, 400);
-    assert!(b["webhook"]["content_types"].is_array(), "{b}");
+    assert!(b["webhook"]["payload_url"].is_array(), "{b}");
     let (s, b) = app
         .call(
             "POST",

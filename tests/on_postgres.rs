@@ -9,6 +9,8 @@
 mod api;
 #[path = "delivery.rs"]
 mod delivery;
+#[path = "event_rules.rs"]
+mod event_rules;
 #[path = "objects.rs"]
 mod objects;
 #[path = "pynetbox_filters.rs"]

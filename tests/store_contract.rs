@@ -10,7 +10,7 @@ use herald::objects::query::{Cmp, Col, Cond, ObjectQuery};
 use herald::objects::{unique_key, Lock, Obj, Ref};
 use herald::queue::{Attempt, ClaimLimits, ClaimPlan, DeliveryFilter, Outcome, Status};
 use herald::store::{in_write_tx, Store, StoreError, Unique, WriteError};
-use herald::webhooks::Webhook;
+use herald::webhooks::{EventRule, Firing, Webhook};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -35,6 +35,14 @@ fn webhook(name: &str, types: &[&str]) -> Webhook {
     w.conditions = Some(json!({"attr": "status.value", "value": "active"}));
     w.retry_schedule = Some(vec![1.0, 2.5]);
     w
+}
+
+/// A delivery by the webhook's own triggers.
+fn own(webhook_id: i64) -> Firing {
+    Firing {
+        webhook_id,
+        event_rule_id: None,
+    }
 }
 
 fn event(kind: EventKind, object_type: &str, id: i64) -> Event {
@@ -409,6 +417,86 @@ async fn webhooks(store: &dyn Store) {
 }
 
 /// The write transaction: everything or nothing, the outbox's primitives, workers woken.
+/// Event rules: kept whole, names unique, their webhook must exist and takes them along when
+/// deleted; the deliveries a rule queues name it, and stay when it goes.
+async fn event_rules(store: &dyn Store) {
+    let hooks = store.create_webhooks(vec![webhook("target", &[])], t0()).await.unwrap();
+    let target = hooks[0].id;
+    let rule = |name: &str, webhook_id: i64| {
+        let mut r = EventRule::blank();
+        r.name = name.into();
+        r.description = "sites".into();
+        r.object_types = vec!["dcim.site".into(), "dcim.rack".into()];
+        r.event_types = vec![EventKind::Created, EventKind::Deleted];
+        r.conditions = Some(json!({"attr": "status.value", "value": "active"}));
+        r.webhook_id = webhook_id;
+        r
+    };
+    let created = store
+        .create_event_rules(vec![rule("b", target), rule("a", target)], t0())
+        .await
+        .unwrap();
+    assert!(created.iter().all(|r| r.id > 0 && r.created == t0()));
+    let all = store.event_rules().await.unwrap();
+    assert_eq!(all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(all[1], created[0], "stored whole");
+    let taken = store.create_event_rules(vec![rule("a", target)], t0()).await;
+    assert!(matches!(taken, Err(StoreError::Unique(u)) if u == Unique::EVENT_RULE_NAME));
+    let gone = store.create_event_rules(vec![rule("c", target + 99)], t0()).await;
+    assert!(matches!(gone, Err(StoreError::ForeignKey)), "{gone:?}");
+    let mut off = created[0].clone();
+    off.enabled = false;
+    off.event_types = vec![EventKind::Updated];
+    let saved = store
+        .update_event_rules(vec![off.clone()], t0() + secs(5))
+        .await
+        .unwrap();
+    assert_eq!(saved[0].last_updated, t0() + secs(5));
+    assert_eq!(store.event_rules_by_id(&[off.id]).await.unwrap()[0], saved[0]);
+
+    let (a, b) = (created[1].id, created[0].id);
+    let (versions, enabled) = in_write_tx(store, move |tx| {
+        Box::pin(async move {
+            let versions = tx.event_rule_versions().await?;
+            let enabled = tx.enabled_event_rules().await?;
+            let e = event(EventKind::Created, "dcim.site", 1);
+            let by_rule = Firing {
+                webhook_id: target,
+                event_rule_id: Some(a),
+            };
+            tx.insert_events(&[(&e, &[own(target), by_rule])], t0()).await?;
+            Ok((versions, enabled))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(versions.len(), 2, "disabled rules count for versions");
+    assert_eq!(enabled.iter().map(|r| r.id).collect::<Vec<_>>(), [a]);
+    let filter = DeliveryFilter {
+        event_rule_id: vec![a],
+        ..DeliveryFilter::default()
+    };
+    let page = store.deliveries(&filter, 10, 0, None).await.unwrap();
+    assert_eq!(page.count, 1);
+    assert_eq!(page.items[0].event_rule, Some((a, Some("a".to_string()))));
+    store.delete_event_rules(&[a]).await.unwrap();
+    let page = store.deliveries(&filter, 10, 0, None).await.unwrap();
+    assert_eq!(
+        page.items[0].event_rule,
+        Some((a, None)),
+        "the delivery stays, naming a rule gone"
+    );
+    assert!(matches!(
+        store.delete_event_rules(&[a]).await,
+        Err(StoreError::NotFound)
+    ));
+    store.delete_webhooks(&[target]).await.unwrap();
+    assert!(
+        store.event_rules_by_id(&[b]).await.unwrap().is_empty(),
+        "a webhook takes its rules"
+    );
+}
+
 async fn write_transactions(store: &dyn Store) {
     let hooks = store
         .create_webhooks(
@@ -432,7 +520,7 @@ async fn write_transactions(store: &dyn Store) {
             assert_eq!(versions, vec![(enabled[0].id, enabled[0].last_updated)]);
             // One event without deliveries, one with: ids in order.
             let quiet = event(EventKind::Updated, "dcim.site", 9);
-            let ids = tx.insert_events(&[(&quiet, &[]), (&e, &[on])], t0()).await?;
+            let ids = tx.insert_events(&[(&quiet, &[]), (&e, &[own(on)])], t0()).await?;
             assert!(ids[0] < ids[1], "{ids:?}");
             Ok((ids[1], enabled))
         })
@@ -460,7 +548,7 @@ async fn write_transactions(store: &dyn Store) {
     let failed: Result<(), WriteError> = in_write_tx(store, move |tx| {
         Box::pin(async move {
             let e = event(EventKind::Updated, "dcim.site", 2);
-            tx.insert_events(&[(&e, &[on])], t0()).await?;
+            tx.insert_events(&[(&e, &[own(on)])], t0()).await?;
             tx.save("dcim.site", &obj(50, json!({"name": "x"})), &[], &[], true)
                 .await?;
             Err(WriteError::Conflict("changed my mind".into()))
@@ -926,11 +1014,12 @@ async fn change_log(store: &dyn Store) {
 
 /// Queues `n` events of `webhooks` each, one delivery per webhook, created at `at`.
 async fn queue_events(store: &dyn Store, webhooks: Vec<i64>, n: i64, at: DateTime<Utc>) -> Vec<i64> {
+    let webhooks: Vec<Firing> = webhooks.into_iter().map(own).collect();
     in_write_tx(store, move |tx| {
         let webhooks = webhooks.clone();
         Box::pin(async move {
             let events: Vec<Event> = (0..n).map(|i| event(EventKind::Created, "dcim.site", i)).collect();
-            let batch: Vec<(&Event, &[i64])> = events.iter().map(|e| (e, webhooks.as_slice())).collect();
+            let batch: Vec<(&Event, &[Firing])> = events.iter().map(|e| (e, webhooks.as_slice())).collect();
             Ok(tx.insert_events(&batch, at).await?)
         })
     })
@@ -1403,6 +1492,7 @@ contract!(
         ids_continue_when_types_are_readied,
         groups_and_permissions,
         webhooks,
+        event_rules,
         write_transactions,
         object_primitives,
         object_filters_and_ordering,
@@ -1422,6 +1512,7 @@ contract!(
         ids_continue_when_types_are_readied,
         groups_and_permissions,
         webhooks,
+        event_rules,
         write_transactions,
         object_primitives,
         object_filters_and_ordering,

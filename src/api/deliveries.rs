@@ -35,6 +35,10 @@ fn delivery_json(d: &Delivery, base: &str) -> Value {
             "display": d.webhook_name,
             "name": d.webhook_name,
         },
+        "event_rule": d.event_rule.as_ref().map(|(id, name)| {
+            let name = name.clone().unwrap_or_else(|| format!("#{id} (deleted)"));
+            json!({"id": id, "url": format!("{base}/api/extras/event-rules/{id}/"), "display": name, "name": name})
+        }),
         "event_id": d.event_id,
         "event": d.event_kind,
         "object_type": d.object_type,
@@ -79,7 +83,15 @@ pub(super) fn attempt_json(n: usize, a: &Attempt) -> Value {
 
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     q.only(
-        &["id", "status", "webhook_id", "object_type", "event", "request_id"],
+        &[
+            "id",
+            "status",
+            "webhook_id",
+            "event_rule_id",
+            "object_type",
+            "event",
+            "request_id",
+        ],
         "deliveries",
     )?;
     let (limit, offset) = q.page()?;
@@ -87,6 +99,7 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
         id: q.ints("id")?,
         status: crate::service::statuses(&q.all("status"))?,
         webhook_id: q.ints("webhook_id")?,
+        event_rule_id: q.ints("event_rule_id")?,
         object_type: q.all("object_type"),
         event: q.all("event"),
         since: None,
@@ -172,6 +185,7 @@ fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
             let known = [
                 "id",
                 "webhook_id",
+                "event_rule_id",
                 "status",
                 "since",
                 "object_type",
@@ -181,7 +195,7 @@ fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
             if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
                 return Err(bad(
                     k,
-                    "Not a filter: use id, webhook_id, status, object_type, event, request_id or since.",
+                    "Not a filter: use id, webhook_id, event_rule_id, status, object_type, event, request_id or since.",
                 ));
             }
             f.id = ints("id", list(map.get("id")))?;
@@ -195,6 +209,7 @@ fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
             f.event = texts("event")?;
             f.request_id = texts("request_id")?;
             f.webhook_id = ints("webhook_id", list(map.get("webhook_id")))?;
+            f.event_rule_id = ints("event_rule_id", list(map.get("event_rule_id")))?;
             for s in list(map.get("status")) {
                 let status = s
                     .as_str()

@@ -194,6 +194,16 @@ pub const PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 1000;
 
 /// A list request: its query parameters and where it was sent, to build `next`/`previous`.
+/// NetBox's text lookups, as parameter suffixes: `name`, `name__n`, `name__ic`, ...
+pub const TEXT_LOOKUPS: [&str; 10] = [
+    "", "__n", "__ic", "__nic", "__ie", "__nie", "__isw", "__nisw", "__iew", "__niew",
+];
+
+/// `field` with each of NetBox's text lookups: the parameter names a text filter takes.
+pub fn with_text_lookups(field: &str) -> Vec<String> {
+    TEXT_LOOKUPS.iter().map(|s| format!("{field}{s}")).collect()
+}
+
 pub struct ListQuery {
     pub params: Vec<(String, String)>,
     /// `scheme://host`, for the results' `url`s.
@@ -221,6 +231,28 @@ impl ListQuery {
             .filter(|(k, _)| k == name)
             .flat_map(|(_, v)| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from))
             .collect()
+    }
+
+    /// The text conditions on `field` with NetBox's lookups (`name`, `name__ic`, ...; see
+    /// `TEXT_LOOKUPS`), one per parameter.
+    pub fn text_filters(&self, field: &str) -> Vec<crate::service::TextFilter> {
+        let mut out = Vec::new();
+        for (k, v) in &self.params {
+            let Some(rest) = k.strip_prefix(field) else {
+                continue;
+            };
+            let Some(suffix) = rest.strip_prefix("__").or(rest.is_empty().then_some("")) else {
+                continue;
+            };
+            if let Some((lookup, negate)) = crate::service::TextLookup::parse(suffix) {
+                out.push(crate::service::TextFilter {
+                    lookup,
+                    negate,
+                    values: vec![v.clone()],
+                });
+            }
+        }
+        out
     }
 
     pub fn first(&self, name: &str) -> Option<&str> {

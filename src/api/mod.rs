@@ -4,6 +4,7 @@
 mod access;
 mod deliveries;
 mod error;
+mod event_rules;
 mod events;
 mod extract;
 pub mod json;
@@ -62,6 +63,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .merge(root::router(&state.svc.catalog))
         .merge(schema::router())
         .merge(webhooks::router())
+        .merge(event_rules::router())
         .merge(events::router())
         .merge(deliveries::router())
         .merge(users::router())

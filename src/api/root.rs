@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 /// Endpoints that are not object types, by app (those a GET lists).
-const FIXED: [(&str, &str); 9] = [
+const FIXED: [(&str, &str); 10] = [
     ("core", "object-changes"),
     ("extras", "deliveries"),
+    ("extras", "event-rules"),
     ("extras", "object-changes"),
     ("extras", "queue"),
     ("extras", "webhooks"),

@@ -1,7 +1,8 @@
 //! `/api/extras/webhooks/`: CRUD with NetBox's bulk forms, and preview.
 
+use super::extract::with_text_lookups;
 use super::{bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
-use crate::service::{TextFilter, TextLookup, WebhookFilter};
+use crate::service::WebhookFilter;
 use crate::validate::parse_bool;
 use crate::webhooks::{HttpMethod, Webhook};
 use axum::extract::State;
@@ -35,8 +36,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/extras/webhooks/{id}/test/", post(test_send))
 }
 
-/// The list's filters: `payload_url` with NetBox's text lookups, the rest by value.
-const FILTERS: [&str; 20] = [
+/// The list's filters: `payload_url` with NetBox's text lookups too, the rest by value.
+const FILTERS: [&str; 11] = [
     "id",
     "name",
     "content_types",
@@ -48,20 +49,12 @@ const FILTERS: [&str; 20] = [
     "ssl_verification",
     "http_content_type",
     "q",
-    "payload_url",
-    "payload_url__n",
-    "payload_url__ic",
-    "payload_url__nic",
-    "payload_url__ie",
-    "payload_url__nie",
-    "payload_url__isw",
-    "payload_url__nisw",
-    "payload_url__iew",
 ];
 
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    let lookups = with_text_lookups("payload_url");
     let mut known = FILTERS.to_vec();
-    known.push("payload_url__niew");
+    known.extend(lookups.iter().map(String::as_str));
     q.only(&known, "webhooks")?;
     let (limit, offset) = q.page()?;
     let methods = q.all("http_method");
@@ -78,20 +71,7 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
                 .ok_or_else(|| ApiError::field(name, "Must be a valid boolean.")),
         }
     };
-    let mut payload_url = Vec::new();
-    for (k, v) in &q.params {
-        let Some(rest) = k.strip_prefix("payload_url") else {
-            continue;
-        };
-        let suffix = rest.strip_prefix("__").unwrap_or(rest);
-        if let Some((lookup, negate)) = TextLookup::parse(suffix) {
-            payload_url.push(TextFilter {
-                lookup,
-                negate,
-                values: vec![v.clone()],
-            });
-        }
-    }
+    let payload_url = q.text_filters("payload_url");
     let filter = WebhookFilter {
         id: q.ints("id")?,
         name: q.all("name"),
@@ -262,7 +242,8 @@ fn fields_metadata(st: &AppState) -> Map<String, Value> {
     };
     for (name, kind, required, label) in [
         ("name", "string", true, "Name"),
-        ("content_types", "list", true, "Object types"),
+        ("description", "string", false, "Description"),
+        ("content_types", "list", false, "Object types"),
         ("type_create", "boolean", false, "On create"),
         ("type_update", "boolean", false, "On update"),
         ("type_delete", "boolean", false, "On delete"),

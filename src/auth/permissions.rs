@@ -35,6 +35,7 @@ impl Action {
 /// The object types of what is not inventory: permissions name them as they name `dcim.site`.
 pub mod types {
     pub const WEBHOOK: &str = "extras.webhook";
+    pub const EVENT_RULE: &str = "extras.eventrule";
     /// The delivery log and the queue's hand controls.
     pub const DELIVERY: &str = "extras.delivery";
     /// Events: posting them, and seeing the object data they carry.
@@ -46,7 +47,17 @@ pub mod types {
     pub const PERMISSION: &str = "users.objectpermission";
 
     /// Every one of them.
-    pub const ALL: [&str; 8] = [WEBHOOK, DELIVERY, EVENT, OBJECT_CHANGE, USER, GROUP, TOKEN, PERMISSION];
+    pub const ALL: [&str; 9] = [
+        WEBHOOK,
+        EVENT_RULE,
+        DELIVERY,
+        EVENT,
+        OBJECT_CHANGE,
+        USER,
+        GROUP,
+        TOKEN,
+        PERMISSION,
+    ];
 }
 
 /// A group of users.

@@ -75,6 +75,9 @@ pub struct Delivery {
     pub event_id: i64,
     pub webhook_id: i64,
     pub webhook_name: String,
+    /// The event rule that queued it, and its name while it exists; `None` when the webhook's
+    /// own triggers did.
+    pub event_rule: Option<(i64, Option<String>)>,
     pub event_kind: String,
     pub object_type: String,
     pub status: Status,
@@ -310,6 +313,8 @@ pub struct DeliveryFilter {
     pub id: Vec<i64>,
     pub status: Vec<Status>,
     pub webhook_id: Vec<i64>,
+    /// Queued by these event rules.
+    pub event_rule_id: Vec<i64>,
     pub object_type: Vec<String>,
     pub event: Vec<String>,
     /// Created at or after this time.
@@ -333,6 +338,7 @@ impl DeliveryFilter {
         self.id.is_empty()
             && self.status.is_empty()
             && self.webhook_id.is_empty()
+            && self.event_rule_id.is_empty()
             && self.object_type.is_empty()
             && self.event.is_empty()
             && self.since.is_none()

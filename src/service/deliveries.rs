@@ -65,6 +65,8 @@ impl Services {
         if !actor.can(types::EVENT, Action::View) {
             event.data = serde_json::Value::Null;
             event.snapshots = serde_json::Value::Null;
+            // A relayed event's body carries the same data.
+            event.body = None;
         }
         if !actor.can(types::WEBHOOK, Action::Change) {
             for a in &mut attempts {

@@ -6,6 +6,7 @@
 mod access;
 mod changes;
 mod deliveries;
+mod event_rules;
 mod events;
 mod objects;
 mod passwords;
@@ -16,6 +17,7 @@ mod webhooks;
 
 pub use changes::{actions, change_json};
 pub use deliveries::{statuses, DeliveryDetail, QueueSummary, WebhookHealth};
+pub use event_rules::EventRuleFilter;
 pub use objects::ObjectWrite;
 pub use users::NewToken;
 pub use webhooks::{TextFilter, TextLookup, WebhookFilter};

@@ -59,7 +59,7 @@ pub struct TextFilter {
 }
 
 impl TextFilter {
-    fn matches(&self, text: &str) -> bool {
+    pub(super) fn matches(&self, text: &str) -> bool {
         let lower = text.to_lowercase();
         let any = |f: &dyn Fn(&str) -> bool| self.values.iter().any(|v| f(v));
         let hit = match self.lookup {
@@ -113,7 +113,7 @@ impl WebhookFilter {
 
 /// Runs `check` on every item; all must pass. A failing item's errors stand at its place in a
 /// list with an empty object for each good one; a single item's errors stand alone.
-fn all_or_errors<T>(items: Vec<Result<T>>, bulk: bool) -> Result<Vec<T>> {
+pub(super) fn all_or_errors<T>(items: Vec<Result<T>>, bulk: bool) -> Result<Vec<T>> {
     if !bulk {
         return items.into_iter().collect();
     }

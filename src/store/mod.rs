@@ -20,7 +20,7 @@ use crate::events::Event;
 use crate::objects::{ObjectRead, ObjectTx};
 use crate::page::Page;
 use crate::queue::{Attempt, ClaimPlan, ClaimedRow, Delivery, DeliveryFilter, Outcome, Status};
-use crate::webhooks::Webhook;
+use crate::webhooks::{EventRule, Firing, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use postgres::PostgresConfig;
@@ -131,6 +131,22 @@ pub trait WebhookStore: Send + Sync {
     async fn delete_webhooks(&self, ids: &[i64]) -> Result<()>;
 }
 
+/// Event rules. Writes are all or none.
+#[async_trait]
+pub trait EventRuleStore: Send + Sync {
+    /// Every rule, by name then id.
+    async fn event_rules(&self) -> Result<Vec<EventRule>>;
+    /// The rules with these ids that exist.
+    async fn event_rules_by_id(&self, ids: &[i64]) -> Result<Vec<EventRule>>;
+    /// Inserts them; returns them with ids, `created` and `last_updated` set to `now`.
+    /// `Unique(EVENT_RULE_NAME)` when a name is taken; `ForeignKey` when a webhook is gone.
+    async fn create_event_rules(&self, rules: Vec<EventRule>, now: DateTime<Utc>) -> Result<Vec<EventRule>>;
+    /// Replaces them (`NotFound` if one is gone); `last_updated` becomes `now`.
+    async fn update_event_rules(&self, rules: Vec<EventRule>, now: DateTime<Utc>) -> Result<Vec<EventRule>>;
+    /// Deletes them (`NotFound` if one is gone); their deliveries stay.
+    async fn delete_event_rules(&self, ids: &[i64]) -> Result<()>;
+}
+
 /// Objects (reads; writes go through `Store::write`) and the change log.
 #[async_trait]
 pub trait ObjectStore: ObjectRead {
@@ -227,9 +243,13 @@ pub trait WriteTx: ObjectTx {
     async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>>;
     /// The enabled webhooks, as this transaction sees them.
     async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>>;
-    /// Stores events, each with one delivery queued (due `now`) per webhook listed with it;
+    /// Every event rule's id and `last_updated`, as this transaction sees them.
+    async fn event_rule_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>>;
+    /// The enabled event rules, as this transaction sees them.
+    async fn enabled_event_rules(&mut self) -> Result<Vec<EventRule>>;
+    /// Stores events, each with one delivery queued (due `now`) per firing listed with it;
     /// returns the events' ids, in order.
-    async fn insert_events(&mut self, events: &[(&Event, &[i64])], now: DateTime<Utc>) -> Result<Vec<i64>>;
+    async fn insert_events(&mut self, events: &[(&Event, &[Firing])], now: DateTime<Utc>) -> Result<Vec<i64>>;
 }
 
 /// A boxed future borrowing the transaction.
@@ -243,7 +263,15 @@ pub type WriteJob = Box<dyn for<'t> Fn(&'t mut dyn WriteTx) -> TxFuture<'t> + Se
 /// The whole contract.
 #[async_trait]
 pub trait Store:
-    UserStore + SessionStore + AccessStore + WebhookStore + ObjectStore + QueueStore + WorkerStore + 'static
+    UserStore
+    + SessionStore
+    + AccessStore
+    + WebhookStore
+    + EventRuleStore
+    + ObjectStore
+    + QueueStore
+    + WorkerStore
+    + 'static
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;

@@ -6,13 +6,13 @@
 //! may be a native JSON column: `Columns::json` reads either).
 
 use super::sql::Arg;
-use super::{Result, StoreError};
+use super::{Result, StoreError, Unique};
 use crate::auth::{Action, Group, Permission, Session, Token, User};
 use crate::changes::{Change, ChangeAction};
 use crate::events::{Event, EventKind};
 use crate::objects::Obj;
 use crate::queue::{Attempt, ClaimedRow, Delivery, Status};
-use crate::webhooks::{HttpMethod, Webhook};
+use crate::webhooks::{EventRule, HttpMethod, Webhook};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -190,16 +190,106 @@ pub const PERMISSION_MEMBERS: [(&str, &str, bool); 2] = [
     ("permission_groups", "group_id", false),
 ];
 
-// Webhooks.
+// Webhooks and event rules.
+
+/// A configuration record kept whole (webhooks, event rules): its table, the columns it writes
+/// and how it reads its row, so that each backend stores every such record with one set of
+/// statements.
+pub trait Record: Sized + Send + Sync + 'static {
+    const TABLE: &'static str;
+    /// The columns `args` writes, in its order (besides `id` and the times).
+    const COLUMNS: &'static [&'static str];
+    /// What a taken name is.
+    const UNIQUE: Unique;
+    fn args(&self) -> Result<Vec<Arg>>;
+    fn read(row: &impl Columns) -> Result<Self>;
+    fn id(&self) -> i64;
+    /// Takes the id and times a write gave it; `created` only when it was created.
+    fn stamp(&mut self, id: i64, created: Option<DateTime<Utc>>, updated: DateTime<Utc>);
+}
+
+impl Record for Webhook {
+    const TABLE: &'static str = "webhooks";
+    const COLUMNS: &'static [&'static str] = &WEBHOOK_COLUMNS;
+    const UNIQUE: Unique = Unique::WEBHOOK_NAME;
+    fn args(&self) -> Result<Vec<Arg>> {
+        webhook_args(self)
+    }
+    fn read(row: &impl Columns) -> Result<Self> {
+        webhook(row)
+    }
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn stamp(&mut self, id: i64, created: Option<DateTime<Utc>>, updated: DateTime<Utc>) {
+        self.id = id;
+        self.created = created.unwrap_or(self.created);
+        self.last_updated = updated;
+    }
+}
+
+impl Record for EventRule {
+    const TABLE: &'static str = "event_rules";
+    const COLUMNS: &'static [&'static str] = &[
+        "name",
+        "description",
+        "object_types",
+        "event_types",
+        "enabled",
+        "conditions",
+        "action_object_id",
+    ];
+    const UNIQUE: Unique = Unique::EVENT_RULE_NAME;
+    fn args(&self) -> Result<Vec<Arg>> {
+        let kinds: Vec<&str> = self.event_types.iter().map(|k| k.as_str()).collect();
+        Ok(vec![
+            Arg::from(&self.name),
+            Arg::from(&self.description),
+            json_arg(&self.object_types)?,
+            json_arg(&kinds)?,
+            Arg::Bool(self.enabled),
+            self.conditions.as_ref().map_or(Arg::Null, |c| Arg::Text(c.to_string())),
+            Arg::Int(self.webhook_id),
+        ])
+    }
+    fn read(row: &impl Columns) -> Result<Self> {
+        let kinds: Vec<String> = parse_json(&row.text("event_types")?)?;
+        let conditions = row.json("conditions")?;
+        Ok(EventRule {
+            id: row.int("id")?,
+            name: row.text("name")?,
+            description: row.text("description")?,
+            object_types: parse_json(&row.text("object_types")?)?,
+            event_types: kinds
+                .iter()
+                .map(|k| EventKind::parse(k).ok_or_else(|| invalid("event type", k)))
+                .collect::<Result<_>>()?,
+            enabled: row.flag("enabled")?,
+            conditions: (!conditions.is_null()).then_some(conditions),
+            webhook_id: row.int("action_object_id")?,
+            created: row.time("created_at")?,
+            last_updated: row.time("updated_at")?,
+        })
+    }
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn stamp(&mut self, id: i64, created: Option<DateTime<Utc>>, updated: DateTime<Utc>) {
+        self.id = id;
+        self.created = created.unwrap_or(self.created);
+        self.last_updated = updated;
+    }
+}
 
 /// The columns a webhook writes, in the order of `webhook_args`: its fields, named alike.
-pub const WEBHOOK_COLUMNS: [&str; 17] = crate::webhooks::FIELDS;
+pub const WEBHOOK_COLUMNS: [&str; 18] = crate::webhooks::FIELDS;
 
 /// What a webhook writes, in the order of `WEBHOOK_COLUMNS`.
 pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {
     let opt = |s: Option<String>| s.map_or(Arg::Null, Arg::Text);
     Ok(vec![
         Arg::from(&w.name),
+        Arg::from(&w.description),
         json_arg(&w.content_types)?,
         Arg::Bool(w.type_create),
         Arg::Bool(w.type_update),
@@ -233,6 +323,7 @@ pub fn webhook(row: &impl Columns) -> Result<Webhook> {
     Ok(Webhook {
         id: row.int("id")?,
         name: row.text("name")?,
+        description: row.text("description")?,
         content_types: parse_json(&row.text("content_types")?)?,
         type_create: row.flag("type_create")?,
         type_update: row.flag("type_update")?,
@@ -254,8 +345,8 @@ pub fn webhook(row: &impl Columns) -> Result<Webhook> {
     })
 }
 
-/// A webhook's id and version.
-pub fn webhook_version(row: &impl Columns) -> Result<(i64, DateTime<Utc>)> {
+/// A webhook's or an event rule's id and version.
+pub fn record_version(row: &impl Columns) -> Result<(i64, DateTime<Utc>)> {
     Ok((row.int("id")?, row.time("updated_at")?))
 }
 
@@ -324,9 +415,10 @@ impl RawEvent {
     }
 }
 
-pub const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, d.event, \
-     d.object_type, d.status, d.attempts, d.next_attempt_at, d.created_at, d.updated_at, d.last_error, \
-     d.last_status_code from deliveries d join webhooks w on w.id = d.webhook_id";
+pub const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, \
+     d.event_rule_id, r.name as event_rule_name, d.event, d.object_type, d.status, d.attempts, d.next_attempt_at, \
+     d.created_at, d.updated_at, d.last_error, d.last_status_code from deliveries d \
+     join webhooks w on w.id = d.webhook_id left join event_rules r on r.id = d.event_rule_id";
 
 pub fn status(row: &impl Columns) -> Result<Status> {
     let status = row.text("status")?;
@@ -340,6 +432,10 @@ pub fn delivery(row: &impl Columns) -> Result<Delivery> {
         event_id: row.int("event_id")?,
         webhook_id: row.int("webhook_id")?,
         webhook_name: row.text("webhook_name")?,
+        event_rule: match row.opt_int("event_rule_id")? {
+            Some(id) => Some((id, row.opt_text("event_rule_name")?)),
+            None => None,
+        },
         event_kind: row.text("event")?,
         object_type: row.text("object_type")?,
         status: status(row)?,

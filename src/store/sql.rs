@@ -372,6 +372,10 @@ pub fn delivery_where(sql: &mut Sql, f: &DeliveryFilter) {
     if !f.webhook_id.is_empty() {
         sql.push(" and d.webhook_id in ").ints(f.webhook_id.iter().copied());
     }
+    if !f.event_rule_id.is_empty() {
+        sql.push(" and d.event_rule_id in ")
+            .ints(f.event_rule_id.iter().copied());
+    }
     if !f.status.is_empty() {
         sql.push(" and d.status in ").list(f.status.iter().map(|s| s.as_str()));
     }

@@ -74,6 +74,7 @@ fn filter_of(q: &Query) -> Result<DeliveryFilter, Error> {
         id: q.ints("id")?,
         status,
         webhook_id: q.ints("webhook_id")?,
+        event_rule_id: q.ints("event_rule_id")?,
         object_type: q.all("object_type"),
         event: q.all("event"),
         since: time("since")?,

@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod conditions;
+pub mod event_rule;
 pub mod headers;
 pub mod request;
 mod rules;
@@ -12,6 +13,7 @@ pub use rules::{check_url, Rules};
 
 use crate::events::{Event, EventKind};
 use chrono::{DateTime, Utc};
+pub use event_rule::EventRule;
 use serde_json::{json, Value};
 
 /// The HTTP methods a webhook may use.
@@ -75,8 +77,9 @@ impl From<HttpMethod> for reqwest::Method {
 }
 
 /// A webhook's fields, as request bodies and the database both name them.
-pub const FIELDS: [&str; 17] = [
+pub const FIELDS: [&str; 18] = [
     "name",
+    "description",
     "content_types",
     "type_create",
     "type_update",
@@ -100,6 +103,9 @@ pub const FIELDS: [&str; 17] = [
 pub struct Webhook {
     pub id: i64,
     pub name: String,
+    pub description: String,
+    /// The types whose events fire it by its own triggers; empty for a webhook that only event
+    /// rules fire (NetBox 3.7 and later).
     pub content_types: Vec<String>,
     pub type_create: bool,
     pub type_update: bool,
@@ -141,6 +147,7 @@ impl Webhook {
         Webhook {
             id: 0,
             name: String::new(),
+            description: String::new(),
             content_types: Vec::new(),
             type_create: false,
             type_update: false,
@@ -181,6 +188,7 @@ impl Webhook {
             "display": self.name,
             "content_types": self.content_types,
             "name": self.name,
+            "description": self.description,
             "type_create": self.type_create,
             "type_update": self.type_update,
             "type_delete": self.type_delete,
@@ -202,34 +210,74 @@ impl Webhook {
     }
 }
 
-/// Webhooks with their conditions parsed once, to match many events.
+/// One way an event fires a webhook: by the webhook's own triggers, or by an event rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Firing {
+    pub webhook_id: i64,
+    /// The rule that fired it; `None` for the webhook's own triggers.
+    pub event_rule_id: Option<i64>,
+}
+
+/// Enabled webhooks and event rules with their conditions parsed once, to match many events.
 pub struct Matcher {
     webhooks: Vec<(Webhook, Option<conditions::Conditions>)>,
+    rules: Vec<(EventRule, Option<conditions::Conditions>)>,
+}
+
+/// Parsed conditions; stored ones that no longer parse match nothing, loudly.
+fn parsed_conditions(conditions: Option<&Value>, what: &str, id: i64) -> Option<conditions::Conditions> {
+    match conditions.map(conditions::Conditions::parse) {
+        Some(Err(e)) => {
+            tracing::error!(what, id, error = %e, "stored conditions are invalid; it matches nothing");
+            Some(conditions::Conditions::Any(Vec::new()))
+        }
+        other => other.transpose().ok().flatten(),
+    }
 }
 
 impl Matcher {
-    pub fn new(webhooks: Vec<Webhook>) -> Matcher {
+    /// Over the enabled webhooks and the enabled rules; a rule whose webhook is disabled fires
+    /// nothing.
+    pub fn new(webhooks: Vec<Webhook>, rules: Vec<EventRule>) -> Matcher {
+        let rules = rules
+            .into_iter()
+            .filter(|r| r.enabled && webhooks.iter().any(|w| w.id == r.webhook_id))
+            .map(|r| {
+                let parsed = parsed_conditions(r.conditions.as_ref(), "event rule", r.id);
+                (r, parsed)
+            })
+            .collect();
         let webhooks = webhooks
             .into_iter()
             .map(|w| {
-                let parsed = match w.conditions.as_ref().map(conditions::Conditions::parse) {
-                    Some(Err(e)) => {
-                        tracing::error!(webhook_id = w.id, error = %e, "stored conditions are invalid; the webhook matches nothing");
-                        Some(conditions::Conditions::Any(Vec::new()))
-                    }
-                    other => other.transpose().ok().flatten(),
-                };
+                let parsed = parsed_conditions(w.conditions.as_ref(), "webhook", w.id);
                 (w, parsed)
             })
             .collect();
-        Matcher { webhooks }
+        Matcher { webhooks, rules }
     }
 
-    /// The webhooks `event` fires: enabled, of its type and kind, and its conditions hold.
-    pub fn matching<'e>(&'e self, event: &'e Event) -> impl Iterator<Item = &'e Webhook> + 'e {
-        self.webhooks
+    /// What `event` fires: each enabled webhook of its type and kind whose conditions hold, and
+    /// each enabled rule of its type and kind whose conditions hold, for the rule's webhook.
+    pub fn matching<'e>(&'e self, event: &'e Event) -> impl Iterator<Item = Firing> + 'e {
+        let holds =
+            |c: &Option<conditions::Conditions>| c.as_ref().is_none_or(|c| c.eval(&event.data, &event.snapshots));
+        let own = self
+            .webhooks
             .iter()
-            .filter(|(w, c)| w.matches(event) && c.as_ref().is_none_or(|c| c.eval(&event.data, &event.snapshots)))
-            .map(|(w, _)| w)
+            .filter(move |(w, c)| w.matches(event) && holds(c))
+            .map(|(w, _)| Firing {
+                webhook_id: w.id,
+                event_rule_id: None,
+            });
+        let ruled = self
+            .rules
+            .iter()
+            .filter(move |(r, c)| r.matches(event) && holds(c))
+            .map(|(r, _)| Firing {
+                webhook_id: r.webhook_id,
+                event_rule_id: Some(r.id),
+            });
+        own.chain(ruled)
     }
 }

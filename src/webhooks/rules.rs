@@ -32,7 +32,7 @@ impl Webhook {
             &mut errors,
         );
         if !partial {
-            for field in ["name", "content_types", "payload_url"] {
+            for field in ["name", "payload_url"] {
                 if !r.has(field) && !errors.0.contains_key(field) {
                     errors.add(field, "This field is required.");
                 }
@@ -46,6 +46,9 @@ impl Webhook {
     fn read_request(&mut self, r: &mut Reader<'_>) {
         if let Some(v) = r.string("name") {
             self.name = v.trim().to_string();
+        }
+        if let Some(v) = r.nullable_string("description") {
+            self.description = v.unwrap_or_default().trim().to_string();
         }
         if let Some(v) = r.string_list("content_types") {
             self.content_types = v;
@@ -139,9 +142,18 @@ impl Webhook {
                 errors.add("name", "Ensure this field has no more than 150 characters.");
             }
         }
+        if self.description.chars().count() > 200 {
+            errors.add("description", "Ensure this field has no more than 200 characters.");
+        }
+        // Its own triggers are types and events together, or neither: a webhook with neither
+        // fires only through the event rules that point at it (NetBox 3.7 and later).
+        let fires_on_events = self.type_create || self.type_update || self.type_delete;
         if !has(errors, "content_types") {
-            if self.content_types.is_empty() {
-                errors.add("content_types", "This list may not be empty.");
+            if self.content_types.is_empty() && fires_on_events {
+                errors.add(
+                    "content_types",
+                    "Choose the object types whose events fire it, or clear type_create, type_update and type_delete so that only event rules fire it.",
+                );
             }
             for t in &self.content_types {
                 if !catalog.is_event_type(t) {
@@ -149,7 +161,7 @@ impl Webhook {
                 }
             }
         }
-        if !(self.type_create || self.type_update || self.type_delete) {
+        if !self.content_types.is_empty() && !fires_on_events {
             errors.add(
                 "type_create",
                 "You must select at least one type: create, update, and/or delete.",

@@ -6,6 +6,7 @@ use crate::events::Event;
 use crate::store::rows::{event_args, RawEvent};
 use crate::store::sql::Arg;
 use crate::store::Result;
+use crate::webhooks::Firing;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
@@ -30,9 +31,10 @@ const EVENT_COLUMNS: [(&str, &str); 10] = [
     ("body", "text"),
 ];
 
-const DELIVERY_COLUMNS: [(&str, &str); 9] = [
+const DELIVERY_COLUMNS: [(&str, &str); 10] = [
     ("event_id", "bigint"),
     ("webhook_id", "bigint"),
+    ("event_rule_id", "bigint"),
     ("event", "text"),
     ("object_type", "text"),
     ("status", "text"),
@@ -45,7 +47,7 @@ const DELIVERY_COLUMNS: [(&str, &str); 9] = [
 /// Stores events and their deliveries (in the caller's transaction); returns the events' ids.
 pub(super) async fn insert_events<C: GenericClient>(
     c: &C,
-    events: &[(&Event, &[i64])],
+    events: &[(&Event, &[Firing])],
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>> {
     if events.is_empty() {
@@ -65,11 +67,12 @@ pub(super) async fn insert_events<C: GenericClient>(
     let deliveries: Vec<Vec<Arg>> = events
         .iter()
         .zip(&ids)
-        .flat_map(|((e, webhooks), id)| {
-            webhooks.iter().map(move |w| {
+        .flat_map(|((e, firings), id)| {
+            firings.iter().map(move |f| {
                 vec![
                     Arg::Int(*id),
-                    Arg::Int(*w),
+                    Arg::Int(f.webhook_id),
+                    f.event_rule_id.map_or(Arg::Null, Arg::Int),
                     Arg::from(e.kind.as_str()),
                     Arg::from(&e.object_type),
                     Arg::from("queued"),

@@ -7,7 +7,7 @@ use crate::store::{Result, StoreError};
 use chrono::Utc;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (
         2,
@@ -23,6 +23,11 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         4,
         "relayed_bodies",
         include_str!("../../../migrations/postgres/0004_relayed_bodies.sql"),
+    ),
+    (
+        5,
+        "event_rules",
+        include_str!("../../../migrations/postgres/0005_event_rules.sql"),
     ),
 ];
 

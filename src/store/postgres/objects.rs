@@ -4,7 +4,7 @@
 //! holder and then sees its key), and `lock` takes row locks where the engine asks for them.
 
 use super::events::insert_events;
-use super::webhooks::{enabled, enabled_versions};
+use super::webhooks::{enabled, versions};
 use super::{execute, fetch, insert_rows, insert_rows_with, query, scalar, sql, PgStore, DIALECT};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
@@ -15,7 +15,7 @@ use crate::store::rows::{self, change_args, Columns, OBJECT_SELECT};
 use crate::store::sql::{object_find, Arg, Sql};
 use crate::store::statements;
 use crate::store::{ObjectStore, Result, WriteTx};
-use crate::webhooks::Webhook;
+use crate::webhooks::{EventRule, Firing, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
@@ -275,14 +275,22 @@ impl ObjectTx for PgTx<'_> {
 #[async_trait]
 impl WriteTx for PgTx<'_> {
     async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        enabled_versions(&self.tx).await
+        versions::<Webhook, _>(&self.tx, true).await
     }
 
     async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>> {
         enabled(&self.tx).await
     }
 
-    async fn insert_events(&mut self, events: &[(&Event, &[i64])], now: DateTime<Utc>) -> Result<Vec<i64>> {
+    async fn event_rule_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
+        versions::<EventRule, _>(&self.tx, false).await
+    }
+
+    async fn enabled_event_rules(&mut self) -> Result<Vec<EventRule>> {
+        enabled(&self.tx).await
+    }
+
+    async fn insert_events(&mut self, events: &[(&Event, &[Firing])], now: DateTime<Utc>) -> Result<Vec<i64>> {
         let ids = insert_events(&self.tx, events, now).await?;
         self.queued |= events.iter().any(|(_, webhooks)| !webhooks.is_empty());
         Ok(ids)

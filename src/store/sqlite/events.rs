@@ -5,6 +5,7 @@ use super::{map_err, micros, sql, sql_value, Run, CHUNK};
 use crate::events::Event;
 use crate::store::rows::{event_args, RawEvent, EVENT_COLUMNS};
 use crate::store::Result;
+use crate::webhooks::Firing;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection};
 
@@ -28,24 +29,25 @@ pub(super) fn insert_event(conn: &Connection, e: &Event, now: DateTime<Utc>) -> 
     Ok(conn.last_insert_rowid())
 }
 
-/// Queues one delivery of an event per webhook (in the caller's transaction).
+/// Queues one delivery of an event per firing (in the caller's transaction).
 pub(super) fn insert_deliveries(
     conn: &Connection,
     event_id: i64,
     e: &Event,
-    webhooks: &[i64],
+    firings: &[Firing],
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut stmt = conn
         .prepare_cached(
-            "insert into deliveries (event_id, webhook_id, event, object_type, status, attempts, next_attempt_at, \
-             created_at, updated_at) values (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?5, ?5)",
+            "insert into deliveries (event_id, webhook_id, event_rule_id, event, object_type, status, attempts, \
+             next_attempt_at, created_at, updated_at) values (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6, ?6)",
         )
         .map_err(map_err)?;
-    for webhook_id in webhooks {
+    for f in firings {
         stmt.execute(params![
             event_id,
-            webhook_id,
+            f.webhook_id,
+            f.event_rule_id,
             e.kind.as_str(),
             e.object_type,
             micros(now)

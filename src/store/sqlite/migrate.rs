@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 9] = [
+const MIGRATIONS: [(i64, &str, &str); 10] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -48,6 +48,11 @@ const MIGRATIONS: [(i64, &str, &str); 9] = [
         9,
         "relayed_bodies",
         include_str!("../../../migrations/sqlite/0009_relayed_bodies.sql"),
+    ),
+    (
+        10,
+        "event_rules",
+        include_str!("../../../migrations/sqlite/0010_event_rules.sql"),
     ),
 ];
 

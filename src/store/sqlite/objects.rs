@@ -3,7 +3,7 @@
 //! uniqueness checks and dependents are index lookups whatever the type.
 
 use super::events::{insert_deliveries, insert_event};
-use super::webhooks::{enabled, enabled_versions};
+use super::webhooks::{enabled, versions};
 use super::{map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK, DIALECT};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
@@ -14,7 +14,7 @@ use crate::store::rows::{self, change_args, json_err, Columns, CHANGE_COLUMNS, O
 use crate::store::sql::object_find;
 use crate::store::statements;
 use crate::store::{ObjectStore, Result, WriteTx};
-use crate::webhooks::Webhook;
+use crate::webhooks::{EventRule, Firing, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, params_from_iter, Connection};
@@ -211,14 +211,22 @@ impl ObjectTx for SqliteTx<'_> {
 #[async_trait]
 impl WriteTx for SqliteTx<'_> {
     async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        enabled_versions(self.conn)
+        versions::<Webhook>(self.conn, true)
     }
 
     async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>> {
         enabled(self.conn)
     }
 
-    async fn insert_events(&mut self, events: &[(&Event, &[i64])], now: DateTime<Utc>) -> Result<Vec<i64>> {
+    async fn event_rule_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
+        versions::<EventRule>(self.conn, false)
+    }
+
+    async fn enabled_event_rules(&mut self) -> Result<Vec<EventRule>> {
+        enabled(self.conn)
+    }
+
+    async fn insert_events(&mut self, events: &[(&Event, &[Firing])], now: DateTime<Utc>) -> Result<Vec<i64>> {
         let mut ids = Vec::with_capacity(events.len());
         for (event, webhooks) in events {
             let id = insert_event(self.conn, event, now)?;

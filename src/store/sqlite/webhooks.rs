@@ -1,108 +1,154 @@
-//! Webhooks in SQLite.
+//! Webhooks and event rules in SQLite: one set of statements for every `Record`.
 
 use super::{found, map_err, sql, sql_value, Run, SqliteStore, CHUNK};
-use crate::store::rows::{self, webhook_args, WEBHOOK_COLUMNS};
+use crate::store::rows::{self, Record};
 use crate::store::sql::Arg;
-use crate::store::{Result, StoreResultExt, Unique, WebhookStore};
-use crate::webhooks::Webhook;
+use crate::store::{EventRuleStore, Result, StoreResultExt, WebhookStore};
+use crate::webhooks::{EventRule, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, params_from_iter, Connection};
+use rusqlite::{params_from_iter, Connection};
 
-/// Enabled webhooks (in the caller's transaction).
-pub(super) fn enabled(conn: &Connection) -> Result<Vec<Webhook>> {
-    sql("select * from webhooks where enabled = 1 order by id").rows(conn, |r| rows::webhook(r))
+/// Enabled records of a kind (in the caller's transaction).
+pub(super) fn enabled<R: Record>(conn: &Connection) -> Result<Vec<R>> {
+    sql(&format!("select * from {} where enabled = 1 order by id", R::TABLE)).rows(conn, |r| R::read(r))
 }
 
-/// Enabled webhooks' versions (in the caller's transaction).
-pub(super) fn enabled_versions(conn: &Connection) -> Result<Vec<(i64, DateTime<Utc>)>> {
-    sql("select id, updated_at from webhooks where enabled = 1 order by id").rows(conn, |r| rows::webhook_version(r))
+/// The versions of a kind's records, enabled ones or all (in the caller's transaction).
+pub(super) fn versions<R: Record>(conn: &Connection, enabled_only: bool) -> Result<Vec<(i64, DateTime<Utc>)>> {
+    let only = if enabled_only { " where enabled = 1" } else { "" };
+    sql(&format!("select id, updated_at from {}{only} order by id", R::TABLE)).rows(conn, |r| rows::record_version(r))
 }
 
-#[async_trait]
-impl WebhookStore for SqliteStore {
-    async fn webhooks(&self) -> Result<Vec<Webhook>> {
+impl SqliteStore {
+    async fn records<R: Record>(&self) -> Result<Vec<R>> {
         self.read
-            .run(|c| sql("select * from webhooks order by name, id").rows(c, |r| rows::webhook(r)))
+            .run(|c| sql(&format!("select * from {} order by name, id", R::TABLE)).rows(c, |r| R::read(r)))
             .await
     }
 
-    async fn webhook_versions(&self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        self.read
-            .run(|c| sql("select id, updated_at from webhooks order by id").rows(c, |r| rows::webhook_version(r)))
-            .await
-    }
-
-    async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>> {
+    async fn records_by_id<R: Record>(&self, ids: &[i64]) -> Result<Vec<R>> {
         let ids = ids.to_vec();
         self.read
             .run(move |c| {
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(CHUNK) {
-                    let mut q = sql("select * from webhooks where id in ");
+                    let mut q = sql(&format!("select * from {} where id in ", R::TABLE));
                     q.list(chunk.iter().copied());
-                    out.extend(q.rows(c, |r| rows::webhook(r))?);
+                    out.extend(q.rows(c, |r| R::read(r))?);
                 }
                 Ok(out)
             })
             .await
     }
 
-    async fn create_webhooks(&self, webhooks: Vec<Webhook>, now: DateTime<Utc>) -> Result<Vec<Webhook>> {
+    async fn create_records<R: Record>(&self, records: Vec<R>, now: DateTime<Utc>) -> Result<Vec<R>> {
         let text = format!(
-            "insert into webhooks ({}, created_at, updated_at) values ({}) returning id",
-            WEBHOOK_COLUMNS.join(", "),
-            vec!["?"; WEBHOOK_COLUMNS.len() + 2].join(", ")
+            "insert into {} ({}, created_at, updated_at) values ({}) returning id",
+            R::TABLE,
+            R::COLUMNS.join(", "),
+            vec!["?"; R::COLUMNS.len() + 2].join(", ")
         );
         self.write_tx(move |c| {
-            let mut out = Vec::with_capacity(webhooks.len());
-            for mut w in webhooks {
-                let mut args = webhook_args(&w)?;
+            let mut out = Vec::with_capacity(records.len());
+            for mut record in records {
+                let mut args = record.args()?;
                 args.extend([Arg::from(now), Arg::from(now)]);
-                w.id = c
+                let id = c
                     .query_row(&text, params_from_iter(args.iter().map(sql_value)), |r| r.get(0))
                     .map_err(map_err)?;
-                (w.created, w.last_updated) = (now, now);
-                out.push(w);
+                record.stamp(id, Some(now), now);
+                out.push(record);
             }
             Ok(out)
         })
         .await
-        .on_unique(Unique::WEBHOOK_NAME)
+        .on_unique(R::UNIQUE)
     }
 
-    async fn update_webhooks(&self, webhooks: Vec<Webhook>, now: DateTime<Utc>) -> Result<Vec<Webhook>> {
-        let sets: Vec<String> = WEBHOOK_COLUMNS.iter().map(|c| format!("{c} = ?")).collect();
-        let text = format!("update webhooks set {}, updated_at = ? where id = ?", sets.join(", "));
+    async fn update_records<R: Record>(&self, records: Vec<R>, now: DateTime<Utc>) -> Result<Vec<R>> {
+        let sets: Vec<String> = R::COLUMNS.iter().map(|c| format!("{c} = ?")).collect();
+        let text = format!(
+            "update {} set {}, updated_at = ? where id = ?",
+            R::TABLE,
+            sets.join(", ")
+        );
         self.write_tx(move |c| {
-            let mut out = Vec::with_capacity(webhooks.len());
-            for mut w in webhooks {
-                let mut args = webhook_args(&w)?;
-                args.extend([Arg::from(now), Arg::Int(w.id)]);
+            let mut out = Vec::with_capacity(records.len());
+            for mut record in records {
+                let mut args = record.args()?;
+                args.extend([Arg::from(now), Arg::Int(record.id())]);
                 found(
                     c.execute(&text, params_from_iter(args.iter().map(sql_value)))
                         .map_err(map_err)?,
                 )?;
-                w.last_updated = now;
-                out.push(w);
+                record.stamp(record.id(), None, now);
+                out.push(record);
             }
             Ok(out)
         })
         .await
-        .on_unique(Unique::WEBHOOK_NAME)
+        .on_unique(R::UNIQUE)
     }
 
-    async fn delete_webhooks(&self, ids: &[i64]) -> Result<()> {
-        let ids = ids.to_vec();
+    async fn delete_records<R: Record>(&self, ids: &[i64]) -> Result<()> {
+        let (ids, text) = (ids.to_vec(), format!("delete from {} where id = ?", R::TABLE));
         self.write_tx(move |c| {
             for id in ids {
-                found(
-                    c.execute("delete from webhooks where id = ?", params![id])
-                        .map_err(map_err)?,
-                )?;
+                found(c.execute(&text, [id]).map_err(map_err)?)?;
             }
             Ok(())
         })
         .await
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        self.records().await
+    }
+
+    async fn webhook_versions(&self) -> Result<Vec<(i64, DateTime<Utc>)>> {
+        self.read.run(|c| versions::<Webhook>(c, false)).await
+    }
+
+    async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>> {
+        self.records_by_id(ids).await
+    }
+
+    async fn create_webhooks(&self, webhooks: Vec<Webhook>, now: DateTime<Utc>) -> Result<Vec<Webhook>> {
+        self.create_records(webhooks, now).await
+    }
+
+    async fn update_webhooks(&self, webhooks: Vec<Webhook>, now: DateTime<Utc>) -> Result<Vec<Webhook>> {
+        self.update_records(webhooks, now).await
+    }
+
+    async fn delete_webhooks(&self, ids: &[i64]) -> Result<()> {
+        self.delete_records::<Webhook>(ids).await
+    }
+}
+
+#[async_trait]
+impl EventRuleStore for SqliteStore {
+    async fn event_rules(&self) -> Result<Vec<EventRule>> {
+        self.records().await
+    }
+
+    async fn event_rules_by_id(&self, ids: &[i64]) -> Result<Vec<EventRule>> {
+        self.records_by_id(ids).await
+    }
+
+    async fn create_event_rules(&self, rules: Vec<EventRule>, now: DateTime<Utc>) -> Result<Vec<EventRule>> {
+        self.create_records(rules, now).await
+    }
+
+    async fn update_event_rules(&self, rules: Vec<EventRule>, now: DateTime<Utc>) -> Result<Vec<EventRule>> {
+        self.update_records(rules, now).await
+    }
+
+    async fn delete_event_rules(&self, ids: &[i64]) -> Result<()> {
+        self.delete_records::<EventRule>(ids).await
     }
 }

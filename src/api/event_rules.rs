@@ -1,0 +1,226 @@
+//! `/api/extras/event-rules/`: NetBox 4.6's event rules, with NetBox's bulk forms.
+
+use super::extract::with_text_lookups;
+use super::{bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
+use crate::events::EventKind;
+use crate::service::EventRuleFilter;
+use crate::validate::parse_bool;
+use crate::webhooks::event_rule::{event_type_name, ACTION_OBJECT_TYPE, ACTION_TYPE};
+use crate::webhooks::EventRule;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/extras/event-rules/",
+            get(list)
+                .post(create)
+                .put(bulk_update)
+                .patch(bulk_update)
+                .delete(bulk_delete)
+                .options(list_options),
+        )
+        .route(
+            "/api/extras/event-rules/{id}/",
+            get(detail)
+                .put(update_one)
+                .patch(update_one)
+                .delete(delete)
+                .options(detail_options),
+        )
+}
+
+/// The rules as the API shows them, each with its webhook in brief.
+async fn shown(st: &AppState, auth: &Auth, rules: &[EventRule], base: &str) -> Result<Vec<Value>, ApiError> {
+    let webhooks = st.svc.rule_webhooks(&auth.actor, rules, base).await?;
+    Ok(rules
+        .iter()
+        .map(|r| {
+            let webhook = webhooks
+                .iter()
+                .find(|(id, _)| *id == r.webhook_id)
+                .map(|(_, w)| w.clone());
+            r.to_json(base, webhook)
+        })
+        .collect())
+}
+
+async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    let texts: Vec<String> = ["name", "description"]
+        .iter()
+        .flat_map(|f| with_text_lookups(f))
+        .collect();
+    let mut known = vec![
+        "id",
+        "enabled",
+        "object_type",
+        "event_type",
+        "action_type",
+        "action_object_type",
+        "action_object_id",
+        "q",
+    ];
+    known.extend(texts.iter().map(String::as_str));
+    q.only(&known, "event rules")?;
+    let (limit, offset) = q.page()?;
+    let enabled = match q.first("enabled") {
+        None => None,
+        Some(v) => Some(parse_bool(v).ok_or_else(|| ApiError::field("enabled", "Must be a valid boolean."))?),
+    };
+    let mut event_type = Vec::new();
+    for name in q.all("event_type") {
+        match name.strip_prefix("object_").and_then(EventKind::parse) {
+            Some(k) => event_type.push(k),
+            None => {
+                return Err(ApiError::field(
+                    "event_type",
+                    format!("\"{name}\" is not one of object_created, object_updated, object_deleted."),
+                ))
+            }
+        }
+    }
+    // Every rule fires a webhook: asking for another action matches none.
+    let other_action = q.all("action_type").iter().any(|v| v != ACTION_TYPE)
+        || q.all("action_object_type").iter().any(|v| v != ACTION_OBJECT_TYPE);
+    if other_action {
+        return Ok(Json(q.paginated(0, limit, offset, Vec::new())));
+    }
+    let filter = EventRuleFilter {
+        id: q.ints("id")?,
+        name: q.text_filters("name"),
+        description: q.text_filters("description"),
+        enabled,
+        object_type: q.all("object_type"),
+        event_type,
+        action_object_id: q.ints("action_object_id")?,
+        q: q.first("q").map(String::from),
+    };
+    let page = st.svc.event_rules(&auth.actor, &filter, limit, offset).await?;
+    let rows = shown(&st, &auth, &page.items, &q.origin).await?;
+    Ok(Json(q.paginated(page.count, limit, offset, rows)))
+}
+
+async fn detail(
+    State(st): State<AppState>,
+    auth: Auth,
+    Base(base): Base,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let rule = st.svc.event_rule(&auth.actor, id).await?;
+    let mut one = shown(&st, &auth, &[rule], &base).await?;
+    Ok(Json(one.pop().unwrap_or(Value::Null)))
+}
+
+async fn create(
+    State(st): State<AppState>,
+    auth: Auth,
+    Base(base): Base,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let (items, many) = one_or_many(body)?;
+    let created = st.svc.create_event_rules(&auth.actor, items, many).await?;
+    let rows = shown(&st, &auth, &created, &base).await?;
+    Ok((StatusCode::CREATED, Json(one_or_many_answer(rows, many))).into_response())
+}
+
+/// `PUT` (all required fields) or `PATCH` (only those given) of one rule.
+async fn update_one(
+    State(st): State<AppState>,
+    auth: Auth,
+    method: Method,
+    Base(base): Base,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let saved = st
+        .svc
+        .update_event_rules(&auth.actor, vec![(id, body)], method == Method::PATCH, false)
+        .await?;
+    let mut rows = shown(&st, &auth, &saved, &base).await?;
+    Ok(Json(rows.pop().unwrap_or(Value::Null)))
+}
+
+/// `PUT` or `PATCH` of a list of rules, each with its `id`: all or none.
+async fn bulk_update(
+    State(st): State<AppState>,
+    auth: Auth,
+    method: Method,
+    Base(base): Base,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let (items, ids) = bulk_ids(body)?;
+    let changes = ids.into_iter().zip(items).collect();
+    let saved = st
+        .svc
+        .update_event_rules(&auth.actor, changes, method == Method::PATCH, true)
+        .await?;
+    Ok(Json(Value::Array(shown(&st, &auth, &saved, &base).await?)))
+}
+
+async fn delete(State(st): State<AppState>, auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {
+    st.svc.delete_event_rules(&auth.actor, &[id]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn bulk_delete(State(st): State<AppState>, auth: Auth, JsonBody(body): JsonBody) -> Result<StatusCode, ApiError> {
+    let (_, ids) = bulk_ids(body)?;
+    st.svc.delete_event_rules(&auth.actor, &ids).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A rule's fields as Django REST framework's metadata describes them (pynetbox's `choices()`).
+fn fields_metadata(st: &AppState) -> Map<String, Value> {
+    use super::field_meta;
+    let mut m = Map::new();
+    for (name, kind, required, label) in [
+        ("name", "string", true, "Name"),
+        ("description", "string", false, "Description"),
+        ("object_types", "list", true, "Object types"),
+        ("event_types", "multiple choice", true, "Event types"),
+        ("enabled", "boolean", false, "Enabled"),
+        ("conditions", "json", false, "Conditions"),
+        ("action_type", "choice", true, "Action type"),
+        ("action_object_type", "string", true, "Action object type"),
+        ("action_object_id", "integer", true, "Action object ID"),
+    ] {
+        m.insert(name.into(), field_meta(kind, required, label));
+    }
+    let choices = |pairs: Vec<(String, String)>| -> Value {
+        pairs
+            .into_iter()
+            .map(|(v, l)| json!({"value": v, "display_name": l}))
+            .collect()
+    };
+    m["event_types"]["choices"] = choices(
+        [EventKind::Created, EventKind::Updated, EventKind::Deleted]
+            .iter()
+            .map(|k| (event_type_name(*k), format!("Object {}", k.as_str())))
+            .collect(),
+    );
+    m["action_type"]["choices"] = choices(vec![(ACTION_TYPE.into(), "Webhook".into())]);
+    m["object_types"]["choices"] = choices(
+        st.svc
+            .catalog
+            .event_types()
+            .iter()
+            .map(|t| {
+                let (app, name) = st.svc.catalog.event_type_label(t);
+                (t.clone(), format!("{app} | {name}"))
+            })
+            .collect(),
+    );
+    m
+}
+
+async fn list_options(State(st): State<AppState>, _auth: Auth) -> Json<Value> {
+    Json(super::metadata("Event Rule List", "POST", fields_metadata(&st)))
+}
+
+async fn detail_options(State(st): State<AppState>, _auth: Auth, PathId(_): PathId) -> Json<Value> {
+    Json(super::metadata("Event Rule Instance", "PUT", fields_metadata(&st)))
+}

@@ -1,0 +1,151 @@
+//! Event rules: listing with filters, creating and changing them (all or none of a list, each
+//! item's errors reported), deleting them. A rule's webhook must exist when it is saved.
+
+use super::webhooks::{all_or_errors, TextFilter};
+use super::{require, Error, Result, Services};
+use crate::auth::permissions::types;
+use crate::auth::{Action, Actor};
+use crate::events::EventKind;
+use crate::page::Page;
+use crate::webhooks::{EventRule, Webhook};
+use chrono::Utc;
+use serde_json::{json, Value};
+
+/// Filters of the event rule list (NetBox's). Empty lists do not filter; all must hold.
+#[derive(Debug, Clone, Default)]
+pub struct EventRuleFilter {
+    pub id: Vec<i64>,
+    pub name: Vec<TextFilter>,
+    pub description: Vec<TextFilter>,
+    pub enabled: Option<bool>,
+    /// Rules that fire on any of these types.
+    pub object_type: Vec<String>,
+    /// Rules that fire on any of these kinds.
+    pub event_type: Vec<EventKind>,
+    /// Rules that fire any of these webhooks.
+    pub action_object_id: Vec<i64>,
+    /// Part of the name or description, any case.
+    pub q: Option<String>,
+}
+
+impl EventRuleFilter {
+    fn matches(&self, r: &EventRule) -> bool {
+        let q = self.q.as_ref().map(|s| s.to_lowercase());
+        (self.id.is_empty() || self.id.contains(&r.id))
+            && self.name.iter().all(|f| f.matches(&r.name))
+            && self.description.iter().all(|f| f.matches(&r.description))
+            && self.enabled.is_none_or(|b| b == r.enabled)
+            && (self.object_type.is_empty() || r.object_types.iter().any(|t| self.object_type.contains(t)))
+            && (self.event_type.is_empty() || r.event_types.iter().any(|k| self.event_type.contains(k)))
+            && (self.action_object_id.is_empty() || self.action_object_id.contains(&r.webhook_id))
+            && q.is_none_or(|s| r.name.to_lowercase().contains(&s) || r.description.to_lowercase().contains(&s))
+    }
+}
+
+impl Services {
+    /// One page of the rules matching `filter`, by name. Rules are configuration-sized:
+    /// filtering in memory keeps every filter simple.
+    pub async fn event_rules(
+        &self,
+        actor: &Actor,
+        filter: &EventRuleFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Page<EventRule>> {
+        require(actor, types::EVENT_RULE, Action::View)?;
+        let all: Vec<EventRule> = self
+            .store
+            .event_rules()
+            .await?
+            .into_iter()
+            .filter(|r| filter.matches(r))
+            .collect();
+        let count = all.len() as i64;
+        let page = all
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(0))
+            .collect();
+        Ok(Page::new(count, page))
+    }
+
+    pub async fn event_rule(&self, actor: &Actor, id: i64) -> Result<EventRule> {
+        require(actor, types::EVENT_RULE, Action::View)?;
+        self.store.event_rules_by_id(&[id]).await?.pop().ok_or(Error::NotFound)
+    }
+
+    /// The webhooks these rules fire, in the brief form a rule shows (`{id, url, display,
+    /// name, description}`), for those who may see webhooks; none for others.
+    pub async fn rule_webhooks(&self, actor: &Actor, rules: &[EventRule], base: &str) -> Result<Vec<(i64, Value)>> {
+        if !actor.can(types::WEBHOOK, Action::View) {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = rules.iter().map(|r| r.webhook_id).collect();
+        let webhooks = self.store.webhooks_by_id(&ids).await?;
+        Ok(webhooks.iter().map(|w| (w.id, brief_webhook(w, base))).collect())
+    }
+
+    /// `body` over `base`, checked: NetBox's rules, and the webhook it fires exists.
+    async fn check_event_rule(&self, base: EventRule, body: &Value, partial: bool) -> Result<EventRule> {
+        let rule = base
+            .apply(body, &self.catalog, partial)
+            .map_err(|e| Error::Validation(e.into_value()))?;
+        if self.store.webhooks_by_id(&[rule.webhook_id]).await?.is_empty() {
+            return Err(Error::field(
+                "action_object_id",
+                format!("Webhook {} does not exist.", rule.webhook_id),
+            ));
+        }
+        Ok(rule)
+    }
+
+    /// Creates rules from `items` (all or none); `bulk` when they came as a list.
+    pub async fn create_event_rules(&self, actor: &Actor, items: Vec<Value>, bulk: bool) -> Result<Vec<EventRule>> {
+        require(actor, types::EVENT_RULE, Action::Add)?;
+        let mut checked = Vec::with_capacity(items.len());
+        for item in &items {
+            checked.push(self.check_event_rule(EventRule::blank(), item, false).await);
+        }
+        let rules = all_or_errors(checked, bulk)?;
+        Ok(self.store.create_event_rules(rules, Utc::now()).await?)
+    }
+
+    /// Changes rules: `(id, body)` each, all or none; `partial` for PATCH.
+    pub async fn update_event_rules(
+        &self,
+        actor: &Actor,
+        changes: Vec<(i64, Value)>,
+        partial: bool,
+        bulk: bool,
+    ) -> Result<Vec<EventRule>> {
+        require(actor, types::EVENT_RULE, Action::Change)?;
+        let ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
+        let current = self.store.event_rules_by_id(&ids).await?;
+        let mut checked = Vec::with_capacity(changes.len());
+        for (id, body) in &changes {
+            checked.push(match current.iter().find(|r| r.id == *id) {
+                Some(r) => self.check_event_rule(r.clone(), body, partial).await,
+                None => Err(Error::NotFound),
+            });
+        }
+        let updated = all_or_errors(checked, bulk)?;
+        Ok(self.store.update_event_rules(updated, Utc::now()).await?)
+    }
+
+    /// Deletes rules, all or none; the deliveries they queued stay.
+    pub async fn delete_event_rules(&self, actor: &Actor, ids: &[i64]) -> Result<()> {
+        require(actor, types::EVENT_RULE, Action::Delete)?;
+        Ok(self.store.delete_event_rules(ids).await?)
+    }
+}
+
+/// A webhook as a rule's `action_object` shows it (NetBox 4's brief webhook).
+fn brief_webhook(w: &Webhook, base: &str) -> Value {
+    json!({
+        "id": w.id,
+        "url": format!("{base}/api/extras/webhooks/{}/", w.id),
+        "display": w.name,
+        "name": w.name,
+        "description": w.description,
+    })
+}

@@ -1,0 +1,292 @@
+//! Event rules (NetBox 3.7 and later): which object types and events, under which conditions,
+//! fire which webhook. They stand beside a webhook's own triggers: a webhook fires through
+//! either, and each way that fires gives its own delivery, as each NetBox rule sends its own.
+
+use super::conditions;
+use crate::catalog::Catalog;
+use crate::events::{Event, EventKind};
+use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+/// An event rule's writable fields, as request bodies name them.
+pub const FIELDS: [&str; 11] = [
+    "name",
+    "description",
+    "object_types",
+    "event_types",
+    "enabled",
+    "conditions",
+    "action_type",
+    "action_object_type",
+    "action_object_id",
+    "tags",
+    "custom_fields",
+];
+
+/// What a rule's action may be: Herald's only action is a webhook.
+pub const ACTION_TYPE: &str = "webhook";
+pub const ACTION_OBJECT_TYPE: &str = "extras.webhook";
+
+/// NetBox's event types for jobs, which Herald does not run.
+const JOB_EVENTS: [&str; 4] = ["job_started", "job_completed", "job_failed", "job_errored"];
+
+/// An event rule as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRule {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub object_types: Vec<String>,
+    /// The kinds of change it fires on (`object_created`, ... in the API).
+    pub event_types: Vec<EventKind>,
+    pub enabled: bool,
+    /// A NetBox condition set on the event's data; `None` matches every event.
+    pub conditions: Option<Value>,
+    /// The webhook it fires.
+    pub webhook_id: i64,
+    pub created: DateTime<Utc>,
+    pub last_updated: DateTime<Utc>,
+}
+
+/// NetBox's name of an event type: `object_created` for `created`.
+pub fn event_type_name(kind: EventKind) -> String {
+    format!("object_{}", kind.as_str())
+}
+
+impl EventRule {
+    /// A rule with NetBox's defaults, not yet valid (no name, types, events or webhook).
+    pub fn blank() -> EventRule {
+        let now = Utc::now();
+        EventRule {
+            id: 0,
+            name: String::new(),
+            description: String::new(),
+            object_types: Vec::new(),
+            event_types: Vec::new(),
+            enabled: true,
+            conditions: None,
+            webhook_id: 0,
+            created: now,
+            last_updated: now,
+        }
+    }
+
+    /// Whether this rule's types and events select `event` (conditions aside).
+    pub fn matches(&self, event: &Event) -> bool {
+        self.enabled && self.event_types.contains(&event.kind) && self.object_types.contains(&event.object_type)
+    }
+
+    /// The REST representation as NetBox 4.6 shows it; `webhook` is the brief form of the
+    /// webhook it fires (`None` if it is not visible).
+    pub fn to_json(&self, base: &str, webhook: Option<Value>) -> Value {
+        json!({
+            "id": self.id,
+            "url": format!("{base}/api/extras/event-rules/{}/", self.id),
+            "display_url": format!("{base}/extras/event-rules/{}/", self.id),
+            "display": self.name,
+            "object_types": self.object_types,
+            "name": self.name,
+            "enabled": self.enabled,
+            "event_types": self.event_types.iter().map(|k| event_type_name(*k)).collect::<Vec<_>>(),
+            "conditions": self.conditions,
+            "action_type": {"value": ACTION_TYPE, "label": "Webhook"},
+            "action_object_type": ACTION_OBJECT_TYPE,
+            "action_object_id": self.webhook_id,
+            "action_object": webhook,
+            "description": self.description,
+            "custom_fields": {},
+            "tags": [],
+            "created": crate::events::netbox_timestamp(self.created),
+            "last_updated": crate::events::netbox_timestamp(self.last_updated),
+        })
+    }
+
+    /// Applies the fields present in `body` over `self` (all required ones for create and PUT,
+    /// the given ones for PATCH), then checks every rule that needs no database: whether the
+    /// webhook exists is the caller's to check. Errors name their fields.
+    pub fn apply(mut self, body: &Value, catalog: &Catalog, partial: bool) -> Result<EventRule, FieldErrors> {
+        let mut r = Reader::new(body)?;
+        if let Some(v) = r.string("name") {
+            self.name = v.trim().to_string();
+        }
+        if let Some(v) = r.nullable_string("description") {
+            self.description = v.unwrap_or_default().trim().to_string();
+        }
+        if let Some(v) = r.string_list("object_types") {
+            self.object_types = v;
+        }
+        if let Some(v) = r.string_list("event_types") {
+            self.read_event_types(&v, &mut r.errors);
+        }
+        if let Some(v) = r.bool("enabled") {
+            self.enabled = v;
+        }
+        match r.raw("conditions") {
+            None => {}
+            Some(Value::Null) => self.conditions = None,
+            Some(c) => match conditions::Conditions::parse(c) {
+                Ok(_) => self.conditions = Some(c.clone()),
+                Err(e) => r.errors.add("conditions", format!("Invalid condition set: {e}.")),
+            },
+        }
+        if let Some(v) = r.string("action_type") {
+            if v != ACTION_TYPE {
+                r.errors.add(
+                    "action_type",
+                    format!("\"{v}\": Herald's event rules fire webhooks only (\"{ACTION_TYPE}\")."),
+                );
+            }
+        }
+        if let Some(v) = r.string("action_object_type") {
+            if v != ACTION_OBJECT_TYPE {
+                r.errors.add(
+                    "action_object_type",
+                    format!("\"{v}\": the action object must be a webhook (\"{ACTION_OBJECT_TYPE}\")."),
+                );
+            }
+        }
+        if let Some(v) = r.int("action_object_id", 1, i64::MAX) {
+            self.webhook_id = v;
+        }
+        read_empty(
+            &mut r,
+            "tags",
+            Value::is_array,
+            "Herald does not keep tags on event rules yet: send [] or leave it out.",
+        );
+        read_empty(
+            &mut r,
+            "custom_fields",
+            Value::is_object,
+            "Herald has no custom fields: send {} or leave it out.",
+        );
+        let mut errors = std::mem::take(&mut r.errors);
+        refuse_unknown_keys(
+            body,
+            |k| FIELDS.contains(&k) || k == "action_object",
+            "event rules",
+            &mut errors,
+        );
+        if !partial {
+            for field in ["name", "object_types", "event_types", "action_object_id"] {
+                if !r.has(field) && !errors.0.contains_key(field) {
+                    errors.add(field, "This field is required.");
+                }
+            }
+            if !r.has("action_type") && !errors.0.contains_key("action_type") {
+                errors.add("action_type", "This field is required.");
+            }
+        }
+        self.check(catalog, &mut errors);
+        errors.finish(self)
+    }
+
+    fn read_event_types(&mut self, given: &[String], errors: &mut FieldErrors) {
+        let mut kinds = Vec::with_capacity(given.len());
+        for name in given {
+            match name.strip_prefix("object_").and_then(EventKind::parse) {
+                Some(k) if !kinds.contains(&k) => kinds.push(k),
+                Some(_) => {}
+                None if JOB_EVENTS.contains(&name.as_str()) => errors.add(
+                    "event_types",
+                    format!("\"{name}\": Herald runs no jobs, so no job events fire."),
+                ),
+                None => errors.add(
+                    "event_types",
+                    format!("\"{name}\" is not a valid choice: use object_created, object_updated or object_deleted."),
+                ),
+            }
+        }
+        self.event_types = kinds;
+    }
+
+    fn check(&self, catalog: &Catalog, errors: &mut FieldErrors) {
+        let has = |e: &FieldErrors, f: &str| e.0.contains_key(f);
+        if !has(errors, "name") {
+            if self.name.is_empty() {
+                errors.add("name", "This field may not be blank.");
+            } else if self.name.chars().count() > 150 {
+                errors.add("name", "Ensure this field has no more than 150 characters.");
+            }
+        }
+        if self.description.chars().count() > 200 {
+            errors.add("description", "Ensure this field has no more than 200 characters.");
+        }
+        if !has(errors, "object_types") {
+            if self.object_types.is_empty() {
+                errors.add("object_types", "This list may not be empty.");
+            }
+            for t in &self.object_types {
+                if !catalog.is_event_type(t) {
+                    errors.add("object_types", format!("Unknown object type \"{t}\"."));
+                }
+            }
+        }
+        if !has(errors, "event_types") && self.event_types.is_empty() {
+            errors.add("event_types", "This list may not be empty.");
+        }
+    }
+}
+
+/// A field Herald accepts only empty (`tags`, `custom_fields`), as NetBox clients send it.
+fn read_empty(r: &mut Reader<'_>, field: &str, shape: fn(&Value) -> bool, message: &str) {
+    match r.raw(field) {
+        None | Some(Value::Null) => {}
+        Some(v)
+            if shape(v) && (v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(|m| m.is_empty())) => {
+        }
+        Some(_) => r.errors.add(field, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_name_their_fields_and_match_their_events() {
+        let c = Catalog::builtin();
+        let bad = json!({"name": "", "object_types": ["dcim.nothing"], "event_types": ["job_started", "moved"],
+                         "action_type": "script", "action_object_type": "extras.script", "tags": ["x"],
+                         "color": "red"});
+        let err = EventRule::blank().apply(&bad, &c, false).unwrap_err().into_value();
+        for f in [
+            "name",
+            "object_types",
+            "event_types",
+            "action_type",
+            "action_object_type",
+            "action_object_id",
+            "tags",
+            "color",
+        ] {
+            assert!(err.get(f).is_some(), "{f} missing in {err}");
+        }
+        let ok = json!({"name": "r", "object_types": ["dcim.site", "dcim.rack"],
+                        "event_types": ["object_created", "object_deleted"], "action_type": "webhook",
+                        "action_object_type": "extras.webhook", "action_object_id": 3, "tags": []});
+        let rule = EventRule::blank().apply(&ok, &c, false).unwrap();
+        assert_eq!(rule.event_types, [EventKind::Created, EventKind::Deleted]);
+        let event = |kind, object_type: &str| Event {
+            id: 0,
+            kind,
+            timestamp: String::new(),
+            object_type: object_type.into(),
+            username: String::new(),
+            request_id: String::new(),
+            data: json!({}),
+            snapshots: json!({}),
+            body: None,
+        };
+        assert!(rule.matches(&event(EventKind::Created, "dcim.rack")));
+        assert!(!rule.matches(&event(EventKind::Updated, "dcim.rack")));
+        assert!(!rule.matches(&event(EventKind::Created, "dcim.device")));
+        let off = rule.apply(&json!({"enabled": false}), &c, true).unwrap();
+        assert!(!off.matches(&event(EventKind::Created, "dcim.site")));
+        assert_eq!(
+            off.to_json("", None)["event_types"],
+            json!(["object_created", "object_deleted"])
+        );
+    }
+}

@@ -376,6 +376,54 @@ async fn an_operator_runs_webhooks_from_the_browser() {
     assert!(ui.text("h1").await.contains("Not found"));
     ui.page("not-found").await;
 
+    // An event rule, from the webhook's page: without an event it is refused, naming the
+    // field; with one it saves, and its deliveries show beside the webhook's own.
+    ui.go(&webhook_path).await;
+    ui.follow("a[href^='/extras/event-rules/add/']").await;
+    ui.page("event-rule-add").await;
+    ui.fill("#id_name", "New sites, by rule").await;
+    ui.c.find(Locator::Css("#id_object_types"))
+        .await
+        .unwrap()
+        .select_by_value("dcim.site")
+        .await
+        .unwrap();
+    ui.follow("button[type=submit].primary").await;
+    assert!(ui.text("#event_types_errors").await.contains("may not be empty"));
+    assert!(ui.text("#error-summary").await.contains("event_types"));
+    ui.page("event-rule-add-error").await;
+    ui.click("#id_event_created").await;
+    ui.follow("button[type=submit].primary").await;
+    assert!(ui
+        .text(".alert.success")
+        .await
+        .contains("Event rule New sites, by rule created."));
+    let rule_path = ui.path().await;
+    assert!(ui
+        .text("section[aria-labelledby=c-action]")
+        .await
+        .contains("Sites to the receiver"));
+    ui.api("POST", "/api/dcim/sites/", json!({"name": "Rotterdam", "slug": "rtm"}))
+        .await;
+    let queued = ui
+        .reload_until("section[aria-labelledby=c-deliveries]", "the rule's delivery", |t| {
+            t.contains("dcim.site created") && t.contains("Succeeded")
+        })
+        .await;
+    assert!(queued.contains("All 1 deliveries of this rule"), "{queued}");
+    ui.page("event-rule-detail").await;
+    ui.follow("section[aria-labelledby=c-deliveries] tbody a").await;
+    assert!(ui.text(".card").await.contains("event rule New sites, by rule"));
+    ui.go("/extras/event-rules/").await;
+    assert!(ui.text("tbody").await.contains("Sites to the receiver"));
+    ui.page("event-rules").await;
+    ui.go(&webhook_path).await;
+    assert!(ui
+        .text("section[aria-labelledby=c-rules]")
+        .await
+        .contains("New sites, by rule"));
+    assert!(rule_path.starts_with("/extras/event-rules/"), "{rule_path}");
+
     // A form without its CSRF token is refused, and nothing happens.
     ui.go(&format!("{webhook_path}delete/")).await;
     ui.page("webhook-delete").await;

@@ -39,6 +39,7 @@ pub fn row(d: &Delivery) -> Value {
         "id": d.id,
         "webhook_id": d.webhook_id,
         "webhook": d.webhook_name,
+        "event_rule": d.event_rule.as_ref().map(|(id, name)| json!({"id": id, "name": name})),
         "event_id": d.event_id,
         "event": d.event_kind,
         "object_type": d.object_type,

@@ -7,6 +7,7 @@
 mod account;
 mod dashboard;
 mod deliveries;
+mod event_rules;
 mod inventory;
 mod query;
 mod render;
@@ -31,6 +32,7 @@ pub fn pages(state: &AppState) -> Router<AppState> {
         .merge(account::router())
         .merge(dashboard::router())
         .merge(webhooks::router())
+        .merge(event_rules::router())
         .merge(deliveries::router())
         .merge(inventory::router(&state.svc.catalog))
         .route(

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 
 /// Every template, by name; `.html` ones are autoescaped.
-const TEMPLATES: [(&str, &str); 20] = [
+const TEMPLATES: [(&str, &str); 23] = [
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),
     ("error.html", include_str!("templates/error.html")),
@@ -24,6 +24,9 @@ const TEMPLATES: [(&str, &str); 20] = [
     ("webhooks.html", include_str!("templates/webhooks.html")),
     ("webhook.html", include_str!("templates/webhook.html")),
     ("webhook_form.html", include_str!("templates/webhook_form.html")),
+    ("event_rules.html", include_str!("templates/event_rules.html")),
+    ("event_rule.html", include_str!("templates/event_rule.html")),
+    ("event_rule_form.html", include_str!("templates/event_rule_form.html")),
     ("request.html", include_str!("templates/request.html")),
     ("confirm.html", include_str!("templates/confirm.html")),
     ("deliveries.html", include_str!("templates/deliveries.html")),

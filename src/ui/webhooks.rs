@@ -90,7 +90,7 @@ fn filter_values(q: &Query) -> Value {
 }
 
 /// Every object type as an option, those in `chosen` selected.
-fn type_options(st: &AppState, chosen: &[String]) -> Vec<Value> {
+pub fn type_options(st: &AppState, chosen: &[String]) -> Vec<Value> {
     let catalog = &st.svc.catalog;
     catalog
         .event_types()
@@ -117,6 +117,7 @@ fn summary(w: &Webhook) -> Value {
     json!({
         "id": w.id,
         "name": w.name,
+        "description": w.description,
         "enabled": w.enabled,
         "content_types": w.content_types,
         "events": events,
@@ -176,9 +177,23 @@ async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) ->
         .deliveries(&v.actor, &filter, 10, 0, Some(super::COUNT_AT_MOST))
         .await?;
     let deliveries: Vec<Value> = recent.items.iter().map(super::deliveries::row).collect();
+    let rules = if v
+        .actor
+        .can(crate::auth::permissions::types::EVENT_RULE, crate::auth::Action::View)
+    {
+        let filter = crate::service::EventRuleFilter {
+            action_object_id: vec![id],
+            ..Default::default()
+        };
+        let page = st.svc.event_rules(&v.actor, &filter, 1000, 0).await?;
+        page.items.iter().map(super::event_rules::summary).collect()
+    } else {
+        Vec::new()
+    };
     let ctx = json!({
         "section": "webhooks",
         "webhook": summary(&w),
+        "rules": rules,
         "deliveries": deliveries,
         "delivery_count": super::render::count_text(recent.count, super::COUNT_AT_MOST),
         "test": test,
@@ -214,6 +229,7 @@ fn body_of(f: &Fields, editing: bool) -> Result<Value, Value> {
     };
     let mut body = json!({
         "name": f.text("name").trim(),
+        "description": f.text("description").trim(),
         "content_types": f.all("content_types"),
         "type_create": f.checked("type_create"),
         "type_update": f.checked("type_update"),
@@ -263,6 +279,7 @@ fn form_values(f: Option<&Fields>, w: &Webhook) -> Value {
     };
     json!({
         "name": f.text("name"),
+        "description": f.text("description"),
         "enabled": f.checked("enabled"),
         "events": {"created": f.checked("type_create"), "updated": f.checked("type_update"), "deleted": f.checked("type_delete")},
         "payload_url": f.text("payload_url"),

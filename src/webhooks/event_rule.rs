@@ -9,8 +9,13 @@ use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-/// An event rule's writable fields, as request bodies name them.
-pub const FIELDS: [&str; 11] = [
+/// An event rule's writable fields, as request bodies name them: NetBox 4.6's, and NetBox
+/// 3.7's names for the same (`content_types`; `type_create`, ... for the event types).
+pub const FIELDS: [&str; 15] = [
+    "content_types",
+    "type_create",
+    "type_update",
+    "type_delete",
     "name",
     "description",
     "object_types",
@@ -89,6 +94,11 @@ impl EventRule {
             "name": self.name,
             "enabled": self.enabled,
             "event_types": self.event_types.iter().map(|k| event_type_name(*k)).collect::<Vec<_>>(),
+            // NetBox 3.7's names of the same, for scripts written against it.
+            "content_types": self.object_types,
+            "type_create": self.event_types.contains(&EventKind::Created),
+            "type_update": self.event_types.contains(&EventKind::Updated),
+            "type_delete": self.event_types.contains(&EventKind::Deleted),
             "conditions": self.conditions,
             "action_type": {"value": ACTION_TYPE, "label": "Webhook"},
             "action_object_type": ACTION_OBJECT_TYPE,
@@ -113,11 +123,22 @@ impl EventRule {
         if let Some(v) = r.nullable_string("description") {
             self.description = v.unwrap_or_default().trim().to_string();
         }
-        if let Some(v) = r.string_list("object_types") {
+        if let Some(v) = r.string_list("object_types").or_else(|| r.string_list("content_types")) {
             self.object_types = v;
         }
         if let Some(v) = r.string_list("event_types") {
             self.read_event_types(&v, &mut r.errors);
+        }
+        for (field, kind) in [
+            ("type_create", EventKind::Created),
+            ("type_update", EventKind::Updated),
+            ("type_delete", EventKind::Deleted),
+        ] {
+            match r.bool(field) {
+                Some(true) if !self.event_types.contains(&kind) => self.event_types.push(kind),
+                Some(false) => self.event_types.retain(|k| *k != kind),
+                _ => {}
+            }
         }
         if let Some(v) = r.bool("enabled") {
             self.enabled = v;
@@ -169,8 +190,17 @@ impl EventRule {
             &mut errors,
         );
         if !partial {
-            for field in ["name", "object_types", "event_types", "action_object_id"] {
-                if !r.has(field) && !errors.0.contains_key(field) {
+            let given = |names: &[&str]| names.iter().any(|n| r.has(n));
+            for (field, names) in [
+                ("name", &["name"][..]),
+                ("object_types", &["object_types", "content_types"][..]),
+                (
+                    "event_types",
+                    &["event_types", "type_create", "type_update", "type_delete"][..],
+                ),
+                ("action_object_id", &["action_object_id"][..]),
+            ] {
+                if !given(names) && !errors.0.contains_key(field) {
                     errors.add(field, "This field is required.");
                 }
             }
@@ -268,6 +298,19 @@ mod tests {
                         "action_object_type": "extras.webhook", "action_object_id": 3, "tags": []});
         let rule = EventRule::blank().apply(&ok, &c, false).unwrap();
         assert_eq!(rule.event_types, [EventKind::Created, EventKind::Deleted]);
+        // NetBox 3.7's names for the same fields.
+        let old = json!({"name": "r", "content_types": ["dcim.site"], "type_create": true, "type_delete": true,
+                         "action_type": "webhook", "action_object_type": "extras.webhook", "action_object_id": 3});
+        let same = EventRule::blank().apply(&old, &c, false).unwrap();
+        assert_eq!(
+            (same.object_types.clone(), same.event_types.clone()),
+            (vec!["dcim.site".to_string()], rule.event_types.clone())
+        );
+        let shown = same.to_json("", None);
+        assert_eq!(
+            (shown["type_create"].clone(), shown["type_update"].clone()),
+            (json!(true), json!(false))
+        );
         let event = |kind, object_type: &str| Event {
             id: 0,
             kind,

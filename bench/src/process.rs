@@ -202,7 +202,15 @@ pub async fn post_events(h: &Herald, from: u64, to: u64, batch: u64, parallel: u
     let mut start = from;
     while start < to {
         let end = (start + batch).min(to);
-        let body = Value::Array((start..end).map(event).collect());
+        // Each event written as NetBox writes its webhook bodies (Python's `json.dumps`): the
+        // relay re-sends them as they came.
+        let body = format!(
+            "[{}]",
+            (start..end)
+                .map(|n| herald::python::json::dumps(&event(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let permit = sem.clone().acquire_owned().await?;
         let (client, base) = (h.client.clone(), h.base.clone());
         tasks.spawn(async move {
@@ -210,7 +218,7 @@ pub async fn post_events(h: &Herald, from: u64, to: u64, batch: u64, parallel: u
                 .post(format!("{base}/api/extras/events/"))
                 .header("Authorization", format!("Token {TOKEN}"))
                 .header("Content-Type", "application/json")
-                .body(body.to_string())
+                .body(body)
                 .send()
                 .await;
             drop(permit);

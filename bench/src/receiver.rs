@@ -98,10 +98,13 @@ impl Receiver {
     }
 }
 
-/// The number after `"id": ` in `"data": {"id": N` of a default body.
+/// The number after `"id": ` in `"data": {"id": N` of a body as NetBox (and Herald) write
+/// them, or in `"data":{"id":N` of a compact one.
 fn event_number(body: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(body).ok()?;
-    let at = text.find("\"data\": {\"id\": ")? + "\"data\": {\"id\": ".len();
+    let at = ["\"data\": {\"id\": ", "\"data\":{\"id\":"]
+        .iter()
+        .find_map(|marker| text.find(marker).map(|at| at + marker.len()))?;
     let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
@@ -142,5 +145,6 @@ mod tests {
         let body = br#"{"event": "created", "data": {"id": 4821, "name": "x"}}"#;
         assert_eq!(super::event_number(body), Some(4821));
         assert_eq!(super::event_number(b"{}"), None);
+        assert_eq!(super::event_number(br#"{"data":{"id":7}}"#), Some(7));
     }
 }

@@ -32,6 +32,7 @@ fn context() -> Value {
             "created": "2020-02-25T15:10:26.010582+00:00"
         }),
         snapshots: json!({"prechange": null, "postchange": {"name": "edge-r1", "status": "active", "tags": ["core", "urgent"]}}),
+        request: None,
         body: None,
     };
     event.context()

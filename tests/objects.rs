@@ -67,7 +67,15 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
     assert_eq!(site["facility"], "");
     assert_eq!(site["tags"], json!([]));
     assert_eq!(site["custom_fields"], json!({}));
-    assert!(site["created"].as_str().unwrap().ends_with("+00:00"));
+    // Times as Django REST framework writes them; NetBox 4's display_url, absolute here.
+    assert!(site["created"].as_str().unwrap().ends_with('Z'), "{site}");
+    assert_eq!(site["display_url"], format!("{b}/dcim/sites/{}/", site["id"]));
+    assert_eq!(
+        site["region"],
+        json!({"id": 1, "url": format!("{b}/api/dcim/regions/1/"), "display_url": format!("{b}/dcim/regions/1/"),
+               "display": "Europe", "name": "Europe", "slug": "europe", "description": ""}),
+        "NetBox 4's brief form"
+    );
     assert_eq!(dt["u_height"], json!(1.0));
     assert_eq!(dt["manufacturer"]["name"], "Juniper");
     assert_eq!(role["color"], "2196f3");
@@ -77,6 +85,7 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
         [
             "id",
             "url",
+            "display_url",
             "display",
             "name",
             "slug",
@@ -230,7 +239,10 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys, ["id", "url", "display", "device", "name"]);
+    assert_eq!(
+        keys,
+        ["id", "url", "display_url", "display", "device", "name", "description"]
+    );
 
     // IP addresses and prefixes: families, host bits, filters.
     let ip = created(
@@ -645,8 +657,14 @@ async fn a_change_sends_what_netbox_sends_signed() {
             "username",
             "request_id",
             "data",
+            "request",
             "snapshots"
         ]
+    );
+    // NetBox 4.6's request object: which API call made the change.
+    assert_eq!(
+        sent["request"],
+        json!({"id": request_id, "method": "POST", "path": "/api/dcim/sites/", "user": "admin"})
     );
     assert_eq!(sent["event"], "created");
     assert_eq!(sent["model"], "site");
@@ -662,6 +680,10 @@ async fn a_change_sends_what_netbox_sends_signed() {
     assert_eq!(post["tags"], json!(["alpha", "gold"]));
     assert_eq!(post["custom_fields"], json!({}));
     assert!(post["created"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        post.get("last_updated").is_none(),
+        "NetBox 4 leaves last_updated out of snapshots"
+    );
 
     // An update: prechange is the state before.
     let (status, updated) = app

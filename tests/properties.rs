@@ -183,6 +183,7 @@ fn templates_in_the_sandbox_end_within_their_bounds() {
         request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
         data: json!({"id": 1, "name": "Site 1"}),
         snapshots: json!({"prechange": null, "postchange": null}),
+        request: None,
         body: None,
     };
     let before = peak_rss_mib();

@@ -55,6 +55,7 @@ fn event(kind: EventKind, object_type: &str, id: i64) -> Event {
         request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
         data: json!({"id": id, "name": format!("obj {id}"), "nested": {"ü": [1, 2.5, null]}}),
         snapshots: json!({"prechange": null, "postchange": {"name": format!("obj {id}")}}),
+        request: None,
         body: None,
     }
 }

@@ -1,7 +1,7 @@
 //! `/api/extras/deliveries/`: the delivery log, with every attempt.
 
 use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
-use crate::events::{netbox_timestamp, parse_timestamp};
+use crate::events::{parse_timestamp, rest_time};
 use crate::queue::{Attempt, Delivery, DeliveryFilter, Status};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -44,11 +44,11 @@ fn delivery_json(d: &Delivery, base: &str) -> Value {
         "object_type": d.object_type,
         "status": status_json(d.status),
         "attempt_count": d.attempts,
-        "next_attempt_at": matches!(d.status, Status::Queued | Status::Retrying).then(|| netbox_timestamp(d.next_attempt_at)),
+        "next_attempt_at": matches!(d.status, Status::Queued | Status::Retrying).then(|| rest_time(d.next_attempt_at)),
         "last_status_code": d.last_status_code,
         "last_error": d.last_error,
-        "created": netbox_timestamp(d.created),
-        "last_updated": netbox_timestamp(d.last_updated),
+        "created": rest_time(d.created),
+        "last_updated": rest_time(d.last_updated),
     })
 }
 
@@ -64,7 +64,7 @@ fn pairs(headers: &[(String, String)]) -> Value {
 pub(super) fn attempt_json(n: usize, a: &Attempt) -> Value {
     json!({
         "number": n,
-        "started": netbox_timestamp(a.started),
+        "started": rest_time(a.started),
         "duration_ms": a.duration_ms,
         "request": {
             "method": a.request_method,
@@ -263,11 +263,11 @@ async fn queue(State(st): State<AppState>, auth: Auth) -> Result<Json<Value>, Ap
         .collect();
     Ok(Json(json!({
         "counts": counts,
-        "oldest_waiting": stats.oldest_waiting.map(netbox_timestamp),
+        "oldest_waiting": stats.oldest_waiting.map(rest_time),
         "oldest_waiting_age_seconds": stats.oldest_waiting.map(|t| (now - t).num_milliseconds() as f64 / 1000.0),
         "failed_attempts_last_hour": stats.failed_attempts,
         "last_hour": stats.per_minute.iter().map(|m| json!({
-            "minute": netbox_timestamp(m.minute),
+            "minute": rest_time(m.minute),
             "succeeded": m.succeeded,
             "failed": m.failed,
         })).collect::<Vec<_>>(),

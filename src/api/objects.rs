@@ -241,6 +241,8 @@ struct Writer {
     name: TypeName,
     auth: Auth,
     request_id: RequestId,
+    /// The request's method and path, for its events.
+    origin: (String, String),
 }
 
 impl FromRequestParts<AppState> for Writer {
@@ -260,6 +262,7 @@ impl FromRequestParts<AppState> for Writer {
             name,
             auth,
             request_id,
+            origin: (parts.method.to_string(), parts.uri.path().to_string()),
         })
     }
 }
@@ -271,6 +274,7 @@ impl Writer {
             object_type: self.name.0.to_string(),
             ops,
             bulk,
+            origin: Some(self.origin.clone()),
         };
         self.st
             .svc

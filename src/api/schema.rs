@@ -97,6 +97,7 @@ fn type_schemas(catalog: &Catalog, t: &ObjectType, schemas: &mut Map<String, Val
     for (k, v) in [
         ("id", json!({"type": "integer", "readOnly": true})),
         ("url", json!({"type": "string", "readOnly": true})),
+        ("display_url", json!({"type": "string", "readOnly": true})),
         ("display", json!({"type": "string", "readOnly": true})),
     ] {
         read.insert(k.into(), v);
@@ -313,7 +314,7 @@ pub fn document(catalog: &Catalog) -> Value {
     let mut schemas = Map::new();
     schemas.insert(
         "NestedObject".into(),
-        json!({"type": "object", "nullable": true, "properties": {"id": {"type": "integer"}, "url": {"type": "string"}, "display": {"type": "string"}}}),
+        json!({"type": "object", "nullable": true, "properties": {"id": {"type": "integer"}, "url": {"type": "string"}, "display_url": {"type": "string"}, "display": {"type": "string"}}}),
     );
     schemas.insert(
         "Error".into(),

@@ -4,7 +4,7 @@
 
 use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::auth::{Token, User};
-use crate::events::netbox_timestamp;
+use crate::events::rest_time;
 use crate::service::NewToken;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
@@ -40,7 +40,7 @@ fn user_json(u: &User, groups: &[Value], base: &str) -> Value {
     v["is_superuser"] = json!(u.is_superuser);
     v["is_staff"] = json!(u.is_superuser);
     v["is_active"] = json!(true);
-    v["date_joined"] = json!(netbox_timestamp(u.created));
+    v["date_joined"] = json!(rest_time(u.created));
     v["groups"] = Value::Array(groups.to_vec());
     v
 }
@@ -78,7 +78,7 @@ fn token_json(t: &Token, u: &User, base: &str) -> Value {
         "url": format!("{base}/api/users/tokens/{}/", t.id),
         "display": if t.description.is_empty() { format!("Token {}", t.id) } else { t.description.clone() },
         "user": brief_user(u, base),
-        "created": netbox_timestamp(t.created),
+        "created": rest_time(t.created),
         "expires": null,
         "last_used": null,
         "write_enabled": t.write_enabled,

@@ -118,6 +118,7 @@ fn parse_one(
         request_id,
         data,
         snapshots,
+        request: None,
         body: text.filter(|_| complete).map(str::to_string),
     })
 }

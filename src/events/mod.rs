@@ -52,6 +52,10 @@ pub struct Event {
     pub data: Value,
     /// `{"prechange": ..., "postchange": ...}`.
     pub snapshots: Value,
+    /// The API request that made the change, as NetBox 4.6 shows it: `{"id", "method", "path",
+    /// "user"}`; `None` for changes made otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
     /// The event exactly as a NetBox posted it to the relay (`/api/extras/events/`): re-sent
     /// byte for byte when a webhook has no body template, and the context templates see, as
     /// NetBox gave it. `None` for Herald's own changes.
@@ -81,6 +85,9 @@ impl Event {
         ctx.insert("username".into(), Value::from(self.username.as_str()));
         ctx.insert("request_id".into(), Value::from(self.request_id.as_str()));
         ctx.insert("data".into(), self.data.clone());
+        if let Some(request) = &self.request {
+            ctx.insert("request".into(), request.clone());
+        }
         ctx.insert("snapshots".into(), self.snapshots.clone());
         Value::Object(ctx)
     }
@@ -110,6 +117,10 @@ impl Event {
         }
         out.push_str(", \"data\": ");
         pyjson::write_value_into(&mut out, &self.data);
+        if let Some(request) = &self.request {
+            out.push_str(", \"request\": ");
+            pyjson::write_value_into(&mut out, request);
+        }
         out.push_str(", \"snapshots\": ");
         pyjson::write_value_into(&mut out, &self.snapshots);
         out.push('}');
@@ -120,6 +131,17 @@ impl Event {
 /// Formats a time as NetBox does: `2020-02-25T15:10:26.010582+00:00`.
 pub fn netbox_timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+/// Formats a time as NetBox's REST API (Django REST framework) does: Python's `isoformat()`
+/// in UTC with `Z` for the offset, the microseconds left out when there are none:
+/// `2026-11-29T18:14:45.316740Z`. Webhook bodies carry objects in this form too.
+pub fn rest_time(t: DateTime<Utc>) -> String {
+    if t.timestamp_subsec_micros() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
 }
 
 /// ISO 8601 with an offset; NetBox's older `2020-02-25 15:10:26.010582+00:00` too.
@@ -148,6 +170,7 @@ mod tests {
             request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
             data: json!({"id": 19, "name": "Site 1"}),
             snapshots: json!({"prechange": null, "postchange": {"name": "Site 1"}}),
+            request: None,
             body: None,
         };
         assert_eq!(
@@ -155,7 +178,20 @@ mod tests {
             r#"{"event": "created", "timestamp": "2020-02-25T15:10:26.010582+00:00", "model": "site", "object_type": "dcim.site", "username": "jstretch", "request_id": "fdbca812-3142-4783-b364-2e2bd5c16c6a", "data": {"id": 19, "name": "Site 1"}, "snapshots": {"prechange": null, "postchange": {"name": "Site 1"}}}"#
         );
         assert_eq!(e.default_body(), pyjson::dumps(&e.context()));
+        // NetBox 4.6's request object sits between data and snapshots.
+        let with = Event {
+            request: Some(
+                json!({"id": e.request_id, "method": "POST", "path": "/api/dcim/sites/", "user": "jstretch"}),
+            ),
+            ..e.clone()
+        };
+        assert!(with.default_body().contains(r#""name": "Site 1"}, "request": {"id": "fdbca812-3142-4783-b364-2e2bd5c16c6a", "method": "POST", "path": "/api/dcim/sites/", "user": "jstretch"}, "snapshots": "#));
+        assert_eq!(with.default_body(), pyjson::dumps(&with.context()));
         assert_eq!(EventKind::parse("object_deleted"), Some(EventKind::Deleted));
         assert_eq!(EventKind::parse("moved"), None);
+        let t = DateTime::from_timestamp(1_582_643_426, 10_582_000).unwrap();
+        assert_eq!(rest_time(t), "2020-02-25T15:10:26.010582Z");
+        let whole = DateTime::from_timestamp(1_582_643_426, 0).unwrap();
+        assert_eq!(rest_time(whole), "2020-02-25T15:10:26Z");
     }
 }

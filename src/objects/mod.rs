@@ -155,14 +155,16 @@ pub fn django_time(t: DateTime<Utc>) -> String {
     }
 }
 
-/// Replaces relative `url`s (`/api/...`) inside a view with absolute ones under `origin`, as
-/// NetBox's REST responses carry them (webhook payloads keep them relative).
+/// Replaces relative `url`s (`/api/...`) and `display_url`s inside a view with absolute ones
+/// under `origin`, as NetBox's REST responses carry them (webhook payloads keep them relative).
 pub fn absolutize(value: &mut Value, origin: &str) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 match v {
-                    Value::String(s) if k == "url" && s.starts_with('/') => *s = format!("{origin}{s}"),
+                    Value::String(s) if (k == "url" || k == "display_url") && s.starts_with('/') => {
+                        *s = format!("{origin}{s}")
+                    }
                     _ => absolutize(v, origin),
                 }
             }

@@ -4,7 +4,7 @@
 use super::{django_time, Loader, Obj};
 use crate::catalog::{display_parts, Catalog, DisplayPart, FieldKind, ObjectType};
 use crate::error::StoreError;
-use crate::events::netbox_timestamp;
+use crate::events::rest_time;
 
 type Result<T> = std::result::Result<T, StoreError>;
 use serde_json::{json, Map, Value};
@@ -78,6 +78,12 @@ fn refs_of(ty: &ObjectType, obj: &Obj, brief: bool, out: &mut BTreeSet<(String, 
 /// `/api/dcim/sites/1/`.
 pub fn url_of(ty: &ObjectType, id: i64) -> String {
     format!("/api/{}/{id}/", ty.api_path)
+}
+
+/// `/dcim/sites/1/`: the object's page (NetBox 4's `display_url`; Herald's pages follow
+/// NetBox's paths).
+pub fn display_url_of(ty: &ObjectType, id: i64) -> String {
+    format!("/{}/{id}/", ty.api_path)
 }
 
 /// The text at `path` from `obj` (`name`, `id`, or `device_type.manufacturer.name` through
@@ -162,6 +168,7 @@ fn view_at(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related, bri
     let mut m = Map::new();
     m.insert("id".into(), Value::from(obj.id));
     m.insert("url".into(), Value::from(url_of(ty, obj.id)));
+    m.insert("display_url".into(), Value::from(display_url_of(ty, obj.id)));
     m.insert("display".into(), Value::from(display(catalog, ty, obj, related)));
     for f in &ty.fields {
         if brief && !ty.brief.contains(&f.name) {
@@ -203,8 +210,8 @@ fn view_at(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related, bri
             m.insert("tags".into(), Value::Array(list));
             m.insert("custom_fields".into(), Value::Object(Map::new()));
         }
-        m.insert("created".into(), Value::from(netbox_timestamp(obj.created)));
-        m.insert("last_updated".into(), Value::from(netbox_timestamp(obj.last_updated)));
+        m.insert("created".into(), Value::from(rest_time(obj.created)));
+        m.insert("last_updated".into(), Value::from(rest_time(obj.last_updated)));
     }
     Value::Object(m)
 }
@@ -212,17 +219,18 @@ fn view_at(catalog: &Catalog, ty: &ObjectType, obj: &Obj, related: &Related, bri
 fn nested(catalog: &Catalog, ty: &ObjectType, id: i64, related: &Related, depth: usize) -> Value {
     match related.get(&(ty.name().to_string(), id)) {
         Some(obj) if depth <= DEPTH => view_at(catalog, ty, obj, related, true, depth),
-        _ => json!({"id": id, "url": url_of(ty, id)}),
+        _ => json!({"id": id, "url": url_of(ty, id), "display_url": display_url_of(ty, id)}),
     }
 }
 
 /// The object in NetBox's minimal form, as change records and webhook snapshots carry it:
 /// Django's field serialization (foreign keys as ids, choices as raw values, decimals as
 /// strings, times with milliseconds), custom fields, and tags as a sorted list of names.
+/// `last_updated` is left out, as NetBox 4 leaves it out (it changes on every save, so a
+/// receiver comparing prechange and postchange would always see it differ).
 pub fn snapshot(ty: &ObjectType, obj: &Obj, related: &Related) -> Value {
     let mut m = Map::new();
     m.insert("created".into(), Value::from(django_time(obj.created)));
-    m.insert("last_updated".into(), Value::from(django_time(obj.last_updated)));
     for f in ty.fields.iter().filter(|f| f.writable()) {
         let stored = obj.data.get(&f.name).cloned().unwrap_or_else(|| f.default_value());
         let v = match (f.kind, stored.as_f64()) {

@@ -5,7 +5,7 @@ use super::{require, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{Action, Actor};
 use crate::changes::{Change, ChangeAction, ChangeFilter};
-use crate::events::netbox_timestamp;
+use crate::events::rest_time;
 use crate::page::Page;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ pub fn change_json(c: &Change, changed_object: Value) -> Value {
         "id": c.id,
         "url": format!("/api/extras/object-changes/{}/", c.id),
         "display": format!("{} {}", c.object_repr, c.action.label().to_lowercase()),
-        "time": netbox_timestamp(c.time),
+        "time": rest_time(c.time),
         "user": user,
         "user_name": c.user_name,
         "request_id": c.request_id,

@@ -18,6 +18,8 @@ pub struct ObjectWrite {
     pub ops: Vec<Op>,
     /// The body was a list: errors are reported per item.
     pub bulk: bool,
+    /// The API request's method and path, for the events' `request` (NetBox 4.6).
+    pub origin: Option<(String, String)>,
 }
 
 impl Services {
@@ -46,6 +48,9 @@ impl Services {
             user_id: Some(actor.id),
             username: actor.username.clone(),
             request_id: request_id.to_string(),
+            request: w.origin.map(
+                |(method, path)| json!({"id": request_id, "method": method, "path": path, "user": actor.username}),
+            ),
             now: Utc::now(),
         };
         let committed = self

@@ -386,6 +386,7 @@ impl Services {
             request_id: uuid::Uuid::new_v4().to_string(),
             data,
             snapshots,
+            request: None,
             body: None,
         }
     }

@@ -354,9 +354,9 @@ pub fn record_version(row: &impl Columns) -> Result<(i64, DateTime<Utc>)> {
 
 /// The columns an event writes, in the order of `event_args`.
 pub const EVENT_COLUMNS: &str =
-    "event, timestamp, object_type, username, request_id, data, snapshots, created_at, body";
+    "event, timestamp, object_type, username, request_id, data, snapshots, created_at, body, request";
 
-pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 9] {
+pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 10] {
     [
         Arg::from(e.kind.as_str()),
         Arg::from(&e.timestamp),
@@ -367,6 +367,7 @@ pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 9] {
         Arg::Text(e.snapshots.to_string()),
         Arg::from(now),
         e.body.as_ref().map_or(Arg::Null, Arg::from),
+        e.request.as_ref().map_or(Arg::Null, |r| Arg::Text(r.to_string())),
     ]
 }
 
@@ -382,6 +383,7 @@ pub struct RawEvent {
     data: String,
     snapshots: String,
     body: Option<String>,
+    request: Option<String>,
 }
 
 impl RawEvent {
@@ -397,6 +399,7 @@ impl RawEvent {
             data: row.text("data")?,
             snapshots: row.text("snapshots")?,
             body: row.opt_text("body")?,
+            request: row.opt_text("request")?,
         })
     }
 
@@ -410,6 +413,7 @@ impl RawEvent {
             request_id: self.request_id,
             data: parse_json(&self.data)?,
             snapshots: parse_json(&self.snapshots)?,
+            request: self.request.as_deref().map(parse_json).transpose()?,
             body: self.body,
         })
     }

@@ -107,8 +107,8 @@ impl EventRule {
             "description": self.description,
             "custom_fields": {},
             "tags": [],
-            "created": crate::events::netbox_timestamp(self.created),
-            "last_updated": crate::events::netbox_timestamp(self.last_updated),
+            "created": crate::events::rest_time(self.created),
+            "last_updated": crate::events::rest_time(self.last_updated),
         })
     }
 
@@ -320,6 +320,7 @@ mod tests {
             request_id: String::new(),
             data: json!({}),
             snapshots: json!({}),
+            request: None,
             body: None,
         };
         assert!(rule.matches(&event(EventKind::Created, "dcim.rack")));

@@ -204,8 +204,8 @@ impl Webhook {
             "retry_schedule": self.retry_schedule,
             "conditions": self.conditions,
             "has_secret": !self.secret.is_empty(),
-            "created": crate::events::netbox_timestamp(self.created),
-            "last_updated": crate::events::netbox_timestamp(self.last_updated),
+            "created": crate::events::rest_time(self.created),
+            "last_updated": crate::events::rest_time(self.last_updated),
         })
     }
 }

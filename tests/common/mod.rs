@@ -290,7 +290,7 @@ pub fn relative(mut v: Value, base: &str) -> Value {
             Value::Object(m) => {
                 for (k, x) in m.iter_mut() {
                     match x {
-                        Value::String(s) if k == "url" => *s = s.replacen(base, "", 1),
+                        Value::String(s) if k == "url" || k == "display_url" => *s = s.replacen(base, "", 1),
                         _ => walk(x, base),
                     }
                 }

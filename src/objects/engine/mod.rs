@@ -45,6 +45,9 @@ pub struct WriteRequest {
     pub user_id: Option<i64>,
     pub username: String,
     pub request_id: String,
+    /// The API request, as events show it (`{"id", "method", "path", "user"}`), if one made
+    /// the change.
+    pub request: Option<Value>,
     pub now: DateTime<Utc>,
 }
 
@@ -203,6 +206,7 @@ impl Run<'_> {
                     _ => views.get(&(t.ty.clone(), t.id)).cloned().unwrap_or(Value::Null),
                 },
                 snapshots: json!({"prechange": t.pre, "postchange": t.post}),
+                request: self.req.request.clone(),
                 body: None,
             })
             .collect();

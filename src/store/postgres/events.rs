@@ -18,7 +18,7 @@ pub(super) async fn events<C: GenericClient>(c: &C, ids: &[i64]) -> Result<Vec<E
 }
 
 /// The columns of `events` with their types, in the order of `id` then `rows::event_args`.
-const EVENT_COLUMNS: [(&str, &str); 10] = [
+const EVENT_COLUMNS: [(&str, &str); 11] = [
     ("id", "bigint"),
     ("event", "text"),
     ("timestamp", "text"),
@@ -29,6 +29,7 @@ const EVENT_COLUMNS: [(&str, &str); 10] = [
     ("snapshots", "text"),
     ("created_at", "bigint"),
     ("body", "text"),
+    ("request", "text"),
 ];
 
 const DELIVERY_COLUMNS: [(&str, &str); 10] = [

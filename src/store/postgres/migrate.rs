@@ -7,7 +7,7 @@ use crate::store::{Result, StoreError};
 use chrono::Utc;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (
         2,
@@ -28,6 +28,11 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
         5,
         "event_rules",
         include_str!("../../../migrations/postgres/0005_event_rules.sql"),
+    ),
+    (
+        6,
+        "event_requests",
+        include_str!("../../../migrations/postgres/0006_event_requests.sql"),
     ),
 ];
 

@@ -22,7 +22,7 @@ pub(super) fn raw_events(conn: &Connection, ids: &[i64]) -> Result<Vec<RawEvent>
 /// Stores an event (in the caller's transaction); returns its id.
 pub(super) fn insert_event(conn: &Connection, e: &Event, now: DateTime<Utc>) -> Result<i64> {
     conn.prepare_cached(&format!(
-        "insert into events ({EVENT_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "insert into events ({EVENT_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .and_then(|mut s| s.execute(params_from_iter(event_args(e, now).iter().map(sql_value))))
     .map_err(map_err)?;

@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 10] = [
+const MIGRATIONS: [(i64, &str, &str); 11] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -53,6 +53,11 @@ const MIGRATIONS: [(i64, &str, &str); 10] = [
         10,
         "event_rules",
         include_str!("../../../migrations/sqlite/0010_event_rules.sql"),
+    ),
+    (
+        11,
+        "event_requests",
+        include_str!("../../../migrations/sqlite/0011_event_requests.sql"),
     ),
 ];
 

@@ -66,8 +66,7 @@ fn python_render(ctx: &Value, templates: &[String]) -> Vec<Value> {
 
 fn herald_render(ctx: &Value, source: &str) -> Result<String, String> {
     let mut env = herald::webhooks::template::environment();
-    env.add_template_owned("t", source.to_string())
-        .map_err(|e| e.to_string())?;
+    herald::webhooks::template::add(&mut env, "t", source).map_err(|e| e.to_string())?;
     herald::webhooks::template::render(&env, "t", &minijinja::Value::from_serialize(ctx))
 }
 

@@ -455,6 +455,26 @@ async fn event_rules(store: &dyn Store) {
     assert_eq!(saved[0].last_updated, t0() + secs(5));
     assert_eq!(store.event_rules_by_id(&[off.id]).await.unwrap()[0], saved[0]);
 
+    // A relayed event keeps its body as posted, its object once; read back, it is whole.
+    let mut relayed = event(EventKind::Updated, "dcim.rack", 4);
+    relayed.body = Some(format!(
+        r#"{{"event": "updated", "data": {}, "snapshots": {}, "request": {{"method": "PATCH"}}}}"#,
+        relayed.data, relayed.snapshots
+    ));
+    relayed.request = Some(json!({"id": "r1", "method": "PATCH", "path": "/api/dcim/racks/4/", "user": "u"}));
+    let kept = relayed.clone();
+    let ids = in_write_tx(store, move |tx| {
+        let relayed = relayed.clone();
+        Box::pin(async move { Ok(tx.insert_events(&[(&relayed, &[])], t0()).await?) })
+    })
+    .await
+    .unwrap();
+    let back = store.event(ids[0]).await.unwrap();
+    assert_eq!(
+        (&back.data, &back.snapshots, &back.body, &back.request),
+        (&kept.data, &kept.snapshots, &kept.body, &kept.request)
+    );
+
     let (a, b) = (created[1].id, created[0].id);
     let (versions, enabled) = in_write_tx(store, move |tx| {
         Box::pin(async move {

@@ -99,16 +99,7 @@ fn parse_one(
     ) else {
         return Err(errors);
     };
-    // Checked: now move the object trees out instead of copying them.
-    let Value::Object(mut map) = value else {
-        return Err(errors);
-    };
-    let data = map.remove("data").unwrap_or(Value::Null);
-    let mut side = |name: &str| match map.get_mut("snapshots") {
-        Some(Value::Object(s)) => s.remove(name).unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
-    let snapshots = json!({"prechange": side("prechange"), "postchange": side("postchange")});
+    let (data, snapshots) = take_object(value);
     Ok(Event {
         id: 0,
         kind,
@@ -121,6 +112,21 @@ fn parse_one(
         request: None,
         body: text.filter(|_| complete).map(str::to_string),
     })
+}
+
+/// The `data` and the `{"prechange", "postchange"}` snapshots of a posted event (checked),
+/// moved out of it rather than copied. What is not there is null.
+pub fn take_object(posted: Value) -> (Value, Value) {
+    let Value::Object(mut map) = posted else {
+        return (Value::Null, json!({"prechange": null, "postchange": null}));
+    };
+    let data = map.remove("data").unwrap_or(Value::Null);
+    let mut side = |name: &str| match map.get_mut("snapshots") {
+        Some(Value::Object(s)) => s.remove(name).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let snapshots = json!({"prechange": side("prechange"), "postchange": side("postchange")});
+    (data, snapshots)
 }
 
 /// `event`: `created`, `updated`, `deleted` (or NetBox 4's `object_created`, ...).

@@ -147,10 +147,60 @@ fn convert(conv: char, spec: &Spec, arg: &Value) -> Result<String, Error> {
 /// `fmt % args`, or `fmt % mapping` when keyword arguments were given (Jinja2's
 /// `format(value, *args, **kwargs)` does `value % (kwargs or args)`).
 pub fn format(fmt: &str, args: &[Value]) -> Result<String, Error> {
-    let (mapping, args) = match args.split_last() {
-        Some((last, rest)) if last.is_kwargs() => (Some(last), rest),
-        _ => (None, args),
+    match args.split_last() {
+        Some((last, rest)) if last.is_kwargs() => format_with(fmt, rest, Some(last)),
+        _ => format_with(fmt, args, None),
+    }
+}
+
+/// Python's `left % right`: printf-style formatting when `left` is a string (a tuple on the
+/// right gives the arguments, a mapping serves `%(key)s`), floor modulo when both are
+/// numbers.
+pub fn modulo(left: &Value, right: &Value) -> Result<Value, Error> {
+    if let Some(fmt) = left.as_str() {
+        let text = if let Some(t) = right.downcast_object_ref::<super::Tuple>() {
+            format_with(fmt, &t.0, None)?
+        } else if right.kind() == ValueKind::Map {
+            format_with(fmt, std::slice::from_ref(right), Some(right))?
+        } else {
+            format_with(fmt, std::slice::from_ref(right), None)?
+        };
+        return Ok(Value::from(text));
+    }
+    let number = |v: &Value| matches!(v.kind(), ValueKind::Number | ValueKind::Bool);
+    if !(number(left) && number(right)) {
+        return Err(type_error(format!(
+            "unsupported operand type(s) for %: '{}' and '{}'",
+            left.kind(),
+            right.kind()
+        )));
+    }
+    let int = |v: &Value| {
+        if v.kind() == ValueKind::Bool {
+            Some(i64::from(v.is_true()))
+        } else {
+            v.as_i64()
+        }
     };
+    if let (Some(a), Some(b)) = (int(left), int(right)) {
+        if b == 0 {
+            return Err(type_error("integer modulo by zero"));
+        }
+        // Python's result takes the divisor's sign.
+        let r = a.wrapping_rem(b);
+        return Ok(Value::from(if r != 0 && (r < 0) != (b < 0) { r + b } else { r }));
+    }
+    let (a, b) = (as_f64(left, 'f')?, as_f64(right, 'f')?);
+    if b == 0.0 {
+        return Err(type_error("float modulo"));
+    }
+    let r = a % b;
+    Ok(Value::from(if r != 0.0 && (r < 0.0) != (b < 0.0) { r + b } else { r }))
+}
+
+/// `fmt % args`; `mapping` serves `%(key)s` (and, as in Python, leaves positional arguments
+/// unchecked for count).
+fn format_with(fmt: &str, args: &[Value], mapping: Option<&Value>) -> Result<String, Error> {
     let mut out = String::with_capacity(fmt.len() + 16);
     let mut next = 0usize;
     let mut chars = fmt.chars().peekable();

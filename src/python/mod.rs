@@ -4,10 +4,36 @@
 
 pub mod format;
 pub mod json;
+pub mod textwrap;
 
-use minijinja::value::ValueKind;
+use minijinja::value::{Enumerator, Object, ObjectRepr, ValueKind};
 use minijinja::Value;
 use std::fmt::Write;
+use std::sync::Arc;
+
+/// A Python tuple: a sequence that prints as `(a, b)`. What `dictsort` and `dict.items()`
+/// give, so that printing them reads as Python's.
+#[derive(Debug)]
+pub struct Tuple(pub Vec<Value>);
+
+impl Object for Tuple {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_usize()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.0.len())
+    }
+}
+
+/// `(a, b, ...)` as a template value.
+pub fn tuple(items: Vec<Value>) -> Value {
+    Value::from_object(Tuple(items))
+}
 
 /// Python's `str(value)`.
 pub fn py_str(value: &Value) -> String {
@@ -41,16 +67,22 @@ fn write_repr(out: &mut String, value: &Value) {
         }
         ValueKind::String => write_str_repr(out, value.as_str().unwrap_or_default()),
         ValueKind::Seq | ValueKind::Iterable => {
-            out.push('[');
+            let is_tuple = value.downcast_object_ref::<Tuple>().is_some();
+            out.push(if is_tuple { '(' } else { '[' });
+            let mut n = 0;
             if let Ok(iter) = value.try_iter() {
                 for (i, item) in iter.enumerate() {
                     if i > 0 {
                         out.push_str(", ");
                     }
                     write_repr(out, &item);
+                    n += 1;
                 }
             }
-            out.push(']');
+            if is_tuple && n == 1 {
+                out.push(',');
+            }
+            out.push(if is_tuple { ')' } else { ']' });
         }
         ValueKind::Map => {
             out.push('{');

@@ -363,8 +363,17 @@ pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 10] {
         Arg::from(&e.object_type),
         Arg::from(&e.username),
         Arg::from(&e.request_id),
-        Arg::Text(e.data.to_string()),
-        Arg::Text(e.snapshots.to_string()),
+        // A relayed event's object is in its body: stored once, not twice.
+        Arg::Text(if e.body.is_some() {
+            "null".into()
+        } else {
+            e.data.to_string()
+        }),
+        Arg::Text(if e.body.is_some() {
+            "null".into()
+        } else {
+            e.snapshots.to_string()
+        }),
         Arg::from(now),
         e.body.as_ref().map_or(Arg::Null, Arg::from),
         e.request.as_ref().map_or(Arg::Null, |r| Arg::Text(r.to_string())),
@@ -404,6 +413,10 @@ impl RawEvent {
     }
 
     pub fn parse(self) -> Result<Event> {
+        let (data, snapshots) = match &self.body {
+            Some(body) => crate::events::ingest::take_object(parse_json(body)?),
+            None => (parse_json(&self.data)?, parse_json(&self.snapshots)?),
+        };
         Ok(Event {
             id: self.id,
             kind: EventKind::parse(&self.kind).ok_or_else(|| invalid("event kind", &self.kind))?,
@@ -411,8 +424,8 @@ impl RawEvent {
             object_type: self.object_type,
             username: self.username,
             request_id: self.request_id,
-            data: parse_json(&self.data)?,
-            snapshots: parse_json(&self.snapshots)?,
+            data,
+            snapshots,
             request: self.request.as_deref().map(parse_json).transpose()?,
             body: self.body,
         })

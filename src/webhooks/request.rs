@@ -76,8 +76,7 @@ impl Compiled {
             sources.push(("body_template", &webhook.body_template));
         }
         for (field, source) in sources {
-            env.add_template_owned(field, source.clone())
-                .map_err(|e| err(field, template::describe(&e)))?;
+            template::add(&mut env, field, source).map_err(|e| err(field, template::describe(&e)))?;
         }
         let static_url = (!is_template(&webhook.payload_url)).then(|| webhook.payload_url.trim().to_string());
         let static_headers =

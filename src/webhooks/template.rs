@@ -3,6 +3,7 @@
 //! filters users rely on keep Jinja2's edge cases. Run time is bounded by fuel and output by a
 //! size cap.
 
+use super::modulo;
 use crate::python::{self, json as pyjson, py_str};
 use minijinja::value::{Kwargs, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value};
@@ -24,11 +25,23 @@ pub fn environment() -> Environment<'static> {
     env.set_keep_trailing_newline(false);
     env.set_fuel(Some(FUEL));
     env.set_formatter(python_formatter);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(unknown_method);
     minijinja_contrib::add_to_environment(&mut env);
     env.add_filter("format", |fmt: &Value, args: Rest<Value>| {
         python::format::format(&py_str(fmt), &args)
     });
+    // Python's `%` operator, which `modulo::rewrite` turns `a % b` into.
+    env.add_filter(modulo::FORMAT_FILTER, |left: &Value, args: Rest<Value>| {
+        match left.as_str() {
+            Some(fmt) => python::format::format(fmt, &args).map(Value::from),
+            None => python::format::modulo(left, &python::tuple(args.0)),
+        }
+    });
+    env.add_filter(modulo::MOD_FILTER, |left: &Value, right: &Value| {
+        python::format::modulo(left, right)
+    });
+    env.add_filter("wordwrap", wordwrap);
+    env.add_filter("dictsort", dictsort);
     env.add_filter("join", join);
     env.add_filter("tojson", tojson);
     env.add_filter("title", title);
@@ -43,8 +56,107 @@ pub fn environment() -> Environment<'static> {
 
 /// Checks that `source` compiles; the error names the line.
 pub fn check(source: &str) -> Result<(), String> {
-    let env = environment();
-    env.template_from_str(source).map(|_| ()).map_err(|e| describe(&e))
+    let mut env = environment();
+    add(&mut env, "check", source).map_err(|e| describe(&e))
+}
+
+/// Compiles `source` as template `name`, Python's `%` operations written as filters first
+/// (`modulo::rewrite`).
+pub fn add(env: &mut Environment<'static>, name: &'static str, source: &str) -> Result<(), Error> {
+    env.add_template_owned(name, modulo::rewrite(source))
+}
+
+/// Methods minijinja does not have: Python's, from minijinja-contrib, with `dict.items()`
+/// giving tuples as Python's does.
+fn unknown_method(state: &State<'_, '_>, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if method == "items" && args.is_empty() && value.kind() == ValueKind::Map {
+        return Ok(Value::from(pairs(value)?));
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// A mapping's `(key, value)` tuples, in its order.
+fn pairs(map: &Value) -> Result<Vec<Value>, Error> {
+    Ok(map
+        .try_iter()?
+        .map(|k| {
+            let v = map.get_item(&k).unwrap_or_default();
+            python::tuple(vec![k, v])
+        })
+        .collect())
+}
+
+/// A filter's argument by position or by name (Jinja2's filters take either).
+fn arg(args: &[Value], kwargs: &Kwargs, i: usize, name: &str) -> Result<Option<Value>, Error> {
+    match args.get(i) {
+        Some(v) => Ok(Some(v.clone())),
+        None => kwargs.get::<Option<Value>>(name),
+    }
+}
+
+/// Jinja2's `wordwrap(s, width=79, break_long_words=True, wrapstring=None,
+/// break_on_hyphens=True)`.
+fn wordwrap(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, Error> {
+    let width = match arg(&args, &kwargs, 0, "width")? {
+        Some(v) => usize::try_from(v)?,
+        None => 79,
+    };
+    let break_long = arg(&args, &kwargs, 1, "break_long_words")?.is_none_or(|v| v.is_true());
+    let wrapstring = match arg(&args, &kwargs, 2, "wrapstring")? {
+        Some(v) if !v.is_none() => py_str(&v),
+        _ => "\n".to_string(),
+    };
+    let hyphens = arg(&args, &kwargs, 3, "break_on_hyphens")?.is_none_or(|v| v.is_true());
+    kwargs.assert_all_used()?;
+    Ok(python::textwrap::wordwrap(
+        &py_str(value),
+        width,
+        break_long,
+        &wrapstring,
+        hyphens,
+    ))
+}
+
+/// Jinja2's `dictsort(value, case_sensitive=False, by='key', reverse=False)`: the mapping's
+/// `(key, value)` tuples, sorted (a stable sort, reversed as Python's `sorted` reverses).
+fn dictsort(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    if value.kind() != ValueKind::Map {
+        return Err(Error::new(ErrorKind::InvalidOperation, "dictsort expects a mapping"));
+    }
+    let case_sensitive = arg(&args, &kwargs, 0, "case_sensitive")?.is_some_and(|v| v.is_true());
+    let by = match arg(&args, &kwargs, 1, "by")? {
+        Some(v) => py_str(&v),
+        None => "key".to_string(),
+    };
+    let at = match by.as_str() {
+        "key" => 0,
+        "value" => 1,
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "You can only sort by either 'key' or 'value'",
+            ))
+        }
+    };
+    let reverse = arg(&args, &kwargs, 2, "reverse")?.is_some_and(|v| v.is_true());
+    kwargs.assert_all_used()?;
+    let sort_key = |pair: &Value| {
+        let v = pair.get_item(&Value::from(at)).unwrap_or_default();
+        match v.as_str() {
+            Some(s) if !case_sensitive => Value::from(s.to_lowercase()),
+            _ => v,
+        }
+    };
+    let mut sorted = pairs(value)?;
+    sorted.sort_by(|a, b| {
+        let order = sort_key(a).cmp(&sort_key(b));
+        if reverse {
+            order.reverse()
+        } else {
+            order
+        }
+    });
+    Ok(Value::from(sorted))
 }
 
 /// A one-line description of a template error, with its line number when known.
@@ -193,12 +305,7 @@ fn title(value: &Value) -> String {
 /// Jinja2's `truncate(s, length=255, killwords=False, end='...', leeway=5)`.
 fn truncate(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, Error> {
     let s = py_str(value);
-    let arg = |i: usize, name: &str| -> Result<Option<Value>, Error> {
-        match args.get(i) {
-            Some(v) => Ok(Some(v.clone())),
-            None => kwargs.get::<Option<Value>>(name),
-        }
-    };
+    let arg = |i: usize, name: &str| arg(&args, &kwargs, i, name);
     let length = match arg(0, "length")? {
         Some(v) => usize::try_from(v)?,
         None => 255,
@@ -299,7 +406,7 @@ mod tests {
 
     fn r(src: &str, ctx: serde_json::Value) -> String {
         let mut env = environment();
-        env.add_template_owned("t", src.to_string()).unwrap();
+        add(&mut env, "t", src).unwrap();
         render(&env, "t", &Value::from_serialize(&ctx)).unwrap()
     }
 

@@ -80,6 +80,29 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// `tags` and `custom_fields`, which Herald keeps on `what` only empty: `[]` and `{}` (or
+    /// null) as NetBox clients send them pass; anything else is refused, naming the field.
+    pub fn empty_tags_and_custom_fields(&mut self, what: &str) {
+        for (field, empty, message) in [
+            (
+                "tags",
+                Value::Array(Vec::new()),
+                format!("Herald does not keep tags on {what} yet: send [] or leave it out."),
+            ),
+            (
+                "custom_fields",
+                Value::Object(Map::new()),
+                "Herald has no custom fields: send {} or leave it out.".to_string(),
+            ),
+        ] {
+            match self.raw(field) {
+                None | Some(Value::Null) => {}
+                Some(v) if *v == empty => {}
+                Some(_) => self.errors.add(field, message),
+            }
+        }
+    }
+
     /// Fails with a `non_field_errors` message when `value` is not an object.
     pub fn new(value: &'a Value) -> Result<Reader<'a>, FieldErrors> {
         match value {

@@ -124,6 +124,24 @@ async fn own_triggers_and_rules_fire_side_by_side() {
         .await;
     assert_eq!(s, 400, "{b}");
     assert!(b["action_type"].is_array(), "{b}");
+    // Tags and custom fields are taken empty, as NetBox clients send them, and refused else.
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/extras/webhooks/",
+            Some(json!({"name": "empty tags", "payload_url": rx.url("/"), "tags": [], "custom_fields": {}})),
+        )
+        .await;
+    assert_eq!((s, &b["tags"]), (201, &json!([])), "{b}");
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/extras/webhooks/",
+            Some(json!({"name": "tagged", "payload_url": rx.url("/"), "tags": [{"name": "core"}]})),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["tags"].is_array(), "{b}");
     // A webhook with types but no events, or events but no types, is neither model: refused.
     for half in [
         json!({"content_types": ["dcim.site"], "payload_url": rx.url("/")}),

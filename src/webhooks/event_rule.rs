@@ -170,18 +170,7 @@ impl EventRule {
         if let Some(v) = r.int("action_object_id", 1, i64::MAX) {
             self.webhook_id = v;
         }
-        read_empty(
-            &mut r,
-            "tags",
-            Value::is_array,
-            "Herald does not keep tags on event rules yet: send [] or leave it out.",
-        );
-        read_empty(
-            &mut r,
-            "custom_fields",
-            Value::is_object,
-            "Herald has no custom fields: send {} or leave it out.",
-        );
+        r.empty_tags_and_custom_fields("event rules");
         let mut errors = std::mem::take(&mut r.errors);
         refuse_unknown_keys(
             body,
@@ -256,17 +245,6 @@ impl EventRule {
         if !has(errors, "event_types") && self.event_types.is_empty() {
             errors.add("event_types", "This list may not be empty.");
         }
-    }
-}
-
-/// A field Herald accepts only empty (`tags`, `custom_fields`), as NetBox clients send it.
-fn read_empty(r: &mut Reader<'_>, field: &str, shape: fn(&Value) -> bool, message: &str) {
-    match r.raw(field) {
-        None | Some(Value::Null) => {}
-        Some(v)
-            if shape(v) && (v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(|m| m.is_empty())) => {
-        }
-        Some(_) => r.errors.add(field, message),
     }
 }
 

@@ -205,6 +205,8 @@ impl Webhook {
             "retry_schedule": self.retry_schedule,
             "conditions": self.conditions,
             "has_secret": !self.secret.is_empty(),
+            "custom_fields": {},
+            "tags": [],
             "created": crate::events::rest_time(self.created),
             "last_updated": crate::events::rest_time(self.last_updated),
         })

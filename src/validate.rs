@@ -87,7 +87,7 @@ impl<'a> Reader<'a> {
             (
                 "tags",
                 Value::Array(Vec::new()),
-                format!("Herald does not keep tags on {what} yet: send [] or leave it out."),
+                format!("Herald does not store tags on {what} yet: send [] or leave it out."),
             ),
             (
                 "custom_fields",

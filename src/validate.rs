@@ -79,6 +79,23 @@ pub struct Reader<'a> {
     pub errors: FieldErrors,
 }
 
+impl FieldErrors {
+    /// NetBox's rules for a `name` (not blank, at most 150 characters) and a `description`
+    /// (at most 200), unless the field has an error already.
+    pub fn check_name_and_description(&mut self, name: &str, description: &str) {
+        if !self.0.contains_key("name") {
+            if name.is_empty() {
+                self.add("name", "This field may not be blank.");
+            } else if name.chars().count() > 150 {
+                self.add("name", "Ensure this field has no more than 150 characters.");
+            }
+        }
+        if description.chars().count() > 200 {
+            self.add("description", "Ensure this field has no more than 200 characters.");
+        }
+    }
+}
+
 impl<'a> Reader<'a> {
     /// `tags` and `custom_fields`, which Herald keeps on `what` only empty: `[]` and `{}` (or
     /// null) as NetBox clients send them pass; anything else is refused, naming the field.

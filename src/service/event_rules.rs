@@ -60,13 +60,7 @@ impl Services {
             .into_iter()
             .filter(|r| filter.matches(r))
             .collect();
-        let count = all.len() as i64;
-        let page = all
-            .into_iter()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(limit).unwrap_or(0))
-            .collect();
-        Ok(Page::new(count, page))
+        Ok(Page::of(all, limit, offset))
     }
 
     pub async fn event_rule(&self, actor: &Actor, id: i64) -> Result<EventRule> {

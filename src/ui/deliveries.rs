@@ -288,16 +288,13 @@ async fn confirm_delete_one(
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
     let d = st.svc.delivery(&v.actor, path_id(&id)?).await?.delivery;
-    let ctx = json!({
-        "section": "deliveries",
-        "question": format!("Delete delivery {} of webhook {}?", d.id, d.webhook_name),
-        "detail": "The delivery and its attempts go. This cannot be undone.",
-        "verb": "Delete",
-        "danger": true,
-        "cancel": format!("/extras/deliveries/{}/", d.id),
-        "hidden": [],
-    });
-    Ok(v.page(&st, "confirm.html", "Delete delivery", ctx))
+    Ok(v.confirm_delete(
+        &st,
+        "deliveries",
+        format!("Delete delivery {} of webhook {}?", d.id, d.webhook_name),
+        "The delivery and its attempts go. This cannot be undone.",
+        format!("/extras/deliveries/{}/", d.id),
+    ))
 }
 
 async fn delete_one(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {

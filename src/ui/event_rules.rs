@@ -281,16 +281,13 @@ async fn edit(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> 
 
 async fn delete_page(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
     let r = st.svc.event_rule(&v.actor, path_id(&id)?).await?;
-    let ctx = json!({
-        "section": "event_rules",
-        "question": format!("Delete event rule {}?", r.name),
-        "detail": "Its webhook stays, and so do the deliveries the rule queued. This cannot be undone.",
-        "verb": "Delete",
-        "danger": true,
-        "cancel": format!("/extras/event-rules/{}/", r.id),
-        "hidden": [],
-    });
-    Ok(v.page(&st, "confirm.html", "Delete event rule", ctx))
+    Ok(v.confirm_delete(
+        &st,
+        "event_rules",
+        format!("Delete event rule {}?", r.name),
+        "Its webhook stays, and so do the deliveries the rule queued. This cannot be undone.",
+        format!("/extras/event-rules/{}/", r.id),
+    ))
 }
 
 async fn delete(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {

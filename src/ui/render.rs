@@ -207,6 +207,29 @@ impl Viewer {
         self.page_with(st, StatusCode::OK, template, title, ctx)
     }
 
+    /// The page that asks before deleting: `question`, what goes with it (`detail`), and
+    /// where Cancel leads. The form posts back to the same path.
+    pub fn confirm_delete(
+        &self,
+        st: &AppState,
+        section: &str,
+        question: String,
+        detail: &str,
+        cancel: String,
+    ) -> Response {
+        let title = question.trim_end_matches('?').to_string();
+        let ctx = json!({
+            "section": section,
+            "question": question,
+            "detail": detail,
+            "verb": "Delete",
+            "danger": true,
+            "cancel": cancel,
+            "hidden": [],
+        });
+        self.page(st, "confirm.html", &title, ctx)
+    }
+
     pub fn page_with(
         &self,
         st: &AppState,

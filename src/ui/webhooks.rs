@@ -430,16 +430,13 @@ async fn edit(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> 
 
 async fn delete_page(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
     let w = st.svc.webhook(&v.actor, path_id(&id)?).await?;
-    let ctx = json!({
-        "section": "webhooks",
-        "question": format!("Delete webhook {}?", w.name),
-        "detail": "Its deliveries and their attempts go with it. This cannot be undone.",
-        "verb": "Delete",
-        "danger": true,
-        "cancel": format!("/extras/webhooks/{}/", w.id),
-        "hidden": [],
-    });
-    Ok(v.page(&st, "confirm.html", "Delete webhook", ctx))
+    Ok(v.confirm_delete(
+        &st,
+        "webhooks",
+        format!("Delete webhook {}?", w.name),
+        "Its deliveries and their attempts go with it, and the event rules that fire it. This cannot be undone.",
+        format!("/extras/webhooks/{}/", w.id),
+    ))
 }
 
 async fn delete(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {

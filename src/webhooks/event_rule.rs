@@ -222,25 +222,12 @@ impl EventRule {
 
     fn check(&self, catalog: &Catalog, errors: &mut FieldErrors) {
         let has = |e: &FieldErrors, f: &str| e.0.contains_key(f);
-        if !has(errors, "name") {
-            if self.name.is_empty() {
-                errors.add("name", "This field may not be blank.");
-            } else if self.name.chars().count() > 150 {
-                errors.add("name", "Ensure this field has no more than 150 characters.");
-            }
-        }
-        if self.description.chars().count() > 200 {
-            errors.add("description", "Ensure this field has no more than 200 characters.");
-        }
+        errors.check_name_and_description(&self.name, &self.description);
         if !has(errors, "object_types") {
             if self.object_types.is_empty() {
                 errors.add("object_types", "This list may not be empty.");
             }
-            for t in &self.object_types {
-                if !catalog.is_event_type(t) {
-                    errors.add("object_types", format!("Unknown object type \"{t}\"."));
-                }
-            }
+            super::check_event_types(catalog, "object_types", &self.object_types, errors);
         }
         if !has(errors, "event_types") && self.event_types.is_empty() {
             errors.add("event_types", "This list may not be empty.");

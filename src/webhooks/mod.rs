@@ -13,6 +13,7 @@ pub mod template;
 pub use rules::{check_url, Rules};
 
 use crate::events::{Event, EventKind};
+use crate::validate::FieldErrors;
 use chrono::{DateTime, Utc};
 pub use event_rule::EventRule;
 use serde_json::{json, Value};
@@ -210,6 +211,13 @@ impl Webhook {
             "created": crate::events::rest_time(self.created),
             "last_updated": crate::events::rest_time(self.last_updated),
         })
+    }
+}
+
+/// Each of `types` that no event can be of is an error of `field`.
+fn check_event_types(catalog: &crate::catalog::Catalog, field: &str, types: &[String], errors: &mut FieldErrors) {
+    for t in types.iter().filter(|t| !catalog.is_event_type(t)) {
+        errors.add(field, format!("Unknown object type \"{t}\"."));
     }
 }
 

@@ -136,16 +136,7 @@ impl Webhook {
     fn check(&self, rules: Rules<'_>, errors: &mut FieldErrors) {
         let catalog = rules.catalog;
         let has = |e: &FieldErrors, f: &str| e.0.contains_key(f);
-        if !has(errors, "name") {
-            if self.name.is_empty() {
-                errors.add("name", "This field may not be blank.");
-            } else if self.name.chars().count() > 150 {
-                errors.add("name", "Ensure this field has no more than 150 characters.");
-            }
-        }
-        if self.description.chars().count() > 200 {
-            errors.add("description", "Ensure this field has no more than 200 characters.");
-        }
+        errors.check_name_and_description(&self.name, &self.description);
         // Its own triggers are types and events together, or neither: a webhook with neither
         // fires only through the event rules that point at it (NetBox 3.7 and later).
         let fires_on_events = self.type_create || self.type_update || self.type_delete;
@@ -156,11 +147,7 @@ impl Webhook {
                     "Choose the object types whose events fire it, or clear type_create, type_update and type_delete so that only event rules fire it.",
                 );
             }
-            for t in &self.content_types {
-                if !catalog.is_event_type(t) {
-                    errors.add("content_types", format!("Unknown object type \"{t}\"."));
-                }
-            }
+            super::check_event_types(catalog, "content_types", &self.content_types, errors);
         }
         if !self.content_types.is_empty() && !fires_on_events {
             errors.add(

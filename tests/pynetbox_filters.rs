@@ -66,6 +66,9 @@ async fn pynetbox_filters_answer_right_or_are_refused() {
             "ip_parent": ["10.1.2.1/24", "10.1.2.2/32"],
             "prefix_within": ["10.1.2.0/24"],
             "dev_regex": ["edge-r1"],
+            "hook_payload_url_ic": ["a"],
+            "rules_enabled": [],
+            "deliveries_failed": 0,
         },
         "strict_refused": true,
     });

@@ -81,19 +81,23 @@ pub(super) fn attempt_json(n: usize, a: &Attempt) -> Value {
     })
 }
 
+/// The list's filters (`/api/schema/` lists them too).
+pub(super) fn filters() -> Vec<String> {
+    [
+        "id",
+        "status",
+        "webhook_id",
+        "event_rule_id",
+        "object_type",
+        "event",
+        "request_id",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    q.only(
-        &[
-            "id",
-            "status",
-            "webhook_id",
-            "event_rule_id",
-            "object_type",
-            "event",
-            "request_id",
-        ],
-        "deliveries",
-    )?;
+    q.only_names(&filters(), "deliveries")?;
     let (limit, offset) = q.page()?;
     let filter = DeliveryFilter {
         id: q.ints("id")?,

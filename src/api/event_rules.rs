@@ -50,12 +50,10 @@ async fn shown(st: &AppState, auth: &Auth, rules: &[EventRule], base: &str) -> R
         .collect())
 }
 
-async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    let texts: Vec<String> = ["name", "description"]
-        .iter()
-        .flat_map(|f| with_text_lookups(f))
-        .collect();
-    let mut known = vec![
+/// The list's filters: `name` and `description` with NetBox's text lookups too (`/api/schema/`
+/// lists them as well).
+pub(super) fn filters() -> Vec<String> {
+    let mut all: Vec<String> = [
         "id",
         "enabled",
         "object_type",
@@ -64,9 +62,15 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
         "action_object_type",
         "action_object_id",
         "q",
-    ];
-    known.extend(texts.iter().map(String::as_str));
-    q.only(&known, "event rules")?;
+    ]
+    .map(String::from)
+    .to_vec();
+    all.extend(["name", "description"].iter().flat_map(|f| with_text_lookups(f)));
+    all
+}
+
+async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
+    q.only_names(&filters(), "event rules")?;
     let (limit, offset) = q.page()?;
     let enabled = match q.first("enabled") {
         None => None,

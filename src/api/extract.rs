@@ -262,6 +262,11 @@ impl ListQuery {
     /// A 400 naming the first parameter that is neither one of `filters` nor `limit`,
     /// `offset`, `brief` or `format`: a filter Herald does not implement must not answer
     /// every row, as if it had matched.
+    /// `only` over owned names.
+    pub fn only_names(&self, filters: &[String], what: &str) -> Result<(), ApiError> {
+        self.only(&filters.iter().map(String::as_str).collect::<Vec<_>>(), what)
+    }
+
     pub fn only(&self, filters: &[&str], what: &str) -> Result<(), ApiError> {
         const PAGING: [&str; 4] = ["limit", "offset", "brief", "format"];
         let unknown = self

@@ -309,6 +309,60 @@ fn type_paths(t: &ObjectType, paths: &mut Map<String, Value>) {
     );
 }
 
+/// Herald's own lists beside the inventory, for reading: each list with every filter it takes
+/// (what pynetbox's `strict_filters` checks), and each record. `(path, schema name, filters)`.
+fn record_paths(paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
+    let lists = [
+        ("extras/webhooks", "Webhook", super::webhooks::filters()),
+        ("extras/event-rules", "EventRule", super::event_rules::filters()),
+        ("extras/deliveries", "Delivery", super::deliveries::filters()),
+    ];
+    for (path, name, filters) in lists {
+        schemas.insert(
+            name.into(),
+            json!({"type": "object", "required": ["id", "url", "display"],
+                   "properties": {"id": {"type": "integer"}, "url": {"type": "string"}, "display": {"type": "string"}}}),
+        );
+        let one = json!({"$ref": format!("#/components/schemas/{name}")});
+        let page = json!({"type": "object", "required": ["count", "results"], "properties": {
+            "count": {"type": "integer"},
+            "next": {"type": "string", "nullable": true},
+            "previous": {"type": "string", "nullable": true},
+            "results": {"type": "array", "items": one},
+        }});
+        let mut parameters: Vec<Value> = filters
+            .iter()
+            .map(|f| {
+                let ty = if f == "id" || f.ends_with("_id") {
+                    "integer"
+                } else if f == "enabled" || f == "ssl_verification" || f.starts_with("type_") {
+                    "boolean"
+                } else {
+                    "string"
+                };
+                json!({"name": f, "in": "query", "required": false, "schema": {"type": ty}})
+            })
+            .collect();
+        for p in ["limit", "offset"] {
+            parameters.push(
+                json!({"name": p, "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}}),
+            );
+        }
+        let op_name = path.replace(['/', '-'], "_");
+        paths.insert(
+            format!("/api/{path}/"),
+            json!({"get": {"operationId": format!("{op_name}_list"), "tags": ["extras"], "parameters": parameters,
+                           "responses": responses("200", Some(page))}}),
+        );
+        paths.insert(
+            format!("/api/{path}/{{id}}/"),
+            json!({"parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+                   "get": {"operationId": format!("{op_name}_retrieve"), "tags": ["extras"],
+                           "responses": responses("200", Some(one))}}),
+        );
+    }
+}
+
 /// The whole document.
 pub fn document(catalog: &Catalog) -> Value {
     let mut schemas = Map::new();
@@ -325,12 +379,13 @@ pub fn document(catalog: &Catalog) -> Value {
         type_schemas(catalog, t, &mut schemas);
         type_paths(t, &mut paths);
     }
+    record_paths(&mut paths, &mut schemas);
     json!({
         "openapi": "3.0.3",
         "info": {
             "title": "Herald",
             "version": format!("{} ({API_VERSION})", env!("CARGO_PKG_VERSION")),
-            "description": "Herald's inventory API: NetBox's REST shapes for the object types Herald stores.",
+            "description": "Herald's API: NetBox's REST shapes for the object types Herald stores, and its webhooks, event rules and deliveries (for reading).",
         },
         "paths": paths,
         "components": {

@@ -51,11 +51,15 @@ const FILTERS: [&str; 11] = [
     "q",
 ];
 
+/// Every filter of the list (`/api/schema/` lists them too).
+pub(super) fn filters() -> Vec<String> {
+    let mut all: Vec<String> = FILTERS.map(String::from).to_vec();
+    all.extend(with_text_lookups("payload_url"));
+    all
+}
+
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    let lookups = with_text_lookups("payload_url");
-    let mut known = FILTERS.to_vec();
-    known.extend(lookups.iter().map(String::as_str));
-    q.only(&known, "webhooks")?;
+    q.only_names(&filters(), "webhooks")?;
     let (limit, offset) = q.page()?;
     let methods = q.all("http_method");
     let http_method: Vec<HttpMethod> = methods.iter().filter_map(|m| HttpMethod::parse(m)).collect();

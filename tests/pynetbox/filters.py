@@ -114,6 +114,9 @@ def main():
         "ip_parent": names(strict.ipam.ip_addresses.filter(parent="10.1.0.0/16"), "address"),
         "prefix_within": names(strict.ipam.prefixes.filter(within="10.0.0.0/8", mask_length__gte=24), "prefix"),
         "dev_regex": names(strict.dcim.devices.filter(name__regex="^edge-", tag_id__n=edge.id)),
+        "hook_payload_url_ic": names(strict.extras.webhooks.filter(payload_url__ic="EXAMPLE")),
+        "rules_enabled": names(strict.extras.event_rules.filter(enabled=True, name__ic="x")),
+        "deliveries_failed": len(list(strict.extras.deliveries.filter(status="failed"))),
     }
     try:
         list(strict.dcim.devices.filter(device_id=1))

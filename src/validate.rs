@@ -97,26 +97,16 @@ impl FieldErrors {
 }
 
 impl<'a> Reader<'a> {
-    /// `tags` and `custom_fields`, which Herald keeps on `what` only empty: `[]` and `{}` (or
-    /// null) as NetBox clients send them pass; anything else is refused, naming the field.
-    pub fn empty_tags_and_custom_fields(&mut self, what: &str) {
-        for (field, empty, message) in [
-            (
-                "tags",
-                Value::Array(Vec::new()),
-                format!("Herald does not store tags on {what} yet: send [] or leave it out."),
-            ),
-            (
+    /// `custom_fields`, which Herald has none of: `{}` (or null) as NetBox clients send it
+    /// passes; anything else is refused, naming the field.
+    pub fn empty_custom_fields(&mut self) {
+        match self.raw("custom_fields") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) if m.is_empty() => {}
+            Some(_) => self.errors.add(
                 "custom_fields",
-                Value::Object(Map::new()),
-                "Herald has no custom fields: send {} or leave it out.".to_string(),
+                "Herald does not store custom fields: send {} or leave it out.",
             ),
-        ] {
-            match self.raw(field) {
-                None | Some(Value::Null) => {}
-                Some(v) if *v == empty => {}
-                Some(_) => self.errors.add(field, message),
-            }
         }
     }
 

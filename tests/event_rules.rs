@@ -124,24 +124,51 @@ async fn own_triggers_and_rules_fire_side_by_side() {
         .await;
     assert_eq!(s, 400, "{b}");
     assert!(b["action_type"].is_array(), "{b}");
-    // Tags and custom fields are taken empty, as NetBox clients send them, and refused else.
+    // Tags, given as NetBox clients give them, shown in NetBox 4's brief form; a tag that does
+    // not exist is refused, naming the field; custom fields are taken empty only.
+    let (s, core) = app
+        .call(
+            "POST",
+            "/api/extras/tags/",
+            Some(json!({"name": "core", "slug": "core"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{core}");
     let (s, b) = app
         .call(
             "POST",
             "/api/extras/webhooks/",
-            Some(json!({"name": "empty tags", "payload_url": rx.url("/"), "tags": [], "custom_fields": {}})),
+            Some(
+                json!({"name": "tagged", "payload_url": rx.url("/"), "tags": [{"name": "core"}], "custom_fields": {}}),
+            ),
         )
         .await;
-    assert_eq!((s, &b["tags"]), (201, &json!([])), "{b}");
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["tags"][0]["slug"], "core", "{b}");
+    assert_eq!(
+        b["tags"][0]["url"],
+        format!("{}/api/extras/tags/{}/", app.base, core["id"])
+    );
     let (s, b) = app
         .call(
-            "POST",
-            "/api/extras/webhooks/",
-            Some(json!({"name": "tagged", "payload_url": rx.url("/"), "tags": [{"name": "core"}]})),
+            "PATCH",
+            &format!("/api/extras/event-rules/{rule_id}/"),
+            Some(json!({"tags": [core["id"]]})),
         )
         .await;
-    assert_eq!(s, 400, "{b}");
-    assert!(b["tags"].is_array(), "{b}");
+    assert_eq!((s, &b["tags"][0]["name"]), (200, &json!("core")), "{b}");
+    for bad in [
+        json!({"tags": [{"slug": "nope"}]}),
+        json!({"custom_fields": {"owner": "me"}}),
+    ] {
+        let mut body = bad.clone();
+        body["name"] = json!("bad");
+        body["payload_url"] = json!(rx.url("/"));
+        let (s, b) = app.call("POST", "/api/extras/webhooks/", Some(body)).await;
+        assert_eq!(s, 400, "{b}");
+        let field = bad.as_object().unwrap().keys().next().unwrap().clone();
+        assert!(b[&field].is_array(), "{b}");
+    }
     // A webhook with types but no events, or events but no types, is neither model: refused.
     for half in [
         json!({"content_types": ["dcim.site"], "payload_url": rx.url("/")}),

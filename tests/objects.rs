@@ -1218,8 +1218,8 @@ async fn fields_herald_does_not_store_are_refused_not_dropped() {
         ),
         (
             "/api/extras/webhooks/",
-            json!({"name": "w", "content_types": ["dcim.site"], "type_create": true, "payload_url": "http://127.0.0.1:9/", "tags": [1]}),
-            vec!["tags"],
+            json!({"name": "w", "content_types": ["dcim.site"], "type_create": true, "payload_url": "http://127.0.0.1:9/", "owner": 1}),
+            vec!["owner"],
         ),
     ] {
         let (status, errors) = app.call("POST", path, Some(body)).await;

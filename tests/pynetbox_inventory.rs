@@ -61,7 +61,7 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
             "filter": [400, ["device_id"]],
             "custom_field": [400, ["cf_owner"]],
             "field": [400, ["rack"]],
-            "webhook_field": [400, ["tags"]],
+            "webhook_field": [400, ["owner"]],
         })
     );
     assert_eq!(seen["sites_after_refusals"], json!(["ams1"]), "nothing half-written");

@@ -34,6 +34,7 @@ fn webhook(name: &str, types: &[&str]) -> Webhook {
     w.payload_url = "http://127.0.0.1:9/hook".into();
     w.conditions = Some(json!({"attr": "status.value", "value": "active"}));
     w.retry_schedule = Some(vec![1.0, 2.5]);
+    w.tags = vec![2, 5];
     w
 }
 
@@ -431,6 +432,7 @@ async fn event_rules(store: &dyn Store) {
         r.event_types = vec![EventKind::Created, EventKind::Deleted];
         r.conditions = Some(json!({"attr": "status.value", "value": "active"}));
         r.webhook_id = webhook_id;
+        r.tags = vec![1, 3];
         r
     };
     let created = store

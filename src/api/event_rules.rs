@@ -38,6 +38,8 @@ pub fn router() -> Router<AppState> {
 /// The rules as the API shows them, each with its webhook in brief.
 async fn shown(st: &AppState, auth: &Auth, rules: &[EventRule], base: &str) -> Result<Vec<Value>, ApiError> {
     let webhooks = st.svc.rule_webhooks(&auth.actor, rules, base).await?;
+    let tag_ids: Vec<i64> = rules.iter().flat_map(|r| r.tags.iter().copied()).collect();
+    let briefs = st.svc.tag_briefs(&tag_ids, base).await?;
     Ok(rules
         .iter()
         .map(|r| {
@@ -45,7 +47,9 @@ async fn shown(st: &AppState, auth: &Auth, rules: &[EventRule], base: &str) -> R
                 .iter()
                 .find(|(id, _)| *id == r.webhook_id)
                 .map(|(_, w)| w.clone());
-            r.to_json(base, webhook)
+            let mut v = r.to_json(base, webhook);
+            v["tags"] = super::webhooks::tag_list(&r.tags, &briefs);
+            v
         })
         .collect())
 }

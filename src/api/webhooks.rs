@@ -51,6 +51,25 @@ const FILTERS: [&str; 11] = [
     "q",
 ];
 
+/// Webhooks as the API shows them, each with its tags in brief.
+async fn shown(st: &AppState, webhooks: &[Webhook], base: &str) -> Result<Vec<Value>, ApiError> {
+    let ids: Vec<i64> = webhooks.iter().flat_map(|w| w.tags.iter().copied()).collect();
+    let briefs = st.svc.tag_briefs(&ids, base).await?;
+    Ok(webhooks
+        .iter()
+        .map(|w| {
+            let mut v = w.to_json(base);
+            v["tags"] = tag_list(&w.tags, &briefs);
+            v
+        })
+        .collect())
+}
+
+/// The brief tags of `ids` that still exist, in order.
+pub(super) fn tag_list(ids: &[i64], briefs: &std::collections::HashMap<i64, Value>) -> Value {
+    Value::Array(ids.iter().filter_map(|id| briefs.get(id).cloned()).collect())
+}
+
 /// Every filter of the list (`/api/schema/` lists them too).
 pub(super) fn filters() -> Vec<String> {
     let mut all: Vec<String> = FILTERS.map(String::from).to_vec();
@@ -96,7 +115,7 @@ async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Js
         q: q.first("q").map(String::from),
     };
     let page = st.svc.webhooks(&auth.actor, &filter, limit, offset).await?;
-    let rows = page.items.iter().map(|w| w.to_json(&q.origin)).collect();
+    let rows = shown(&st, &page.items, &q.origin).await?;
     Ok(Json(q.paginated(page.count, limit, offset, rows)))
 }
 
@@ -106,7 +125,8 @@ async fn detail(
     Base(base): Base,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(st.svc.webhook(&auth.actor, id).await?.to_json(&base)))
+    let w = st.svc.webhook(&auth.actor, id).await?;
+    Ok(Json(shown(&st, &[w], &base).await?.pop().unwrap_or(Value::Null)))
 }
 
 async fn create(
@@ -117,7 +137,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let (items, many) = one_or_many(body)?;
     let created = st.svc.create_webhooks(&auth.actor, items, many).await?;
-    let shown = created.iter().map(|w| w.to_json(&base)).collect();
+    let shown = shown(&st, &created, &base).await?;
     Ok((StatusCode::CREATED, Json(one_or_many_answer(shown, many))).into_response())
 }
 
@@ -134,7 +154,8 @@ async fn update_one(
         .svc
         .update_webhooks(&auth.actor, vec![(id, body)], method == Method::PATCH, false)
         .await?;
-    Ok(Json(saved.pop().map(|w| w.to_json(&base)).unwrap_or(Value::Null)))
+    saved.truncate(1);
+    Ok(Json(shown(&st, &saved, &base).await?.pop().unwrap_or(Value::Null)))
 }
 
 /// `PUT` or `PATCH` of a list of webhooks, each with its `id`: all or none.
@@ -151,7 +172,7 @@ async fn bulk_update(
         .svc
         .update_webhooks(&auth.actor, changes, method == Method::PATCH, true)
         .await?;
-    Ok(Json(Value::Array(saved.iter().map(|w| w.to_json(&base)).collect())))
+    Ok(Json(Value::Array(shown(&st, &saved, &base).await?)))
 }
 
 async fn delete(State(st): State<AppState>, auth: Auth, PathId(id): PathId) -> Result<StatusCode, ApiError> {

@@ -81,9 +81,13 @@ impl Services {
 
     /// `body` over `base`, checked: NetBox's rules, and the webhook it fires exists.
     async fn check_event_rule(&self, base: EventRule, body: &Value, partial: bool) -> Result<EventRule> {
-        let rule = base
+        let tags = self.resolve_tags(body).await?;
+        let mut rule = base
             .apply(body, &self.catalog, partial)
             .map_err(|e| Error::Validation(e.into_value()))?;
+        if let Some(tags) = tags {
+            rule.tags = tags;
+        }
         if self.store.webhooks_by_id(&[rule.webhook_id]).await?.is_empty() {
             return Err(Error::field(
                 "action_object_id",

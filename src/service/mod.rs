@@ -11,6 +11,7 @@ mod events;
 mod objects;
 mod passwords;
 pub mod sessions;
+mod tags;
 mod throttle;
 mod users;
 mod webhooks;

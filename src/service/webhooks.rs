@@ -177,6 +177,7 @@ impl Services {
     }
 
     async fn check_webhook(&self, base: Webhook, body: Value, partial: bool) -> Result<Webhook> {
+        let tags = self.resolve_tags(&body).await?;
         let (catalog, config) = (self.catalog.clone(), self.config.clone());
         let check = move || {
             let rules = Rules {
@@ -185,7 +186,10 @@ impl Services {
             };
             base.apply(&body, rules, partial)
         };
-        let webhook = blocking(check).await??;
+        let mut webhook = blocking(check).await??;
+        if let Some(tags) = tags {
+            webhook.tags = tags;
+        }
         self.check_cost(&webhook).await?;
         Ok(webhook)
     }

@@ -238,6 +238,7 @@ impl Record for EventRule {
         "enabled",
         "conditions",
         "action_object_id",
+        "tags",
     ];
     const UNIQUE: Unique = Unique::EVENT_RULE_NAME;
     fn args(&self) -> Result<Vec<Arg>> {
@@ -250,6 +251,7 @@ impl Record for EventRule {
             Arg::Bool(self.enabled),
             self.conditions.as_ref().map_or(Arg::Null, |c| Arg::Text(c.to_string())),
             Arg::Int(self.webhook_id),
+            json_arg(&self.tags)?,
         ])
     }
     fn read(row: &impl Columns) -> Result<Self> {
@@ -267,6 +269,7 @@ impl Record for EventRule {
             enabled: row.flag("enabled")?,
             conditions: (!conditions.is_null()).then_some(conditions),
             webhook_id: row.int("action_object_id")?,
+            tags: parse_json(&row.text("tags")?)?,
             created: row.time("created_at")?,
             last_updated: row.time("updated_at")?,
         })
@@ -282,7 +285,7 @@ impl Record for EventRule {
 }
 
 /// The columns a webhook writes, in the order of `webhook_args`: its fields, named alike.
-pub const WEBHOOK_COLUMNS: [&str; 18] = crate::webhooks::FIELDS;
+pub const WEBHOOK_COLUMNS: [&str; 19] = crate::webhooks::FIELDS;
 
 /// What a webhook writes, in the order of `WEBHOOK_COLUMNS`.
 pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {
@@ -309,6 +312,7 @@ pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {
             None => Arg::Null,
         },
         opt(w.conditions.as_ref().map(|c| c.to_string())),
+        json_arg(&w.tags)?,
     ])
 }
 
@@ -340,6 +344,7 @@ pub fn webhook(row: &impl Columns) -> Result<Webhook> {
         timeout: u32::try_from(row.int("timeout")?).unwrap_or(u32::MAX),
         retry_schedule,
         conditions: (!conditions.is_null()).then_some(conditions),
+        tags: parse_json(&row.text("tags")?)?,
         created: row.time("created_at")?,
         last_updated: row.time("updated_at")?,
     })

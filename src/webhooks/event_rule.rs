@@ -50,6 +50,8 @@ pub struct EventRule {
     pub conditions: Option<Value>,
     /// The webhook it fires.
     pub webhook_id: i64,
+    /// Its tags' ids (`extras.tag`), sorted.
+    pub tags: Vec<i64>,
     pub created: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
 }
@@ -72,6 +74,7 @@ impl EventRule {
             enabled: true,
             conditions: None,
             webhook_id: 0,
+            tags: Vec::new(),
             created: now,
             last_updated: now,
         }
@@ -170,7 +173,7 @@ impl EventRule {
         if let Some(v) = r.int("action_object_id", 1, i64::MAX) {
             self.webhook_id = v;
         }
-        r.empty_tags_and_custom_fields("event rules");
+        r.empty_custom_fields();
         let mut errors = std::mem::take(&mut r.errors);
         refuse_unknown_keys(
             body,

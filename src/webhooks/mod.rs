@@ -79,7 +79,7 @@ impl From<HttpMethod> for reqwest::Method {
 }
 
 /// A webhook's fields, as request bodies and the database both name them.
-pub const FIELDS: [&str; 18] = [
+pub const FIELDS: [&str; 19] = [
     "name",
     "description",
     "content_types",
@@ -98,6 +98,7 @@ pub const FIELDS: [&str; 18] = [
     "timeout",
     "retry_schedule",
     "conditions",
+    "tags",
 ];
 
 /// A webhook as stored.
@@ -127,6 +128,8 @@ pub struct Webhook {
     pub retry_schedule: Option<Vec<f64>>,
     /// A NetBox condition set on the event's data; `None` matches every event.
     pub conditions: Option<Value>,
+    /// Its tags' ids (`extras.tag`), sorted.
+    pub tags: Vec<i64>,
     pub created: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
 }
@@ -166,6 +169,7 @@ impl Webhook {
             timeout: 15,
             retry_schedule: None,
             conditions: None,
+            tags: Vec::new(),
             created: now,
             last_updated: now,
         }

@@ -23,12 +23,12 @@ impl Webhook {
         let mut r = Reader::new(body)?;
         self.read_request(&mut r);
         self.read_delivery(&mut r);
-        r.empty_tags_and_custom_fields("webhooks");
+        r.empty_custom_fields();
         let mut errors = std::mem::take(&mut r.errors);
         // `has_secret` is shown, never written: ignored as read-only.
         refuse_unknown_keys(
             body,
-            |k| FIELDS.contains(&k) || ["has_secret", "tags", "custom_fields"].contains(&k),
+            |k| FIELDS.contains(&k) || ["has_secret", "custom_fields"].contains(&k),
             "webhooks",
             &mut errors,
         );

@@ -97,7 +97,7 @@ def main():
         ("custom_field", lambda: list(nb.dcim.sites.filter(cf_owner="me"))),
         ("field", lambda: nb.dcim.sites.create(name="X", slug="x", rack=1)),
         ("webhook_field", lambda: nb.extras.webhooks.create(
-            name="x", content_types=["dcim.site"], type_create=True, payload_url=receiver, tags=[{"name": "core"}])),
+            name="x", content_types=["dcim.site"], type_create=True, payload_url=receiver, owner=1)),
     ]:
         try:
             call()

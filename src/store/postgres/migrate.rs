@@ -7,7 +7,7 @@ use crate::store::{Result, StoreError};
 use chrono::Utc;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (
         2,
@@ -33,6 +33,11 @@ const MIGRATIONS: [(i64, &str, &str); 6] = [
         6,
         "event_requests",
         include_str!("../../../migrations/postgres/0006_event_requests.sql"),
+    ),
+    (
+        7,
+        "record_tags",
+        include_str!("../../../migrations/postgres/0007_record_tags.sql"),
     ),
 ];
 

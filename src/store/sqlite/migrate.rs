@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 11] = [
+const MIGRATIONS: [(i64, &str, &str); 12] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -58,6 +58,11 @@ const MIGRATIONS: [(i64, &str, &str); 11] = [
         11,
         "event_requests",
         include_str!("../../../migrations/sqlite/0011_event_requests.sql"),
+    ),
+    (
+        12,
+        "record_tags",
+        include_str!("../../../migrations/sqlite/0012_record_tags.sql"),
     ),
 ];
 

@@ -246,7 +246,7 @@ mod tests {
     fn rules_name_their_fields_and_match_their_events() {
         let c = Catalog::builtin();
         let bad = json!({"name": "", "object_types": ["dcim.nothing"], "event_types": ["job_started", "moved"],
-                         "action_type": "script", "action_object_type": "extras.script", "tags": ["x"],
+                         "action_type": "script", "action_object_type": "extras.script", "custom_fields": {"x": 1},
                          "color": "red"});
         let err = EventRule::blank().apply(&bad, &c, false).unwrap_err().into_value();
         for f in [
@@ -256,7 +256,7 @@ mod tests {
             "action_type",
             "action_object_type",
             "action_object_id",
-            "tags",
+            "custom_fields",
             "color",
         ] {
             assert!(err.get(f).is_some(), "{f} missing in {err}");

@@ -12,7 +12,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,9 +47,7 @@ async fn shown(st: &AppState, auth: &Auth, rules: &[EventRule], base: &str) -> R
                 .iter()
                 .find(|(id, _)| *id == r.webhook_id)
                 .map(|(_, w)| w.clone());
-            let mut v = r.to_json(base, webhook);
-            v["tags"] = super::webhooks::tag_list(&r.tags, &briefs);
-            v
+            r.to_json(base, webhook, super::webhooks::tag_list(&r.tags, &briefs))
         })
         .collect())
 }
@@ -198,30 +196,12 @@ fn fields_metadata(st: &AppState) -> Map<String, Value> {
     ] {
         m.insert(name.into(), field_meta(kind, required, label));
     }
-    let choices = |pairs: Vec<(String, String)>| -> Value {
-        pairs
-            .into_iter()
-            .map(|(v, l)| json!({"value": v, "display_name": l}))
-            .collect()
-    };
-    m["event_types"]["choices"] = choices(
+    m["event_types"]["choices"] = super::choices(
         [EventKind::Created, EventKind::Updated, EventKind::Deleted]
-            .iter()
-            .map(|k| (event_type_name(*k), format!("Object {}", k.as_str())))
-            .collect(),
+            .map(|k| (event_type_name(k), format!("Object {}", k.as_str()))),
     );
-    m["action_type"]["choices"] = choices(vec![(ACTION_TYPE.into(), "Webhook".into())]);
-    m["object_types"]["choices"] = choices(
-        st.svc
-            .catalog
-            .event_types()
-            .iter()
-            .map(|t| {
-                let (app, name) = st.svc.catalog.event_type_label(t);
-                (t.clone(), format!("{app} | {name}"))
-            })
-            .collect(),
-    );
+    m["action_type"]["choices"] = super::choices([(ACTION_TYPE, "Webhook")]);
+    m["object_types"]["choices"] = super::object_type_choices(&st.svc.catalog);
     m
 }
 

@@ -40,6 +40,25 @@ pub fn metadata(name: &str, action: &str, fields: serde_json::Map<String, serde_
     })
 }
 
+/// A field's `choices` as Django REST framework's metadata lists them.
+pub fn choices<V: Into<serde_json::Value>, L: Into<serde_json::Value>>(
+    pairs: impl IntoIterator<Item = (V, L)>,
+) -> serde_json::Value {
+    pairs
+        .into_iter()
+        .map(|(v, l)| serde_json::json!({"value": v.into(), "display_name": l.into()}))
+        .collect()
+}
+
+/// Every type an event may be of, as choices (`dcim | site`): what webhooks and event rules
+/// subscribe to.
+pub fn object_type_choices(catalog: &crate::catalog::Catalog) -> serde_json::Value {
+    choices(catalog.event_types().iter().map(|t| {
+        let (app, name) = catalog.event_type_label(t);
+        (t.clone(), format!("{app} | {name}"))
+    }))
+}
+
 /// One field's metadata: its DRF type, whether required, its label.
 pub fn field_meta(kind: &str, required: bool, label: &str) -> serde_json::Value {
     serde_json::json!({"type": kind, "required": required, "read_only": false, "label": label})

@@ -196,14 +196,7 @@ fn fields_metadata(st: &AppState, ty: &ObjectType) -> serde_json::Map<String, Va
             meta["max_value"] = json!(max);
         }
         if let Some(set) = &f.choices {
-            let choices: Vec<Value> = st
-                .svc
-                .catalog
-                .choices(set)
-                .iter()
-                .map(|(v, l)| json!({"value": v, "display_name": l}))
-                .collect();
-            meta["choices"] = Value::Array(choices);
+            meta["choices"] = super::choices(st.svc.catalog.choices(set).iter().cloned());
         }
         post.insert(f.name.clone(), meta);
     }

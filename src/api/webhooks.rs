@@ -57,11 +57,7 @@ async fn shown(st: &AppState, webhooks: &[Webhook], base: &str) -> Result<Vec<Va
     let briefs = st.svc.tag_briefs(&ids, base).await?;
     Ok(webhooks
         .iter()
-        .map(|w| {
-            let mut v = w.to_json(base);
-            v["tags"] = tag_list(&w.tags, &briefs);
-            v
-        })
+        .map(|w| w.to_json(base, tag_list(&w.tags, &briefs)))
         .collect())
 }
 
@@ -150,11 +146,10 @@ async fn update_one(
     PathId(id): PathId,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let mut saved = st
+    let saved = st
         .svc
         .update_webhooks(&auth.actor, vec![(id, body)], method == Method::PATCH, false)
         .await?;
-    saved.truncate(1);
     Ok(Json(shown(&st, &saved, &base).await?.pop().unwrap_or(Value::Null)))
 }
 
@@ -259,12 +254,6 @@ async fn test_send(
 fn fields_metadata(st: &AppState) -> Map<String, Value> {
     use super::field_meta;
     let mut m = Map::new();
-    let choices = |pairs: Vec<(String, String)>| -> Value {
-        pairs
-            .into_iter()
-            .map(|(v, l)| json!({"value": v, "display_name": l}))
-            .collect()
-    };
     for (name, kind, required, label) in [
         ("name", "string", true, "Name"),
         ("description", "string", false, "Description"),
@@ -287,23 +276,8 @@ fn fields_metadata(st: &AppState) -> Map<String, Value> {
     ] {
         m.insert(name.into(), field_meta(kind, required, label));
     }
-    m["http_method"]["choices"] = choices(
-        HttpMethod::ALL
-            .iter()
-            .map(|h| (h.as_str().into(), h.as_str().into()))
-            .collect(),
-    );
-    m["content_types"]["choices"] = choices(
-        st.svc
-            .catalog
-            .event_types()
-            .iter()
-            .map(|t| {
-                let (app, name) = st.svc.catalog.event_type_label(t);
-                (t.clone(), format!("{app} | {name}"))
-            })
-            .collect(),
-    );
+    m["http_method"]["choices"] = super::choices(HttpMethod::ALL.map(|h| (h.as_str(), h.as_str())));
+    m["content_types"]["choices"] = super::object_type_choices(&st.svc.catalog);
     m["timeout"]["min_value"] = json!(1);
     m["timeout"]["max_value"] = json!(3600);
     m

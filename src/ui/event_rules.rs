@@ -49,7 +49,7 @@ pub fn summary(r: &EventRule) -> Value {
     })
 }
 
-/// Every webhook's id and name, for pickers and for naming a rule's webhook.
+/// Every webhook's id and name, for the form's picker.
 async fn webhook_names(st: &AppState, v: &Viewer) -> Result<Vec<(i64, String)>, Failure> {
     if !v
         .actor
@@ -64,11 +64,21 @@ async fn webhook_names(st: &AppState, v: &Viewer) -> Result<Vec<(i64, String)>, 
     Ok(all.items.into_iter().map(|w| (w.id, w.name)).collect())
 }
 
-fn name_of(names: &[(i64, String)], id: i64) -> Value {
-    names
+/// Each rule's summary with its webhook's name (null for those who may not see webhooks):
+/// only the rules' own webhooks are read.
+async fn with_webhooks(st: &AppState, v: &Viewer, rules: &[EventRule]) -> Result<Vec<Value>, Failure> {
+    let webhooks = st.svc.rule_webhooks(&v.actor, rules, "").await?;
+    Ok(rules
         .iter()
-        .find(|(w, _)| *w == id)
-        .map_or(Value::Null, |(_, n)| json!(n))
+        .map(|r| {
+            let mut row = summary(r);
+            row["webhook"] = webhooks
+                .iter()
+                .find(|(id, _)| *id == r.webhook_id)
+                .map_or(Value::Null, |(_, w)| w["name"].clone());
+            row
+        })
+        .collect())
 }
 
 async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
@@ -90,21 +100,12 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
         ..EventRuleFilter::default()
     };
     let page = st.svc.event_rules(&v.actor, &filter, limit, offset).await?;
-    let names = webhook_names(&st, &v).await?;
-    let rows: Vec<Value> = page
-        .items
-        .iter()
-        .map(|r| {
-            let mut row = summary(r);
-            row["webhook"] = name_of(&names, r.webhook_id);
-            row
-        })
-        .collect();
+    let rows = with_webhooks(&st, &v, &page.items).await?;
     let ctx = json!({
         "section": "event_rules",
         "rules": rows,
         "pages": q.paginator(page.count, limit, offset, None),
-        "filters": q.filters().into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<_, _>>(),
+        "filters": q.filter_values(),
         "filtered": !q.filters().is_empty(),
         "types": super::webhooks::type_options(&st, &q.all("object_type")),
         "kinds": KINDS.iter().map(|k| json!({"value": event_type_name(*k), "label": k.as_str()})).collect::<Vec<_>>(),
@@ -123,9 +124,7 @@ async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
         .svc
         .deliveries(&v.actor, &filter, 10, 0, Some(super::COUNT_AT_MOST))
         .await?;
-    let names = webhook_names(&st, &v).await?;
-    let mut rule = summary(&r);
-    rule["webhook"] = name_of(&names, r.webhook_id);
+    let mut rule = with_webhooks(&st, &v, std::slice::from_ref(&r)).await?.remove(0);
     rule["kinds"] = KINDS
         .iter()
         .map(|k| json!({"label": k.as_str(), "on": r.event_types.contains(k)}))

@@ -61,6 +61,16 @@ impl Query {
             .collect()
     }
 
+    /// The filters as an object of their values, for a filter form to show.
+    pub fn filter_values(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.filters()
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect(),
+        )
+    }
+
     /// `(limit, offset)` from `page` (from 1) and `per_page`.
     pub fn page(&self) -> Result<(i64, i64), Error> {
         let number = |name: &str, default: i64| -> Result<i64, Error> {

@@ -18,7 +18,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{Duration, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -75,18 +75,12 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
         "section": "webhooks",
         "webhooks": rows,
         "pages": q.paginator(page.count, limit, offset, None),
-        "filters": filter_values(&q),
+        "filters": q.filter_values(),
         "filtered": !q.filters().is_empty(),
         "types": type_options(&st, &q.all("content_type")),
         "methods": HttpMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
     });
     Ok(v.page(&st, "webhooks.html", "Webhooks", ctx))
-}
-
-/// The current filter values, for the filter form.
-fn filter_values(q: &Query) -> Value {
-    let pairs: Map<String, Value> = q.filters().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    Value::Object(pairs)
 }
 
 /// Every object type as an option, those in `chosen` selected.

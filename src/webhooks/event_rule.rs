@@ -86,8 +86,8 @@ impl EventRule {
     }
 
     /// The REST representation as NetBox 4.6 shows it; `webhook` is the brief form of the
-    /// webhook it fires (`None` if it is not visible).
-    pub fn to_json(&self, base: &str, webhook: Option<Value>) -> Value {
+    /// webhook it fires (`None` if it is not visible), `tags` its tags as shown (brief).
+    pub fn to_json(&self, base: &str, webhook: Option<Value>, tags: Value) -> Value {
         json!({
             "id": self.id,
             "url": format!("{base}/api/extras/event-rules/{}/", self.id),
@@ -109,7 +109,7 @@ impl EventRule {
             "action_object": webhook,
             "description": self.description,
             "custom_fields": {},
-            "tags": [],
+            "tags": tags,
             "created": crate::events::rest_time(self.created),
             "last_updated": crate::events::rest_time(self.last_updated),
         })
@@ -274,7 +274,7 @@ mod tests {
             (same.object_types.clone(), same.event_types.clone()),
             (vec!["dcim.site".to_string()], rule.event_types.clone())
         );
-        let shown = same.to_json("", None);
+        let shown = same.to_json("", None, json!([]));
         assert_eq!(
             (shown["type_create"].clone(), shown["type_update"].clone()),
             (json!(true), json!(false))
@@ -297,7 +297,7 @@ mod tests {
         let off = rule.apply(&json!({"enabled": false}), &c, true).unwrap();
         assert!(!off.matches(&event(EventKind::Created, "dcim.site")));
         assert_eq!(
-            off.to_json("", None)["event_types"],
+            off.to_json("", None, json!([]))["event_types"],
             json!(["object_created", "object_deleted"])
         );
     }

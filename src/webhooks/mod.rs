@@ -186,8 +186,9 @@ impl Webhook {
             && self.content_types.contains(&event.object_type)
     }
 
-    /// The REST representation, `url` under `base` (`http://host`); the secret is never shown.
-    pub fn to_json(&self, base: &str) -> Value {
+    /// The REST representation, `url` under `base` (`http://host`), with its `tags` as shown
+    /// (brief); the secret is never shown.
+    pub fn to_json(&self, base: &str, tags: Value) -> Value {
         json!({
             "id": self.id,
             "url": format!("{base}/api/extras/webhooks/{}/", self.id),
@@ -211,7 +212,7 @@ impl Webhook {
             "conditions": self.conditions,
             "has_secret": !self.secret.is_empty(),
             "custom_fields": {},
-            "tags": [],
+            "tags": tags,
             "created": crate::events::rest_time(self.created),
             "last_updated": crate::events::rest_time(self.last_updated),
         })

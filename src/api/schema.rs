@@ -1,20 +1,31 @@
-//! `/api/schema/`: an OpenAPI 3 document of the inventory, generated from the catalog: each
-//! type's list and detail endpoints, its filters, what a write takes and what a read gives.
-//! pynetbox's `openapi()` reads it (NetBox 3.5 and later serve theirs at this path).
+//! `/api/schema/`: an OpenAPI 3 document generated from the catalog and the lists' filters:
+//! each type's list and detail endpoints, its filters, what a write takes and what a read
+//! gives, and the webhooks', event rules' and deliveries' lists and records. pynetbox's
+//! `openapi()` reads it (NetBox 3.5 and later serve theirs at this path), and with
+//! `strict_filters` on every `filter()` call.
 
 use super::{AppState, API_VERSION};
 use crate::catalog::{Catalog, Field, FieldKind, ObjectType};
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::{json, Map, Value};
+use std::sync::{Arc, OnceLock};
 
+/// The document depends only on the catalog, which does not change while Herald runs: it is
+/// written on the first request and served as written after that.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/schema/", get(schema))
-}
-
-async fn schema(State(st): State<AppState>) -> Json<Value> {
-    Json(document(&st.svc.catalog))
+    let written: Arc<OnceLock<Bytes>> = Arc::default();
+    Router::new().route(
+        "/api/schema/",
+        get(move |State(st): State<AppState>| async move {
+            let body = written.get_or_init(|| Bytes::from(document(&st.svc.catalog).to_string()));
+            ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+        }),
+    )
 }
 
 /// `dcim.devicetype` → `DcimDevicetype`, a schema's name.

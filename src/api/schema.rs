@@ -1,8 +1,8 @@
 //! `/api/schema/`: an OpenAPI 3 document generated from the catalog and the lists' filters:
 //! each type's list and detail endpoints, its filters, what a write takes and what a read
 //! gives, and the webhooks', event rules' and deliveries' lists and records. pynetbox's
-//! `openapi()` reads it (NetBox 3.5 and later serve theirs at this path), and with
-//! `strict_filters` on every `filter()` call.
+//! `openapi()` reads it (NetBox 3.5 and later serve theirs at this path); `strict_filters`
+//! checks filter names against it.
 
 use super::{AppState, API_VERSION};
 use crate::catalog::{Catalog, Field, FieldKind, ObjectType};

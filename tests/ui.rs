@@ -414,6 +414,7 @@ async fn an_operator_runs_webhooks_from_the_browser() {
     ui.page("event-rule-detail").await;
     ui.follow("section[aria-labelledby=c-deliveries] tbody a").await;
     assert!(ui.text(".card").await.contains("event rule New sites, by rule"));
+    ui.page("delivery-by-rule").await;
     ui.go("/extras/event-rules/").await;
     assert!(ui.text("tbody").await.contains("Sites to the receiver"));
     ui.page("event-rules").await;
@@ -422,6 +423,7 @@ async fn an_operator_runs_webhooks_from_the_browser() {
         .text("section[aria-labelledby=c-rules]")
         .await
         .contains("New sites, by rule"));
+    ui.page("webhook-with-rule").await;
     assert!(rule_path.starts_with("/extras/event-rules/"), "{rule_path}");
 
     // A form without its CSRF token is refused, and nothing happens.

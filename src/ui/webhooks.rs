@@ -83,17 +83,20 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
     Ok(v.page(&st, "webhooks.html", "Webhooks", ctx))
 }
 
-/// Every object type as an option, those in `chosen` selected.
+/// Every object type as an option, those in `chosen` selected, in two groups: the types
+/// Herald stores first (what its own changes fire on), then NetBox's others (relayed events).
 pub fn type_options(st: &AppState, chosen: &[String]) -> Vec<Value> {
     let catalog = &st.svc.catalog;
-    catalog
-        .event_types()
-        .iter()
-        .map(|t| {
-            let (app, name) = catalog.event_type_label(t);
-            json!({"value": t, "label": format!("{app} › {name}"), "selected": chosen.contains(t)})
-        })
-        .collect()
+    let option = |t: &String| {
+        let (app, name) = catalog.event_type_label(t);
+        json!({"value": t, "label": format!("{app} › {name}"), "selected": chosen.contains(t)})
+    };
+    let (stored, relayed): (Vec<&String>, Vec<&String>) =
+        catalog.event_types().iter().partition(|t| catalog.get(t).is_some());
+    vec![
+        json!({"label": "Stored by Herald", "options": stored.into_iter().map(option).collect::<Vec<_>>()}),
+        json!({"label": "Relayed from NetBox", "options": relayed.into_iter().map(option).collect::<Vec<_>>()}),
+    ]
 }
 
 /// What lists and cards show of a webhook (never its secret).

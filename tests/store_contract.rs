@@ -35,6 +35,7 @@ fn webhook(name: &str, types: &[&str]) -> Webhook {
     w.conditions = Some(json!({"attr": "status.value", "value": "active"}));
     w.retry_schedule = Some(vec![1.0, 2.5]);
     w.tags = vec![2, 5];
+    w.description = format!("{name}, described");
     w
 }
 
@@ -509,6 +510,15 @@ async fn event_rules(store: &dyn Store) {
         Some((a, None)),
         "the delivery stays, naming a rule gone"
     );
+    let gone_rule = store.update_event_rules(vec![created[1].clone()], t0()).await;
+    assert!(matches!(gone_rule, Err(StoreError::NotFound)), "{gone_rule:?}");
+    // A new rule never takes a deleted one's id: deliveries still name the old one by it.
+    let newer = store.create_event_rules(vec![rule("a2", target)], t0()).await.unwrap();
+    assert!(newer[0].id > a, "id {} reused after {a}", newer[0].id);
+    let mut clash = saved[0].clone();
+    clash.name = "a2".into();
+    let taken = store.update_event_rules(vec![clash], t0()).await;
+    assert!(matches!(taken, Err(StoreError::Unique(u)) if u == Unique::EVENT_RULE_NAME));
     assert!(matches!(
         store.delete_event_rules(&[a]).await,
         Err(StoreError::NotFound)

@@ -1,8 +1,9 @@
 -- Event rules (NetBox 3.7 and later): which object types and events, under which conditions,
 -- fire which webhook. A webhook fires through its own triggers, through the rules that point
 -- at it, or both; deleting a webhook deletes its rules, as NetBox does.
+-- AUTOINCREMENT: an id is never given again, since deliveries keep naming a deleted rule by it.
 create table event_rules (
-    id integer primary key,
+    id integer primary key autoincrement,
     name text not null unique,
     description text not null,
     object_types text not null,

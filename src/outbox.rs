@@ -9,7 +9,7 @@ use crate::error::WriteError;
 use crate::events::Event;
 use crate::objects::engine::{self, WriteRequest, Written};
 use crate::queue::Recorded;
-use crate::store::{in_write_tx, Store, StoreError, WriteTx};
+use crate::store::{in_write_tx, Store, StoreError, TriggerVersions, WriteTx};
 use crate::webhooks::{Firing, Matcher};
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, Mutex};
@@ -32,8 +32,7 @@ pub struct Committed {
 }
 
 /// Enabled webhooks' and event rules' versions, and the matcher built from them.
-type Versions = (Vec<(i64, DateTime<Utc>)>, Vec<(i64, DateTime<Utc>)>);
-type Cached = (Versions, Arc<Matcher>);
+type Cached = (TriggerVersions, Arc<Matcher>);
 
 /// Writes changes with their deliveries. Keeps the webhook matcher (conditions compiled) from
 /// one transaction to the next while no enabled webhook changed.
@@ -95,7 +94,7 @@ impl Outbox {
     /// The matcher for the enabled webhooks this transaction sees: the cached one while their
     /// versions are unchanged, else built anew (conditions parsed once per version).
     async fn matcher(&self, tx: &mut dyn WriteTx) -> Result<Arc<Matcher>, StoreError> {
-        let versions = (tx.enabled_webhook_versions().await?, tx.event_rule_versions().await?);
+        let versions = tx.trigger_versions().await?;
         if let Some((seen, matcher)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             if *seen == versions {
                 return Ok(matcher.clone());

@@ -481,7 +481,7 @@ async fn event_rules(store: &dyn Store) {
     let (a, b) = (created[1].id, created[0].id);
     let (versions, enabled) = in_write_tx(store, move |tx| {
         Box::pin(async move {
-            let versions = tx.event_rule_versions().await?;
+            let versions = tx.trigger_versions().await?.1;
             let enabled = tx.enabled_event_rules().await?;
             let e = event(EventKind::Created, "dcim.site", 1);
             let by_rule = Firing {
@@ -548,7 +548,7 @@ async fn write_transactions(store: &dyn Store) {
     let (event_id, enabled) = in_write_tx(store, move |tx| {
         let e = event(EventKind::Created, "dcim.site", 1);
         Box::pin(async move {
-            let versions = tx.enabled_webhook_versions().await?;
+            let versions = tx.trigger_versions().await?.0;
             let enabled = tx.enabled_webhooks().await?;
             assert_eq!(versions, vec![(enabled[0].id, enabled[0].last_updated)]);
             // One event without deliveries, one with: ids in order.

@@ -236,15 +236,17 @@ pub trait WorkerStore: Send + Sync {
     async fn workers_seen_since(&self, since: DateTime<Utc>) -> Result<i64>;
 }
 
+/// The enabled webhooks' `(id, last_updated)` and every event rule's, each by id.
+pub type TriggerVersions = (Vec<(i64, DateTime<Utc>)>, Vec<(i64, DateTime<Utc>)>);
+
 /// What runs inside one write transaction: object primitives, and the outbox's.
 #[async_trait]
 pub trait WriteTx: ObjectTx {
-    /// Enabled webhooks' ids and `last_updated`, as this transaction sees them.
-    async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>>;
+    /// The enabled webhooks' versions and every event rule's, as this transaction sees them,
+    /// in one read: what tells the outbox whether its matcher is current.
+    async fn trigger_versions(&mut self) -> Result<TriggerVersions>;
     /// The enabled webhooks, as this transaction sees them.
     async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>>;
-    /// Every event rule's id and `last_updated`, as this transaction sees them.
-    async fn event_rule_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>>;
     /// The enabled event rules, as this transaction sees them.
     async fn enabled_event_rules(&mut self) -> Result<Vec<EventRule>>;
     /// Stores events, each with one delivery queued (due `now`) per firing listed with it;

@@ -6,7 +6,7 @@
 //! may be a native JSON column: `Columns::json` reads either).
 
 use super::sql::Arg;
-use super::{Result, StoreError, Unique};
+use super::{Result, StoreError, TriggerVersions, Unique};
 use crate::auth::{Action, Group, Permission, Session, Token, User};
 use crate::changes::{Change, ChangeAction};
 use crate::events::{Event, EventKind};
@@ -353,6 +353,25 @@ pub fn webhook(row: &impl Columns) -> Result<Webhook> {
 /// A webhook's or an event rule's id and version.
 pub fn record_version(row: &impl Columns) -> Result<(i64, DateTime<Utc>)> {
     Ok((row.int("id")?, row.time("updated_at")?))
+}
+
+/// What the outbox's matcher depends on, in one read: the enabled webhooks' versions, then
+/// every event rule's (`true` marks a webhook), each by id.
+pub const TRIGGER_VERSIONS: &str = "select true as webhook, id, updated_at from webhooks where enabled = true \
+     union all select false as webhook, id, updated_at from event_rules order by webhook desc, id";
+
+/// A row of `TRIGGER_VERSIONS`: whether it is a webhook's, and the version.
+pub fn trigger_version(row: &impl Columns) -> Result<(bool, (i64, DateTime<Utc>))> {
+    Ok((row.flag("webhook")?, record_version(row)?))
+}
+
+/// `TRIGGER_VERSIONS`' rows as the webhooks' versions and the rules'.
+pub fn split_trigger_versions(rows: Vec<(bool, (i64, DateTime<Utc>))>) -> TriggerVersions {
+    let (webhooks, rules): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(webhook, _)| *webhook);
+    (
+        webhooks.into_iter().map(|(_, v)| v).collect(),
+        rules.into_iter().map(|(_, v)| v).collect(),
+    )
 }
 
 // Events, deliveries and attempts.

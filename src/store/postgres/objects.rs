@@ -4,7 +4,7 @@
 //! holder and then sees its key), and `lock` takes row locks where the engine asks for them.
 
 use super::events::insert_events;
-use super::webhooks::{enabled, versions};
+use super::webhooks::enabled;
 use super::{execute, fetch, insert_rows, insert_rows_with, query, scalar, sql, PgStore, DIALECT};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
@@ -14,7 +14,7 @@ use crate::page::Page;
 use crate::store::rows::{self, change_args, Columns, OBJECT_SELECT};
 use crate::store::sql::{object_find, Arg, Sql};
 use crate::store::statements;
-use crate::store::{ObjectStore, Result, WriteTx};
+use crate::store::{ObjectStore, Result, TriggerVersions, WriteTx};
 use crate::webhooks::{EventRule, Firing, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -274,16 +274,14 @@ impl ObjectTx for PgTx<'_> {
 
 #[async_trait]
 impl WriteTx for PgTx<'_> {
-    async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        versions::<Webhook, _>(&self.tx, true).await
+    async fn trigger_versions(&mut self) -> Result<TriggerVersions> {
+        fetch(&self.tx, &sql(rows::TRIGGER_VERSIONS), rows::trigger_version)
+            .await
+            .map(rows::split_trigger_versions)
     }
 
     async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>> {
         enabled(&self.tx).await
-    }
-
-    async fn event_rule_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        versions::<EventRule, _>(&self.tx, false).await
     }
 
     async fn enabled_event_rules(&mut self) -> Result<Vec<EventRule>> {

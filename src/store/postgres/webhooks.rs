@@ -19,20 +19,6 @@ pub(super) async fn enabled<R: Record, C: GenericClient>(c: &C) -> Result<Vec<R>
     .await
 }
 
-/// The versions of a kind's records, enabled ones or all (in the caller's transaction).
-pub(super) async fn versions<R: Record, C: GenericClient>(
-    c: &C,
-    enabled_only: bool,
-) -> Result<Vec<(i64, DateTime<Utc>)>> {
-    let only = if enabled_only { " where enabled" } else { "" };
-    fetch(
-        c,
-        &sql(&format!("select id, updated_at from {}{only} order by id", R::TABLE)),
-        rows::record_version,
-    )
-    .await
-}
-
 fn insert<R: Record>(record: &R, now: DateTime<Utc>) -> Result<Sql> {
     let mut q = sql(&format!(
         "insert into {} ({}, created_at, updated_at) values ",

@@ -3,7 +3,7 @@
 //! uniqueness checks and dependents are index lookups whatever the type.
 
 use super::events::{insert_deliveries, insert_event};
-use super::webhooks::{enabled, versions};
+use super::webhooks::enabled;
 use super::{map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK, DIALECT};
 use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
@@ -13,7 +13,7 @@ use crate::page::Page;
 use crate::store::rows::{self, change_args, json_err, Columns, CHANGE_COLUMNS, OBJECT_SELECT};
 use crate::store::sql::object_find;
 use crate::store::statements;
-use crate::store::{ObjectStore, Result, WriteTx};
+use crate::store::{ObjectStore, Result, TriggerVersions, WriteTx};
 use crate::webhooks::{EventRule, Firing, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -210,16 +210,14 @@ impl ObjectTx for SqliteTx<'_> {
 
 #[async_trait]
 impl WriteTx for SqliteTx<'_> {
-    async fn enabled_webhook_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        versions::<Webhook>(self.conn, true)
+    async fn trigger_versions(&mut self) -> Result<TriggerVersions> {
+        sql(rows::TRIGGER_VERSIONS)
+            .rows(self.conn, |r| rows::trigger_version(r))
+            .map(rows::split_trigger_versions)
     }
 
     async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>> {
         enabled(self.conn)
-    }
-
-    async fn event_rule_versions(&mut self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        versions::<EventRule>(self.conn, false)
     }
 
     async fn enabled_event_rules(&mut self) -> Result<Vec<EventRule>> {

@@ -14,12 +14,6 @@ pub(super) fn enabled<R: Record>(conn: &Connection) -> Result<Vec<R>> {
     sql(&format!("select * from {} where enabled = 1 order by id", R::TABLE)).rows(conn, |r| R::read(r))
 }
 
-/// The versions of a kind's records, enabled ones or all (in the caller's transaction).
-pub(super) fn versions<R: Record>(conn: &Connection, enabled_only: bool) -> Result<Vec<(i64, DateTime<Utc>)>> {
-    let only = if enabled_only { " where enabled = 1" } else { "" };
-    sql(&format!("select id, updated_at from {}{only} order by id", R::TABLE)).rows(conn, |r| rows::record_version(r))
-}
-
 impl SqliteStore {
     async fn records<R: Record>(&self) -> Result<Vec<R>> {
         self.read
@@ -110,7 +104,9 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn webhook_versions(&self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        self.read.run(|c| versions::<Webhook>(c, false)).await
+        self.read
+            .run(|c| sql("select id, updated_at from webhooks order by id").rows(c, |r| rows::record_version(r)))
+            .await
     }
 
     async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>> {

@@ -364,7 +364,7 @@ async fn ingest_secret_requires_a_valid_signature() {
     };
     assert_eq!(post(None).await.unwrap().status(), 400);
     assert_eq!(post(Some("00".repeat(64))).await.unwrap().status(), 400);
-    let good = herald::webhooks::request::sign("forwarding-secret", body.as_bytes());
+    let good = herald::webhooks::signature::netbox("forwarding-secret", body.as_bytes());
     assert_eq!(post(Some(good)).await.unwrap().status(), 202);
     app.stop().await;
 }
@@ -392,7 +392,7 @@ async fn preview_shows_exactly_what_would_be_sent() {
     assert_eq!(p["headers"]["X-Device"], "edge-r1");
     assert_eq!(
         p["headers"]["X-Hook-Signature"],
-        herald::webhooks::request::sign("abc", b"edge-r1 at Site 1 by admin")
+        herald::webhooks::signature::netbox("abc", b"edge-r1 at Site 1 by admin")
     );
     // Nothing was saved.
     let (_, list) = app.call("GET", "/api/extras/webhooks/", None).await;

@@ -47,7 +47,7 @@ async fn a_netbox_4_script_gets_its_deliveries_through_event_rules() {
         .iter()
         .map(|r| {
             assert_eq!(r.path, "/netbox4");
-            let sig = herald::webhooks::request::sign("s4", &r.body);
+            let sig = herald::webhooks::signature::netbox("s4", &r.body);
             assert_eq!(r.header("x-hook-signature"), Some(sig.as_str()));
             let body: Value = serde_json::from_slice(&r.body).unwrap();
             (

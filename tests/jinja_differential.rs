@@ -67,7 +67,7 @@ fn python_render(ctx: &Value, templates: &[String]) -> Vec<Value> {
 fn herald_render(ctx: &Value, source: &str) -> Result<String, String> {
     let mut env = herald::webhooks::template::environment();
     herald::webhooks::template::add(&mut env, "t", source).map_err(|e| e.to_string())?;
-    herald::webhooks::template::render(&env, "t", &minijinja::Value::from_serialize(ctx))
+    herald::webhooks::template::render(&env, "t", &minijinja::Value::from_serialize(ctx)).map_err(|e| e.message)
 }
 
 #[test]

@@ -64,7 +64,7 @@ async fn netbox_bodies_are_re_sent_as_received() {
     want.sort();
     assert_eq!(at("/raw"), want, "re-sent bodies differ from the posted ones");
     for r in got.iter().filter(|r| r.path == "/raw") {
-        let sig = herald::webhooks::request::sign("relay-secret", &r.body);
+        let sig = herald::webhooks::signature::netbox("relay-secret", &r.body);
         assert_eq!(r.header("x-hook-signature"), Some(sig.as_str()));
         assert_eq!(r.header("content-type"), Some("application/json"));
     }

@@ -250,7 +250,7 @@ async fn manual_retry_delete_queue_stats_and_test_send() {
     let sent = rx.received().last().cloned().unwrap();
     assert_eq!(
         sent.header("x-hook-signature").unwrap(),
-        herald::webhooks::request::sign("k", &sent.body)
+        herald::webhooks::signature::netbox("k", &sent.body)
     );
     let (_, all) = app.call("GET", "/api/extras/deliveries/", None).await;
     assert_eq!(all["count"], 3);

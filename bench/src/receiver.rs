@@ -120,7 +120,7 @@ async fn handle(
     if hang.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-    let expected = herald::webhooks::request::sign(SECRET, &body);
+    let expected = herald::webhooks::signature::netbox(SECRET, &body);
     if signature.as_deref() != Some(expected.as_bytes()) {
         counts.bad_signatures.fetch_add(1, Ordering::Relaxed);
     }

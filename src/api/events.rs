@@ -21,7 +21,9 @@ async fn create(
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = body_bytes(req, &st).await?;
-    let signature = headers.get("X-Hook-Signature").and_then(|v| v.to_str().ok());
+    let signature = headers
+        .get(crate::webhooks::signature::NETBOX)
+        .and_then(|v| v.to_str().ok());
     st.svc.check_ingest_signature(&body, signature)?;
     let value = parse_json(&body, &st)?;
     let recorded = st.svc.record_events(&auth.actor, value, &body, &request_id.0).await?;

@@ -18,6 +18,7 @@ use crate::queue::policy::{decide, parse_retry_after, Observed, Verdict};
 use crate::queue::{attach_events, ClaimPlan, Claimed, Outcome};
 use crate::store::{Store, StoreError};
 use crate::webhooks::sandbox::Sandbox;
+use crate::webhooks::signature;
 use chrono::Utc;
 use send::Clients;
 use std::collections::{HashMap, HashSet};
@@ -309,16 +310,14 @@ impl Worker {
         if let Some(why) = c.abandoned(self.config.max_claims_without_outcome) {
             return Outcome::unsendable(c.delivery_id, why, Utc::now());
         }
-        let built = match &prepared.compiled {
-            Ok(comp) if comp.renders() => {
-                self.sandbox
-                    .build(&prepared.webhook, &c.event, Some(c.delivery_id))
-                    .await
-            }
-            Ok(comp) => comp.build(&prepared.webhook, &c.event, Some(c.delivery_id)),
-            Err(e) => Err(e.clone()),
+        let built = if prepared.plain.renders() {
+            self.sandbox
+                .build(&prepared.webhook, &c.event, Some(c.delivery_id))
+                .await
+        } else {
+            prepared.plain.build(&prepared.webhook, &c.event, Some(c.delivery_id))
         };
-        let request = match built {
+        let mut request = match built {
             Ok(r) => r,
             Err(e) => return Outcome::unsendable(c.delivery_id, format!("template error: {e}"), Utc::now()),
         };
@@ -327,6 +326,8 @@ impl Worker {
             Some(d) => self.slots(&d).acquire_owned().await.ok(),
             None => None,
         };
+        // Signed once it may go: a signature never waits in line for a slot.
+        signature::sign(&prepared.webhook, &mut request);
         let timeout = Duration::from_secs(u64::from(prepared.webhook.timeout));
         let (attempt, timed_out) = match self.clients.for_request(&prepared.webhook, &request.url).await {
             Ok(client) => {

@@ -1,9 +1,10 @@
-//! The worker's copy of the webhooks (templates compiled once per version) and what it
-//! knows of their destinations: per-destination slots, and how claims share them.
+//! The worker's copy of the webhooks (as stored, and what their text says of their requests:
+//! nothing is compiled here, the sandbox compiles) and what it knows of their destinations:
+//! per-destination slots, and how claims share them.
 
 use super::{lock, Worker};
 use crate::queue::ClaimLimits;
-use crate::webhooks::request::{BuildError, Compiled};
+use crate::webhooks::request::Plain;
 use crate::webhooks::Webhook;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -11,10 +12,10 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tracing::error;
 
-/// A webhook with its templates compiled (or the compile error).
+/// A webhook, and what its text says of its requests.
 pub(super) struct Prepared {
     pub webhook: Webhook,
-    pub compiled: Result<Compiled, BuildError>,
+    pub plain: Plain,
     /// `host:port` when the URL's template cannot change it.
     pub destination: Option<String>,
 }
@@ -87,7 +88,7 @@ impl Worker {
         versions.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Caches exactly `webhooks`, compiling those that are new or changed.
+    /// Caches exactly `webhooks`, reading those that are new or changed.
     fn remember(&self, webhooks: Vec<Webhook>) {
         let mut cache = lock(&self.cache);
         let mut fresh = HashMap::with_capacity(webhooks.len());
@@ -101,7 +102,7 @@ impl Worker {
                     self.clients.clear();
                 }
                 Arc::new(Prepared {
-                    compiled: Compiled::new(&w),
+                    plain: Plain::of(&w),
                     destination: super::send::static_destination(&w.payload_url),
                     webhook: w,
                 })

@@ -10,6 +10,7 @@ use crate::events::Event;
 use crate::maintenance::heartbeat;
 use crate::page::Page;
 use crate::queue::{all_counts, per_minute, Attempt, Delivery, DeliveryFilter, QueueStats, Status};
+use crate::webhooks::headers;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -70,8 +71,8 @@ impl Services {
         }
         if !actor.can(types::WEBHOOK, Action::Change) {
             for a in &mut attempts {
-                mask(&mut a.request_headers);
-                mask(&mut a.response_headers);
+                headers::mask(&mut a.request_headers);
+                headers::mask(&mut a.response_headers);
             }
         }
         Ok(DeliveryDetail {
@@ -262,42 +263,4 @@ fn delete_target(filter: &DeliveryFilter) -> Result<Option<DeliveryFilter>> {
         ));
     }
     Ok(filter.restricted_to(&Status::DELETABLE))
-}
-
-/// Headers whose values are secrets, by name (any case).
-fn secret_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    matches!(
-        n.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-hook-signature"
-    ) || ["token", "secret", "password", "api-key", "apikey", "auth"]
-        .iter()
-        .any(|w| n.contains(w))
-}
-
-/// Hides the values of secret headers.
-fn mask(headers: &mut [(String, String)]) {
-    for (name, value) in headers.iter_mut() {
-        if secret_header(name) {
-            *value = "********".into();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_in_headers_are_masked() {
-        let mut h = vec![
-            ("Authorization".to_string(), "Bearer x".to_string()),
-            ("X-Auth-Token".into(), "t".into()),
-            ("Set-Cookie".into(), "s=1".into()),
-            ("Content-Type".into(), "application/json".into()),
-        ];
-        mask(&mut h);
-        let values: Vec<&str> = h.iter().map(|(_, v)| v.as_str()).collect();
-        assert_eq!(values, ["********", "********", "********", "application/json"]);
-    }
 }

@@ -9,8 +9,8 @@ use crate::delivery::send;
 use crate::events::{ingest, netbox_timestamp, Event, EventKind};
 use crate::page::Page;
 use crate::queue::Attempt;
-use crate::webhooks::request::{Compiled, Outgoing};
-use crate::webhooks::{HttpMethod, Rules, Webhook};
+use crate::webhooks::request::{BuildError, Failure, Outgoing, Plain};
+use crate::webhooks::{headers, signature, HttpMethod, Rules, Webhook};
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -161,55 +161,62 @@ impl Services {
             .await?
             .into_iter()
             .filter(|w| filter.matches(w))
+            .map(|w| shown_to(actor, w))
             .collect();
         Ok(Page::of(all, limit, offset))
     }
 
+    /// Webhook `id`, its secret headers masked for those who may not change it.
     pub async fn webhook(&self, actor: &Actor, id: i64) -> Result<Webhook> {
         require(actor, types::WEBHOOK, Action::View)?;
-        self.store.webhooks_by_id(&[id]).await?.pop().ok_or(Error::NotFound)
+        let w = self.store.webhooks_by_id(&[id]).await?.pop().ok_or(Error::NotFound)?;
+        Ok(shown_to(actor, w))
     }
 
-    /// Checks `body` as a new webhook (NetBox's rules), off the async threads: templates
-    /// compile and the CA file is read.
+    /// Checks `body` as a new webhook (NetBox's rules): the fields off the async threads (the
+    /// CA file is read), the templates in the sandbox.
     pub async fn check_new_webhook(&self, body: Value) -> Result<Webhook> {
         self.check_webhook(Webhook::blank(), body, false).await
     }
 
-    async fn check_webhook(&self, base: Webhook, body: Value, partial: bool) -> Result<Webhook> {
+    async fn check_webhook(&self, base: Webhook, mut body: Value, partial: bool) -> Result<Webhook> {
         let tags = self.resolve_tags(&body).await?;
+        // Headers sent back as they were shown masked keep their stored values.
+        if let Some(Value::String(sent)) = body.get_mut("additional_headers") {
+            *sent = headers::unmask_source(sent, &base.additional_headers);
+        }
         let (catalog, config) = (self.catalog.clone(), self.config.clone());
-        let check = move || {
+        let read = move || {
             let rules = Rules {
                 catalog: &catalog,
                 ca_dir: config.webhooks.ca_dir(),
             };
-            base.apply(&body, rules, partial)
+            base.read(&body, rules, partial)
         };
-        let mut webhook = blocking(check).await??;
+        let (mut webhook, mut errors) = blocking(read).await??;
+        if let Some(e) = self.check_templates(&webhook).await {
+            if !errors.0.contains_key(e.field) {
+                errors.add(e.field, template_refusal(&e));
+            }
+        }
         if let Some(tags) = tags {
             webhook.tags = tags;
         }
-        self.check_cost(&webhook).await?;
-        Ok(webhook)
+        Ok(errors.finish(webhook)?)
     }
 
-    /// Renders the templates once on a sample event: a template that runs out of memory or
-    /// time there would on every delivery, so it is refused when saved.
-    async fn check_cost(&self, webhook: &Webhook) -> Result<()> {
-        if !Compiled::new(webhook).is_ok_and(|c| c.renders()) {
-            return Ok(());
+    /// Compiles the templates and renders them once on a sample event, in the sandbox: a
+    /// template that does not compile, or that goes past the sandbox's bounds there (it would
+    /// on every delivery), is refused when saved. A render that fails on the sample only is
+    /// not: real events may hold what the sample lacks.
+    async fn check_templates(&self, webhook: &Webhook) -> Option<BuildError> {
+        if !Plain::of(webhook).renders() {
+            return None;
         }
         let sample = self.sample_event(webhook, "herald");
         match self.sandbox.build(webhook, &sample, None).await {
-            Err(e) if e.exhausted => Err(Error::field(
-                e.field,
-                format!(
-                    "Rendered on a sample event, this template goes past Herald's limits: {}.",
-                    e.message
-                ),
-            )),
-            _ => Ok(()),
+            Err(e) if e.failure != Failure::Render => Some(e),
+            _ => None,
         }
     }
 
@@ -282,7 +289,9 @@ impl Services {
         require(actor, types::WEBHOOK, if saved { Action::View } else { Action::Add })?;
         let mut out = self.build(&webhook, event).await?;
         if saved && !actor.can(types::WEBHOOK, Action::Change) {
-            out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("X-Hook-Signature"));
+            headers::mask(&mut out.headers);
+        } else {
+            signature::sign(&webhook, &mut out);
         }
         Ok(out)
     }
@@ -294,21 +303,24 @@ impl Services {
         self.destinations.check_url(&parsed).err().map(|e| e.to_string())
     }
 
-    /// The request `webhook` sends for `event`, rendered in the sandbox; a template failure is
-    /// a field error.
+    /// The request `webhook` sends for `event`, built in the sandbox when it renders anything;
+    /// a template failure is a field error. Not signed.
     async fn build(&self, webhook: &Webhook, event: &Event) -> Result<Outgoing> {
-        Compiled::new(webhook).map_err(|e| Error::field(e.field, e.message))?;
-        self.sandbox
-            .build(webhook, event, None)
-            .await
-            .map_err(|e| Error::field(e.field, e.message))
+        let plain = Plain::of(webhook);
+        let built = if plain.renders() {
+            self.sandbox.build(webhook, event, None).await
+        } else {
+            plain.build(webhook, event, None)
+        };
+        built.map_err(|e| Error::field(e.field, template_refusal(&e)))
     }
 
     /// Sends `webhook`'s request for `event` (or a sample) now; nothing is queued or recorded.
     pub async fn test_send(&self, actor: &Actor, webhook: &Webhook, event: Option<&Value>) -> Result<Attempt> {
         require(actor, types::WEBHOOK, Action::Change)?;
         let event = self.event_for(webhook, event, &actor.user.username)?;
-        let request = self.build(webhook, &event).await?;
+        let mut request = self.build(webhook, &event).await?;
+        signature::sign(webhook, &mut request);
         let timeout = Duration::from_secs(u64::from(webhook.timeout));
         let mut attempt = match self.clients().for_request(webhook, &request.url).await {
             Ok(client) => send::send(&client, &request, 0, timeout, TEST_EXCERPT).await.0,
@@ -387,6 +399,26 @@ impl Services {
             request: None,
             body: None,
         }
+    }
+}
+
+/// `w` as `actor` may see it: secret headers masked unless they may change webhooks.
+fn shown_to(actor: &Actor, mut w: Webhook) -> Webhook {
+    if !actor.can(types::WEBHOOK, Action::Change) {
+        w.additional_headers = headers::mask_source(&w.additional_headers);
+    }
+    w
+}
+
+/// What a template failure says on the field that failed.
+fn template_refusal(e: &BuildError) -> String {
+    match e.failure {
+        Failure::Invalid => format!("Invalid template: {}", e.message),
+        Failure::Exhausted => format!(
+            "Rendered on a sample event, this template goes past Herald's limits: {}.",
+            e.message
+        ),
+        Failure::Render => e.message.clone(),
     }
 }
 

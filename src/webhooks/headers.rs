@@ -68,9 +68,131 @@ pub fn check_source(source: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a secret header's value is shown as to those who may not see it.
+pub const MASK: &str = "********";
+
+/// Headers whose values are secrets, by name (any case): credentials, cookies, signatures,
+/// and names that say token, secret, key, password or auth.
+pub fn is_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || ["token", "secret", "password", "key", "auth", "signature"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// Hides the values of secret headers.
+pub fn mask(headers: &mut [(String, String)]) {
+    for (name, value) in headers.iter_mut() {
+        if is_secret(name) {
+            *value = MASK.into();
+        }
+    }
+}
+
+/// A headers template as shown to those who may not see secrets: a secret header's value is
+/// masked, and so is every line that is not a plain `Name: Value` (its name or a block may
+/// hold or build anything).
+pub fn mask_source(source: &str) -> String {
+    source
+        .split('\n')
+        .map(|line| match masked_line(line) {
+            Some(m) => m,
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How `line` is shown masked, when it is.
+fn masked_line(line: &str) -> Option<String> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    match line.split_once(':') {
+        Some((name, _)) if !is_template_text(name) && !name.trim().is_empty() => {
+            is_secret(name.trim()).then(|| format!("{}: {MASK}", name.trim()))
+        }
+        _ => Some(MASK.into()),
+    }
+}
+
+fn is_template_text(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#") || s.contains("}}") || s.contains("%}")
+}
+
+/// `incoming` (a headers template sent back) with each masked line taken back from `stored`:
+/// a `Name: ********` line becomes the stored line of that name, a `********` line the stored
+/// line masked whole in the same turn. What was changed stays as sent.
+pub fn unmask_source(incoming: &str, stored: &str) -> String {
+    if !incoming.contains(MASK) {
+        return incoming.to_string();
+    }
+    let stored_lines: Vec<&str> = stored.split('\n').collect();
+    let mut whole = stored_lines.iter().filter(|l| masked_line(l).as_deref() == Some(MASK));
+    incoming
+        .split('\n')
+        .map(|line| {
+            if line.trim() == MASK {
+                return whole.next().map_or(line, |l| *l).to_string();
+            }
+            match line.split_once(':') {
+                Some((name, value)) if value.trim() == MASK => stored_lines
+                    .iter()
+                    .find(|l| {
+                        l.split_once(':')
+                            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name.trim()))
+                    })
+                    .map_or(line, |l| *l)
+                    .to_string(),
+                _ => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_headers_are_masked() {
+        let mut h = vec![
+            ("Authorization".to_string(), "Bearer x".to_string()),
+            ("X-Auth-Token".into(), "t".into()),
+            ("Set-Cookie".into(), "s=1".into()),
+            ("X-Api-Key".into(), "k".into()),
+            ("Content-Type".into(), "application/json".into()),
+        ];
+        mask(&mut h);
+        let values: Vec<&str> = h.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, [MASK, MASK, MASK, MASK, "application/json"]);
+    }
+
+    #[test]
+    fn header_templates_are_masked_and_taken_back() {
+        let stored = "Authorization: Bearer abc\nX-Site: {{ data.name }}\n{% set t = 'k' %}\nX-Secret-Thing: {{ t }}\n";
+        let shown = mask_source(stored);
+        assert_eq!(
+            shown,
+            "Authorization: ********\nX-Site: {{ data.name }}\n********\nX-Secret-Thing: ********\n"
+        );
+        assert!(!shown.contains("abc") && !shown.contains("'k'"));
+        // Sent back as shown: what was stored.
+        assert_eq!(unmask_source(&shown, stored), stored);
+        // Sent back with one line changed: that line as sent, the others as stored.
+        let edited = shown.replace("X-Site: {{ data.name }}", "X-Site: fixed");
+        assert_eq!(
+            unmask_source(&edited, stored),
+            stored.replace("X-Site: {{ data.name }}", "X-Site: fixed")
+        );
+        let replaced = shown.replace("Authorization: ********", "Authorization: Bearer new");
+        assert!(unmask_source(&replaced, stored).starts_with("Authorization: Bearer new\n"));
+        assert_eq!(unmask_source("X-A: 1", stored), "X-A: 1");
+    }
 
     #[test]
     fn header_lines() {

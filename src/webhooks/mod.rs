@@ -8,6 +8,7 @@ pub mod modulo;
 pub mod request;
 mod rules;
 pub mod sandbox;
+pub mod signature;
 pub mod template;
 
 pub use rules::{check_url, Rules};

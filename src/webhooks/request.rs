@@ -1,16 +1,21 @@
-//! The exact request a webhook sends for an event: URL, headers, body and signature.
+//! The exact request a webhook sends for an event: URL, headers and body (its signature is a
+//! step of its own, `signature`, taken by the process that sends it).
+//!
+//! Templates are compiled only where memory is bounded: minijinja folds constant expressions
+//! when it compiles (`{{ 'y' * 10**8 }}` is a 100 MB string before anything renders), so
+//! `Compiled` lives in the sandbox child alone. Herald's own processes read a webhook's text
+//! (`Plain`) and build, without any template engine, the requests of webhooks that hold no
+//! template; the others are built in the sandbox.
 
 use super::{headers, template, HttpMethod, Webhook};
 use crate::events::Event;
-use hmac::{Hmac, Mac};
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
-use sha2::Sha512;
 
 /// The `User-Agent` Herald sends unless a webhook sets its own.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
 
-/// A request ready to send.
+/// A request ready to sign and send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outgoing {
     pub method: HttpMethod,
@@ -20,13 +25,39 @@ pub struct Outgoing {
     pub body: String,
 }
 
+/// Why a request could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Failure {
+    /// A template does not compile, or compiles to more than Herald keeps: it fails on every
+    /// event.
+    Invalid,
+    /// A template failed on this event, or rendered something unusable.
+    Render,
+    /// The templates ran out of memory or time (they would on any event like this one).
+    Exhausted,
+}
+
 /// A field's template failed, or rendered something unusable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildError {
     pub field: &'static str,
     pub message: String,
-    /// The templates ran out of memory or time (they would on any event like this one).
-    pub exhausted: bool,
+    pub failure: Failure,
+}
+
+impl BuildError {
+    pub fn new(field: &'static str, message: impl Into<String>, failure: Failure) -> BuildError {
+        BuildError {
+            field,
+            message: message.into(),
+            failure,
+        }
+    }
+
+    /// Whether the templates went past the sandbox's bounds.
+    pub fn exhausted(&self) -> bool {
+        self.failure == Failure::Exhausted
+    }
 }
 
 impl std::fmt::Display for BuildError {
@@ -35,135 +66,205 @@ impl std::fmt::Display for BuildError {
     }
 }
 
-fn err(field: &'static str, message: impl Into<String>) -> BuildError {
-    BuildError {
-        field,
-        message: message.into(),
-        exhausted: false,
-    }
+fn render_err(field: &'static str, message: impl Into<String>) -> BuildError {
+    BuildError::new(field, message, Failure::Render)
 }
 
-/// A webhook with its templates compiled once.
-pub struct Compiled {
-    env: Environment<'static>,
+/// Whether `source` holds any Jinja2 syntax; without it, rendering returns the text itself.
+pub fn is_template(source: &str) -> bool {
+    source.contains("{{") || source.contains("{%") || source.contains("{#")
+}
+
+/// What a webhook's request is from its text alone: the parts that hold no template. Reading
+/// it compiles nothing, so it is safe in any process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plain {
     has_body: bool,
-    /// The URL when it holds no template (most do): no rendering needed.
+    /// The URL when it holds no template (most do).
     static_url: Option<String>,
     /// The extra headers when they hold no template.
     static_headers: Option<Vec<(String, String)>>,
 }
 
-/// Whether `source` holds any Jinja2 syntax; without it, rendering returns the text itself.
-fn is_template(source: &str) -> bool {
-    source.contains("{{") || source.contains("{%") || source.contains("{#")
-}
+impl Plain {
+    pub fn of(webhook: &Webhook) -> Plain {
+        Plain {
+            has_body: !webhook.body_template.is_empty(),
+            static_url: (!is_template(&webhook.payload_url)).then(|| webhook.payload_url.trim().to_string()),
+            static_headers: (!is_template(&webhook.additional_headers))
+                .then(|| headers::parse(&webhook.additional_headers)),
+        }
+    }
 
-impl Compiled {
-    /// Whether building runs any template (else it is plain text and JSON, safe in-process).
+    /// Whether building runs any template (in the sandbox); else it is plain text and JSON.
     pub fn renders(&self) -> bool {
         self.has_body || self.static_url.is_none() || self.static_headers.is_none()
     }
 
-    /// Compiles the webhook's templates; errors name the field.
-    pub fn new(webhook: &Webhook) -> Result<Compiled, BuildError> {
+    /// The request of a webhook that renders nothing (`renders()` is false).
+    pub fn build(&self, webhook: &Webhook, event: &Event, delivery: Option<i64>) -> Result<Outgoing, BuildError> {
+        match (&self.static_url, &self.static_headers, self.has_body) {
+            (Some(url), Some(extra), false) => {
+                assemble(webhook, url.clone(), extra.clone(), event.default_body(), delivery)
+            }
+            _ => Err(render_err(
+                "template",
+                "this webhook's templates render in the sandbox, not here",
+            )),
+        }
+    }
+}
+
+/// A webhook with its templates compiled once. Only the sandbox child makes these.
+pub(super) struct Compiled {
+    env: Environment<'static>,
+    plain: Plain,
+    /// Bytes the compiled templates hold, about (what a cache of them counts).
+    weight: usize,
+}
+
+impl Compiled {
+    /// Compiles the webhook's templates; errors name the field. Templates whose constant
+    /// expressions fold into more than `template::MAX_CONSTANT_BYTES` are refused.
+    pub(super) fn new(webhook: &Webhook) -> Result<Compiled, BuildError> {
+        let plain = Plain::of(webhook);
         let mut env = template::environment();
-        let has_body = !webhook.body_template.is_empty();
-        let mut sources = vec![
-            ("payload_url", &webhook.payload_url),
-            ("additional_headers", &webhook.additional_headers),
-        ];
-        if has_body {
+        let mut sources = Vec::with_capacity(3);
+        if plain.static_url.is_none() {
+            sources.push(("payload_url", &webhook.payload_url));
+        }
+        if plain.static_headers.is_none() {
+            sources.push((template::HEADERS, &webhook.additional_headers));
+        }
+        if plain.has_body {
             sources.push(("body_template", &webhook.body_template));
         }
+        let mut weight = 0;
+        let mut constants = 0;
         for (field, source) in sources {
-            template::add(&mut env, field, source).map_err(|e| err(field, template::describe(&e)))?;
+            let invalid = |message: String| BuildError::new(field, message, Failure::Invalid);
+            template::add(&mut env, field, source).map_err(|e| invalid(template::describe(&e)))?;
+            let w = template::weigh(&env, field, template::MAX_CONSTANT_BYTES - constants)
+                .map_err(|e| invalid(template::describe(&e)))?;
+            if w.constants_over {
+                return Err(invalid(template::constants_refusal()));
+            }
+            constants += w.constants;
+            weight += w.total;
         }
-        let static_url = (!is_template(&webhook.payload_url)).then(|| webhook.payload_url.trim().to_string());
-        let static_headers =
-            (!is_template(&webhook.additional_headers)).then(|| headers::parse(&webhook.additional_headers));
-        Ok(Compiled {
-            env,
-            has_body,
-            static_url,
-            static_headers,
-        })
+        Ok(Compiled { env, plain, weight })
+    }
+
+    pub(super) fn weight(&self) -> usize {
+        self.weight
     }
 
     /// Renders the request `webhook` sends for `event` as delivery `delivery` (none for
     /// previews and tests). Errors name the field that failed.
-    pub fn build(&self, webhook: &Webhook, event: &Event, delivery: Option<i64>) -> Result<Outgoing, BuildError> {
-        let needs_context = self.has_body || self.static_url.is_none() || self.static_headers.is_none();
-        let ctx = if needs_context {
-            minijinja::Value::from_serialize(event.context())
-        } else {
-            minijinja::Value::UNDEFINED
+    pub(super) fn build(
+        &self,
+        webhook: &Webhook,
+        event: &Event,
+        delivery: Option<i64>,
+    ) -> Result<Outgoing, BuildError> {
+        let ctx = minijinja::Value::from_serialize(event.context());
+        let render = |name: &'static str| {
+            template::render(&self.env, name, &ctx).map_err(|e| {
+                let failure = if e.exhausted {
+                    Failure::Exhausted
+                } else {
+                    Failure::Render
+                };
+                BuildError::new(name, e.message, failure)
+            })
         };
-        let render = |name: &'static str| template::render(&self.env, name, &ctx).map_err(|e| err(name, e));
-
-        let url = match &self.static_url {
+        let url = match &self.plain.static_url {
             Some(u) => u.clone(),
             None => render("payload_url")?.trim().to_string(),
         };
-        super::check_url(&url).map_err(|e| err("payload_url", format!("rendered to \"{url}\": {e}")))?;
-
-        let mut headers: Vec<(String, String)> = vec![
-            ("Content-Type".into(), webhook.http_content_type.clone()),
-            ("User-Agent".into(), USER_AGENT.into()),
-        ];
-        let extra = match &self.static_headers {
+        let extra = match &self.plain.static_headers {
             Some(h) => h.clone(),
-            None => headers::parse(&render("additional_headers")?),
+            None => headers::parse(&render(template::HEADERS)?),
         };
-        for (name, value) in extra {
-            headers::check_name(&name).map_err(|e| err("additional_headers", e))?;
-            if let Some(existing) = headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
-                *existing = (name, value);
-            } else {
-                headers.push((name, value));
-            }
-        }
-        if let Some(id) = delivery {
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(headers::DELIVERY));
-            headers.push((headers::DELIVERY.into(), id.to_string()));
-        }
-
-        let body = if self.has_body {
+        let body = if self.plain.has_body {
             render("body_template")?
         } else {
             event.default_body()
         };
-
-        if !webhook.secret.is_empty() {
-            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("X-Hook-Signature"));
-            headers.push(("X-Hook-Signature".into(), sign(&webhook.secret, body.as_bytes())));
-        }
-
-        Ok(Outgoing {
-            method: webhook.http_method,
-            url,
-            headers,
-            body,
-        })
+        assemble(webhook, url, extra, body, delivery)
     }
 }
 
-/// Lowercase hex HMAC-SHA512 of `body` keyed by `secret`.
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha512>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+/// The request from its rendered parts: the URL checked, the default headers overridden by the
+/// webhook's own, the delivery's id last.
+fn assemble(
+    webhook: &Webhook,
+    url: String,
+    extra: Vec<(String, String)>,
+    body: String,
+    delivery: Option<i64>,
+) -> Result<Outgoing, BuildError> {
+    super::check_url(&url).map_err(|e| render_err("payload_url", format!("rendered to \"{url}\": {e}")))?;
+    let mut headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), webhook.http_content_type.clone()),
+        ("User-Agent".into(), USER_AGENT.into()),
+    ];
+    for (name, value) in extra {
+        headers::check_name(&name).map_err(|e| render_err("additional_headers", e))?;
+        if let Some(existing) = headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            *existing = (name, value);
+        } else {
+            headers.push((name, value));
+        }
+    }
+    if let Some(id) = delivery {
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(headers::DELIVERY));
+        headers.push((headers::DELIVERY.into(), id.to_string()));
+    }
+    Ok(Outgoing {
+        method: webhook.http_method,
+        url,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn webhook(url: &str, headers: &str, body: &str) -> Webhook {
+        let mut w = Webhook::blank();
+        w.payload_url = url.into();
+        w.additional_headers = headers.into();
+        w.body_template = body.into();
+        w
+    }
+
     #[test]
-    fn signature_is_hmac_sha512_hex() {
-        // RFC 4231 test case 2.
-        assert_eq!(
-            sign("Jefe", b"what do ya want for nothing?"),
-            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737"
-        );
+    fn plain_webhooks_build_without_a_template_engine() {
+        let w = webhook("http://h/x", "X-A: 1", "");
+        let plain = Plain::of(&w);
+        assert!(!plain.renders());
+        assert!(Plain::of(&webhook("http://h/{{ model }}", "", "")).renders());
+        assert!(Plain::of(&webhook("http://h/", "X: {# c #}", "")).renders());
+        assert!(Plain::of(&webhook("http://h/", "", "text")).renders());
+    }
+
+    #[test]
+    fn constants_folded_past_the_limit_are_refused_when_compiled() {
+        let over = webhook("http://h/", "", "{% if false %}{{ 'yy' * 10**6 }}{% endif %}ok");
+        let e = Compiled::new(&over).err().expect("refused");
+        assert_eq!((e.field, e.failure), ("body_template", Failure::Invalid));
+        assert!(e.message.contains("constant"), "{}", e.message);
+        // Spread over two templates, the limit is for the webhook.
+        let spread = webhook("http://h/{{ 'u' * 600000 }}", "", "{{ 'b' * 600000 }}");
+        assert_eq!(Compiled::new(&spread).err().map(|e| e.field), Some("body_template"));
+        let fine = webhook("http://h/", "", "{{ 'y' * 1000 }} {{ data.name }}");
+        let c = Compiled::new(&fine).unwrap();
+        assert!(c.weight() >= 1000 && c.weight() < 64 * 1024, "{}", c.weight());
+        // Lazy repeats count as what they would print.
+        let lazy = webhook("http://h/", "", "{{ ([1] * 10**15)|length }}");
+        assert!(Compiled::new(&lazy).is_err());
     }
 }

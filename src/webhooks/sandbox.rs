@@ -1,11 +1,13 @@
-//! Templates rendered in child processes (`herald sandbox`), each under a memory bound set by
-//! the kernel (RLIMIT_DATA) and a time bound the parent enforces by killing it. No template
-//! can take Herald's memory, or hold a worker, past those bounds: whatever it builds, and
-//! however it builds it, a child that runs out dies alone and is started again.
+//! Templates compiled and rendered in child processes (`herald sandbox`), each under a memory
+//! bound set by the kernel (RLIMIT_DATA) and a time bound the parent enforces by killing it.
+//! No template can take Herald's memory, or hold a worker, past those bounds: whatever it
+//! builds, when compiled (minijinja folds constant expressions then) or rendered, a child that
+//! runs out dies alone and is started again. A child keeps compiled templates up to a bound in
+//! bytes; secrets never enter it (requests are signed by the parent).
 //!
 //! Parent and child speak one JSON object a line over the child's stdin and stdout.
 
-use super::request::{BuildError, Compiled, Outgoing};
+use super::request::{BuildError, Compiled, Failure, Outgoing};
 use super::{HttpMethod, Webhook};
 use crate::events::Event;
 use serde::{Deserialize, Serialize};
@@ -23,8 +25,10 @@ use tokio::sync::Mutex;
 
 /// The first line a child writes, so the parent knows it started the right program.
 const HELLO: &str = concat!("herald-sandbox ", env!("CARGO_PKG_VERSION"));
-/// Compiled webhooks a child keeps.
+/// Compiled webhooks a child keeps at most.
 const CACHED: usize = 64;
+/// Bytes of compiled templates a child keeps at most (a fraction of its memory bound).
+const CACHED_BYTES: usize = 8 * 1024 * 1024;
 /// Longest answer line read from a child (a rendered request with its body).
 const MAX_ANSWER: usize = 32 * 1024 * 1024;
 
@@ -36,7 +40,6 @@ struct Spec {
     body_template: String,
     http_content_type: String,
     http_method: String,
-    secret: String,
 }
 
 impl Spec {
@@ -47,7 +50,6 @@ impl Spec {
             body_template: w.body_template.clone(),
             http_content_type: w.http_content_type.clone(),
             http_method: w.http_method.as_str().into(),
-            secret: w.secret.clone(),
         }
     }
 
@@ -65,7 +67,6 @@ impl Spec {
         w.body_template = self.body_template.clone();
         w.http_content_type = self.http_content_type.clone();
         w.http_method = HttpMethod::parse(&self.http_method).unwrap_or(HttpMethod::Post);
-        w.secret = self.secret.clone();
         w
     }
 }
@@ -80,7 +81,11 @@ struct Ask {
 #[derive(Serialize, Deserialize)]
 enum Answer {
     Built(Outgoing),
-    Failed { field: String, message: String },
+    Failed {
+        field: String,
+        message: String,
+        failure: Failure,
+    },
 }
 
 /// Limits of the children.
@@ -98,6 +103,38 @@ struct Proc {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// Asks it has answered (each may have left compiled templates in its cache).
+    asked: u64,
+}
+
+/// An ask that brought no request back.
+enum Lost {
+    /// The child answered that the templates failed.
+    Failed(BuildError),
+    /// No child could be started.
+    Unstarted(String),
+    /// The child died (out of memory, or crashed); it held others' templates as well, or not.
+    Died { why: String, held_others: bool },
+    /// The child took longer than the time bound and was stopped.
+    TimedOut,
+}
+
+impl Lost {
+    fn error(self, webhook: &Webhook, timeout: Duration) -> BuildError {
+        match self {
+            Lost::Failed(e) => e,
+            Lost::Unstarted(why) => lost(webhook, why, Failure::Render),
+            Lost::Died { why, .. } => lost(webhook, why, Failure::Exhausted),
+            Lost::TimedOut => lost(
+                webhook,
+                format!(
+                    "compiling and rendering took longer than {} s and were stopped",
+                    timeout.as_secs_f64()
+                ),
+                Failure::Exhausted,
+            ),
+        }
+    }
 }
 
 /// The pool of sandbox children.
@@ -108,7 +145,7 @@ pub struct Sandbox {
 }
 
 /// A render that did not come back: it is pinned on the template most likely at fault.
-fn lost(webhook: &Webhook, message: String, exhausted: bool) -> BuildError {
+fn lost(webhook: &Webhook, message: String, failure: Failure) -> BuildError {
     let templated = |s: &str| s.contains("{{") || s.contains("{%");
     let field = if !webhook.body_template.is_empty() {
         "body_template"
@@ -117,11 +154,7 @@ fn lost(webhook: &Webhook, message: String, exhausted: bool) -> BuildError {
     } else {
         "payload_url"
     };
-    BuildError {
-        field,
-        message,
-        exhausted,
-    }
+    BuildError::new(field, message, failure)
 }
 
 impl Sandbox {
@@ -134,53 +167,62 @@ impl Sandbox {
         }
     }
 
-    /// Builds the request `webhook` sends for `event` in a child. A child that runs out of
-    /// memory or time is replaced; the render fails with a message saying which.
+    /// Builds the request `webhook` sends for `event` in a child, compiling its templates there
+    /// first (or reusing them). A child that runs out of memory or time is replaced; a child
+    /// that died while holding other templates too is tried once more, fresh, so that only
+    /// this webhook's own templates decide. The request is not signed.
     pub async fn build(&self, webhook: &Webhook, event: &Event, delivery: Option<i64>) -> Result<Outgoing, BuildError> {
         let ask = Ask {
             spec: Spec::of(webhook),
             event: event.clone(),
             delivery,
         };
-        let mut line =
-            serde_json::to_string(&ask).map_err(|e| lost(webhook, format!("cannot send the event: {e}"), false))?;
+        let mut line = serde_json::to_string(&ask)
+            .map_err(|e| lost(webhook, format!("cannot send the event: {e}"), Failure::Render))?;
         line.push('\n');
-        let mut slot = self.slot().await;
-        if slot.is_none() {
-            *slot = Some(self.spawn().await.map_err(|e| lost(webhook, e, false))?);
+        match self.ask(&line, false).await {
+            Err(Lost::Died { held_others: true, .. }) => self.ask(&line, true).await,
+            other => other,
         }
-        let proc = slot
-            .as_mut()
-            .ok_or_else(|| lost(webhook, "no sandbox process".into(), false))?;
-        let answered = tokio::time::timeout(self.limits.timeout, exchange(proc, &line)).await;
-        let answer = match answered {
-            Ok(Ok(a)) => a,
+        .map_err(|l| l.error(webhook, self.limits.timeout))
+    }
+
+    /// One ask on one child; on a child that has answered nothing before when `fresh`.
+    async fn ask(&self, line: &str, fresh: bool) -> Result<Outgoing, Lost> {
+        let mut slot = self.slot().await;
+        if fresh && slot.as_ref().is_some_and(|p| p.asked > 0) {
+            if let Some(p) = slot.take() {
+                let _ = end(p).await;
+            }
+        }
+        if slot.is_none() {
+            *slot = Some(self.spawn().await.map_err(Lost::Unstarted)?);
+        }
+        let Some(proc) = slot.as_mut() else {
+            return Err(Lost::Unstarted("no sandbox process".into()));
+        };
+        let held_others = proc.asked > 0;
+        proc.asked += 1;
+        match tokio::time::timeout(self.limits.timeout, exchange(proc, line)).await {
+            Ok(Ok(Answer::Built(out))) => Ok(out),
+            Ok(Ok(Answer::Failed {
+                field,
+                message,
+                failure,
+            })) => Err(Lost::Failed(BuildError::new(field_name(&field), message, failure))),
             Ok(Err(e)) => {
                 let why = match slot.take() {
                     Some(p) => end(p).await,
                     None => e,
                 };
-                return Err(lost(webhook, why, true));
+                Err(Lost::Died { why, held_others })
             }
             Err(_) => {
                 if let Some(p) = slot.take() {
                     let _ = end(p).await;
                 }
-                let secs = self.limits.timeout.as_secs_f64();
-                return Err(lost(
-                    webhook,
-                    format!("rendering took longer than {secs} s and was stopped"),
-                    true,
-                ));
+                Err(Lost::TimedOut)
             }
-        };
-        match answer {
-            Answer::Built(out) => Ok(out),
-            Answer::Failed { field, message } => Err(BuildError {
-                field: field_name(&field),
-                exhausted: message.contains("fuel"),
-                message,
-            }),
         }
     }
 
@@ -224,7 +266,12 @@ impl Sandbox {
                 self.limits.program.display()
             ));
         }
-        Ok(Proc { child, stdin, stdout })
+        Ok(Proc {
+            child,
+            stdin,
+            stdout,
+            asked: 0,
+        })
     }
 }
 
@@ -255,7 +302,7 @@ async fn end(mut proc: Proc) -> String {
     let status = tokio::time::timeout(Duration::from_secs(5), proc.child.wait()).await;
     let aborted = matches!(&status, Ok(Ok(s)) if std::os::unix::process::ExitStatusExt::signal(s) == Some(6));
     if aborted {
-        "the templates needed more memory than the sandbox allows, and were stopped".into()
+        "compiling and rendering the templates needed more memory than the sandbox allows, and were stopped".into()
     } else {
         "the template sandbox crashed while rendering".into()
     }
@@ -286,7 +333,7 @@ pub fn child_main() -> std::process::ExitCode {
     if writeln!(out, "{HELLO}").and_then(|()| out.flush()).is_err() {
         return std::process::ExitCode::FAILURE;
     }
-    let mut cache: HashMap<u64, Result<Compiled, BuildError>> = HashMap::new();
+    let mut cache = Cache::default();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
         let answer = match serde_json::from_str::<Ask>(&line) {
@@ -294,6 +341,7 @@ pub fn child_main() -> std::process::ExitCode {
             Err(e) => Answer::Failed {
                 field: "template".into(),
                 message: format!("bad ask: {e}"),
+                failure: Failure::Render,
             },
         };
         let Ok(text) = serde_json::to_string(&answer) else {
@@ -306,22 +354,56 @@ pub fn child_main() -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-fn render(cache: &mut HashMap<u64, Result<Compiled, BuildError>>, ask: Ask) -> Answer {
+/// A child's compiled webhooks (or their compile errors), bounded in count and in bytes.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<u64, (Result<Compiled, BuildError>, usize)>,
+    bytes: usize,
+}
+
+impl Cache {
+    /// Keeps `compiled` under `key`, emptying the cache first when it would go past a bound; a
+    /// webhook bigger than the whole bound is not kept (it is compiled again when it renders).
+    fn keep(&mut self, key: u64, compiled: Result<Compiled, BuildError>) {
+        let weight = match &compiled {
+            Ok(c) => c.weight(),
+            Err(e) => e.message.len(),
+        };
+        if weight > CACHED_BYTES {
+            return;
+        }
+        if self.entries.len() >= CACHED || self.bytes + weight > CACHED_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += weight;
+        self.entries.insert(key, (compiled, weight));
+    }
+}
+
+/// Builds an ask's request, with its webhook compiled now unless the cache has it.
+fn render(cache: &mut Cache, ask: Ask) -> Answer {
     let webhook = ask.spec.webhook();
     let key = ask.spec.key();
-    if !cache.contains_key(&key) && cache.len() >= CACHED {
-        cache.clear();
-    }
-    let compiled = cache.entry(key).or_insert_with(|| Compiled::new(&webhook));
-    let built = match compiled {
+    let build = |c: &Result<Compiled, BuildError>| match c {
         Ok(c) => c.build(&webhook, &ask.event, ask.delivery),
         Err(e) => Err(e.clone()),
+    };
+    let built = match cache.entries.get(&key) {
+        Some((compiled, _)) => build(compiled),
+        None => {
+            let compiled = Compiled::new(&webhook);
+            let built = build(&compiled);
+            cache.keep(key, compiled);
+            built
+        }
     };
     match built {
         Ok(out) => Answer::Built(out),
         Err(e) => Answer::Failed {
             field: e.field.into(),
             message: e.message,
+            failure: e.failure,
         },
     }
 }

@@ -54,16 +54,108 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
-/// Checks that `source` compiles; the error names the line.
-pub fn check(source: &str) -> Result<(), String> {
-    let mut env = environment();
-    add(&mut env, "check", source).map_err(|e| describe(&e))
-}
-
 /// Compiles `source` as template `name`, Python's `%` operations written as filters first
-/// (`modulo::rewrite`).
+/// (`modulo::rewrite`). minijinja folds constant expressions as it compiles, so compiling
+/// costs what those constants hold: only the sandbox child compiles webhooks' templates.
 pub fn add(env: &mut Environment<'static>, name: &'static str, source: &str) -> Result<(), Error> {
     env.add_template_owned(name, modulo::rewrite(source))
+}
+
+/// Most bytes of values that constant expressions may fold into, over all of one webhook's
+/// templates: a compiled template keeps them for as long as it is kept.
+pub const MAX_CONSTANT_BYTES: usize = 1024 * 1024;
+
+/// Bytes counted for a value that is not text (a number, a list's item, ...).
+const VALUE_BYTES: usize = 16;
+
+/// What a compiled template holds, about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weight {
+    /// Bytes of its folded constants (counted up to the limit given).
+    pub constants: usize,
+    /// Whether they went past that limit.
+    pub constants_over: bool,
+    /// Its source, its instructions and its constants.
+    pub total: usize,
+}
+
+/// The refusal of templates whose constants fold past `MAX_CONSTANT_BYTES`.
+pub fn constants_refusal() -> String {
+    format!(
+        "its constant expressions (such as 'y' * 10**6) fold into more than {} KiB of values when it is compiled; \
+         build large values from the event's data instead",
+        MAX_CONSTANT_BYTES / 1024
+    )
+}
+
+/// Weighs template `name` of `env` as compiled: its instructions and the constant values they
+/// load, those counted up to `limit` bytes (a lazy `[1] * 10**15` counts as the items it
+/// would give, so counting stops early).
+pub fn weigh(env: &Environment<'_>, name: &str, limit: usize) -> Result<Weight, Error> {
+    use minijinja::machinery::{get_compiled_template, Instruction, Instructions};
+    let tmpl = env.get_template(name)?;
+    let compiled = get_compiled_template(&tmpl);
+    let mut budget = limit;
+    let mut over = false;
+    let mut count = 0usize;
+    let mut weigh_all = |instructions: &Instructions<'_>| {
+        let mut i = 0;
+        while let Some(instr) = instructions.get(i) {
+            count += 1;
+            if let Instruction::LoadConst(v) = instr {
+                over = over || !charge(v, &mut budget);
+            }
+            i += 1;
+        }
+    };
+    weigh_all(&compiled.instructions);
+    for block in compiled.blocks.values() {
+        weigh_all(block);
+    }
+    let constants = limit - budget;
+    Ok(Weight {
+        constants,
+        constants_over: over,
+        total: tmpl.source().len() + count * std::mem::size_of::<Instruction<'_>>() + constants,
+    })
+}
+
+/// Takes `n` bytes from `budget`; false (and `budget` spent) when it has fewer.
+fn take(budget: &mut usize, n: usize) -> bool {
+    match budget.checked_sub(n) {
+        Some(left) => {
+            *budget = left;
+            true
+        }
+        None => {
+            *budget = 0;
+            false
+        }
+    }
+}
+
+/// Takes what `value` holds from `budget`; false (and `budget` spent) when it holds more.
+fn charge(value: &Value, budget: &mut usize) -> bool {
+    match value.kind() {
+        ValueKind::String => take(budget, value.as_str().map_or(0, str::len)),
+        ValueKind::Bytes => take(budget, value.as_bytes().map_or(0, <[u8]>::len)),
+        ValueKind::Seq | ValueKind::Iterable | ValueKind::Map => {
+            let map = value.kind() == ValueKind::Map;
+            let Ok(items) = value.try_iter() else {
+                return take(budget, VALUE_BYTES);
+            };
+            for item in items {
+                if !take(budget, VALUE_BYTES) || !charge(&item, budget) {
+                    return false;
+                }
+                if map && !charge(&value.get_item(&item).unwrap_or_default(), budget) {
+                    return false;
+                }
+            }
+            true
+        }
+        _ => take(budget, VALUE_BYTES),
+    }
 }
 
 /// Methods minijinja does not have: Python's, from minijinja-contrib, with `dict.items()`
@@ -188,15 +280,36 @@ fn kind_text(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// A render that failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderError {
+    pub message: String,
+    /// It ran out of fuel or went past the output cap: it would on any event like this one.
+    pub exhausted: bool,
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Renders a named template of `env`, enforcing the output cap.
-pub fn render(env: &Environment<'_>, name: &str, ctx: &Value) -> Result<String, String> {
-    let tmpl = env.get_template(name).map_err(|e| describe(&e))?;
-    let out = tmpl.render(ctx).map_err(|e| describe(&e))?;
+pub fn render(env: &Environment<'_>, name: &str, ctx: &Value) -> Result<String, RenderError> {
+    let failed = |e: Error| RenderError {
+        exhausted: e.kind() == ErrorKind::OutOfFuel,
+        message: describe(&e),
+    };
+    let tmpl = env.get_template(name).map_err(failed)?;
+    let out = tmpl.render(ctx).map_err(failed)?;
     if out.len() > MAX_OUTPUT {
-        return Err(format!(
-            "rendered output is {} bytes, over the {MAX_OUTPUT}-byte limit",
-            out.len()
-        ));
+        return Err(RenderError {
+            message: format!(
+                "rendered output is {} bytes, over the {MAX_OUTPUT}-byte limit",
+                out.len()
+            ),
+            exhausted: true,
+        });
     }
     Ok(out)
 }
@@ -435,7 +548,8 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_line() {
-        let err = check("ok\n{% if %}").unwrap_err();
+        let mut env = environment();
+        let err = describe(&add(&mut env, "t", "ok\n{% if %}").unwrap_err());
         assert!(err.contains("syntax error") && err.contains("line 2"), "{err}");
     }
 }

@@ -74,7 +74,7 @@ impl Bench {
             let events = herald::events::ingest::parse(event, raw.as_bytes(), &catalog, &defaults)
                 .map_err(|e| anyhow::anyhow!("bad bench event: {e}"))?;
             let body = events[0].default_body();
-            let sig = herald::webhooks::request::sign(crate::receiver::SECRET, body.as_bytes());
+            let sig = herald::webhooks::signature::netbox(crate::receiver::SECRET, body.as_bytes());
             requests.push((body, sig));
         }
         let requests = std::sync::Arc::new(requests);

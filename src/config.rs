@@ -95,6 +95,7 @@ pub struct ApiConfig {
     pub max_json_values: usize,
     pub max_connections: usize,
     pub header_read_timeout_secs: f64,
+    pub idle_timeout_secs: f64,
     pub body_read_timeout_secs: f64,
     pub max_uri_bytes: usize,
 }
@@ -216,6 +217,7 @@ impl Config {
         }
         for (name, v) in [
             ("api.header_read_timeout_secs", a.header_read_timeout_secs),
+            ("api.idle_timeout_secs", a.idle_timeout_secs),
             ("api.body_read_timeout_secs", a.body_read_timeout_secs),
         ] {
             anyhow::ensure!(v.is_finite() && v > 0.0, "{name} must be a positive number");

@@ -80,6 +80,10 @@ pub enum StoreError {
     /// done, and the same request may succeed later.
     #[error("the database is busy: {0}")]
     Unavailable(String),
+    /// The database this process opened is no longer where it was (its file deleted or
+    /// replaced): nothing is written until an operator acts, and the message says what to do.
+    #[error("{0}")]
+    Lost(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -136,6 +140,9 @@ pub enum Error {
     /// The database is busy or unreachable: nothing was done; try again shortly.
     #[error("{0}")]
     Unavailable(String),
+    /// The database is gone from under Herald: nothing was done, and retrying will not help.
+    #[error("{0}")]
+    DatabaseLost(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -201,6 +208,7 @@ impl From<StoreError> for Error {
             StoreError::Unique(u) => Error::Validation(u.field_errors().into_value()),
             StoreError::ForeignKey => Error::Conflict("A record this one refers to no longer exists.".into()),
             StoreError::Unavailable(m) => Error::Unavailable(m),
+            StoreError::Lost(m) => Error::DatabaseLost(m),
             StoreError::Other(e) => Error::Internal(e),
         }
     }

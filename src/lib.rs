@@ -27,6 +27,7 @@ pub mod queue;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod sync;
 pub mod ui;
 pub mod validate;
 pub mod webhooks;

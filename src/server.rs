@@ -63,7 +63,13 @@ impl App {
     /// Runs a worker with its companions (heartbeat, retention purges) until `shutdown`.
     async fn run_worker(&self, shutdown: CancellationToken) {
         let svc = &self.state.svc;
-        let beats = tokio::spawn(heartbeat::run(svc.store.clone(), shutdown.clone()));
+        // Where the fleet's API nodes listen is known before the first delivery goes.
+        heartbeat::refresh_api_nodes(svc.store.as_ref(), &svc.destinations).await;
+        let beats = tokio::spawn(heartbeat::run(
+            svc.store.clone(),
+            svc.destinations.clone(),
+            shutdown.clone(),
+        ));
         let purges = tokio::spawn(retention::run(
             svc.store.clone(),
             svc.config.retention.clone(),
@@ -82,8 +88,16 @@ impl App {
         with_worker: bool,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let mut node = None;
         if let Ok(addr) = listener.local_addr() {
             self.state.svc.destinations.set_own(addr);
+            let addresses = heartbeat::reachable_at(addr).await;
+            let store = self.state.svc.store.clone();
+            node = Some(tokio::spawn(heartbeat::run_api_node(
+                store,
+                addresses,
+                shutdown.clone(),
+            )));
         }
         let app = api::router(self.state.clone(), crate::ui::pages(&self.state));
         let this = Arc::new(self);
@@ -95,6 +109,9 @@ impl App {
         shutdown.cancel();
         if let Some(w) = worker {
             w.await?;
+        }
+        if let Some(n) = node {
+            let _ = n.await;
         }
         Ok(())
     }

@@ -201,14 +201,20 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A list of strings.
-    pub fn string_list(&mut self, field: &str) -> Option<Vec<String>> {
+    /// A list of strings taken as a set (NetBox's many-to-many fields): each kept once, in
+    /// the order first given.
+    pub fn string_set(&mut self, field: &str) -> Option<Vec<String>> {
         match self.obj.get(field)? {
             Value::Array(items) => {
-                let mut out = Vec::with_capacity(items.len());
+                let mut out = Vec::with_capacity(items.len().min(256));
+                let mut seen = std::collections::HashSet::new();
                 for item in items {
                     match item {
-                        Value::String(s) => out.push(s.clone()),
+                        Value::String(s) => {
+                            if seen.insert(s.as_str()) {
+                                out.push(s.clone());
+                            }
+                        }
                         _ => {
                             self.errors.add(field, "Expected a list of strings.");
                             return None;
@@ -265,7 +271,7 @@ mod tests {
         assert_eq!(r.string("a"), None);
         assert_eq!(r.bool("b"), None);
         assert_eq!(r.int("c", 1, 3600), None);
-        assert_eq!(r.string_list("d"), None);
+        assert_eq!(r.string_set("d"), None);
         assert_eq!(r.string("missing"), None);
         let errs = r.errors.into_value();
         assert_eq!(
@@ -273,5 +279,18 @@ mod tests {
             ["a", "b", "c", "d"]
         );
         assert!(Reader::new(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn sets_keep_each_string_once() {
+        let many: Vec<&str> = std::iter::repeat_n("dcim.site", 100_000)
+            .chain(["ipam.vrf", "dcim.site"])
+            .collect();
+        let v = json!({ "t": many });
+        let mut r = Reader::new(&v).unwrap();
+        assert_eq!(
+            r.string_set("t"),
+            Some(vec!["dcim.site".to_string(), "ipam.vrf".to_string()])
+        );
     }
 }

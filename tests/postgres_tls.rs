@@ -133,6 +133,7 @@ async fn open(url: &str, ca_file: &str) -> anyhow::Result<std::sync::Arc<dyn her
     config.pool_size = 2;
     config.connect_timeout_secs = 5.0;
     config.ca_file = ca_file.to_string();
+    config.identity_file = String::new();
     herald::store::open(url, &config).await
 }
 

@@ -1510,6 +1510,7 @@ async fn postgres() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
     let db = pg::scratch_db(&server).await;
     let mut config = herald::config::Config::defaults().postgres;
     config.pool_size = 4;
+    config.identity_file = String::new();
     let store = herald::store::open(&db.url, &config).await.unwrap();
     store.migrate().await.unwrap();
     // The store goes first: its connections must close before the database is dropped.

@@ -80,6 +80,7 @@ pub fn start_worker(exe: &PathBuf, database: &str) -> anyhow::Result<Child> {
     Command::new(exe)
         .args(["worker", "--database", database])
         .env("RUST_LOG", "warn")
+        .env("HERALD_POSTGRES__IDENTITY_FILE", "")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -95,6 +96,7 @@ impl Herald {
             .env("HERALD_ADMIN_TOKEN", TOKEN)
             .env("HERALD_ADMIN_PASSWORD", PASSWORD)
             .env("RUST_LOG", "warn")
+            .env("HERALD_POSTGRES__IDENTITY_FILE", "")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);

@@ -22,7 +22,7 @@ pub fn status_code(e: &ApiError) -> StatusCode {
         ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
         ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-        ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ApiError::Unavailable(_) | ApiError::DatabaseLost(_) => StatusCode::SERVICE_UNAVAILABLE,
         ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -30,7 +30,9 @@ pub fn status_code(e: &ApiError) -> StatusCode {
 fn body(e: &ApiError) -> Value {
     match e {
         ApiError::Validation(v) => v.clone(),
-        ApiError::BadRequest(m) | ApiError::Conflict(m) | ApiError::TooLarge(m) => json!({ "detail": m }),
+        ApiError::BadRequest(m) | ApiError::Conflict(m) | ApiError::TooLarge(m) | ApiError::DatabaseLost(m) => {
+            json!({ "detail": m })
+        }
         ApiError::UriTooLong => json!({"detail": "Request URI too long."}),
         ApiError::MethodNotAllowed => json!({"detail": "Method not allowed."}),
         ApiError::Throttled(secs) => {
@@ -51,6 +53,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             ApiError::Unavailable(m) => tracing::warn!(reason = %m, "answered 503"),
+            ApiError::DatabaseLost(m) => tracing::error!(reason = %m, "answered 503"),
             _ => {}
         }
         let mut resp = (status_code(&self), Json(body(&self))).into_response();

@@ -83,6 +83,10 @@ async fn status(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, 
         .collect();
     let running = st.worker_running.load(Ordering::SeqCst);
     let workers = summary.workers;
+    let database = match st.svc.database_problem() {
+        None => json!({"ok": true}),
+        Some(problem) => json!({"ok": false, "problem": problem}),
+    };
     Ok(Json(json!({
         "herald-version": env!("CARGO_PKG_VERSION"),
         // The NetBox release whose API Herald speaks (its webhooks are NetBox 3.7's), as a
@@ -92,5 +96,6 @@ async fn status(State(st): State<AppState>, _auth: Auth) -> Result<Json<Value>, 
         "worker-running": running,
         "rq-workers-running": workers,
         "queue": queue,
+        "database": database,
     })))
 }

@@ -7,7 +7,7 @@
 
 use crate::config::DestinationsConfig;
 use ipnet::IpNet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 /// A host name pattern: `hooks.example.com`, or `*.example.com` for any name below it.
@@ -72,6 +72,8 @@ pub struct Policy {
     deny_own: bool,
     /// Where Herald's own API listens (learnt when it starts listening).
     own: Mutex<Vec<SocketAddr>>,
+    /// Where the fleet's API nodes listen (read from the database by workers).
+    fleet: Mutex<Vec<SocketAddr>>,
 }
 
 impl Policy {
@@ -86,15 +88,21 @@ impl Policy {
             deny: parse(&config.deny, "deny")?,
             deny_own: config.deny_own_address,
             own: Mutex::new(own),
+            fleet: Mutex::new(Vec::new()),
         }))
     }
 
     /// Records where Herald's own API listens.
     pub fn set_own(&self, addr: SocketAddr) {
-        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        let mut own = crate::sync::lock(&self.own);
         if !own.contains(&addr) {
             own.push(addr);
         }
+    }
+
+    /// Records where the fleet's API nodes listen, replacing what was known.
+    pub fn set_fleet(&self, addrs: Vec<SocketAddr>) {
+        *crate::sync::lock(&self.fleet) = addrs;
     }
 
     fn denied_host(&self, host: &str) -> Option<String> {
@@ -105,10 +113,15 @@ impl Policy {
     }
 
     fn denied_ip(&self, ip: IpAddr) -> Option<String> {
-        let ip = canonical(ip);
-        self.deny.iter().find_map(|r| match r {
-            Rule::Net(n) if n.contains(&ip) => Some(format!("{ip} is in {n}")),
-            _ => None,
+        views(ip).find_map(|v| {
+            self.deny.iter().find_map(|r| match r {
+                Rule::Net(n) if n.contains(&v) => Some(if v == ip {
+                    format!("{ip} is in {n}")
+                } else {
+                    format!("{ip} carries {v}, which is in {n}")
+                }),
+                _ => None,
+            })
         })
     }
 
@@ -117,8 +130,7 @@ impl Policy {
     }
 
     fn allowed_ip(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.allow.iter().any(|r| matches!(r, Rule::Net(n) if n.contains(&ip)))
+        views(ip).any(|v| self.allow.iter().any(|r| matches!(r, Rule::Net(n) if n.contains(&v))))
     }
 
     /// Whether `addr` is Herald's own API (its port, on a loopback, unspecified or its own
@@ -127,10 +139,13 @@ impl Policy {
         if !self.deny_own {
             return false;
         }
-        let ip = canonical(addr.ip());
-        let own = self.own.lock().unwrap_or_else(|p| p.into_inner());
-        own.iter()
-            .any(|o| o.port() == addr.port() && (ip == canonical(o.ip()) || ip.is_loopback() || ip.is_unspecified()))
+        let mut own = crate::sync::lock(&self.own).clone();
+        own.extend(crate::sync::lock(&self.fleet).iter().copied());
+        views(addr.ip()).any(|ip| {
+            own.iter().any(|o| {
+                o.port() == addr.port() && (views(o.ip()).any(|v| v == ip) || ip.is_loopback() || ip.is_unspecified())
+            })
+        })
     }
 
     /// Checks what can be known from the URL: the host name or address, and the port.
@@ -170,12 +185,33 @@ impl Policy {
     }
 }
 
-/// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+/// The IPv4 address an IPv6 address carries, in the forms that reach it: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96` and the
+/// local-use `64:ff9b:1::/96`), 6to4 (`2002:aabb:ccdd::/48`) and Teredo (`2001::/32`, the
+/// client's address, inverted).
+pub fn carried_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = ip.segments();
+    let low = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
     }
+    match seg {
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, hi, lo] if (hi, lo) != (0, 0) && (hi, lo) != (0, 1) => Some(low(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] | [0x64, 0xff9b, 1, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(low(hi, lo)),
+        [0x2001, 0, _, _, _, _, hi, lo] => Some(low(!hi, !lo)),
+        _ => None,
+    }
+}
+
+/// The forms an address is checked in: itself, and the IPv4 address it carries, if any.
+fn views(ip: IpAddr) -> impl Iterator<Item = IpAddr> {
+    let carried = match ip {
+        IpAddr::V6(v6) => carried_v4(v6).map(IpAddr::V4),
+        IpAddr::V4(_) => None,
+    };
+    std::iter::once(ip).chain(carried)
 }
 
 /// The resolver deliveries connect through: every address a name resolves to is checked; a
@@ -264,5 +300,39 @@ mod tests {
         let url = reqwest::Url::parse("http://[::ffff:a9fe:a9fe]/latest/meta-data").unwrap();
         assert!(policy(&[], &["169.254.0.0/16"]).check_url(&url).is_err());
         assert!(Rule::parse("not a host!").is_err());
+    }
+
+    #[test]
+    fn ipv4_carried_in_ipv6_is_checked_as_that_ipv4() {
+        let p = policy(&[], &["169.254.0.0/16"]);
+        for carrier in [
+            "[::ffff:169.254.169.254]:80",
+            "[::169.254.169.254]:80",
+            "[64:ff9b::a9fe:a9fe]:80",
+            "[64:ff9b:1::a9fe:a9fe]:80",
+            "[2002:a9fe:a9fe::1]:80",
+            "[2001:0:4136:e378:8000:63bf:5601:5601]:80",
+        ] {
+            let refused = p.check_addr(None, addr(carrier)).unwrap_err();
+            assert!(refused.0.contains("169.254.169.254"), "{carrier}: {refused}");
+        }
+        for fine in ["[2001:db8::a9fe:a9fe]:80", "[::1]:9000", "[64:ff9b::a00:1]:80"] {
+            assert!(p.check_addr(None, addr(fine)).is_ok(), "{fine}");
+        }
+        // Herald's own API through a carried loopback address.
+        assert!(p.check_addr(None, addr("[::127.0.0.1]:8080")).is_err());
+        assert!(p.check_addr(None, addr("[64:ff9b::7f00:1]:8080")).is_err());
+        // Another node of the fleet, read from the database.
+        assert!(p.check_addr(None, addr("10.0.0.7:8443")).is_ok());
+        p.set_fleet(vec![addr("10.0.0.7:8443")]);
+        assert!(p.check_addr(None, addr("10.0.0.7:8443")).is_err());
+        assert!(p.check_addr(None, addr("10.0.0.8:8443")).is_ok());
+        // An allow list matches the IPv4 carried, too.
+        let closed = policy(&["10.0.0.0/8"], &[]);
+        assert!(closed.check_addr(None, addr("[64:ff9b::a00:1]:80")).is_ok());
+        assert!(closed.check_addr(None, addr("[64:ff9b::c000:201]:80")).is_err());
+        // Through the URL as written.
+        let url = reqwest::Url::parse("http://[64:ff9b::a9fe:a9fe]/").unwrap();
+        assert!(p.check_url(&url).is_err());
     }
 }

@@ -105,7 +105,7 @@ impl Services {
         if let Some(e) = r.bool("enabled") {
             p.enabled = e;
         }
-        if let Some(types_given) = r.string_list("object_types") {
+        if let Some(types_given) = r.string_set("object_types") {
             for t in &types_given {
                 if self.catalog.get(t).is_none() && !types::ALL.contains(&t.as_str()) {
                     r.errors.add("object_types", format!("Unknown object type \"{t}\"."));
@@ -115,7 +115,7 @@ impl Services {
         } else if creating && !r.has("object_types") {
             r.errors.add("object_types", "This field is required.");
         }
-        if let Some(actions) = r.string_list("actions") {
+        if let Some(actions) = r.string_set("actions") {
             p.actions = Vec::new();
             for a in &actions {
                 match Action::parse(a) {

@@ -220,6 +220,12 @@ impl Services {
         self.summary(None).await
     }
 
+    /// Why the database can no longer be written, once Herald noticed (its file deleted or
+    /// replaced under it).
+    pub fn database_problem(&self) -> Option<String> {
+        self.store.lost()
+    }
+
     async fn summary(&self, at_most: Option<i64>) -> Result<QueueSummary> {
         let counts = self.counts(at_most).await?;
         let since = Utc::now() - heartbeat::stale_after();

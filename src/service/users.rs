@@ -5,6 +5,7 @@
 use super::{require, Error, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{self, Action, Actor, Token, User};
+use crate::error::Unique;
 use crate::store::StoreError;
 use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
 use chrono::Utc;
@@ -16,6 +17,10 @@ fn stand_in_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| auth::hash_password(&auth::new_key()).unwrap_or_default())
 }
+
+/// Why a chosen token key is refused, whatever the reason (its form, or that it is taken).
+const KEY_REFUSED: &str =
+    "This key cannot be used: give 40 to 256 letters and digits that no other token has, or none for a random key.";
 
 /// A token just created, with the only copy of its key.
 pub struct NewToken {
@@ -376,7 +381,7 @@ impl Services {
         let description = r.string("description").unwrap_or_default();
         let key = r.string("key");
         if key.as_deref().is_some_and(|k| !auth::valid_key(k)) {
-            r.errors.add("key", "A key has 40 to 256 letters and digits.");
+            r.errors.add("key", KEY_REFUSED);
         }
         if description.chars().count() > MAX_DESCRIPTION {
             r.errors
@@ -397,12 +402,18 @@ impl Services {
     ) -> Result<NewToken> {
         let key = key.unwrap_or_else(auth::new_key);
         if !auth::valid_key(&key) {
-            return Err(Error::field("key", "A key has 40 to 256 letters and digits."));
+            return Err(Error::field("key", KEY_REFUSED));
         }
         let token = self
             .store
             .create_token(user.id, &auth::hash_key(&key), write_enabled, description, Utc::now())
-            .await?;
+            .await
+            // A key in use is refused as any unusable key is: the answer must not tell that
+            // some token has it.
+            .map_err(|e| match e {
+                StoreError::Unique(u) if u == Unique::TOKEN_KEY => Error::field("key", KEY_REFUSED),
+                other => other.into(),
+            })?;
         Ok(NewToken { token, user, key })
     }
 

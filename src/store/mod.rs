@@ -225,9 +225,23 @@ pub trait QueueStore: Send + Sync {
     async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
 }
 
-/// Delivery workers, by heartbeat.
+/// Delivery workers and API nodes, by heartbeat.
 #[async_trait]
 pub trait WorkerStore: Send + Sync {
+    /// Records that API node `id` (on `host`, process `pid`) listens on `addresses`
+    /// (`address:port` each) at `now`.
+    async fn api_node_seen(
+        &self,
+        id: &str,
+        host: &str,
+        pid: u32,
+        addresses: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Forgets an API node that stopped.
+    async fn api_node_gone(&self, id: &str) -> Result<()>;
+    /// The addresses of the API nodes seen at or after `since`.
+    async fn api_addresses_since(&self, since: DateTime<Utc>) -> Result<Vec<String>>;
     /// Records that worker `id` (on `host`, process `pid`) is alive at `now`.
     async fn worker_heartbeat(&self, id: &str, host: &str, pid: u32, now: DateTime<Utc>) -> Result<()>;
     /// Forgets a worker that stopped.
@@ -290,6 +304,12 @@ pub trait Store:
     /// requeue, a release), in this process; a backend shared by many processes also passes
     /// on other processes' commits.
     fn queue_signal(&self) -> Arc<Notify>;
+
+    /// Why the database this process opened can no longer be written, once noticed (its file
+    /// deleted or replaced): what `/api/status/` and readiness report.
+    fn lost(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Runs `job` in one write transaction and returns what it produced.

@@ -621,3 +621,15 @@ pub fn change(row: &impl Columns) -> Result<Change> {
         postchange_data: row.json("postchange_data")?,
     })
 }
+
+/// The addresses of API nodes, from their JSON lists; a list that does not read is skipped.
+pub fn address_lists(lists: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = lists
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Vec<String>>(l).ok())
+        .flatten()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

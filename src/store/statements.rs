@@ -3,7 +3,7 @@
 //! its own way (claims, outcomes, object writes) stays with it.
 
 use super::rows::{CHANGE_SELECT, DELIVERY_SELECT, OBJECT_SELECT};
-use super::sql::{change_where, delivery_where, object_order, object_where, Dialect, Sql};
+use super::sql::{change_where, delivery_where, object_order, object_where, Arg, Dialect, Sql};
 use crate::changes::ChangeFilter;
 use crate::objects::query::ObjectQuery;
 use crate::queue::DeliveryFilter;
@@ -259,5 +259,41 @@ pub fn failing_webhooks(d: &'static dyn Dialect, since: DateTime<Utc>, n: i64) -
     q.bind(since)
         .push(" group by w.id, w.name order by n desc, w.id limit ")
         .bind(n);
+    q
+}
+
+/// Notes API node `id` (on `host`, process `pid`) alive at `now`, listening on `addresses`
+/// (a JSON list).
+pub fn api_node_seen(
+    d: &'static dyn Dialect,
+    id: &str,
+    host: &str,
+    pid: u32,
+    addresses: &str,
+    now: DateTime<Utc>,
+) -> Sql {
+    let mut q = Sql::new(d, "insert into api_nodes (id, host, pid, addresses, seen_at) values ");
+    q.list([
+        Arg::from(id),
+        Arg::from(host),
+        Arg::Int(i64::from(pid)),
+        Arg::from(addresses),
+        Arg::from(now),
+    ])
+    .push(" on conflict (id) do update set addresses = excluded.addresses, seen_at = excluded.seen_at");
+    q
+}
+
+/// Forgets an API node that stopped.
+pub fn api_node_gone(d: &'static dyn Dialect, id: &str) -> Sql {
+    let mut q = Sql::new(d, "delete from api_nodes where id = ");
+    q.bind(id);
+    q
+}
+
+/// The address lists of the API nodes seen at or after `since`.
+pub fn api_addresses_since(d: &'static dyn Dialect, since: DateTime<Utc>) -> Sql {
+    let mut q = Sql::new(d, "select addresses from api_nodes where seen_at >= ");
+    q.bind(since);
     q
 }

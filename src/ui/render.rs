@@ -302,8 +302,9 @@ impl IntoResponse for Failure {
                 "Busy",
                 "The database is busy or unreachable; nothing was done. Try again in a moment.".to_string(),
             ),
+            Error::DatabaseLost(m) => (StatusCode::SERVICE_UNAVAILABLE, "Database gone", m.clone()),
             other => {
-                tracing::error!(error = %other, "a page failed");
+                tracing::error!(error = ?other, "a page failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",

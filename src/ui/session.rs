@@ -65,13 +65,22 @@ pub fn redirect_with(to: &str, message: &str, secure: bool) -> Response {
     resp
 }
 
-/// A local path to go back to after logging in: only paths on this site.
+/// A local path to go back to after logging in: only paths on this site, read as a browser
+/// reads them (it drops tabs and line breaks, and takes a backslash for a slash, so
+/// `/<TAB>/evil.example` and `/\\evil.example` are `//evil.example`: another site). Anything
+/// else goes to `/`.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.starts_with("/login") => {
-            n.to_string()
-        }
-        _ => "/".to_string(),
+    let Some(n) = next else { return "/".into() };
+    let read: String = n
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    let local = read.starts_with('/') && !read.starts_with("//") && !read.chars().any(char::is_control);
+    if local && !read.starts_with("/login") {
+        read
+    } else {
+        "/".into()
     }
 }
 
@@ -194,4 +203,29 @@ pub fn csrf_refused() -> Response {
         "This form did not carry the security token of your session, so nothing was done. \
          Go back, reload the page and send it again.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_a_local_path_as_browsers_read_it() {
+        for (given, to) in [
+            (Some("/extras/webhooks/?q=a"), "/extras/webhooks/?q=a"),
+            (Some("/\t/evil.example"), "/"),
+            (Some("/\r\n/evil.example"), "/"),
+            (Some("/\\evil.example"), "/"),
+            (Some("\\\\evil.example"), "/"),
+            (Some("//evil.example"), "/"),
+            (Some("https://evil.example/"), "/"),
+            (Some("\t/x"), "/x"),
+            (Some("/lo\tgin/"), "/"),
+            (Some("/a\u{0}b"), "/"),
+            (Some(""), "/"),
+            (None, "/"),
+        ] {
+            assert_eq!(safe_next(given), to, "{given:?}");
+        }
+    }
 }

@@ -126,10 +126,10 @@ impl EventRule {
         if let Some(v) = r.nullable_string("description") {
             self.description = v.unwrap_or_default().trim().to_string();
         }
-        if let Some(v) = r.string_list("object_types").or_else(|| r.string_list("content_types")) {
+        if let Some(v) = r.string_set("object_types").or_else(|| r.string_set("content_types")) {
             self.object_types = v;
         }
-        if let Some(v) = r.string_list("event_types") {
+        if let Some(v) = r.string_set("event_types") {
             self.read_event_types(&v, &mut r.errors);
         }
         for (field, kind) in [

@@ -65,7 +65,7 @@ impl Webhook {
         if let Some(v) = r.nullable_string("description") {
             self.description = v.unwrap_or_default().trim().to_string();
         }
-        if let Some(v) = r.string_list("content_types") {
+        if let Some(v) = r.string_set("content_types") {
             self.content_types = v;
         }
         for (field, slot) in [

@@ -92,6 +92,7 @@ impl DataDir {
         let mut config = Config::defaults();
         config.database_url = self.database_url();
         config.postgres.pool_size = 4;
+        config.postgres.identity_file = self.path().join("herald-postgres.id").display().to_string();
         config.worker.retry_schedule = Vec::new();
         config.worker.poll_interval_secs = 0.05;
         config.worker.throttle_backoff_secs = 0.0;

@@ -11,6 +11,8 @@ pub async fn serve(db: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
         .args(args)
+        // Scratch PostgreSQL databases are not noted anywhere unless a test says where.
+        .env("HERALD_POSTGRES__IDENTITY_FILE", "")
         .envs(env.iter().copied())
         .env("HERALD_ADMIN_TOKEN", token)
         .env("RUST_LOG", "error")
@@ -38,6 +40,7 @@ pub async fn serve(db: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -
 pub fn worker(db: &str, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["worker", "--database", db])
+        .env("HERALD_POSTGRES__IDENTITY_FILE", "")
         .envs(env.iter().copied())
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())

@@ -7,7 +7,7 @@ use crate::store::{Result, StoreError};
 use chrono::Utc;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 7] = [
+const MIGRATIONS: [(i64, &str, &str); 8] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (
         2,
@@ -38,6 +38,11 @@ const MIGRATIONS: [(i64, &str, &str); 7] = [
         7,
         "record_tags",
         include_str!("../../../migrations/postgres/0007_record_tags.sql"),
+    ),
+    (
+        8,
+        "api_nodes",
+        include_str!("../../../migrations/postgres/0008_api_nodes.sql"),
     ),
 ];
 

@@ -9,6 +9,7 @@
 
 mod access;
 mod events;
+mod identity;
 mod listen;
 mod migrate;
 mod objects;
@@ -43,6 +44,8 @@ pub struct PostgresConfig {
     pub acquire_timeout_secs: f64,
     /// PEM certificates to verify the server's with (`sslmode=require`); empty: public roots.
     pub ca_file: String,
+    /// Where this process notes the identity of each database it has used (empty: nowhere).
+    pub identity_file: String,
 }
 
 /// The channel workers listen on.
@@ -65,6 +68,8 @@ pub struct PgStore {
     /// Object types whose ids come from a sequence of their own (`prepare_object_types`).
     sequenced: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
     queued: Arc<Notify>,
+    /// Where this database's identity is noted.
+    identity: identity::Noted,
     /// The LISTEN task, kept for its drop (which stops it).
     _listener: listen::Listener,
 }
@@ -115,6 +120,7 @@ impl PgStore {
             .parse()
             .map_err(|e| anyhow::anyhow!("bad PostgreSQL URL {:?}: {e}", redact_url(url)))?;
         let tls = tls::Tls::for_config(&pg, config)?;
+        let identity = identity::Noted::new(&config.identity_file, &pg);
         pg.application_name("herald")
             .connect_timeout(Duration::from_secs_f64(config.connect_timeout_secs))
             .options(format!(
@@ -147,6 +153,7 @@ impl PgStore {
             pool,
             sequenced: Arc::default(),
             queued,
+            identity,
             _listener: listener,
         })
     }
@@ -245,7 +252,12 @@ impl PgStore {
 impl Store for PgStore {
     async fn migrate(&self) -> Result<()> {
         let mut client = self.client().await?;
-        migrate::migrate(&mut client).await
+        self.identity.check(identity::stored(&client).await?.as_deref())?;
+        migrate::migrate(&mut client).await?;
+        match identity::stored(&client).await? {
+            Some(id) => self.identity.note(&id),
+            None => Ok(()),
+        }
     }
 
     async fn prepare_object_types(&self, types: &[&str]) -> Result<()> {

@@ -1,11 +1,11 @@
 //! Users, tokens and worker heartbeats in PostgreSQL.
 
-use super::{found, sql, PgStore, DIALECT};
+use super::{found, map_err, sql, PgStore, DIALECT};
 use crate::auth::{Session, Token, User};
 use crate::store::rows::{self, one, TOKEN_SELECT, USER_SELECT};
 use crate::store::sql::Arg;
 use crate::store::statements;
-use crate::store::{Result, SessionStore, StoreResultExt, Unique, UserStore, WorkerStore};
+use crate::store::{Result, SessionStore, StoreError, StoreResultExt, Unique, UserStore, WorkerStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -129,6 +129,29 @@ impl UserStore for PgStore {
 
 #[async_trait]
 impl WorkerStore for PgStore {
+    async fn api_node_seen(
+        &self,
+        id: &str,
+        host: &str,
+        pid: u32,
+        addresses: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let list = serde_json::to_string(addresses).map_err(|e| StoreError::Other(e.into()))?;
+        let q = statements::api_node_seen(&DIALECT, id, host, pid, &list, now);
+        self.exec(&q).await.map(|_| ())
+    }
+
+    async fn api_node_gone(&self, id: &str) -> Result<()> {
+        self.exec(&statements::api_node_gone(&DIALECT, id)).await.map(|_| ())
+    }
+
+    async fn api_addresses_since(&self, since: DateTime<Utc>) -> Result<Vec<String>> {
+        let q = statements::api_addresses_since(&DIALECT, since);
+        let lists = self.read(&q, |r| r.try_get::<_, String>(0).map_err(map_err)).await?;
+        Ok(rows::address_lists(&lists))
+    }
+
     async fn worker_heartbeat(&self, id: &str, host: &str, pid: u32, now: DateTime<Utc>) -> Result<()> {
         let mut q = sql("insert into workers (id, host, pid, started_at, seen_at) values ");
         q.list([

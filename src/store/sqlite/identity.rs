@@ -2,10 +2,60 @@
 //! `herald.db.id`, the identity the database holds in `herald_meta`. On start, a database file
 //! that is gone while its identity file is there, or a file whose identity differs, is refused
 //! with what to do; so is a file Herald cannot write. A new database is made only where there
-//! is neither.
+//! is neither. While Herald runs, the writer's every commit first checks that the path still
+//! names the file it opened (`FileGuard`): a file deleted or replaced under it fails the write
+//! instead of acknowledging what no file will keep.
 
 use rusqlite::{Connection, OptionalExtension};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What a write refused by `FileGuard` answers.
+pub const LOST: &str =
+    "The database file Herald opened was deleted or replaced while Herald ran, so nothing more is written \
+     (GET /api/status/ says which). Put the file back, or restore it from a backup, and restart Herald.";
+
+/// The database file as opened, by device and inode.
+pub struct FileGuard {
+    path: String,
+    file: (u64, u64),
+    problem: Mutex<Option<String>>,
+}
+
+impl FileGuard {
+    pub fn new(path: &str) -> anyhow::Result<Arc<FileGuard>> {
+        let m = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))?;
+        Ok(Arc::new(FileGuard {
+            path: path.to_string(),
+            file: (m.dev(), m.ino()),
+            problem: Mutex::new(None),
+        }))
+    }
+
+    /// Whether the path no longer names the file opened; why is kept for `problem`.
+    pub fn lost(&self) -> bool {
+        let why = match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.file => return false,
+            Ok(_) => "was replaced by another file".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was deleted".to_string(),
+            Err(e) => format!("cannot be read ({e})"),
+        };
+        let mut problem = crate::sync::lock(&self.problem);
+        if problem.is_none() {
+            *problem = Some(format!(
+                "the database file {} {why} while Herald ran: writes are refused; put it back, or restore it from a backup, and restart Herald",
+                self.path
+            ));
+        }
+        true
+    }
+
+    /// Why writes are refused, once they are.
+    pub fn problem(&self) -> Option<String> {
+        crate::sync::lock(&self.problem).clone()
+    }
+}
 
 fn id_file(db: &str) -> PathBuf {
     PathBuf::from(format!("{db}.id"))

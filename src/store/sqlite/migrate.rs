@@ -7,7 +7,7 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
-const MIGRATIONS: [(i64, &str, &str); 12] = [
+const MIGRATIONS: [(i64, &str, &str); 13] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -63,6 +63,11 @@ const MIGRATIONS: [(i64, &str, &str); 12] = [
         12,
         "record_tags",
         include_str!("../../../migrations/sqlite/0012_record_tags.sql"),
+    ),
+    (
+        13,
+        "api_nodes",
+        include_str!("../../../migrations/sqlite/0013_api_nodes.sql"),
     ),
 ];
 

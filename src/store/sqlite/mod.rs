@@ -43,6 +43,8 @@ pub struct SqliteStore {
     queued: Arc<Notify>,
     /// The file (none in memory).
     path: Option<String>,
+    /// Whether that file is still the one opened (none in memory).
+    file: Option<Arc<identity::FileGuard>>,
 }
 
 /// SQLite's spelling of what databases spell differently.
@@ -185,6 +187,10 @@ fn map_err(e: rusqlite::Error) -> StoreError {
                 fields: &[],
             })
         }
+        // The writer's commit hook turned a commit into a rollback: the file is gone.
+        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_CONSTRAINT_COMMITHOOK => {
+            StoreError::Lost(identity::LOST.into())
+        }
         e => StoreError::Other(anyhow::Error::new(e).context("SQLite")),
     }
 }
@@ -261,12 +267,17 @@ impl SqliteStore {
                 read,
                 queued,
                 path: None,
+                file: None,
             });
         }
         identity::check_present(&path)?;
         // Page cache: 8 MiB for the writer, SQLite's default 2 MiB for each reader.
         let writer = connect(&path, 8000)?;
         identity::check_same(&writer, &path)?;
+        // No commit is acknowledged once the path no longer names the file opened.
+        let file = identity::FileGuard::new(&path)?;
+        let guard = file.clone();
+        writer.commit_hook(Some(move || guard.lost()));
         let readers = (0..READERS)
             .map(|_| connect(&path, 2000))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -275,6 +286,7 @@ impl SqliteStore {
             read: Lane::open(readers, "reader")?,
             queued,
             path: Some(path),
+            file: Some(file),
         })
     }
 
@@ -342,5 +354,9 @@ impl Store for SqliteStore {
 
     fn queue_signal(&self) -> Arc<Notify> {
         self.queued.clone()
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.file.as_ref().and_then(|f| f.problem())
     }
 }

@@ -1,10 +1,10 @@
 //! Users, tokens and worker heartbeats in SQLite.
 
-use super::{found, map_err, micros, sql, Run, SqliteStore, DIALECT};
+use super::{col, found, map_err, micros, sql, Run, SqliteStore, DIALECT};
 use crate::auth::{Session, Token, User};
 use crate::store::rows::{self, one, TOKEN_SELECT, USER_SELECT};
 use crate::store::statements;
-use crate::store::{Result, SessionStore, StoreResultExt, Unique, UserStore, WorkerStore};
+use crate::store::{Result, SessionStore, StoreError, StoreResultExt, Unique, UserStore, WorkerStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -161,6 +161,33 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl WorkerStore for SqliteStore {
+    async fn api_node_seen(
+        &self,
+        id: &str,
+        host: &str,
+        pid: u32,
+        addresses: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let list = serde_json::to_string(addresses).map_err(|e| StoreError::Other(e.into()))?;
+        let q = statements::api_node_seen(&DIALECT, id, host, pid, &list, now);
+        self.write.run(move |c| q.execute(c).map(|_| ())).await
+    }
+
+    async fn api_node_gone(&self, id: &str) -> Result<()> {
+        let q = statements::api_node_gone(&DIALECT, id);
+        self.write.run(move |c| q.execute(c).map(|_| ())).await
+    }
+
+    async fn api_addresses_since(&self, since: DateTime<Utc>) -> Result<Vec<String>> {
+        let q = statements::api_addresses_since(&DIALECT, since);
+        let lists = self
+            .read
+            .run(move |c| q.rows(c, |r| col::<String>(r, "addresses")))
+            .await?;
+        Ok(rows::address_lists(&lists))
+    }
+
     async fn worker_heartbeat(&self, id: &str, host: &str, pid: u32, now: DateTime<Utc>) -> Result<()> {
         let (id, host) = (id.to_string(), host.to_string());
         self.write

@@ -1,0 +1,9 @@
+//! Locks that outlive a panic: a thread that panicked while holding a mutex leaves data that
+//! is still whole here (every critical section keeps it so), so the lock is taken back.
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks `m`, taking it back from a thread that panicked while holding it.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

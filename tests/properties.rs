@@ -1,7 +1,9 @@
 //! Property tests over what hostile input reaches first: header lines, condition sets, posted
-//! events, request bodies, and templates rendered in the sandbox. Each runs a bounded number of
-//! generated cases (`PROPTEST_CASES` sets the parsers', `HERALD_SANDBOX_CASES` the sandbox's)
-//! and checks that nothing panics, hangs or breaks its promise.
+//! events, request bodies, and templates compiled and rendered in the sandbox (constant
+//! expressions of every operator and literal kind, which minijinja folds when it compiles). Each
+//! runs a bounded number of generated cases (`PROPTEST_CASES` sets the parsers',
+//! `HERALD_SANDBOX_CASES` the sandbox's) and checks that nothing panics, hangs or breaks its
+//! promise.
 
 use herald::api::json::{self, BodyError, Bounds};
 use herald::catalog::Catalog;
@@ -203,6 +205,106 @@ fn templates_in_the_sandbox_end_within_their_bounds() {
         }
     });
     // Whatever the children built, this process did not hold it.
+    assert!(
+        peak_rss_mib() < before + 64,
+        "peak RSS grew from {before} to {} MiB",
+        peak_rss_mib()
+    );
+}
+
+/// Constant expressions of every operator and literal kind, which minijinja folds when it
+/// compiles: some small, some that would build huge values.
+fn constant_expression() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        any::<i32>().prop_map(|n| n.to_string()),
+        (0u32..20).prop_map(|n| format!("10**{n}")),
+        (-1e6f64..1e6).prop_map(|f| format!("{f:?}")),
+        "[a-z]{0,6}".prop_map(|s| format!("'{s}'")),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        Just("none".to_string()),
+        Just("[1, 'a', 2.5]".to_string()),
+        Just("{'k': 'v', 'n': 1}".to_string()),
+        Just("(1, 2)".to_string()),
+        (1u32..9).prop_map(|n| format!("('y' * 10**{n})")),
+        (1u32..16).prop_map(|n| format!("([1, 2] * 10**{n})")),
+    ];
+    let op = prop::sample::select(vec![
+        "+", "-", "*", "/", "//", "**", "~", "and", "or", "==", "!=", "<", ">=", "in", "not in",
+    ]);
+    leaf.prop_recursive(4, 32, 3, move |inner| {
+        prop_oneof![
+            (inner.clone(), op.clone(), inner.clone()).prop_map(|(a, o, b)| format!("({a} {o} {b})")),
+            inner.clone().prop_map(|a| format!("(-{a})")),
+            inner.clone().prop_map(|a| format!("(not {a})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("[{a}, {b}]")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{{'a': {a}, 'b': {b}}}")),
+            (inner.clone(), inner.clone(), inner).prop_map(|(c, a, b)| format!("({a} if {c} else {b})")),
+        ]
+    })
+}
+
+/// Where a constant expression may stand in a template, rendered or not.
+fn compiled_template() -> impl Strategy<Value = String> {
+    (constant_expression(), 0..6u8).prop_map(|(e, place)| match place {
+        0 => format!("{{{{ {e} }}}}"),
+        1 => format!("{{% if false %}}{{{{ {e} }}}}{{% endif %}}ok"),
+        2 => format!("{{% set x = {e} %}}{{{{ x|length }}}}"),
+        3 => format!("{{% macro m() %}}{{{{ {e} }}}}{{% endmacro %}}{{{{ m()|length }}}}"),
+        4 => format!("{{{{ ({e})|string|truncate(20) }}}}"),
+        _ => format!("{{% for i in [{e}] %}}{{{{ loop.index }}}}{{% endfor %}}"),
+    })
+}
+
+#[test]
+fn templates_compiled_in_the_sandbox_end_within_their_bounds() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sandbox = Sandbox::new(Limits {
+        program: env!("CARGO_BIN_EXE_herald").into(),
+        processes: 2,
+        memory_bytes: 64 * 1024 * 1024,
+        timeout: Duration::from_secs(2),
+    });
+    let event = Event {
+        id: 1,
+        kind: EventKind::Created,
+        timestamp: "2020-02-25T15:10:26.010582+00:00".into(),
+        object_type: "dcim.site".into(),
+        username: "p".into(),
+        request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
+        data: json!({"id": 1, "name": "Site 1"}),
+        snapshots: json!({"prechange": null, "postchange": null}),
+        request: None,
+        body: None,
+    };
+    let before = peak_rss_mib();
+    let config = ProptestConfig {
+        cases: cases("HERALD_SANDBOX_CASES", 40),
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(template in compiled_template(), field in 0..3u8)| {
+        let mut w = Webhook::blank();
+        w.payload_url = "http://127.0.0.1:9/".into();
+        match field {
+            0 => w.body_template = template.clone(),
+            1 => w.additional_headers = format!("X-Value: {template}"),
+            _ => w.payload_url = format!("http://127.0.0.1:9/{template}"),
+        }
+        let started = Instant::now();
+        let built = runtime.block_on(sandbox.build(&w, &event, None));
+        prop_assert!(started.elapsed() < Duration::from_secs(10), "{template} took {:?}", started.elapsed());
+        match built {
+            Ok(out) => prop_assert!(out.body.len() <= 4 * 1024 * 1024),
+            Err(e) => {
+                prop_assert!(!e.message.is_empty());
+                prop_assert!(["payload_url", "additional_headers", "body_template"].contains(&e.field), "{}", e.field);
+            }
+        }
+    });
+    // Whatever the children folded, this process did not hold it.
     assert!(
         peak_rss_mib() < before + 64,
         "peak RSS grew from {before} to {} MiB",

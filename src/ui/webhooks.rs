@@ -169,10 +169,17 @@ async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) ->
         webhook_id: vec![id],
         ..DeliveryFilter::default()
     };
-    let recent = st
-        .svc
-        .deliveries(&v.actor, &filter, 10, 0, Some(super::COUNT_AT_MOST))
-        .await?;
+    // Those who may view webhooks but not deliveries see the webhook without them.
+    let deliveries_shown = v
+        .actor
+        .can(crate::auth::permissions::types::DELIVERY, crate::auth::Action::View);
+    let recent = if deliveries_shown {
+        st.svc
+            .deliveries(&v.actor, &filter, 10, 0, Some(super::COUNT_AT_MOST))
+            .await?
+    } else {
+        crate::page::Page::new(0, Vec::new())
+    };
     let deliveries: Vec<Value> = recent.items.iter().map(super::deliveries::row).collect();
     let rules = if v
         .actor
@@ -192,6 +199,7 @@ async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) ->
         "webhook": summary(&w),
         "rules": rules,
         "deliveries": deliveries,
+        "deliveries_shown": deliveries_shown,
         "delivery_count": super::render::count_text(recent.count, super::COUNT_AT_MOST),
         "test": test,
     });

@@ -1,8 +1,9 @@
 //! The `herald` command line.
 
 use crate::config::{Config, LogFormat};
-use crate::queue::{DeliveryFilter, Status};
+use crate::queue::DeliveryFilter;
 use crate::server::{shutdown_on_signals, App};
+use crate::service::filters::Given;
 use crate::service::Services;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -59,33 +60,55 @@ enum Command {
     Sandbox,
 }
 
-/// Which deliveries a queue command acts on.
+/// Which deliveries a queue command acts on: the delivery list's filters (read by the same
+/// rules as the API's and the pages').
 #[derive(clap::Args, Debug)]
 struct QueueFilter {
     /// Delivery ids.
     #[arg(long)]
-    id: Vec<i64>,
+    id: Vec<String>,
     /// queued, in_flight, retrying, succeeded or failed.
-    #[arg(long, value_parser = parse_status)]
-    status: Vec<Status>,
+    #[arg(long)]
+    status: Vec<String>,
     /// Webhook ids.
     #[arg(long)]
-    webhook: Vec<i64>,
-}
-
-fn parse_status(s: &str) -> Result<Status, String> {
-    Status::parse(s)
-        .ok_or_else(|| format!("unknown status {s:?}: use queued, in_flight, retrying, succeeded or failed"))
+    webhook: Vec<String>,
+    /// Event rule ids.
+    #[arg(long)]
+    event_rule: Vec<String>,
+    /// Object types (dcim.site, ...).
+    #[arg(long)]
+    object_type: Vec<String>,
+    /// Events: created, updated, deleted.
+    #[arg(long)]
+    event: Vec<String>,
+    /// Request ids of the changes.
+    #[arg(long)]
+    request_id: Vec<String>,
+    /// Created at or after (ISO 8601 with a time zone).
+    #[arg(long)]
+    since: Option<String>,
+    /// Created before (ISO 8601 with a time zone).
+    #[arg(long)]
+    until: Option<String>,
 }
 
 impl QueueFilter {
-    fn to_filter(&self) -> DeliveryFilter {
-        DeliveryFilter {
-            id: self.id.clone(),
-            status: self.status.clone(),
-            webhook_id: self.webhook.clone(),
-            ..DeliveryFilter::default()
-        }
+    fn to_filter(&self) -> anyhow::Result<DeliveryFilter> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut add = |name: &str, values: &[String]| {
+            pairs.extend(values.iter().map(|v| (name.to_string(), v.clone())));
+        };
+        add("id", &self.id);
+        add("status", &self.status);
+        add("webhook_id", &self.webhook);
+        add("event_rule_id", &self.event_rule);
+        add("object_type", &self.object_type);
+        add("event", &self.event);
+        add("request_id", &self.request_id);
+        add("since", self.since.as_slice());
+        add("until", self.until.as_slice());
+        crate::service::delivery_filter(&Given::pairs(pairs), &[]).map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
@@ -252,13 +275,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             command: TokenCommand::Create { user, read_only },
         } => {
             let app = App::open(config).await?;
-            let svc = app.services();
-            let u = svc.store.user_by_name(&user).await.map_err(|e| match e {
-                crate::store::StoreError::NotFound => anyhow::anyhow!("no user named {user:?}"),
-                e => e.into(),
-            })?;
-            let created = svc
-                .add_token(u, None, !read_only, "created by herald token create")
+            let created = app
+                .services()
+                .add_token_for(&user, !read_only, "created by herald token create")
                 .await?;
             println!("{}", created.key);
             Ok(())
@@ -290,7 +309,7 @@ async fn queue(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
         }
         QueueCommand::List { filter, limit } => {
             let page = svc
-                .deliveries(&operator, &filter.to_filter(), limit.clamp(1, 10_000), 0, None)
+                .deliveries(&operator, &filter.to_filter()?, limit.clamp(1, 10_000), 0, None)
                 .await?;
             println!("{} deliveries", page.count);
             for d in page.items {
@@ -309,12 +328,12 @@ async fn queue(svc: &Services, command: QueueCommand) -> anyhow::Result<()> {
         QueueCommand::Retry { filter } => {
             println!(
                 "{} deliveries queued again",
-                svc.retry_deliveries(&operator, &filter.to_filter()).await?
+                svc.retry_deliveries(&operator, &filter.to_filter()?).await?
             );
         }
         QueueCommand::Purge { filter } => {
             let deleted = svc
-                .delete_deliveries(&operator, &filter.to_filter())
+                .delete_deliveries(&operator, &filter.to_filter()?)
                 .await
                 .map_err(|e| match e {
                     crate::error::Error::Validation(_) => anyhow::anyhow!("give a filter: --id, --status or --webhook"),

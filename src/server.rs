@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 /// An opened Herald: its database migrated, ready to serve.
 pub struct App {
     pub state: AppState,
+    /// The store, for what runs beside the API (the worker, heartbeats, purges): handlers,
+    /// pages and the command line reach it only through `services()`.
+    store: Arc<dyn store::Store>,
 }
 
 impl App {
@@ -37,9 +40,10 @@ impl App {
         let destinations = Policy::from_config(&config.destinations, own)?;
         Ok(App {
             state: AppState {
-                svc: Services::new(store, Arc::new(catalog), Arc::new(config), destinations),
+                svc: Services::new(store.clone(), Arc::new(catalog), Arc::new(config), destinations),
                 worker_running: Arc::new(AtomicBool::new(false)),
             },
+            store,
         })
     }
 
@@ -48,11 +52,17 @@ impl App {
         &self.state.svc
     }
 
+    /// The store itself: for the delivery worker and maintenance tasks, and for tests that
+    /// look under the service layer.
+    pub fn store(&self) -> &Arc<dyn store::Store> {
+        &self.store
+    }
+
     /// A delivery worker over this database (not started).
     pub fn worker(&self) -> Arc<Worker> {
         let svc = &self.state.svc;
         Worker::new(
-            svc.store.clone(),
+            self.store.clone(),
             svc.config.worker.clone(),
             svc.clients(),
             svc.sandbox.clone(),
@@ -64,14 +74,14 @@ impl App {
     async fn run_worker(&self, shutdown: CancellationToken) {
         let svc = &self.state.svc;
         // Where the fleet's API nodes listen is known before the first delivery goes.
-        heartbeat::refresh_api_nodes(svc.store.as_ref(), &svc.destinations).await;
+        heartbeat::refresh_api_nodes(self.store.as_ref(), &svc.destinations).await;
         let beats = tokio::spawn(heartbeat::run(
-            svc.store.clone(),
+            self.store.clone(),
             svc.destinations.clone(),
             shutdown.clone(),
         ));
         let purges = tokio::spawn(retention::run(
-            svc.store.clone(),
+            self.store.clone(),
             svc.config.retention.clone(),
             shutdown.clone(),
         ));
@@ -92,7 +102,7 @@ impl App {
         if let Ok(addr) = listener.local_addr() {
             self.state.svc.destinations.set_own(addr);
             let addresses = heartbeat::reachable_at(addr).await;
-            let store = self.state.svc.store.clone();
+            let store = self.store.clone();
             node = Some(tokio::spawn(heartbeat::run_api_node(
                 store,
                 addresses,

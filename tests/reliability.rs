@@ -293,7 +293,7 @@ async fn stopping_returns_unfinished_deliveries_to_the_queue() {
     rx.wait_for(1).await;
     let dir = app.stop().await;
     let reopened = herald::server::App::open(dir.config()).await.unwrap();
-    let d = reopened.services().store.delivery(1).await.unwrap();
+    let d = reopened.store().delivery(1).await.unwrap();
     assert_eq!(d.status, herald::queue::Status::Queued);
     assert_eq!(d.attempts, 0);
 }
@@ -304,7 +304,7 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
     let dir = common::DataDir::new().await;
     let app = herald::server::App::open(dir.config()).await.unwrap();
     let svc = app.services();
-    let store = svc.store.clone();
+    let store = app.store().clone();
     let mut hooks = Vec::new();
     for name in ["doomed", "kept"] {
         let body = json!({"name": name, "content_types": ["dcim.site"], "type_create": true, "payload_url": "http://127.0.0.1:9/"});
@@ -520,7 +520,7 @@ async fn a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_
     let limits = ClaimLimits::total(10, vec![hooks[0].id]);
     for _ in 0..3 {
         let plan = ClaimPlan::new(&limits, Utc::now(), Duration::ZERO, |_| Some(Duration::ZERO));
-        assert_eq!(svc.store.claim(&plan).await.unwrap().rows.len(), 1);
+        assert_eq!(app.store().claim(&plan).await.unwrap().rows.len(), 1);
     }
     let worker = app.worker();
     assert_eq!(worker.run_until_idle().await.unwrap(), 1);

@@ -69,8 +69,7 @@ fn permission_json(p: &Permission, users: &[User], groups: &[Group], base: &str)
 }
 
 async fn permissions_json(st: &AppState, perms: &[Permission], base: &str) -> Result<Vec<Value>, ApiError> {
-    let users = st.svc.store.users().await?;
-    let groups = st.svc.store.groups().await?;
+    let (users, groups) = st.svc.permission_members(perms).await?;
     Ok(perms
         .iter()
         .map(|p| permission_json(p, &users, &groups, base))
@@ -80,14 +79,7 @@ async fn permissions_json(st: &AppState, perms: &[Permission], base: &str) -> Re
 async fn list_groups(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
     q.only(&["name"], "groups")?;
     let (limit, offset) = q.page()?;
-    let names = q.all("name");
-    let groups: Vec<Group> = st
-        .svc
-        .groups(&auth.actor)
-        .await?
-        .into_iter()
-        .filter(|g| names.is_empty() || names.contains(&g.name))
-        .collect();
+    let groups: Vec<Group> = st.svc.groups(&auth.actor, &q.all("name")).await?;
     let page = ListQuery::window(&groups, limit, offset)
         .iter()
         .map(|g| group_json(g, &q.origin))

@@ -1,8 +1,8 @@
 //! `/api/extras/deliveries/`: the delivery log, with every attempt.
 
-use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
-use crate::events::{parse_timestamp, rest_time};
-use crate::queue::{Attempt, Delivery, DeliveryFilter, Status};
+use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId, PAGING};
+use crate::events::rest_time;
+use crate::queue::{Attempt, Delivery, Status};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -81,35 +81,9 @@ pub(super) fn attempt_json(n: usize, a: &Attempt) -> Value {
     })
 }
 
-/// The list's filters (`/api/schema/` lists them too).
-pub(super) fn filters() -> Vec<String> {
-    [
-        "id",
-        "status",
-        "webhook_id",
-        "event_rule_id",
-        "object_type",
-        "event",
-        "request_id",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    q.only_names(&filters(), "deliveries")?;
+    let filter = crate::service::delivery_filter(&q.given(), &PAGING)?;
     let (limit, offset) = q.page()?;
-    let filter = DeliveryFilter {
-        id: q.ints("id")?,
-        status: crate::service::statuses(&q.all("status"))?,
-        webhook_id: q.ints("webhook_id")?,
-        event_rule_id: q.ints("event_rule_id")?,
-        object_type: q.all("object_type"),
-        event: q.all("event"),
-        since: None,
-        until: None,
-        request_id: q.all("request_id"),
-    };
     let page = st.svc.deliveries(&auth.actor, &filter, limit, offset, None).await?;
     let rows = page.items.iter().map(|d| delivery_json(d, &q.origin)).collect();
     Ok(Json(q.paginated(page.count, limit, offset, rows)))
@@ -155,91 +129,12 @@ async fn delete_one(State(st): State<AppState>, auth: Auth, PathId(id): PathId) 
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A filter from a body: `{"status", "webhook_id", "id", "since"}` (values or lists), or a
-/// list of `{"id": n}`.
-fn body_filter(body: &Value) -> Result<DeliveryFilter, ApiError> {
-    let bad = |field: &str, msg: &str| ApiError::field(field, msg);
-    let list = |v: Option<&Value>| -> Vec<Value> {
-        match v {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items.clone(),
-            Some(other) => vec![other.clone()],
-        }
-    };
-    let ints = |field: &str, values: Vec<Value>| -> Result<Vec<i64>, ApiError> {
-        values
-            .iter()
-            .map(|x| x.as_i64().ok_or_else(|| bad(field, "Expected integers.")))
-            .collect()
-    };
-    let mut f = DeliveryFilter::default();
-    match body {
-        Value::Array(items) => {
-            let mut ids = Vec::with_capacity(items.len());
-            for item in items {
-                match item.as_object().map(|o| (o.get("id"), o.len())) {
-                    Some((Some(id), 1)) => ids.push(id.clone()),
-                    _ => return Err(bad("id", "Expected a list of {\"id\": n}, nothing else.")),
-                }
-            }
-            f.id = ints("id", ids)?;
-        }
-        Value::Object(map) => {
-            // A key this filter does not know would otherwise widen it to everything.
-            let known = [
-                "id",
-                "webhook_id",
-                "event_rule_id",
-                "status",
-                "since",
-                "object_type",
-                "event",
-                "request_id",
-            ];
-            if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
-                return Err(bad(
-                    k,
-                    "Not a filter: use id, webhook_id, event_rule_id, status, object_type, event, request_id or since.",
-                ));
-            }
-            f.id = ints("id", list(map.get("id")))?;
-            let texts = |field: &str| -> Result<Vec<String>, ApiError> {
-                list(map.get(field))
-                    .iter()
-                    .map(|v| v.as_str().map(String::from).ok_or_else(|| bad(field, "Expected text.")))
-                    .collect()
-            };
-            f.object_type = texts("object_type")?;
-            f.event = texts("event")?;
-            f.request_id = texts("request_id")?;
-            f.webhook_id = ints("webhook_id", list(map.get("webhook_id")))?;
-            f.event_rule_id = ints("event_rule_id", list(map.get("event_rule_id")))?;
-            for s in list(map.get("status")) {
-                let status = s
-                    .as_str()
-                    .and_then(Status::parse)
-                    .ok_or_else(|| bad("status", "Expected queued, in_flight, retrying, succeeded or failed."))?;
-                f.status.push(status);
-            }
-            if let Some(since) = map.get("since").filter(|v| !v.is_null()) {
-                let t = since.as_str().and_then(parse_timestamp);
-                f.since = Some(t.ok_or_else(|| bad("since", "Expected an ISO 8601 date and time with a time zone."))?);
-            }
-        }
-        Value::Null => {}
-        _ => {
-            return Err(bad(
-                "non_field_errors",
-                "Expected a filter object or a list of {\"id\": n}.",
-            ))
-        }
-    }
-    Ok(f)
-}
-
 /// Retries every matching delivery that is not in flight (by default: the failed ones).
 async fn retry_many(State(st): State<AppState>, auth: Auth, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
-    let n = st.svc.retry_deliveries(&auth.actor, &body_filter(&body)?).await?;
+    let n = st
+        .svc
+        .retry_deliveries(&auth.actor, &crate::service::delivery_filter_of_body(&body)?)
+        .await?;
     Ok(Json(json!({"retried": n})))
 }
 
@@ -249,7 +144,10 @@ async fn delete_many(
     auth: Auth,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let n = st.svc.delete_deliveries(&auth.actor, &body_filter(&body)?).await?;
+    let n = st
+        .svc
+        .delete_deliveries(&auth.actor, &crate::service::delivery_filter_of_body(&body)?)
+        .await?;
     Ok(Json(json!({"deleted": n})))
 }
 

@@ -1,11 +1,11 @@
 //! `/api/extras/event-rules/`: NetBox 4.6's event rules, with NetBox's bulk forms.
 
-use super::extract::with_text_lookups;
-use super::{bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
+use super::{
+    bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId, PAGING,
+};
 use crate::events::EventKind;
 use crate::service::EventRuleFilter;
-use crate::validate::parse_bool;
-use crate::webhooks::event_rule::{event_type_name, ACTION_OBJECT_TYPE, ACTION_TYPE};
+use crate::webhooks::event_rule::{event_type_name, ACTION_TYPE};
 use crate::webhooks::EventRule;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -52,60 +52,9 @@ async fn shown(st: &AppState, auth: &Auth, rules: &[EventRule], base: &str) -> R
         .collect())
 }
 
-/// The list's filters: `name` and `description` with NetBox's text lookups too (`/api/schema/`
-/// lists them as well).
-pub(super) fn filters() -> Vec<String> {
-    let mut all: Vec<String> = [
-        "id",
-        "enabled",
-        "object_type",
-        "event_type",
-        "action_type",
-        "action_object_type",
-        "action_object_id",
-        "q",
-    ]
-    .map(String::from)
-    .to_vec();
-    all.extend(["name", "description"].iter().flat_map(|f| with_text_lookups(f)));
-    all
-}
-
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    q.only_names(&filters(), "event rules")?;
+    let filter = EventRuleFilter::read(&q.given(), &PAGING)?;
     let (limit, offset) = q.page()?;
-    let enabled = match q.first("enabled") {
-        None => None,
-        Some(v) => Some(parse_bool(v).ok_or_else(|| ApiError::field("enabled", "Must be a valid boolean."))?),
-    };
-    let mut event_type = Vec::new();
-    for name in q.all("event_type") {
-        match name.strip_prefix("object_").and_then(EventKind::parse) {
-            Some(k) => event_type.push(k),
-            None => {
-                return Err(ApiError::field(
-                    "event_type",
-                    format!("\"{name}\" is not one of object_created, object_updated, object_deleted."),
-                ))
-            }
-        }
-    }
-    // Every rule fires a webhook: asking for another action matches none.
-    let other_action = q.all("action_type").iter().any(|v| v != ACTION_TYPE)
-        || q.all("action_object_type").iter().any(|v| v != ACTION_OBJECT_TYPE);
-    if other_action {
-        return Ok(Json(q.paginated(0, limit, offset, Vec::new())));
-    }
-    let filter = EventRuleFilter {
-        id: q.ints("id")?,
-        name: q.text_filters("name"),
-        description: q.text_filters("description"),
-        enabled,
-        object_type: q.all("object_type"),
-        event_type,
-        action_object_id: q.ints("action_object_id")?,
-        q: q.first("q").map(String::from),
-    };
     let page = st.svc.event_rules(&auth.actor, &filter, limit, offset).await?;
     let rows = shown(&st, &auth, &page.items, &q.origin).await?;
     Ok(Json(q.paginated(page.count, limit, offset, rows)))

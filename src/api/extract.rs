@@ -193,16 +193,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Base {
 pub const PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 1000;
 
-/// A list request: its query parameters and where it was sent, to build `next`/`previous`.
-/// NetBox's text lookups, as parameter suffixes: `name`, `name__n`, `name__ic`, ...
-pub const TEXT_LOOKUPS: [&str; 10] = [
-    "", "__n", "__ic", "__nic", "__ie", "__nie", "__isw", "__nisw", "__iew", "__niew",
-];
-
-/// `field` with each of NetBox's text lookups: the parameter names a text filter takes.
-pub fn with_text_lookups(field: &str) -> Vec<String> {
-    TEXT_LOOKUPS.iter().map(|s| format!("{field}{s}")).collect()
-}
+/// What a list's query string holds besides its filters.
+pub const PAGING: [&str; 4] = ["limit", "offset", "brief", "format"];
 
 pub struct ListQuery {
     pub params: Vec<(String, String)>,
@@ -255,6 +247,11 @@ impl ListQuery {
         out
     }
 
+    /// The parameters, for a list's filter spec to read (paging is `PAGING`).
+    pub fn given(&self) -> crate::service::filters::Given {
+        crate::service::filters::Given::pairs(self.params.iter().cloned())
+    }
+
     pub fn first(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
@@ -268,7 +265,6 @@ impl ListQuery {
     }
 
     pub fn only(&self, filters: &[&str], what: &str) -> Result<(), ApiError> {
-        const PAGING: [&str; 4] = ["limit", "offset", "brief", "format"];
         let unknown = self
             .params
             .iter()

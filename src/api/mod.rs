@@ -16,7 +16,9 @@ mod users;
 mod webhooks;
 
 pub use error::{status_code, ApiError};
-pub use extract::{bulk_ids, one_or_many, one_or_many_answer, path_id, Auth, Base, JsonBody, ListQuery, PathId};
+pub use extract::{
+    bulk_ids, one_or_many, one_or_many_answer, path_id, Auth, Base, JsonBody, ListQuery, PathId, PAGING,
+};
 
 use crate::service::Services;
 use axum::extract::{DefaultBodyLimit, MatchedPath};

@@ -3,7 +3,7 @@
 //! `/api/extras/object-changes/`, the change log.
 
 use super::{
-    bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, JsonBody, ListQuery, PathId, RequestId,
+    bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, JsonBody, ListQuery, PathId, RequestId, PAGING,
 };
 use crate::catalog::{label, Catalog, ObjectType};
 use crate::changes::ChangeFilter;
@@ -333,28 +333,7 @@ async fn bulk_delete(w: Writer, JsonBody(body): JsonBody) -> Result<StatusCode, 
 }
 
 async fn list_changes(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    q.only(
-        &[
-            "id",
-            "request_id",
-            "action",
-            "changed_object_type",
-            "changed_object_id",
-            "user_id",
-            "user_name",
-        ],
-        "changes",
-    )?;
-    let action = crate::service::actions(&q.all("action"))?;
-    let filter = ChangeFilter {
-        id: q.ints("id")?,
-        request_id: q.all("request_id"),
-        action,
-        object_type: q.all("changed_object_type"),
-        object_id: q.ints("changed_object_id")?,
-        user_id: q.ints("user_id")?,
-        user_name: q.all("user_name"),
-    };
+    let filter = crate::service::change_filter(&q.given(), &PAGING)?;
     let (limit, offset) = q.page()?;
     let page = st.svc.changes(&auth.actor, &filter, limit, offset).await?;
     Ok(Json(q.paginated(

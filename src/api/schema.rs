@@ -323,12 +323,14 @@ fn type_paths(t: &ObjectType, paths: &mut Map<String, Value>) {
 /// Herald's own lists beside the inventory, for reading: each list with every filter it takes
 /// (what pynetbox's `strict_filters` checks), and each record. `(path, schema name, filters)`.
 fn record_paths(paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>) {
-    let lists = [
-        ("extras/webhooks", "Webhook", super::webhooks::filters()),
-        ("extras/event-rules", "EventRule", super::event_rules::filters()),
-        ("extras/deliveries", "Delivery", super::deliveries::filters()),
+    use crate::service::filters::Spec;
+    let lists: [(&str, &str, &Spec); 4] = [
+        ("extras/webhooks", "Webhook", &crate::service::WEBHOOK_FILTERS),
+        ("extras/event-rules", "EventRule", &crate::service::EVENT_RULE_FILTERS),
+        ("extras/deliveries", "Delivery", &crate::service::DELIVERY_FILTERS),
+        ("extras/object-changes", "ObjectChange", &crate::service::CHANGE_FILTERS),
     ];
-    for (path, name, filters) in lists {
+    for (path, name, spec) in lists {
         schemas.insert(
             name.into(),
             json!({"type": "object", "required": ["id", "url", "display"],
@@ -341,17 +343,12 @@ fn record_paths(paths: &mut Map<String, Value>, schemas: &mut Map<String, Value>
             "previous": {"type": "string", "nullable": true},
             "results": {"type": "array", "items": one},
         }});
-        let mut parameters: Vec<Value> = filters
-            .iter()
-            .map(|f| {
-                let ty = if f == "id" || f.ends_with("_id") {
-                    "integer"
-                } else if f == "enabled" || f == "ssl_verification" || f.starts_with("type_") {
-                    "boolean"
-                } else {
-                    "string"
-                };
-                json!({"name": f, "in": "query", "required": false, "schema": {"type": ty}})
+        let mut parameters: Vec<Value> = spec
+            .parameters()
+            .into_iter()
+            .map(|(f, kind)| {
+                json!({"name": f, "in": "query", "required": false,
+                       "schema": {"type": "array", "items": kind.schema()}, "style": "form", "explode": true})
             })
             .collect();
         for p in ["limit", "offset"] {

@@ -47,21 +47,14 @@ fn user_json(u: &User, groups: &[Value], base: &str) -> Value {
 
 /// The users as JSON, each with its groups (two reads for all of them).
 async fn users_json(st: &AppState, users: &[User], base: &str) -> Result<Vec<Value>, ApiError> {
-    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-    let memberships = st.svc.user_groups(&ids).await?;
-    let groups = if memberships.is_empty() {
-        Vec::new()
-    } else {
-        st.svc.store.groups().await?
-    };
+    let memberships = st.svc.user_groups(users).await?;
     Ok(users
         .iter()
         .map(|u| {
             let mine: Vec<Value> = memberships
                 .iter()
                 .filter(|(user, _)| *user == u.id)
-                .filter_map(|(_, g)| groups.iter().find(|x| x.id == *g))
-                .map(|g| super::access::brief_group(g, base))
+                .map(|(_, g)| super::access::brief_group(g, base))
                 .collect();
             user_json(u, &mine, base)
         })

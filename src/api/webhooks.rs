@@ -1,9 +1,9 @@
 //! `/api/extras/webhooks/`: CRUD with NetBox's bulk forms, and preview.
 
-use super::extract::with_text_lookups;
-use super::{bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
+use super::{
+    bulk_ids, one_or_many, one_or_many_answer, ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId, PAGING,
+};
 use crate::service::WebhookFilter;
-use crate::validate::parse_bool;
 use crate::webhooks::{HttpMethod, Webhook};
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -36,21 +36,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/extras/webhooks/{id}/test/", post(test_send))
 }
 
-/// The list's filters: `payload_url` with NetBox's text lookups too, the rest by value.
-const FILTERS: [&str; 11] = [
-    "id",
-    "name",
-    "content_types",
-    "http_method",
-    "enabled",
-    "type_create",
-    "type_update",
-    "type_delete",
-    "ssl_verification",
-    "http_content_type",
-    "q",
-];
-
 /// Webhooks as the API shows them, each with its tags in brief.
 async fn shown(st: &AppState, webhooks: &[Webhook], base: &str) -> Result<Vec<Value>, ApiError> {
     let ids: Vec<i64> = webhooks.iter().flat_map(|w| w.tags.iter().copied()).collect();
@@ -66,50 +51,9 @@ pub(super) fn tag_list(ids: &[i64], briefs: &std::collections::HashMap<i64, Valu
     Value::Array(ids.iter().filter_map(|id| briefs.get(id).cloned()).collect())
 }
 
-/// Every filter of the list (`/api/schema/` lists them too).
-pub(super) fn filters() -> Vec<String> {
-    let mut all: Vec<String> = FILTERS.map(String::from).to_vec();
-    all.extend(with_text_lookups("payload_url"));
-    all
-}
-
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {
-    q.only_names(&filters(), "webhooks")?;
+    let filter = WebhookFilter::read(&q.given(), &PAGING)?;
     let (limit, offset) = q.page()?;
-    let methods = q.all("http_method");
-    let http_method: Vec<HttpMethod> = methods.iter().filter_map(|m| HttpMethod::parse(m)).collect();
-    if http_method.is_empty() && !methods.is_empty() {
-        // Only unknown methods: they match nothing, as an unknown name does.
-        return Ok(Json(q.paginated(0, limit, offset, Vec::new())));
-    }
-    let flag = |name: &str| -> Result<Option<bool>, ApiError> {
-        match q.first(name) {
-            None => Ok(None),
-            Some(v) => parse_bool(v)
-                .map(Some)
-                .ok_or_else(|| ApiError::field(name, "Must be a valid boolean.")),
-        }
-    };
-    let payload_url = q.text_filters("payload_url");
-    let filter = WebhookFilter {
-        id: q.ints("id")?,
-        name: q.all("name"),
-        content_types: q.all("content_types"),
-        http_method,
-        enabled: flag("enabled")?,
-        type_create: flag("type_create")?,
-        type_update: flag("type_update")?,
-        type_delete: flag("type_delete")?,
-        ssl_verification: flag("ssl_verification")?,
-        http_content_type: q
-            .params
-            .iter()
-            .filter(|(k, _)| k == "http_content_type")
-            .map(|(_, v)| v.clone())
-            .collect(),
-        payload_url,
-        q: q.first("q").map(String::from),
-    };
     let page = st.svc.webhooks(&auth.actor, &filter, limit, offset).await?;
     let rows = shown(&st, &page.items, &q.origin).await?;
     Ok(Json(q.paginated(page.count, limit, offset, rows)))

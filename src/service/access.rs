@@ -4,15 +4,18 @@
 
 use super::{require, Error, Result, Services};
 use crate::auth::permissions::types;
-use crate::auth::{Action, Actor, Group, Permission};
+use crate::auth::{Action, Actor, Group, Permission, User};
 use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
 use chrono::Utc;
 use serde_json::Value;
 
 impl Services {
-    pub async fn groups(&self, actor: &Actor) -> Result<Vec<Group>> {
+    /// The groups, by name; only those named, when names are given.
+    pub async fn groups(&self, actor: &Actor, names: &[String]) -> Result<Vec<Group>> {
         require(actor, types::GROUP, Action::View)?;
-        Ok(self.store.groups().await?)
+        let mut all = self.store.groups().await?;
+        all.retain(|g| names.is_empty() || names.contains(&g.name));
+        Ok(all)
     }
 
     pub async fn group(&self, actor: &Actor, id: i64) -> Result<Group> {
@@ -47,6 +50,27 @@ impl Services {
     pub async fn permissions(&self, actor: &Actor) -> Result<Vec<Permission>> {
         require(actor, types::PERMISSION, Action::View)?;
         Ok(self.store.permissions().await?)
+    }
+
+    /// The users and groups these permissions (as another call of this layer gave them) name:
+    /// what showing them nests.
+    pub async fn permission_members(&self, perms: &[Permission]) -> Result<(Vec<User>, Vec<Group>)> {
+        let named = |ids: &dyn Fn(&Permission) -> &Vec<i64>, id: i64| perms.iter().any(|p| ids(p).contains(&id));
+        let users = self
+            .store
+            .users()
+            .await?
+            .into_iter()
+            .filter(|u| named(&|p| &p.users, u.id))
+            .collect();
+        let groups = self
+            .store
+            .groups()
+            .await?
+            .into_iter()
+            .filter(|g| named(&|p| &p.groups, g.id))
+            .collect();
+        Ok((users, groups))
     }
 
     pub async fn permission(&self, actor: &Actor, id: i64) -> Result<Permission> {

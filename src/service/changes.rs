@@ -1,6 +1,7 @@
 //! The change log as NetBox's REST API shows it: each change with its object's brief view
 //! while the object exists.
 
+use super::filters::{Given, Kind, Param, Spec};
 use super::{require, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{Action, Actor};
@@ -53,6 +54,55 @@ pub fn actions(values: &[String]) -> Result<Vec<ChangeAction>> {
             })
         })
         .collect()
+}
+
+/// What the change log may be filtered by.
+pub static FILTERS: Spec = Spec {
+    list: "changes",
+    params: &[
+        Param {
+            name: "id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "request_id",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "action",
+            kind: Kind::Choice(&["create", "update", "delete"]),
+        },
+        Param {
+            name: "changed_object_type",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "changed_object_id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "user_id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "user_name",
+            kind: Kind::Texts,
+        },
+    ],
+};
+
+/// The change filter `given` names (and `also`, which the caller reads itself).
+pub fn change_filter(given: &Given, also: &[&str]) -> Result<ChangeFilter> {
+    let r = FILTERS.read(given, also)?;
+    Ok(ChangeFilter {
+        id: r.ints("id")?,
+        request_id: r.texts("request_id"),
+        action: actions(&r.choices("action")?)?,
+        object_type: r.texts("changed_object_type"),
+        object_id: r.ints("changed_object_id")?,
+        user_id: r.ints("user_id")?,
+        user_name: r.texts("user_name"),
+    })
 }
 
 impl Services {

@@ -3,6 +3,7 @@
 //! retention purges them), what a bulk retry touches when told nothing (the failed ones),
 //! and the queue's figures.
 
+use super::filters::{Given, Kind, Param, Spec};
 use super::{require, Error, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{Action, Actor};
@@ -12,6 +13,7 @@ use crate::page::Page;
 use crate::queue::{all_counts, per_minute, Attempt, Delivery, DeliveryFilter, QueueStats, Status};
 use crate::webhooks::headers;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// Webhooks listed among those failing most.
@@ -231,6 +233,85 @@ impl Services {
         let since = Utc::now() - heartbeat::stale_after();
         let workers = self.store.workers_seen_since(since).await?;
         Ok(QueueSummary { counts, workers })
+    }
+}
+
+/// What the delivery list, its bulk retry and delete, the pages and the command line may filter
+/// deliveries by.
+pub static FILTERS: Spec = Spec {
+    list: "deliveries",
+    params: &[
+        Param {
+            name: "id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "status",
+            kind: Kind::Choice(&["queued", "in_flight", "retrying", "succeeded", "failed"]),
+        },
+        Param {
+            name: "webhook_id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "event_rule_id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "object_type",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "event",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "request_id",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "since",
+            kind: Kind::Time,
+        },
+        Param {
+            name: "until",
+            kind: Kind::Time,
+        },
+    ],
+};
+
+/// The delivery filter `given` names (and `also`, which the caller reads itself).
+pub fn delivery_filter(given: &Given, also: &[&str]) -> Result<DeliveryFilter> {
+    let r = FILTERS.read(given, also)?;
+    Ok(DeliveryFilter {
+        id: r.ints("id")?,
+        status: statuses(&r.choices("status")?)?,
+        webhook_id: r.ints("webhook_id")?,
+        event_rule_id: r.ints("event_rule_id")?,
+        object_type: r.texts("object_type"),
+        event: r.texts("event"),
+        since: r.time("since")?,
+        until: r.time("until")?,
+        request_id: r.texts("request_id"),
+    })
+}
+
+/// A bulk action's filter from its JSON body: a filter object, or a list of `{"id": n}`.
+pub fn delivery_filter_of_body(body: &Value) -> Result<DeliveryFilter> {
+    match body {
+        Value::Null => Ok(DeliveryFilter::default()),
+        Value::Array(items) => {
+            let ids: Option<Vec<i64>> = items
+                .iter()
+                .map(|item| match item.as_object() {
+                    Some(o) if o.len() == 1 => o.get("id").and_then(Value::as_i64),
+                    _ => None,
+                })
+                .collect();
+            ids.map(DeliveryFilter::ids)
+                .ok_or_else(|| Error::field("id", "Expected a list of {\"id\": n}, nothing else."))
+        }
+        _ => delivery_filter(&Given::json(body)?, &[]),
     }
 }
 

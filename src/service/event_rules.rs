@@ -1,12 +1,14 @@
 //! Event rules: listing with filters, creating and changing them (all or none of a list, each
 //! item's errors reported), deleting them. A rule's webhook must exist when it is saved.
 
+use super::filters::{Given, Kind, Param, Spec};
 use super::webhooks::{all_or_errors, TextFilter};
 use super::{require, Error, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{Action, Actor};
 use crate::events::EventKind;
 use crate::page::Page;
+use crate::webhooks::event_rule::{ACTION_OBJECT_TYPE, ACTION_TYPE};
 use crate::webhooks::{EventRule, Webhook};
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -24,14 +26,90 @@ pub struct EventRuleFilter {
     pub event_type: Vec<EventKind>,
     /// Rules that fire any of these webhooks.
     pub action_object_id: Vec<i64>,
+    /// Rules whose action is one of these (every rule of Herald's fires a webhook).
+    pub action_type: Vec<String>,
+    /// Rules whose action's object is of one of these types (every one is `extras.webhook`).
+    pub action_object_type: Vec<String>,
     /// Part of the name or description, any case.
     pub q: Option<String>,
 }
 
+/// What the event rule list may be filtered by.
+pub static FILTERS: Spec = Spec {
+    list: "event rules",
+    params: &[
+        Param {
+            name: "id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "name",
+            kind: Kind::Lookups,
+        },
+        Param {
+            name: "description",
+            kind: Kind::Lookups,
+        },
+        Param {
+            name: "enabled",
+            kind: Kind::Bool,
+        },
+        Param {
+            name: "object_type",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "event_type",
+            kind: Kind::Choice(&["object_created", "object_updated", "object_deleted"]),
+        },
+        Param {
+            name: "action_type",
+            kind: Kind::Choice(&["webhook", "script", "notification"]),
+        },
+        Param {
+            name: "action_object_type",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "action_object_id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "q",
+            kind: Kind::Texts,
+        },
+    ],
+};
+
 impl EventRuleFilter {
+    /// The filter `given` names (and `also`, which the caller reads itself).
+    pub fn read(given: &Given, also: &[&str]) -> Result<EventRuleFilter> {
+        let r = FILTERS.read(given, also)?;
+        let event_type = r
+            .choices("event_type")?
+            .iter()
+            .filter_map(|name| name.strip_prefix("object_").and_then(EventKind::parse))
+            .collect();
+        Ok(EventRuleFilter {
+            id: r.ints("id")?,
+            name: r.lookups("name"),
+            description: r.lookups("description"),
+            enabled: r.bool("enabled")?,
+            object_type: r.texts("object_type"),
+            event_type,
+            action_object_id: r.ints("action_object_id")?,
+            action_type: r.choices("action_type")?,
+            action_object_type: r.texts("action_object_type"),
+            q: r.text("q"),
+        })
+    }
+
     fn matches(&self, r: &EventRule) -> bool {
         let q = self.q.as_ref().map(|s| s.to_lowercase());
-        (self.id.is_empty() || self.id.contains(&r.id))
+        let of_webhooks = (self.action_type.is_empty() || self.action_type.iter().any(|t| t == ACTION_TYPE))
+            && (self.action_object_type.is_empty() || self.action_object_type.iter().any(|t| t == ACTION_OBJECT_TYPE));
+        of_webhooks
+            && (self.id.is_empty() || self.id.contains(&r.id))
             && self.name.iter().all(|f| f.matches(&r.name))
             && self.description.iter().all(|f| f.matches(&r.description))
             && self.enabled.is_none_or(|b| b == r.enabled)

@@ -4,7 +4,7 @@
 
 use super::{require, Error, Result, Services};
 use crate::auth::permissions::types;
-use crate::auth::{self, Action, Actor, Token, User};
+use crate::auth::{self, Action, Actor, Group, Token, User};
 use crate::error::Unique;
 use crate::store::StoreError;
 use crate::validate::{refuse_unknown_keys, FieldErrors, Reader};
@@ -159,9 +159,19 @@ impl Services {
         Ok(self.store.user(id).await?)
     }
 
-    /// The groups of these users, `(user, group)`.
-    pub async fn user_groups(&self, user_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
-        Ok(self.store.user_groups(user_ids).await?)
+    /// The groups of these users (as another call of this layer gave them, so the caller may
+    /// see them), as `(user id, group)`.
+    pub async fn user_groups(&self, users: &[User]) -> Result<Vec<(i64, Group)>> {
+        let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+        let memberships = self.store.user_groups(&ids).await?;
+        if memberships.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = self.store.groups().await?;
+        Ok(memberships
+            .into_iter()
+            .filter_map(|(user, g)| groups.iter().find(|x| x.id == g).map(|g| (user, g.clone())))
+            .collect())
     }
 
     /// Creates a user from `{"username", "password", "is_superuser", "groups"}`.
@@ -389,6 +399,16 @@ impl Services {
         }
         std::mem::take(&mut r.errors).finish(())?;
         self.add_token(user, key, write_enabled, &description).await
+    }
+
+    /// Creates a token for the user named `username` (the command line's `herald token
+    /// create`, run by whoever holds the database).
+    pub async fn add_token_for(&self, username: &str, write_enabled: bool, description: &str) -> Result<NewToken> {
+        let user = self.store.user_by_name(username).await.map_err(|e| match e {
+            StoreError::NotFound => Error::BadRequest(format!("no user named {username:?}")),
+            e => e.into(),
+        })?;
+        self.add_token(user, None, write_enabled, description).await
     }
 
     /// Creates a token for `user` with `key` (or a new random one), from the command line,

@@ -2,6 +2,7 @@
 //! item's errors reported), previewing the request one would send, sending a test, and the
 //! sample events both use.
 
+use super::filters::{Given, Kind, Param, Spec};
 use super::{blocking, require, Error, Result, Services};
 use crate::auth::permissions::types;
 use crate::auth::{Action, Actor};
@@ -92,7 +93,85 @@ pub struct WebhookFilter {
     pub q: Option<String>,
 }
 
+/// What the webhook list may be filtered by.
+pub static FILTERS: Spec = Spec {
+    list: "webhooks",
+    params: &[
+        Param {
+            name: "id",
+            kind: Kind::Ints,
+        },
+        Param {
+            name: "name",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "content_types",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "http_method",
+            kind: Kind::Choice(&["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        },
+        Param {
+            name: "enabled",
+            kind: Kind::Bool,
+        },
+        Param {
+            name: "type_create",
+            kind: Kind::Bool,
+        },
+        Param {
+            name: "type_update",
+            kind: Kind::Bool,
+        },
+        Param {
+            name: "type_delete",
+            kind: Kind::Bool,
+        },
+        Param {
+            name: "ssl_verification",
+            kind: Kind::Bool,
+        },
+        Param {
+            name: "http_content_type",
+            kind: Kind::Texts,
+        },
+        Param {
+            name: "payload_url",
+            kind: Kind::Lookups,
+        },
+        Param {
+            name: "q",
+            kind: Kind::Texts,
+        },
+    ],
+};
+
 impl WebhookFilter {
+    /// The filter `given` names (and `also`, which the caller reads itself).
+    pub fn read(given: &Given, also: &[&str]) -> Result<WebhookFilter> {
+        let r = FILTERS.read(given, also)?;
+        Ok(WebhookFilter {
+            id: r.ints("id")?,
+            name: r.texts("name"),
+            content_types: r.texts("content_types"),
+            http_method: r
+                .choices("http_method")?
+                .iter()
+                .filter_map(|m| HttpMethod::parse(m))
+                .collect(),
+            enabled: r.bool("enabled")?,
+            type_create: r.bool("type_create")?,
+            type_update: r.bool("type_update")?,
+            type_delete: r.bool("type_delete")?,
+            ssl_verification: r.bool("ssl_verification")?,
+            http_content_type: r.texts("http_content_type"),
+            payload_url: r.lookups("payload_url"),
+            q: r.text("q"),
+        })
+    }
+
     fn matches(&self, w: &Webhook) -> bool {
         let q = self.q.as_ref().map(|s| s.to_lowercase());
         let flag = |want: Option<bool>, have: bool| want.is_none_or(|b| b == have);

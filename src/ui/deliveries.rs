@@ -8,14 +8,12 @@ use super::session::{redirect_with, Posted, Viewer, CSRF_FIELD};
 use super::webhooks::{attempt_json, path_id};
 use crate::api::AppState;
 use crate::error::Error;
-use crate::events::parse_timestamp;
 use crate::queue::{Delivery, DeliveryFilter, Status};
 use crate::service::WebhookFilter;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::NaiveDateTime;
 use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
@@ -56,32 +54,7 @@ pub fn row(d: &Delivery) -> Value {
 
 /// The list's filter from the query string; a value that cannot be read is an error naming it.
 fn filter_of(q: &Query) -> Result<DeliveryFilter, Error> {
-    let status = crate::service::statuses(&q.all("status"))?;
-    // A time as the browser's date-time field sends it (UTC here), or ISO 8601.
-    let time = |name: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
-        match q.get(name) {
-            None => Ok(None),
-            Some(s) => parse_timestamp(s)
-                .or_else(|| {
-                    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
-                        .ok()
-                        .map(|t| t.and_utc())
-                })
-                .map(Some)
-                .ok_or_else(|| Error::field(name, format!("\"{s}\" is not a date and time."))),
-        }
-    };
-    Ok(DeliveryFilter {
-        id: q.ints("id")?,
-        status,
-        webhook_id: q.ints("webhook_id")?,
-        event_rule_id: q.ints("event_rule_id")?,
-        object_type: q.all("object_type"),
-        event: q.all("event"),
-        since: time("since")?,
-        until: time("until")?,
-        request_id: q.all("request_id"),
-    })
+    crate::service::delivery_filter(&q.given(), &[])
 }
 
 /// Every state with its count, and links that keep the other filters.

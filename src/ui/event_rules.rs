@@ -12,7 +12,6 @@ use crate::error::Error;
 use crate::events::EventKind;
 use crate::queue::DeliveryFilter;
 use crate::service::{EventRuleFilter, WebhookFilter};
-use crate::validate::parse_bool;
 use crate::webhooks::event_rule::{event_type_name, ACTION_OBJECT_TYPE, ACTION_TYPE};
 use crate::webhooks::EventRule;
 use axum::extract::{Path, State};
@@ -83,22 +82,7 @@ async fn with_webhooks(st: &AppState, v: &Viewer, rules: &[EventRule]) -> Result
 
 async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
     let (limit, offset) = q.page()?;
-    let enabled = match q.get("enabled") {
-        None => None,
-        Some(e) => Some(parse_bool(e).ok_or_else(|| Error::field("enabled", "Must be a valid boolean."))?),
-    };
-    let filter = EventRuleFilter {
-        enabled,
-        object_type: q.all("object_type"),
-        event_type: q
-            .all("event_type")
-            .iter()
-            .filter_map(|e| e.strip_prefix("object_").and_then(EventKind::parse))
-            .collect(),
-        action_object_id: q.ints("action_object_id")?,
-        q: q.get("q").map(String::from),
-        ..EventRuleFilter::default()
-    };
+    let filter = EventRuleFilter::read(&q.given(), &[])?;
     let page = st.svc.event_rules(&v.actor, &filter, limit, offset).await?;
     let rows = with_webhooks(&st, &v, &page.items).await?;
     let ctx = json!({

@@ -180,20 +180,13 @@ fn with_links(mut change: Value) -> Value {
 
 async fn changelog(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
     let (limit, offset) = q.page()?;
-    let action = crate::service::actions(&q.all("action"))?;
-    let filter = ChangeFilter {
-        request_id: q.all("request_id"),
-        action,
-        object_type: q.all("object_type"),
-        user_name: q.all("user"),
-        ..ChangeFilter::default()
-    };
+    let filter = crate::service::change_filter(&q.given(), &[])?;
     let page = st.svc.changes(&v.actor, &filter, limit, offset).await?;
     let ctx = json!({
         "section": "changelog",
         "changes": page.items.into_iter().map(with_links).collect::<Vec<_>>(),
         "pages": q.paginator(page.count, limit, offset, None),
-        "filters": {"user": q.get("user"), "action": q.get("action"), "object_type": q.get("object_type"), "request_id": q.get("request_id")},
+        "filters": q.filter_values(),
         "filtered": !q.filters().is_empty(),
         "types": st.svc.catalog.types().iter().map(|t| t.name().to_string()).collect::<Vec<_>>(),
         "retention_days": st.svc.config.retention.changelog_days,

@@ -52,6 +52,11 @@ impl Query {
             .collect()
     }
 
+    /// The filters given, for a list's filter spec to read.
+    pub fn given(&self) -> crate::service::filters::Given {
+        crate::service::filters::Given::pairs(self.filters())
+    }
+
     /// The pairs that filter, without paging and empty values.
     pub fn filters(&self) -> Vec<(String, String)> {
         self.0

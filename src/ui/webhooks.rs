@@ -9,7 +9,6 @@ use crate::api::AppState;
 use crate::error::Error;
 use crate::queue::{Attempt, DeliveryFilter};
 use crate::service::WebhookFilter;
-use crate::validate::parse_bool;
 use crate::webhooks::request::Outgoing;
 use crate::webhooks::{HttpMethod, Webhook};
 use axum::extract::{Path, State};
@@ -37,21 +36,7 @@ pub fn path_id(id: &str) -> Result<i64, Failure> {
 
 async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
     let (limit, offset) = q.page()?;
-    let enabled = match q.get("enabled") {
-        None => None,
-        Some(e) => Some(parse_bool(e).ok_or_else(|| Error::field("enabled", "Must be a valid boolean."))?),
-    };
-    let filter = WebhookFilter {
-        content_types: q.all("content_type"),
-        http_method: q
-            .all("http_method")
-            .iter()
-            .filter_map(|m| HttpMethod::parse(m))
-            .collect(),
-        enabled,
-        q: q.get("q").map(String::from),
-        ..WebhookFilter::default()
-    };
+    let filter = WebhookFilter::read(&q.given(), &[])?;
     let page = st.svc.webhooks(&v.actor, &filter, limit, offset).await?;
     let ids: Vec<i64> = page.items.iter().map(|w| w.id).collect();
     let health = st
@@ -77,7 +62,7 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
         "pages": q.paginator(page.count, limit, offset, None),
         "filters": q.filter_values(),
         "filtered": !q.filters().is_empty(),
-        "types": type_options(&st, &q.all("content_type")),
+        "types": type_options(&st, &q.all("content_types")),
         "methods": HttpMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
     });
     Ok(v.page(&st, "webhooks.html", "Webhooks", ctx))

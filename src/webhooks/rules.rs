@@ -6,6 +6,9 @@ use super::{ca, conditions, headers, request, HttpMethod, Webhook, FIELDS};
 use crate::catalog::Catalog;
 use std::path::Path;
 
+/// Longest template a webhook keeps, in bytes: every process of a fleet holds every webhook.
+pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+
 /// What a webhook is checked against besides its own fields.
 #[derive(Clone, Copy)]
 pub struct Rules<'a> {
@@ -184,6 +187,17 @@ impl Webhook {
                 );
             }
         }
+        for (field, text) in [
+            ("additional_headers", &self.additional_headers),
+            ("body_template", &self.body_template),
+        ] {
+            if text.len() > MAX_TEMPLATE_BYTES && !has(errors, field) {
+                errors.add(
+                    field,
+                    format!("Ensure this field has no more than {MAX_TEMPLATE_BYTES} bytes."),
+                );
+            }
+        }
         if let Err(msg) = headers::check_source(&self.additional_headers) {
             errors.add("additional_headers", msg);
         }
@@ -203,11 +217,14 @@ impl Webhook {
     }
 }
 
-/// An `http(s)` URL with a host; when it holds a template, it must start with the scheme (and
-/// compile, which the sandbox checks).
+/// An `http(s)` URL with a host, of at most 500 characters (NetBox's); when it holds a template,
+/// it must start with the scheme (and compile, which the sandbox checks).
 fn check_payload_url(url: &str) -> Result<(), String> {
     if url.is_empty() {
         return Err("This field may not be blank.".into());
+    }
+    if url.chars().count() > 500 {
+        return Err("Ensure this field has no more than 500 characters.".into());
     }
     if request::is_template(url) {
         let lower = url.to_ascii_lowercase();
@@ -259,7 +276,10 @@ mod tests {
                         "payload_url": "https://h/{{ model }}"});
         let w = Webhook::blank().apply(&ok, rules, false).unwrap();
         assert_eq!((w.http_method, w.timeout), (HttpMethod::Post, 15));
-        let patched = w.apply(&json!({"timeout": 0}), rules, true).unwrap_err();
+        let patched = w.clone().apply(&json!({"timeout": 0}), rules, true).unwrap_err();
         assert!(patched.0.contains_key("timeout"));
+        let long = "x".repeat(MAX_TEMPLATE_BYTES + 1);
+        let too_long = w.apply(&json!({"body_template": long}), rules, true).unwrap_err();
+        assert!(too_long.0.contains_key("body_template"));
     }
 }

@@ -157,19 +157,11 @@ impl TestApp {
         // The reader may view the inventory, webhooks, deliveries and the change log.
         let mut types: Vec<String> = svc.catalog.types().iter().map(|t| t.name().to_string()).collect();
         types.extend(["extras.webhook", "extras.delivery", "extras.event", "core.objectchange"].map(String::from));
-        let view = herald::auth::Permission {
-            id: 0,
-            name: "view everything but users".into(),
-            description: String::new(),
-            enabled: true,
-            object_types: types,
-            actions: vec![herald::auth::Action::View],
-            users: vec![reader.id],
-            groups: vec![],
-            created: chrono::Utc::now(),
-            last_updated: chrono::Utc::now(),
-        };
-        svc.store.create_permission(&view, chrono::Utc::now()).await.unwrap();
+        let view = json!({"name": "view everything but users", "object_types": types,
+                          "actions": ["view"], "users": [reader.id]});
+        svc.create_permission(&herald::auth::Actor::system(), &view)
+            .await
+            .unwrap();
         let read_only_token = svc.add_token(reader, None, false, "test").await.unwrap().key;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

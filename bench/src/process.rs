@@ -1,13 +1,12 @@
 //! Running the real `herald` binary as a separate process on a fresh database, and talking to it.
 
 use anyhow::{bail, Context};
-use herald::store::postgres::scratch::ScratchDb;
+pub use herald_testkit::database::Database;
+pub use herald_testkit::process::stop;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 pub const TOKEN: &str = "b3nchb3nchb3nchb3nchb3nchb3nchb3nchb3nch";
 /// The password of `admin`, for the pages.
@@ -20,103 +19,22 @@ pub struct Herald {
     pub client: reqwest::Client,
 }
 
-/// A fresh database for one scenario: a SQLite file in a temporary folder, or a database
-/// made on a PostgreSQL server (dropped with this value).
-pub enum Database {
-    Sqlite(tempfile::TempDir),
-    Postgres(ScratchDb),
-}
-
-impl Database {
-    /// A new database: on the PostgreSQL server at `postgres` if given, else SQLite.
-    pub async fn fresh(postgres: Option<&str>) -> anyhow::Result<Database> {
-        Ok(match postgres {
-            Some(server) => Database::Postgres(ScratchDb::create(server).await?),
-            None => Database::Sqlite(tempfile::tempdir()?),
-        })
-    }
-
-    pub fn url(&self) -> String {
-        match self {
-            Database::Sqlite(dir) => format!("sqlite://{}", dir.path().join("bench.db").display()),
-            Database::Postgres(db) => db.url.clone(),
-        }
-    }
-
-    /// Bytes the database takes (SQLite: the file and its WAL).
-    pub async fn bytes(&self) -> anyhow::Result<u64> {
-        match self {
-            Database::Sqlite(dir) => Ok(sqlite_bytes(dir.path())),
-            Database::Postgres(db) => db.size().await,
-        }
-    }
-}
-
-fn sqlite_bytes(dir: &Path) -> u64 {
-    ["bench.db", "bench.db-wal", "bench.db-shm"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
-        .map(|m| m.len())
-        .sum()
-}
-
-/// SIGTERM, then wait (bounded); SIGKILL if it does not exit.
-pub async fn stop(mut child: Child) {
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-    }
-    if tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-}
-
 /// Starts `herald worker` on `database`; it ends with the returned value.
-pub fn start_worker(exe: &PathBuf, database: &str) -> anyhow::Result<Child> {
-    Command::new(exe)
-        .args(["worker", "--database", database])
-        .env("RUST_LOG", "warn")
-        .env("HERALD_POSTGRES__IDENTITY_FILE", "")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {} worker", exe.display()))
+pub fn start_worker(exe: &Path, database: &str) -> anyhow::Result<Child> {
+    herald_testkit::process::worker(exe, database, &[("RUST_LOG", "warn")])
 }
 
 impl Herald {
     /// Starts `herald serve` on port 0 and waits until it listens.
-    pub async fn start(exe: &PathBuf, database: &str, worker: bool) -> anyhow::Result<Herald> {
-        let mut cmd = Command::new(exe);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", database])
-            .env("HERALD_ADMIN_TOKEN", TOKEN)
-            .env("HERALD_ADMIN_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "warn")
-            .env("HERALD_POSTGRES__IDENTITY_FILE", "")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        if !worker {
-            cmd.arg("--no-worker");
-        }
-        let mut child = cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+    pub async fn start(exe: &Path, database: &str, worker: bool) -> anyhow::Result<Herald> {
+        let args: &[&str] = if worker { &[] } else { &["--no-worker"] };
+        let env = [
+            ("HERALD_ADMIN_TOKEN", TOKEN),
+            ("HERALD_ADMIN_PASSWORD", PASSWORD),
+            ("RUST_LOG", "warn"),
+        ];
+        let (child, base) = herald_testkit::process::serve(exe, database, args, &env, Duration::from_secs(60)).await?;
         let pid = child.id().context("herald exited at once")?;
-        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        let base = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("Herald listening on ") {
-                    return Ok(url.trim_end_matches("/api/").to_string());
-                }
-            }
-            bail!("herald exited before listening")
-        })
-        .await
-        .context("herald did not start within 60 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
@@ -131,16 +49,7 @@ impl Herald {
 
     /// Resident memory now and at its peak, in KiB (from /proc).
     pub fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        herald_testkit::process::rss_kib(self.pid)
     }
 
     /// SIGTERM, then wait (bounded); SIGKILL if it does not exit.

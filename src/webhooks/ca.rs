@@ -49,7 +49,7 @@ fn read_checked(path: &str, dir: Option<&Path>) -> Result<Vec<reqwest::Certifica
     // Non-blocking, so a file swapped for a FIFO after the check cannot stall the reader.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)
         .map_err(|_| "cannot open")?;
     if !file.metadata().map_err(|_| "cannot stat")?.is_file() {

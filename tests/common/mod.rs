@@ -1,73 +1,83 @@
-//! Shared test harness: a real Herald on port 0 with a fresh database, and real HTTP(S)
-//! receivers that record what they get.
+//! Shared test harness: a real Herald in this process on port 0 with a fresh database of the
+//! backend each test names (`Backend`), real HTTP(S) receivers that record what they get, and
+//! the `herald` binary as a child process (`process`). What the benchmark shares with the
+//! tests comes from `herald-testkit`.
 //!
-//! The database is a SQLite file, or a scratch PostgreSQL database in the test program
-//! `tests/on_postgres.rs`, which runs the integration tests again on the server named by
-//! `HERALD_TEST_POSTGRES_URL` (on SQLite once more, saying so, when it is unset).
+//! Tests that hold on every backend are written once, taking a `Backend`, and listed in
+//! `on_each_backend!`: each then runs on SQLite and on the PostgreSQL server named by
+//! `HERALD_TEST_POSTGRES_URL` (skipped, saying so, without one; failed instead when
+//! `HERALD_TEST_REQUIRE_POSTGRES` is set, as in CI).
 #![allow(dead_code)]
 
-pub mod postgres;
 pub mod process;
-pub mod receiver;
 
 use herald::config::Config;
 use herald::server::App;
 use serde_json::{json, Value};
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+pub use herald_testkit::database::Backend;
+pub use herald_testkit::postgres;
 #[allow(unused_imports)]
-pub use receiver::{Behavior, TestReceiver};
+pub use herald_testkit::receiver::{wait_for, Behavior, Received, Recorder as TestReceiver, Tls};
 
-/// Polls `check` until it returns `Some`, failing the test after `within`.
-pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
+/// Runs each named test (`async fn name(backend: Backend)`) on SQLite and on PostgreSQL, as
+/// `sqlite::name` and `postgres::name`; those after `multi_thread:` on a runtime of two
+/// threads.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)? $(; multi_thread: $($multi:ident),* $(,)?)?) => {
+        $crate::on_each_backend!(@backend sqlite, Sqlite, [$($name),*], [$($($multi),*)?]);
+        $crate::on_each_backend!(@backend postgres, Postgres, [$($name),*], [$($($multi),*)?]);
+    };
+    (@backend $module:ident, $backend:ident, [$($name:ident),*], [$($multi:ident),*]) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(b) = $crate::common::backend($crate::common::Backend::$backend) {
+                        super::$name(b).await;
+                    }
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $multi() {
+                    if let Some(b) = $crate::common::backend($crate::common::Backend::$backend) {
+                        super::$multi(b).await;
+                    }
+                }
+            )*
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+}
+
+/// `backend`, when it can be tested here: PostgreSQL only with a server to test on.
+pub fn backend(backend: Backend) -> Option<Backend> {
+    match backend {
+        Backend::Sqlite => Some(backend),
+        Backend::Postgres => postgres::server_url("a test on PostgreSQL").map(|_| backend),
     }
 }
 
-/// Where a test keeps its data: a temporary folder, and the database.
+/// Where a test keeps its data: a temporary folder (with the SQLite file, `herald.db`), and
+/// the PostgreSQL database when the test runs there.
 pub struct DataDir {
     dir: tempfile::TempDir,
-    /// The PostgreSQL database, when the test runs on PostgreSQL.
     db: Option<postgres::ScratchDb>,
 }
 
-/// The PostgreSQL server of this test program, if it runs on PostgreSQL.
-fn postgres_server() -> Option<&'static str> {
-    static SERVER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    SERVER
-        .get_or_init(|| {
-            let exe = std::env::current_exe().ok()?;
-            let name = exe.file_name()?.to_string_lossy().into_owned();
-            if !name.starts_with("on_postgres") {
-                return None;
-            }
-            postgres::server_url("these integration tests run on SQLite again, not on PostgreSQL")
-        })
-        .as_deref()
-}
-
 impl DataDir {
-    /// A fresh folder, and a fresh database.
-    pub async fn new() -> DataDir {
+    /// A fresh folder, and a fresh database on `backend`.
+    pub async fn new(backend: Backend) -> DataDir {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = match postgres_server() {
-            Some(server) => Some(postgres::scratch_db(server).await),
-            None => None,
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let server = postgres::server_url("a test on PostgreSQL").expect("a PostgreSQL server to test on");
+                Some(postgres::scratch_db(&server).await)
+            }
         };
         DataDir { dir, db }
     }
@@ -139,14 +149,14 @@ pub fn init_logs() {
 }
 
 impl TestApp {
-    pub async fn spawn() -> TestApp {
-        TestApp::spawn_with(|_| {}).await
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, |_| {}).await
     }
 
-    /// Starts Herald after `tweak` adjusts its config.
-    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    /// Starts Herald on `backend` after `tweak` adjusts its config.
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
         init_logs();
-        let dir = DataDir::new().await;
+        let dir = DataDir::new(backend).await;
         let mut config = dir.config();
         tweak(&mut config);
         let app = App::open(config).await.expect("open Herald");

@@ -2,7 +2,6 @@
 
 use super::Bench;
 use crate::process::post_events;
-use crate::receiver::Receiver;
 use crate::report::Report;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -52,7 +51,7 @@ impl Bench {
 
     /// The same bodies, signatures and concurrency, sent by a bare keep-alive client.
     pub async fn baseline(&self, r: &mut Report) -> anyhow::Result<f64> {
-        let rx = Receiver::start(false).await;
+        let rx = crate::receiver::start(false).await;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)

@@ -2,7 +2,6 @@
 
 use super::Bench;
 use crate::process::post_events;
-use crate::receiver::Receiver;
 use crate::report::Report;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ impl Bench {
     pub async fn fanout(&self, r: &mut Report) -> anyhow::Result<()> {
         let db = self.database().await?;
         let h = self.herald(&db, true).await?;
-        let rx = Receiver::start(false).await;
+        let rx = crate::receiver::start(false).await;
         for i in 0..100 {
             h.create_webhook(&format!("fanout-{i}"), &rx.url(), 15).await?;
         }
@@ -46,7 +45,7 @@ impl Bench {
     /// A large queue built with no worker running, then drained.
     pub async fn backlog(&self, r: &mut Report, deliver_rate: Option<f64>) -> anyhow::Result<()> {
         let db = self.database().await?;
-        let rx = Receiver::start(false).await;
+        let rx = crate::receiver::start(false).await;
         let n = self.backlog;
         let h = self.herald(&db, false).await?;
         h.create_webhook("backlog", &rx.url(), 15).await?;
@@ -113,8 +112,8 @@ impl Bench {
         for with_hang in [false, true] {
             let db = self.database().await?;
             let h = self.herald(&db, true).await?;
-            let healthy = Receiver::start(false).await;
-            let hanging = Receiver::start(true).await;
+            let healthy = crate::receiver::start(false).await;
+            let hanging = crate::receiver::start(true).await;
             h.create_webhook("healthy", &healthy.url(), 15).await?;
             if with_hang {
                 h.create_webhook("hanging", &hanging.url(), 2).await?;

@@ -34,7 +34,7 @@ impl Bench {
     async fn with_webhook(&self, name: &str) -> anyhow::Result<(Database, Herald, Receiver)> {
         let db = self.database().await?;
         let h = self.herald(&db, true).await?;
-        let rx = Receiver::start(false).await;
+        let rx = crate::receiver::start(false).await;
         h.create_webhook(name, &rx.url(), 15).await?;
         Ok((db, h, rx))
     }

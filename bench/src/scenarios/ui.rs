@@ -162,7 +162,7 @@ impl Bench {
             .as_micros() as i64;
         match &db {
             crate::process::Database::Sqlite(dir) => {
-                let path = dir.path().join("bench.db");
+                let path = dir.path().join(herald_testkit::database::SQLITE_FILE);
                 tokio::task::spawn_blocking(move || fill(&path, n, now_us)).await??;
             }
             crate::process::Database::Postgres(scratch) => fill_postgres(&scratch.url, n, now_us).await?,

@@ -3,7 +3,6 @@
 
 use super::Bench;
 use crate::process::{post_events, start_worker, stop};
-use crate::receiver::Receiver;
 use crate::report::Report;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ impl Bench {
         for n in [1usize, 2, 4] {
             let db = self.database().await?;
             let h = self.herald(&db, false).await?;
-            let rx = Receiver::start(false).await;
+            let rx = crate::receiver::start(false).await;
             h.create_webhook("workers", &rx.url(), 15).await?;
             let workers = (0..n)
                 .map(|_| start_worker(&self.exe, &db.url()))

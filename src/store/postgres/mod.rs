@@ -15,7 +15,6 @@ mod migrate;
 mod objects;
 mod queue;
 mod run;
-pub mod scratch;
 mod tls;
 mod users;
 mod webhooks;

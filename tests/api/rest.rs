@@ -1,9 +1,7 @@
 //! The REST API: auth, webhook CRUD with NetBox's conventions, preview, and bad input that
 //! gets a 400 naming the field, never a 500.
 
-mod common;
-
-use common::{site_event, TestApp};
+use crate::common::{site_event, Backend, TestApp};
 use serde_json::{json, Value};
 
 fn webhook(name: &str) -> Value {
@@ -21,9 +19,8 @@ fn assert_names(status: u16, body: &Value, field: &str) {
     assert!(msgs.is_array() || msgs.is_object(), "{body}");
 }
 
-#[tokio::test]
-async fn auth_follows_netbox() {
-    let app = TestApp::spawn().await;
+async fn auth_follows_netbox(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let resp = app.client.get(app.url("/api/extras/webhooks/")).send().await.unwrap();
     assert_eq!(resp.status(), 403);
     assert_eq!(
@@ -77,9 +74,8 @@ async fn auth_follows_netbox() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn webhook_crud_bulk_filters_and_pagination() {
-    let app = TestApp::spawn().await;
+async fn webhook_crud_bulk_filters_and_pagination(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (s, one) = app
         .call(
             "POST",
@@ -197,9 +193,8 @@ async fn webhook_crud_bulk_filters_and_pagination() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_webhooks_get_a_400_naming_the_field() {
-    let app = TestApp::spawn().await;
+async fn bad_webhooks_get_a_400_naming_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let path = "/api/extras/webhooks/";
     let (s, b) = app.raw("POST", path, "{\"name\": ").await;
     assert_eq!(s, 400);
@@ -299,9 +294,8 @@ async fn bad_webhooks_get_a_400_naming_the_field() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_events_get_a_400_naming_the_field() {
-    let app = TestApp::spawn().await;
+async fn bad_events_get_a_400_naming_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let path = "/api/extras/events/";
     let (s, b) = app.raw("POST", path, "[{").await;
     assert_eq!(s, 400);
@@ -347,9 +341,8 @@ async fn bad_events_get_a_400_naming_the_field() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn ingest_secret_requires_a_valid_signature() {
-    let app = TestApp::spawn_with(|c| c.ingest.secret = "forwarding-secret".into()).await;
+async fn ingest_secret_requires_a_valid_signature(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.ingest.secret = "forwarding-secret".into()).await;
     let body = site_event("created", 1, "A").to_string();
     let post = |sig: Option<String>| {
         let mut req = app
@@ -369,9 +362,8 @@ async fn ingest_secret_requires_a_valid_signature() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn preview_shows_exactly_what_would_be_sent() {
-    let app = TestApp::spawn().await;
+async fn preview_shows_exactly_what_would_be_sent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let definition = json!({
         "name": "preview", "content_types": ["dcim.device"], "type_create": true,
         "payload_url": "https://hooks.example.com/{{ model }}", "secret": "abc",
@@ -453,10 +445,9 @@ async fn preview_shows_exactly_what_would_be_sent() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn status_and_deliveries_filters() {
-    let app = TestApp::spawn().await;
-    let rx = common::TestReceiver::start().await;
+async fn status_and_deliveries_filters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let rx = crate::common::TestReceiver::start().await;
     let a = app
         .create_webhook(
             json!({"payload_url": rx.url("/a"), "content_types": ["dcim.site", "dcim.device"], "type_update": true}),
@@ -497,9 +488,8 @@ async fn status_and_deliveries_filters() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn events_of_one_request_share_its_request_id() {
-    let app = TestApp::spawn().await;
+async fn events_of_one_request_share_its_request_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.create_webhook(json!({"payload_url": "http://127.0.0.1:9/"})).await;
     let strip = |mut e: Value| {
         e.as_object_mut().unwrap().remove("request_id");
@@ -545,3 +535,14 @@ async fn events_of_one_request_share_its_request_id() {
     assert_eq!(detail["request_id"], "fdbca812-3142-4783-b364-2e2bd5c16c6a");
     app.stop().await;
 }
+
+crate::on_each_backend!(
+    auth_follows_netbox,
+    webhook_crud_bulk_filters_and_pagination,
+    bad_webhooks_get_a_400_naming_the_field,
+    bad_events_get_a_400_naming_the_field,
+    ingest_secret_requires_a_valid_signature,
+    preview_shows_exactly_what_would_be_sent,
+    status_and_deliveries_filters,
+    events_of_one_request_share_its_request_id
+);

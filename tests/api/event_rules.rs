@@ -1,14 +1,11 @@
 //! NetBox 4's way of making webhooks: a webhook without triggers of its own, and event rules
 //! that say which object types and events fire it; beside it, the seed's way, both at once.
 
-mod common;
-
-use common::{TestApp, TestReceiver};
+use crate::common::{Backend, TestApp, TestReceiver};
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn a_netbox_4_script_gets_its_deliveries_through_event_rules() {
-    let app = TestApp::spawn().await;
+async fn a_netbox_4_script_gets_its_deliveries_through_event_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynetbox/event_rules.py");
@@ -73,9 +70,8 @@ async fn a_netbox_4_script_gets_its_deliveries_through_event_rules() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn own_triggers_and_rules_fire_side_by_side() {
-    let app = TestApp::spawn().await;
+async fn own_triggers_and_rules_fire_side_by_side(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     let hook = app
         .create_webhook(json!({"content_types": ["dcim.site"], "type_create": true, "payload_url": rx.url("/both")}))
@@ -189,3 +185,8 @@ async fn own_triggers_and_rules_fire_side_by_side() {
     assert_eq!(s, 404);
     app.stop().await;
 }
+
+crate::on_each_backend!(
+    a_netbox_4_script_gets_its_deliveries_through_event_rules,
+    own_triggers_and_rules_fire_side_by_side
+);

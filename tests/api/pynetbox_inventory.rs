@@ -2,17 +2,14 @@
 //! inventory in a running Herald; a real receiver gets one correctly signed delivery per object
 //! per request per matching webhook, carrying what NetBox would send.
 
-mod common;
-
-use common::{relative, TestApp, TestReceiver};
+use crate::common::{relative, Backend, TestApp, TestReceiver};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha512;
 use std::collections::{HashMap, HashSet};
 
-#[tokio::test]
-async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payloads() {
-    let app = TestApp::spawn().await;
+async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payloads(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynetbox/inventory.py");
@@ -241,3 +238,5 @@ async fn a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payload
     );
     app.stop().await;
 }
+
+crate::on_each_backend!(a_pynetbox_script_drives_the_inventory_and_receivers_see_netbox_payloads);

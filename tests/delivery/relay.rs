@@ -2,9 +2,7 @@
 //! `/api/extras/events/`, come out of a webhook without a body template byte for byte, signed
 //! with the webhook's secret; templates see the keys each version gave.
 
-mod common;
-
-use common::{TestApp, TestReceiver};
+use crate::common::{Backend, TestApp, TestReceiver};
 use serde_json::{json, Value};
 
 /// NetBox 2.10: `model`, a timestamp with a space, no `snapshots`, no `object_type`.
@@ -27,9 +25,8 @@ const RENDERED: [&str; 3] = [
     "created|2026-11-29T18:14:45.402113+00:00||dcim.rack|Zürich “R4”|active|/api/dcim/racks/",
 ];
 
-#[tokio::test]
-async fn netbox_bodies_are_re_sent_as_received() {
-    let app = TestApp::spawn().await;
+async fn netbox_bodies_are_re_sent_as_received(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     let types = json!(["dcim.site", "dcim.device", "dcim.rack"]);
     let events = json!({"type_create": true, "type_update": true, "type_delete": true});
@@ -97,9 +94,8 @@ async fn netbox_bodies_are_re_sent_as_received() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn every_netbox_type_is_accepted_and_unknown_ones_are_refused() {
-    let app = TestApp::spawn().await;
+async fn every_netbox_type_is_accepted_and_unknown_ones_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     // A webhook may subscribe to types Herald does not store, and fires on their events.
     let hook = app
@@ -161,3 +157,8 @@ async fn every_netbox_type_is_accepted_and_unknown_ones_are_refused() {
     );
     app.stop().await;
 }
+
+crate::on_each_backend!(
+    netbox_bodies_are_re_sent_as_received,
+    every_netbox_type_is_accepted_and_unknown_ones_are_refused
+);

@@ -3,13 +3,10 @@
 //! operation, none of which may get a 5xx, an undocumented status, or a body that breaks the
 //! schema.
 
-mod common;
+use crate::common::{Backend, TestApp};
 
-use common::TestApp;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_schema_describes_the_api_and_the_api_keeps_to_it() {
-    let app = TestApp::spawn().await;
+async fn the_schema_describes_the_api_and_the_api_keeps_to_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, schema) = app.call("GET", "/api/schema/", None).await;
     assert_eq!(status, 200);
     assert_eq!(schema["openapi"], "3.0.3");
@@ -77,3 +74,5 @@ async fn the_schema_describes_the_api_and_the_api_keeps_to_it() {
     assert!(generated >= 500, "schemathesis ran too few cases:\n{report}");
     app.stop().await;
 }
+
+crate::on_each_backend!(; multi_thread: the_schema_describes_the_api_and_the_api_keeps_to_it);

@@ -73,7 +73,7 @@ fn herald_render(ctx: &Value, source: &str) -> Result<String, String> {
 #[test]
 fn corpus_renders_as_python_jinja2_does() {
     let corpus: Vec<String> =
-        serde_json::from_str(include_str!("jinja/corpus.json")).expect("corpus is a JSON list of strings");
+        serde_json::from_str(include_str!("../jinja/corpus.json")).expect("corpus is a JSON list of strings");
     assert!(corpus.len() >= 40, "the corpus has {} templates", corpus.len());
     let ctx = context();
     let expected = python_render(&ctx, &corpus);

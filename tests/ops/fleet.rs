@@ -4,10 +4,8 @@
 //! prefix; a webhook changed on one node while workers elsewhere deliver. Bounded in count
 //! and time. Needs `HERALD_TEST_POSTGRES_URL` (says so and does nothing without it).
 
-mod common;
-
-use common::postgres::{scratch_db, server_url, ScratchDb};
-use common::{site_event, wait_for, TestReceiver};
+use crate::common::postgres::{scratch_db, server_url, ScratchDb};
+use crate::common::{site_event, wait_for, TestReceiver};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha512;
@@ -43,7 +41,7 @@ impl Fleet {
         let db = scratch_db(&server).await;
         let mut nodes = Vec::new();
         for _ in 0..n {
-            nodes.push(common::process::serve(&db.url, TOKEN, &["--no-worker"], &ENV).await);
+            nodes.push(crate::common::process::serve(&db.url, TOKEN, &["--no-worker"], &ENV).await);
         }
         Some(Fleet {
             db,
@@ -57,7 +55,9 @@ impl Fleet {
     }
 
     fn workers(&self, n: usize) -> Vec<Child> {
-        (0..n).map(|_| common::process::worker(&self.db.url, &ENV)).collect()
+        (0..n)
+            .map(|_| crate::common::process::worker(&self.db.url, &ENV))
+            .collect()
     }
 
     async fn call(&self, node: usize, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {

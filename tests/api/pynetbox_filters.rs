@@ -1,14 +1,11 @@
 //! NetBox's filters as pynetbox scripts use them, each on data whose answer is known, and the
 //! filters and fields Herald does not implement, each refused with a 400 naming it.
 
-mod common;
-
-use common::TestApp;
+use crate::common::{Backend, TestApp};
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn pynetbox_filters_answer_right_or_are_refused() {
-    let app = TestApp::spawn().await;
+async fn pynetbox_filters_answer_right_or_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynetbox/filters.py");
     let out = tokio::process::Command::new(&python)
@@ -77,3 +74,5 @@ async fn pynetbox_filters_answer_right_or_are_refused() {
     }
     app.stop().await;
 }
+
+crate::on_each_backend!(pynetbox_filters_answer_right_or_are_refused);

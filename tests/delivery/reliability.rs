@@ -1,10 +1,8 @@
 //! Delivery that never fails silently: retry rules, isolation, manual retry and queue control,
 //! retention, test-send and shutdown, against real receivers.
 
-mod common;
-
+use crate::common::{site_event, wait_for, Backend, Behavior, TestApp, TestReceiver};
 use chrono::{DateTime, Utc};
-use common::{site_event, wait_for, Behavior, TestApp, TestReceiver};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -27,9 +25,8 @@ async fn after_attempts(app: &TestApp, webhook: &Value, n: usize) -> Value {
     .await
 }
 
-#[tokio::test]
-async fn retry_after_throttling_and_gone_follow_the_rules() {
-    let app = TestApp::spawn_with(|c| {
+async fn retry_after_throttling_and_gone_follow_the_rules(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.worker.retry_schedule = vec![0.01, 0.01, 0.01];
         c.worker.retry_jitter = 0.0;
         c.worker.throttle_backoff_secs = 0.5;
@@ -82,9 +79,8 @@ async fn retry_after_throttling_and_gone_follow_the_rules() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_receiver_down_for_a_while_gets_everything_when_back() {
-    let app = TestApp::spawn_with(|c| {
+async fn a_receiver_down_for_a_while_gets_everything_when_back(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.worker.retry_schedule = vec![0.05; 40];
         c.worker.retry_jitter = 0.0;
     })
@@ -111,9 +107,8 @@ async fn a_receiver_down_for_a_while_gets_everything_when_back() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_hanging_receiver_does_not_hold_up_a_healthy_one() {
-    let app = TestApp::spawn_with(|c| {
+async fn a_hanging_receiver_does_not_hold_up_a_healthy_one(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.worker.concurrency = 8;
         c.worker.per_destination_concurrency = 3;
     })
@@ -148,9 +143,8 @@ async fn a_hanging_receiver_does_not_hold_up_a_healthy_one() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn manual_retry_delete_queue_stats_and_test_send() {
-    let app = TestApp::spawn().await;
+async fn manual_retry_delete_queue_stats_and_test_send(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     rx.set(Behavior::Status(500, "down".into()));
     let hook = app
@@ -257,9 +251,8 @@ async fn manual_retry_delete_queue_stats_and_test_send() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn old_deliveries_are_purged() {
-    let app = TestApp::spawn_with(|c| {
+async fn old_deliveries_are_purged(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.retention.succeeded_days = 0.0;
         c.retention.interval_secs = 0.05;
     })
@@ -282,9 +275,8 @@ async fn old_deliveries_are_purged() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn stopping_returns_unfinished_deliveries_to_the_queue() {
-    let app = TestApp::spawn_with(|c| c.worker.shutdown_grace_secs = 0.2).await;
+async fn stopping_returns_unfinished_deliveries_to_the_queue(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.worker.shutdown_grace_secs = 0.2).await;
     let rx = TestReceiver::start().await;
     rx.set(Behavior::Hang);
     app.create_webhook(json!({"payload_url": rx.url("/"), "timeout": 30}))
@@ -298,10 +290,9 @@ async fn stopping_returns_unfinished_deliveries_to_the_queue() {
     assert_eq!(d.attempts, 0);
 }
 
-#[tokio::test]
-async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
+async fn deleting_a_webhook_mid_send_loses_no_other_outcome(backend: Backend) {
     use herald::queue::{attach_events, Attempt, ClaimLimits, ClaimPlan, Outcome, Status};
-    let dir = common::DataDir::new().await;
+    let dir = crate::common::DataDir::new(backend).await;
     let app = herald::server::App::open(dir.config()).await.unwrap();
     let svc = app.services();
     let store = app.store().clone();
@@ -363,9 +354,8 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome() {
     assert_eq!(store.attempts(kept.delivery_id).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn webhooks_sharing_a_hanging_destination_share_its_slots() {
-    let app = TestApp::spawn_with(|c| {
+async fn webhooks_sharing_a_hanging_destination_share_its_slots(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.worker.concurrency = 8;
         c.worker.per_destination_concurrency = 3;
     })
@@ -420,10 +410,9 @@ async fn webhooks_sharing_a_hanging_destination_share_its_slots() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
+async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it(backend: Backend) {
     use herald::queue::{DeliveryFilter, Status};
-    let dir = common::DataDir::new().await;
+    let dir = crate::common::DataDir::new(backend).await;
     let mut config = dir.config();
     config.worker.retry_schedule = vec![0.0, 0.0];
     config.worker.retry_jitter = 0.0;
@@ -496,11 +485,10 @@ async fn a_worker_run_until_idle_sends_every_due_retry_and_records_it() {
     worker.drain().await;
 }
 
-#[tokio::test]
-async fn a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_forever() {
+async fn a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_forever(backend: Backend) {
     use herald::auth::Actor;
     use herald::queue::{ClaimLimits, ClaimPlan, DeliveryFilter, Status};
-    let dir = common::DataDir::new().await;
+    let dir = crate::common::DataDir::new(backend).await;
     let app = herald::server::App::open(dir.config()).await.unwrap();
     let svc = app.services();
     let rx = TestReceiver::start().await;
@@ -541,3 +529,16 @@ async fn a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_
     );
     assert!(rx.received().is_empty(), "not sent a fourth time");
 }
+
+crate::on_each_backend!(
+    retry_after_throttling_and_gone_follow_the_rules,
+    a_receiver_down_for_a_while_gets_everything_when_back,
+    a_hanging_receiver_does_not_hold_up_a_healthy_one,
+    manual_retry_delete_queue_stats_and_test_send,
+    old_deliveries_are_purged,
+    stopping_returns_unfinished_deliveries_to_the_queue,
+    deleting_a_webhook_mid_send_loses_no_other_outcome,
+    webhooks_sharing_a_hanging_destination_share_its_slots,
+    a_worker_run_until_idle_sends_every_due_retry_and_records_it,
+    a_delivery_claimed_again_and_again_without_an_outcome_fails_instead_of_forever
+);

@@ -14,8 +14,7 @@ use herald::webhooks::{EventRule, Firing, Webhook};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-#[path = "common/postgres.rs"]
-mod pg;
+use herald_testkit::postgres as pg;
 
 /// A fixed point in time, whole milliseconds, so stored times compare exactly.
 fn t0() -> DateTime<Utc> {
@@ -1474,9 +1473,14 @@ async fn workers(store: &dyn Store) {
     assert_eq!(store.workers_seen_since(t0()).await.unwrap(), 1);
 }
 
-/// One test per story, each on a fresh store from `open`.
+/// One test per story and backend, each on a fresh store: one list, so no story can skip a
+/// backend.
 macro_rules! contract {
-    ($backend:ident, $open:expr, [$($story:ident),* $(,)?]) => {
+    ($($story:ident),* $(,)?) => {
+        contract!(@backend on_sqlite, sqlite(), [$($story),*]);
+        contract!(@backend on_postgres, postgres(), [$($story),*]);
+    };
+    (@backend $backend:ident, $open:expr, [$($story:ident),*]) => {
         mod $backend {
             use super::*;
 
@@ -1518,41 +1522,17 @@ async fn postgres() -> Option<(Box<dyn std::any::Any>, Arc<dyn Store>)> {
 }
 
 contract!(
-    on_postgres,
-    postgres(),
-    [
-        users_and_tokens,
-        sessions,
-        ids_continue_when_types_are_readied,
-        groups_and_permissions,
-        webhooks,
-        event_rules,
-        write_transactions,
-        object_primitives,
-        object_filters_and_ordering,
-        change_log,
-        queue,
-        queue_statistics,
-        workers,
-    ]
-);
-
-contract!(
-    on_sqlite,
-    sqlite(),
-    [
-        users_and_tokens,
-        sessions,
-        ids_continue_when_types_are_readied,
-        groups_and_permissions,
-        webhooks,
-        event_rules,
-        write_transactions,
-        object_primitives,
-        object_filters_and_ordering,
-        change_log,
-        queue,
-        queue_statistics,
-        workers,
-    ]
+    users_and_tokens,
+    sessions,
+    ids_continue_when_types_are_readied,
+    groups_and_permissions,
+    webhooks,
+    event_rules,
+    write_transactions,
+    object_primitives,
+    object_filters_and_ordering,
+    change_log,
+    queue,
+    queue_statistics,
+    workers,
 );

@@ -1,9 +1,7 @@
 //! The real `herald` binary: deliveries queued while no worker runs survive the process being
 //! killed, and the next `serve` delivers them.
 
-mod common;
-
-use common::{site_event, wait_for, TestReceiver};
+use crate::common::{site_event, wait_for, TestReceiver};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -11,7 +9,7 @@ use tokio::process::{Child, Command};
 const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
 
 async fn serve(db: &str, extra: &[&str]) -> (Child, String) {
-    common::process::serve(db, TOKEN, extra, &[("HERALD_WORKER__RETRY_SCHEDULE", "[]")]).await
+    crate::common::process::serve(db, TOKEN, extra, &[("HERALD_WORKER__RETRY_SCHEDULE", "[]")]).await
 }
 
 async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -127,9 +125,9 @@ async fn a_database_migrated_by_an_earlier_build_is_upgraded_in_place() {
     let path = dir.path().join("old.db");
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+        conn.execute_batch(include_str!("../../migrations/sqlite/0001_init.sql"))
             .unwrap();
-        conn.execute_batch(include_str!("../migrations/sqlite/0002_retries.sql"))
+        conn.execute_batch(include_str!("../../migrations/sqlite/0002_retries.sql"))
             .unwrap();
         conn.execute_batch(
             "create table _sqlx_migrations (version bigint primary key, description text not null, \

@@ -1,13 +1,10 @@
 //! Users and tokens over the API, and pynetbox (from PyPI) as a real client.
 
-mod common;
-
-use common::{TestApp, TestReceiver};
+use crate::common::{Backend, TestApp, TestReceiver};
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn users_and_tokens() {
-    let app = TestApp::spawn().await;
+async fn users_and_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     // Provisioning: username and password for a new token, no token needed.
     let resp = app
         .client
@@ -108,9 +105,8 @@ async fn users_and_tokens() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn pynetbox_works_against_herald() {
-    let app = TestApp::spawn().await;
+async fn pynetbox_works_against_herald(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pynetbox/smoke.py");
@@ -154,10 +150,9 @@ async fn pynetbox_works_against_herald() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sessions_sign_in_expire_and_end_with_a_password_change() {
+async fn sessions_sign_in_expire_and_end_with_a_password_change(backend: Backend) {
     use herald::error::Error;
-    let dir = common::DataDir::new().await;
+    let dir = crate::common::DataDir::new(backend).await;
     let app = herald::server::App::open(dir.config()).await.unwrap();
     let svc = app.services();
     let alice = svc.add_user("alice", "first-password", false).await.unwrap();
@@ -218,9 +213,8 @@ async fn sessions_sign_in_expire_and_end_with_a_password_change() {
 /// What NetBox lets a body set on users, tokens, groups and permissions and Herald does not
 /// keep is refused, naming the field: a user asked to be made inactive must not stay active,
 /// a token asked to expire must not live for ever. Values Herald already has pass.
-#[tokio::test]
-async fn account_fields_herald_does_not_keep_are_refused() {
-    let app = TestApp::spawn().await;
+async fn account_fields_herald_does_not_keep_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for (path, body, refused) in [
         (
             "/api/users/users/",
@@ -285,3 +279,10 @@ async fn account_fields_herald_does_not_keep_are_refused() {
     assert_eq!(status, 201, "{token}");
     app.stop().await;
 }
+
+crate::on_each_backend!(
+    users_and_tokens,
+    pynetbox_works_against_herald,
+    sessions_sign_in_expire_and_end_with_a_password_change,
+    account_fields_herald_does_not_keep_are_refused
+);

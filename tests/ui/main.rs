@@ -2,9 +2,10 @@
 //! fantoccini, against a real Herald and a real receiver. Every page visited is saved as a
 //! screenshot under `target/ui-screenshots/<backend>/`.
 
+#[path = "../common/mod.rs"]
 mod common;
 
-use common::{wait_for, Behavior, TestApp, TestReceiver};
+use crate::common::{wait_for, Backend, Behavior, TestApp, TestReceiver};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -25,11 +26,12 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: signals the process group this test started, by its id.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
-            }
+        let group = self
+            .child
+            .id()
+            .and_then(|pid| rustix::process::Pid::from_raw(pid as i32));
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
     }
 }
@@ -197,13 +199,12 @@ impl Ui {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_runs_webhooks_from_the_browser() {
+async fn an_operator_runs_webhooks_from_the_browser(backend: Backend) {
     let driver = start_driver().await;
     let receiver = TestReceiver::start().await;
     let ui = Ui {
         c: browser(&driver).await,
-        app: TestApp::spawn().await,
+        app: TestApp::spawn(backend).await,
     };
 
     // Anonymous: sent to log in, and back afterwards.
@@ -457,3 +458,5 @@ async fn an_operator_runs_webhooks_from_the_browser() {
     ui.c.close().await.unwrap();
     ui.app.stop().await;
 }
+
+crate::on_each_backend!(; multi_thread: an_operator_runs_webhooks_from_the_browser);

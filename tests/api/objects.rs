@@ -1,9 +1,7 @@
 //! The inventory API end to end: NetBox's REST shapes, validation, PROTECT / CASCADE / SET_NULL,
 //! atomic bulk writes, change records, and the deliveries each change queues.
 
-mod common;
-
-use common::{relative, wait_for, TestApp, TestReceiver};
+use crate::common::{relative, wait_for, Backend, TestApp, TestReceiver};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha512;
@@ -51,9 +49,8 @@ async fn scaffold(app: &TestApp) -> (Value, Value, Value, Value) {
     (site, dt, role, mfr)
 }
 
-#[tokio::test]
-async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
-    let app = TestApp::spawn().await;
+async fn objects_show_netbox_shapes_and_lists_filter_order_and_page(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (site, dt, role, _) = scaffold(&app).await;
     let b = &app.base;
     assert_eq!(site["url"], format!("{b}/api/dcim/sites/{}/", site["id"]));
@@ -287,9 +284,8 @@ async fn objects_show_netbox_shapes_and_lists_filter_order_and_page() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn validation_names_each_field_and_writes_nothing() {
-    let app = TestApp::spawn().await;
+async fn validation_names_each_field_and_writes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (site, dt, role, _) = scaffold(&app).await;
     let cases = [
         ("/api/dcim/sites/", json!({"slug": "x"}), "name", "This field is required."),
@@ -358,9 +354,8 @@ async fn validation_names_each_field_and_writes_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bulk_writes_are_all_or_nothing() {
-    let app = TestApp::spawn().await;
+async fn bulk_writes_are_all_or_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let hook = app.create_webhook(json!({"payload_url": "http://127.0.0.1:9/", "content_types": ["dcim.site"], "type_create": true, "type_update": true, "type_delete": true})).await;
     let hook_id = hook["id"].as_i64().unwrap();
     let (status, err) = app
@@ -450,9 +445,8 @@ async fn bulk_writes_are_all_or_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn deletes_protect_cascade_and_unlink_as_netbox_does() {
-    let app = TestApp::spawn().await;
+async fn deletes_protect_cascade_and_unlink_as_netbox_does(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     let (site, dt, role, mfr) = scaffold(&app).await;
     app.create_webhook(json!({"payload_url": rx.url("/hook"), "content_types": ["dcim.interface", "dcim.device"], "type_create": false, "type_delete": true})).await;
@@ -618,9 +612,8 @@ async fn deletes_protect_cascade_and_unlink_as_netbox_does() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_change_sends_what_netbox_sends_signed() {
-    let app = TestApp::spawn().await;
+async fn a_change_sends_what_netbox_sends_signed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     app.create_webhook(json!({"payload_url": rx.url("/hook"), "secret": "s3cr3t", "content_types": ["dcim.site"], "type_create": true, "type_update": true})).await;
     created(&app, "/api/extras/tags/", json!({"name": "gold", "slug": "gold"})).await;
@@ -727,9 +720,8 @@ async fn a_change_sends_what_netbox_sends_signed() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn one_event_per_object_per_request() {
-    let app = TestApp::spawn().await;
+async fn one_event_per_object_per_request(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     app.create_webhook(json!({"payload_url": rx.url("/hook"), "content_types": ["ipam.vlan"], "type_create": true, "type_update": true, "type_delete": true})).await;
     let (_, vlans) = app
@@ -781,9 +773,8 @@ async fn one_event_per_object_per_request() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn conditions_decide_what_is_queued() {
-    let app = TestApp::spawn().await;
+async fn conditions_decide_what_is_queued(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let hook = |name: &str, conditions: Value| {
         json!({"name": name, "payload_url": "http://127.0.0.1:9/", "content_types": ["ipam.vlan"],
                "type_create": true, "type_update": true, "conditions": conditions})
@@ -884,9 +875,8 @@ async fn conditions_decide_what_is_queued() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn changes_no_webhook_matches_queue_nothing_and_keep_no_event() {
-    let app = TestApp::spawn().await;
+async fn changes_no_webhook_matches_queue_nothing_and_keep_no_event(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     app.create_webhook(
         json!({"payload_url": rx.url("/hook"), "content_types": ["tenancy.tenant"], "type_create": true}),
@@ -912,9 +902,8 @@ async fn changes_no_webhook_matches_queue_nothing_and_keep_no_event() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn old_object_changes_are_purged_and_objects_stay() {
-    let app = TestApp::spawn_with(|c| {
+async fn old_object_changes_are_purged_and_objects_stay(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.retention.changelog_days = 1e-9;
         c.retention.interval_secs = 0.05;
     })
@@ -928,9 +917,8 @@ async fn old_object_changes_are_purged_and_objects_stay() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn racing_creates_of_one_slug_give_one_object_and_clear_errors() {
-    let app = TestApp::spawn().await;
+async fn racing_creates_of_one_slug_give_one_object_and_clear_errors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..16 {
         let (client, url, token) = (app.client.clone(), app.url("/api/dcim/sites/"), app.token.clone());
@@ -960,8 +948,7 @@ async fn racing_creates_of_one_slug_give_one_object_and_clear_errors() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_type_added_to_the_catalog_is_served_logged_and_fires_webhooks() {
+async fn a_type_added_to_the_catalog_is_served_logged_and_fires_webhooks(backend: Backend) {
     let files = tempfile::tempdir().unwrap();
     let path = files.path().join("catalog.toml");
     let rack = r#"
@@ -985,7 +972,7 @@ sample = { id = 1, url = "/api/dcim/racks/1/", display = "R1", name = "R1", site
 "#;
     std::fs::write(&path, format!("{}\n{rack}", herald::catalog::BUILTIN)).unwrap();
     let catalog = path.display().to_string();
-    let app = TestApp::spawn_with(move |c| c.catalog = catalog).await;
+    let app = TestApp::spawn_with(backend, move |c| c.catalog = catalog).await;
     let rx = TestReceiver::start().await;
     app.create_webhook(json!({"payload_url": rx.url("/racks"), "content_types": ["dcim.rack"], "type_create": true}))
         .await;
@@ -1018,9 +1005,8 @@ sample = { id = 1, url = "/api/dcim/racks/1/", display = "R1", name = "R1", site
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_broken_catalog_file_stops_startup_with_a_clear_error() {
-    let dir = common::DataDir::new().await;
+async fn a_broken_catalog_file_stops_startup_with_a_clear_error(backend: Backend) {
+    let dir = crate::common::DataDir::new(backend).await;
     let path = dir.path().join("catalog.toml");
     std::fs::write(
         &path,
@@ -1037,9 +1023,8 @@ async fn a_broken_catalog_file_stops_startup_with_a_clear_error() {
     );
 }
 
-#[tokio::test]
-async fn the_api_root_lists_every_app_and_every_listed_endpoint_answers() {
-    let app = TestApp::spawn().await;
+async fn the_api_root_lists_every_app_and_every_listed_endpoint_answers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, root) = app.call("GET", "/api/", None).await;
     assert_eq!(status, 200);
     let apps: Vec<&str> = root.as_object().unwrap().keys().map(String::as_str).collect();
@@ -1065,9 +1050,8 @@ async fn the_api_root_lists_every_app_and_every_listed_endpoint_answers() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn available_ips_are_listed_and_allocated_once_each() {
-    let app = TestApp::spawn().await;
+async fn available_ips_are_listed_and_allocated_once_each(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let pfx = created(&app, "/api/ipam/prefixes/", json!({"prefix": "10.9.0.0/29"})).await;
     let path = format!("/api/ipam/prefixes/{}/available-ips/", pfx["id"]);
     created(&app, "/api/ipam/ip-addresses/", json!({"address": "10.9.0.1/24"})).await;
@@ -1144,9 +1128,8 @@ async fn available_ips_are_listed_and_allocated_once_each() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_unnamed_device_is_named_by_its_type_as_netbox_names_it() {
-    let app = TestApp::spawn().await;
+async fn an_unnamed_device_is_named_by_its_type_as_netbox_names_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (site, dt, role, _) = scaffold(&app).await;
     let dev = created(
         &app,
@@ -1197,9 +1180,8 @@ async fn an_unnamed_device_is_named_by_its_type_as_netbox_names_it() {
 
 /// A body key that is not a field of the type is refused, naming it, and nothing is written;
 /// read-only keys NetBox shows (and sends back when a record is saved whole) are ignored.
-#[tokio::test]
-async fn fields_herald_does_not_store_are_refused_not_dropped() {
-    let app = TestApp::spawn().await;
+async fn fields_herald_does_not_store_are_refused_not_dropped(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     for (path, body, refused) in [
         (
             "/api/dcim/sites/",
@@ -1294,3 +1276,22 @@ async fn fields_herald_does_not_store_are_refused_not_dropped() {
     assert_eq!(status, 200, "paging and format stay allowed");
     app.stop().await;
 }
+
+crate::on_each_backend!(
+    objects_show_netbox_shapes_and_lists_filter_order_and_page,
+    validation_names_each_field_and_writes_nothing,
+    bulk_writes_are_all_or_nothing,
+    deletes_protect_cascade_and_unlink_as_netbox_does,
+    a_change_sends_what_netbox_sends_signed,
+    one_event_per_object_per_request,
+    conditions_decide_what_is_queued,
+    changes_no_webhook_matches_queue_nothing_and_keep_no_event,
+    old_object_changes_are_purged_and_objects_stay,
+    racing_creates_of_one_slug_give_one_object_and_clear_errors,
+    a_type_added_to_the_catalog_is_served_logged_and_fires_webhooks,
+    a_broken_catalog_file_stops_startup_with_a_clear_error,
+    the_api_root_lists_every_app_and_every_listed_endpoint_answers,
+    available_ips_are_listed_and_allocated_once_each,
+    an_unnamed_device_is_named_by_its_type_as_netbox_names_it,
+    fields_herald_does_not_store_are_refused_not_dropped
+);

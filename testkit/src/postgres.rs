@@ -1,6 +1,7 @@
-//! Databases made for a while and dropped after: each test and each benchmark scenario runs
-//! on one of its own. A database left by a process that died (its id is in the name) is
-//! dropped by the next process that makes one.
+//! Scratch PostgreSQL databases: each test and each benchmark scenario runs on one of its own,
+//! made on the server named by `HERALD_TEST_POSTGRES_URL` and dropped after. A database left
+//! by a process that died (its id is in the name) is dropped by the next process that makes
+//! one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_postgres::NoTls;
@@ -28,9 +29,12 @@ pub fn with_database(url: &str, db: &str) -> String {
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {}: {e}", crate::store::redact_url(url)))?;
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to PostgreSQL at {}: {e}",
+            herald::store::redact_url(url)
+        )
+    })?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -107,9 +111,41 @@ impl Drop for ScratchDb {
         .join();
         if let Ok(Err(e)) = done {
             let e: anyhow::Error = e;
-            tracing::warn!(database = %self.name, error = %e, "dropping a scratch database failed");
+            eprintln!("dropping the scratch database {} failed: {e:#}", self.name);
         }
     }
+}
+
+/// The variable naming the test server (a database on it to connect to first).
+pub const VAR: &str = "HERALD_TEST_POSTGRES_URL";
+
+/// When set (to anything), a test that needs PostgreSQL fails without a server instead of
+/// skipping: CI sets it.
+pub const REQUIRE_VAR: &str = "HERALD_TEST_REQUIRE_POSTGRES";
+
+/// The server URL; `None` (saying on stderr what is skipped) when the variable is unset,
+/// unless PostgreSQL is required, which fails the test instead.
+pub fn server_url(what: &str) -> Option<String> {
+    match std::env::var(VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os(REQUIRE_VAR).is_none(),
+                "{REQUIRE_VAR} is set, but {VAR} is not: {what}"
+            );
+            // Straight to stderr: the test harness hides what tests print with eprintln.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "skipped: {what} ({VAR} is not set)");
+            None
+        }
+    }
+}
+
+/// A new database on `server`, dropped with the value; a failure to make one fails the test.
+pub async fn scratch_db(server: &str) -> ScratchDb {
+    ScratchDb::create(server)
+        .await
+        .unwrap_or_else(|e| panic!("making a scratch database: {e:#}"))
 }
 
 #[cfg(test)]

@@ -1,16 +1,13 @@
 //! End to end: webhooks defined over the API, events posted, real requests arriving at real
 //! HTTP and HTTPS receivers, every attempt recorded.
 
-mod common;
-
-use common::{site_event, Behavior, TestApp, TestReceiver};
+use crate::common::{site_event, Backend, Behavior, TestApp, TestReceiver};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha512;
 
-#[tokio::test]
-async fn seed_slack_example_renders_exactly() {
-    let app = TestApp::spawn().await;
+async fn seed_slack_example_renders_exactly(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     app.create_webhook(json!({
         "content_types": ["ipam.ipaddress"],
@@ -36,9 +33,8 @@ async fn seed_slack_example_renders_exactly() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn default_body_matches_netbox_key_for_key_and_signature_verifies() {
-    let app = TestApp::spawn().await;
+async fn default_body_matches_netbox_key_for_key_and_signature_verifies(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     app.create_webhook(json!({"payload_url": rx.url("/hook"), "secret": "s3cr3t", "content_types": ["dcim.site"]}))
         .await;
@@ -67,9 +63,8 @@ async fn default_body_matches_netbox_key_for_key_and_signature_verifies() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn headers_are_templated_and_override_defaults_but_not_the_signature() {
-    let app = TestApp::spawn().await;
+async fn headers_are_templated_and_override_defaults_but_not_the_signature(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     app.create_webhook(json!({
         "payload_url": rx.url("/{{ model }}/{{ data.id }}"),
@@ -99,9 +94,8 @@ fn herald_sign(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-#[tokio::test]
-async fn each_http_method_is_used() {
-    let app = TestApp::spawn().await;
+async fn each_http_method_is_used(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
         app.create_webhook(json!({"payload_url": rx.url(&format!("/{method}")), "http_method": method}))
@@ -124,11 +118,10 @@ async fn each_http_method_is_used() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn https_with_verification_off_with_ca_file_and_failing_without_either() {
-    let app = TestApp::spawn().await;
-    let tls = common::receiver::Tls::generate();
-    let rx = TestReceiver::start_with(Some(&tls)).await;
+async fn https_with_verification_off_with_ca_file_and_failing_without_either(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tls = crate::common::Tls::generate();
+    let rx = TestReceiver::start_tls(&tls).await;
     let ca_path = app.dir.path().join("ca.pem");
     std::fs::write(&ca_path, &tls.ca_pem).unwrap();
 
@@ -159,9 +152,8 @@ async fn https_with_verification_off_with_ca_file_and_failing_without_either() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn server_error_timeout_refused_and_closed_are_recorded_as_failed_attempts() {
-    let app = TestApp::spawn().await;
+async fn server_error_timeout_refused_and_closed_are_recorded_as_failed_attempts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let failing = TestReceiver::start().await;
     failing.set(Behavior::Status(500, "boom: database on fire".into()));
     let hanging = TestReceiver::start().await;
@@ -212,9 +204,8 @@ async fn server_error_timeout_refused_and_closed_are_recorded_as_failed_attempts
     app.stop().await;
 }
 
-#[tokio::test]
-async fn failed_attempts_are_retried_on_the_schedule() {
-    let app = TestApp::spawn_with(|c| {
+async fn failed_attempts_are_retried_on_the_schedule(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
         c.worker.retry_schedule = vec![0.05, 0.05];
         c.worker.retry_jitter = 0.0;
     })
@@ -237,9 +228,8 @@ async fn failed_attempts_are_retried_on_the_schedule() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn disabled_webhooks_and_non_matching_events_produce_nothing() {
-    let app = TestApp::spawn().await;
+async fn disabled_webhooks_and_non_matching_events_produce_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     app.create_webhook(json!({"payload_url": rx.url("/disabled"), "enabled": false}))
         .await;
@@ -263,9 +253,8 @@ async fn disabled_webhooks_and_non_matching_events_produce_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_template_error_at_render_time_fails_that_delivery_only() {
-    let app = TestApp::spawn().await;
+async fn a_template_error_at_render_time_fails_that_delivery_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     let bad = app
         .create_webhook(json!({"payload_url": rx.url("/bad"), "body_template": "{{ data.name.nope() }}"}))
@@ -283,9 +272,8 @@ async fn a_template_error_at_render_time_fails_that_delivery_only() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn redirects_are_not_followed_and_response_bodies_are_capped() {
-    let app = TestApp::spawn().await;
+async fn redirects_are_not_followed_and_response_bodies_are_capped(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let target = TestReceiver::start().await;
     let redirecting = TestReceiver::start().await;
     redirecting.set(Behavior::Status(302, String::new()));
@@ -311,9 +299,8 @@ async fn redirects_are_not_followed_and_response_bodies_are_capped() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn conditions_decide_what_is_queued() {
-    let app = TestApp::spawn().await;
+async fn conditions_decide_what_is_queued(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let rx = TestReceiver::start().await;
     let conditions = json!({"and": [
         {"attr": "status.value", "value": "active"},
@@ -368,3 +355,17 @@ async fn conditions_decide_what_is_queued() {
     assert_eq!((s, w["conditions"].clone()), (200, serde_json::Value::Null));
     app.stop().await;
 }
+
+crate::on_each_backend!(
+    seed_slack_example_renders_exactly,
+    default_body_matches_netbox_key_for_key_and_signature_verifies,
+    headers_are_templated_and_override_defaults_but_not_the_signature,
+    each_http_method_is_used,
+    https_with_verification_off_with_ca_file_and_failing_without_either,
+    server_error_timeout_refused_and_closed_are_recorded_as_failed_attempts,
+    failed_attempts_are_retried_on_the_schedule,
+    disabled_webhooks_and_non_matching_events_produce_nothing,
+    a_template_error_at_render_time_fails_that_delivery_only,
+    redirects_are_not_followed_and_response_bodies_are_capped,
+    conditions_decide_what_is_queued
+);

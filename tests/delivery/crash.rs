@@ -2,9 +2,7 @@
 //! a load; after a restart every accepted event is delivered (duplicates allowed: at least once;
 //! losses: none). Bounded in count and time.
 
-mod common;
-
-use common::{site_event, wait_for, TestReceiver};
+use crate::common::{site_event, wait_for, TestReceiver};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,7 +17,7 @@ async fn serve(db: &str) -> (Child, String) {
         ("HERALD_WORKER__RETRY_SCHEDULE", "[0.05, 0.05, 0.05, 0.05, 0.05]"),
         ("HERALD_WORKER__LEASE_MARGIN_SECS", "1"),
     ];
-    common::process::serve(db, TOKEN, &[], &env).await
+    crate::common::process::serve(db, TOKEN, &[], &env).await
 }
 
 fn post(client: &reqwest::Client, base: &str, path: &str, body: &Value) -> reqwest::RequestBuilder {

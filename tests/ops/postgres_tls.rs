@@ -4,8 +4,6 @@
 //! server, Herald refuses to connect and says why. Runs where `HERALD_TEST_POSTGRES_URL` is
 //! set (a machine with PostgreSQL installed) and the test runs as root.
 
-mod common;
-
 use herald::config::Config;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -114,7 +112,7 @@ async fn own_server(bin: &std::path::Path, tls: Option<(&str, &str)>) -> OwnServ
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let server = OwnServer { child, port, _dir: dir };
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    common::wait_for(
+    crate::common::wait_for(
         Duration::from_secs(30),
         "the test's PostgreSQL to accept connections",
         || async {
@@ -139,7 +137,7 @@ async fn open(url: &str, ca_file: &str) -> anyhow::Result<std::sync::Arc<dyn her
 
 #[tokio::test]
 async fn tls_to_postgres_is_verified_and_refused_when_it_cannot_be() {
-    if common::postgres::server_url("the PostgreSQL TLS test is not run").is_none() {
+    if crate::common::postgres::server_url("the PostgreSQL TLS test is not run").is_none() {
         return;
     }
     let Some(bin) = postgres_bin() else {

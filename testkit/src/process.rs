@@ -1,0 +1,90 @@
+//! The real `herald` binary as a child process: `serve` on port 0 (its address read from what
+//! it prints), `worker`, and stopping either as an operator would.
+
+use anyhow::{bail, Context};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// What every child gets unless the caller says otherwise: quiet logs, and scratch PostgreSQL
+/// databases noted nowhere.
+const QUIET: [(&str, &str); 2] = [("RUST_LOG", "error"), ("HERALD_POSTGRES__IDENTITY_FILE", "")];
+
+/// Starts `herald serve --listen 127.0.0.1:0 --database DB ARGS` with `env` (over `QUIET`);
+/// returns it with its base URL once it listens (within `within`). Its standard output is read
+/// to the end, so it never blocks on a full pipe.
+pub async fn serve(
+    exe: &Path,
+    db: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    within: Duration,
+) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
+        .args(args)
+        .envs(QUIET)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let base = tokio::time::timeout(within, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix("Herald listening on ") {
+                return Ok(url.trim_end_matches("/api/").to_string());
+            }
+        }
+        bail!("herald exited before listening")
+    })
+    .await
+    .with_context(|| format!("herald did not start within {within:?}"))??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, base))
+}
+
+/// Starts `herald worker --database DB` with `env` (over `QUIET`); it ends with the value.
+pub fn worker(exe: &Path, db: &str, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+    Command::new(exe)
+        .args(["worker", "--database", db])
+        .envs(QUIET)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {} worker", exe.display()))
+}
+
+/// SIGTERM, then a bounded wait; SIGKILL if it has not exited by then.
+pub async fn stop(mut child: Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Resident memory of process `pid` now and at its peak, in KiB (from `/proc`).
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

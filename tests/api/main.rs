@@ -1,0 +1,10 @@
+#[path = "../common/mod.rs"]
+mod common;
+
+mod event_rules;
+mod objects;
+mod pynetbox_filters;
+mod pynetbox_inventory;
+mod rest;
+mod schema;
+mod users;

@@ -1,0 +1,6 @@
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod fleet;
+mod postgres_tls;

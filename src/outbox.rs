@@ -95,7 +95,7 @@ impl Outbox {
     /// versions are unchanged, else built anew (conditions parsed once per version).
     async fn matcher(&self, tx: &mut dyn WriteTx) -> Result<Arc<Matcher>, StoreError> {
         let versions = tx.trigger_versions().await?;
-        if let Some((seen, matcher)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some((seen, matcher)) = crate::sync::lock(&self.cache).as_ref() {
             if *seen == versions {
                 return Ok(matcher.clone());
             }
@@ -104,7 +104,7 @@ impl Outbox {
             tx.enabled_webhooks().await?,
             tx.enabled_event_rules().await?,
         ));
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((versions, matcher.clone()));
+        *crate::sync::lock(&self.cache) = Some((versions, matcher.clone()));
         Ok(matcher)
     }
 }

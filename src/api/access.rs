@@ -1,6 +1,6 @@
 //! `/api/users/groups/` and `/api/users/permissions/`, in NetBox's shapes.
 
-use super::users::brief_user;
+use super::views::{brief_group, brief_user};
 use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::auth::{Group, Permission, User};
 use axum::extract::State;
@@ -27,10 +27,6 @@ pub fn router() -> Router<AppState> {
                 .patch(update_permission)
                 .delete(delete_permission),
         )
-}
-
-pub fn brief_group(g: &Group, base: &str) -> Value {
-    json!({"id": g.id, "url": format!("{base}/api/users/groups/{}/", g.id), "display": g.name, "name": g.name})
 }
 
 fn group_json(g: &Group, base: &str) -> Value {

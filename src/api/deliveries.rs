@@ -1,8 +1,8 @@
 //! `/api/extras/deliveries/`: the delivery log, with every attempt.
 
+use super::views::{attempt_json, delivery_json};
 use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId, PAGING};
 use crate::events::rest_time;
-use crate::queue::{Attempt, Delivery, Status};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -17,68 +17,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/extras/deliveries/{id}/", get(detail).delete(delete_one))
         .route("/api/extras/deliveries/{id}/retry/", post(retry_one))
         .route("/api/extras/queue/", get(queue))
-}
-
-/// A status as a NetBox choice: `{"value", "label"}`.
-pub fn status_json(s: Status) -> Value {
-    json!({"value": s.as_str(), "label": s.label()})
-}
-
-fn delivery_json(d: &Delivery, base: &str) -> Value {
-    json!({
-        "id": d.id,
-        "url": format!("{base}/api/extras/deliveries/{}/", d.id),
-        "display": format!("{} #{}", d.webhook_name, d.event_id),
-        "webhook": {
-            "id": d.webhook_id,
-            "url": format!("{base}/api/extras/webhooks/{}/", d.webhook_id),
-            "display": d.webhook_name,
-            "name": d.webhook_name,
-        },
-        "event_rule": d.event_rule.as_ref().map(|(id, name)| {
-            let name = name.clone().unwrap_or_else(|| format!("#{id} (deleted)"));
-            json!({"id": id, "url": format!("{base}/api/extras/event-rules/{id}/"), "display": name, "name": name})
-        }),
-        "event_id": d.event_id,
-        "event": d.event_kind,
-        "object_type": d.object_type,
-        "status": status_json(d.status),
-        "attempt_count": d.attempts,
-        "next_attempt_at": matches!(d.status, Status::Queued | Status::Retrying).then(|| rest_time(d.next_attempt_at)),
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "created": rest_time(d.created),
-        "last_updated": rest_time(d.last_updated),
-    })
-}
-
-fn pairs(headers: &[(String, String)]) -> Value {
-    Value::Object(
-        headers
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect::<Map<_, _>>(),
-    )
-}
-
-pub(super) fn attempt_json(n: usize, a: &Attempt) -> Value {
-    json!({
-        "number": n,
-        "started": rest_time(a.started),
-        "duration_ms": a.duration_ms,
-        "request": {
-            "method": a.request_method,
-            "url": a.request_url,
-            "headers": pairs(&a.request_headers),
-            "body": a.request_body,
-        },
-        "response": a.response_status.map(|status| json!({
-            "status": status,
-            "headers": pairs(&a.response_headers),
-            "body": a.response_body,
-        })),
-        "error": a.error,
-    })
 }
 
 async fn list(State(st): State<AppState>, auth: Auth, q: ListQuery) -> Result<Json<Value>, ApiError> {

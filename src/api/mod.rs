@@ -13,6 +13,7 @@ mod root;
 mod schema;
 pub mod serve;
 mod users;
+pub mod views;
 mod webhooks;
 
 pub use error::{status_code, ApiError};

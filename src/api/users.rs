@@ -2,6 +2,7 @@
 //! `create_token` calls). Users see themselves and manage their own tokens; the rest takes
 //! permissions (see `service::users`).
 
+use super::views::brief_user;
 use super::{ApiError, AppState, Auth, Base, JsonBody, ListQuery, PathId};
 use crate::auth::{Token, User};
 use crate::events::rest_time;
@@ -31,10 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/tokens/{id}/", get(token_detail).delete(delete_token))
 }
 
-pub(super) fn brief_user(u: &User, base: &str) -> Value {
-    json!({"id": u.id, "url": format!("{base}/api/users/users/{}/", u.id), "display": u.username, "username": u.username})
-}
-
 fn user_json(u: &User, groups: &[Value], base: &str) -> Value {
     let mut v = brief_user(u, base);
     v["is_superuser"] = json!(u.is_superuser);
@@ -54,7 +51,7 @@ async fn users_json(st: &AppState, users: &[User], base: &str) -> Result<Vec<Val
             let mine: Vec<Value> = memberships
                 .iter()
                 .filter(|(user, _)| *user == u.id)
-                .map(|(_, g)| super::access::brief_group(g, base))
+                .map(|(_, g)| super::views::brief_group(g, base))
                 .collect();
             user_json(u, &mine, base)
         })

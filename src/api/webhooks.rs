@@ -188,7 +188,7 @@ async fn test_send(
 ) -> Result<Json<Value>, ApiError> {
     let webhook = st.svc.webhook(&auth.actor, id).await?;
     let attempt = st.svc.test_send(&auth.actor, &webhook, body.get("event")).await?;
-    let mut out = super::deliveries::attempt_json(1, &attempt);
+    let mut out = super::views::attempt_json(1, &attempt);
     out["succeeded"] = json!(attempt.error.is_none());
     Ok(Json(out))
 }

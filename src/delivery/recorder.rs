@@ -59,7 +59,7 @@ impl Handle {
 
     /// Waits for the recorder to end (after every sender is dropped).
     pub async fn finish(&self) {
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = crate::sync::lock(&self.task).take();
         if let Some(task) = task {
             let _ = task.await;
         }

@@ -39,7 +39,7 @@ impl Clients {
         self.policy.check_url(&parsed).map_err(|e| e.to_string())?;
         let port = parsed.port_or_known_default().unwrap_or(0);
         let key = (webhook.ssl_verification, webhook.ca_file_path.clone(), port);
-        if let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(c) = crate::sync::lock(&self.clients).get(&key) {
             return Ok(c.clone());
         }
         let mut builder = reqwest::Client::builder()
@@ -69,16 +69,13 @@ impl Clients {
         let client = builder
             .build()
             .map_err(|e| format!("cannot build HTTP client: {}", describe(&e)))?;
-        self.clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, client.clone());
+        crate::sync::lock(&self.clients).insert(key, client.clone());
         Ok(client)
     }
 
     /// Forgets clients, e.g. after a CA file changed.
     pub fn clear(&self) {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        crate::sync::lock(&self.clients).clear();
     }
 }
 

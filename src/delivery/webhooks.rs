@@ -2,8 +2,9 @@
 //! nothing is compiled here, the sandbox compiles) and what it knows of their destinations:
 //! per-destination slots, and how claims share them.
 
-use super::{lock, Worker};
+use super::Worker;
 use crate::queue::ClaimLimits;
+use crate::sync::lock;
 use crate::webhooks::request::Plain;
 use crate::webhooks::Webhook;
 use std::collections::HashMap;

@@ -34,9 +34,7 @@ impl Passwords {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.jobs)
             .send(job)
             .map_err(|_| Error::Internal(anyhow::anyhow!("the password thread has stopped")))?;
         rx.await

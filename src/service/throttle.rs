@@ -32,7 +32,7 @@ impl<K: Hash + Eq> Counts<K> {
 
     /// Counts one attempt; `Err(seconds)` when the key is over its limit.
     fn hit(&self, key: K, now: Instant) -> Result<(), u64> {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut windows = crate::sync::lock(&self.windows);
         if windows.len() >= KEEP {
             windows.retain(|_, w| now.duration_since(w.start) < WINDOW);
         }

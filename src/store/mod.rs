@@ -329,12 +329,12 @@ where
             let (job, out) = (job.clone(), out.clone());
             Box::pin(async move {
                 let value = job(tx).await?;
-                *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+                *crate::sync::lock(&out) = Some(value);
                 Ok(())
             })
         }))
         .await?;
-    let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let value = crate::sync::lock(&slot).take();
     value.ok_or_else(|| WriteError::Store(StoreError::Other(anyhow::anyhow!("a write job ended without a result"))))
 }
 

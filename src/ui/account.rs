@@ -3,9 +3,10 @@
 use super::query::Query;
 use super::render::{bare, iso, Failure};
 use super::session::{
-    cookie, csrf_refused, form_body, is_secure, redirect_with, safe_next, set_cookie, Posted, Viewer, CSRF_FIELD,
-    LOGIN_CSRF_COOKIE, SESSION_COOKIE,
+    cookie, csrf_refused, form_body, is_secure, redirect_with, safe_next, set_cookie, CSRF_FIELD, LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
 };
+use super::viewer::{Posted, Viewer};
 use crate::api::AppState;
 use crate::auth::sessions::{new_secret, same_secret};
 use crate::error::Error;

@@ -3,7 +3,7 @@
 //! the latest changes.
 
 use super::render::{iso, Failure};
-use super::session::Viewer;
+use super::viewer::Viewer;
 use crate::api::AppState;
 use crate::changes::ChangeFilter;
 use crate::error::Error;

@@ -2,13 +2,15 @@
 //! and pages, one delivery with every attempt, and the hand controls: retry one, retry or
 //! delete all that match, each bulk action confirmed with its count first.
 
+use super::query::path_id;
 use super::query::{encode, Query};
-use super::render::{iso, Failure};
-use super::session::{redirect_with, Posted, Viewer, CSRF_FIELD};
-use super::webhooks::{attempt_json, path_id};
+use super::render::Failure;
+use super::session::{redirect_with, CSRF_FIELD};
+use super::viewer::{Posted, Viewer};
+use super::views::attempt;
 use crate::api::AppState;
 use crate::error::Error;
-use crate::queue::{Delivery, DeliveryFilter, Status};
+use crate::queue::{DeliveryFilter, Status};
 use crate::service::WebhookFilter;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -28,28 +30,6 @@ pub fn router() -> Router<AppState> {
             "/extras/deliveries/{id}/delete/",
             get(confirm_delete_one).post(delete_one),
         )
-}
-
-/// A delivery as a list row.
-pub fn row(d: &Delivery) -> Value {
-    let waiting = matches!(d.status, Status::Queued | Status::Retrying);
-    json!({
-        "id": d.id,
-        "webhook_id": d.webhook_id,
-        "webhook": d.webhook_name,
-        "event_rule": d.event_rule.as_ref().map(|(id, name)| json!({"id": id, "name": name})),
-        "event_id": d.event_id,
-        "event": d.event_kind,
-        "object_type": d.object_type,
-        "status": d.status.as_str(),
-        "label": d.status.label(),
-        "attempts": d.attempts,
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "next_attempt": waiting.then(|| iso(d.next_attempt_at)),
-        "created": iso(d.created),
-        "last_updated": iso(d.last_updated),
-    })
 }
 
 /// The list's filter from the query string; a value that cannot be read is an error naming it.
@@ -98,7 +78,7 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
     let webhooks = st.svc.webhooks(&v.actor, &WebhookFilter::default(), 1000, 0).await?;
     let ctx = json!({
         "section": "deliveries",
-        "deliveries": page.items.iter().map(row).collect::<Vec<_>>(),
+        "deliveries": page.items.iter().map(super::views::delivery_row).collect::<Vec<_>>(),
         "pages": q.paginator(page.count, limit, offset, Some(super::COUNT_AT_MOST)),
         "counts": state_counts(&st, &v, &q).await?,
         "filters": {
@@ -131,7 +111,7 @@ async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
         .attempts
         .iter()
         .enumerate()
-        .map(|(i, a)| attempt_json(i + 1, a))
+        .map(|(i, a)| attempt(i + 1, a))
         .rev()
         .collect();
     let context = if d.event.data.is_null() {
@@ -141,7 +121,7 @@ async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
     };
     let ctx = json!({
         "section": "deliveries",
-        "delivery": row(&d.delivery),
+        "delivery": super::views::delivery_row(&d.delivery),
         "retryable": Status::RETRYABLE.contains(&d.delivery.status),
         "deletable": Status::DELETABLE.contains(&d.delivery.status),
         "attempts": attempts,
@@ -283,6 +263,7 @@ async fn delete_one(State(st): State<AppState>, Path(id): Path<String>, p: Poste
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ui::render::iso;
 
     #[test]
     fn filters_read_from_the_query() {

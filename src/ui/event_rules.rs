@@ -3,10 +3,11 @@
 //! delete. The form's fields become the REST API's JSON body and go through the same service
 //! calls, so its errors are the API's.
 
+use super::query::path_id;
 use super::query::Query;
-use super::render::{iso, Failure};
-use super::session::{redirect_with, Fields, Posted, Viewer};
-use super::webhooks::path_id;
+use super::render::Failure;
+use super::session::{redirect_with, Fields};
+use super::viewer::{Posted, Viewer};
 use crate::api::AppState;
 use crate::error::Error;
 use crate::events::EventKind;
@@ -32,22 +33,6 @@ pub fn router() -> Router<AppState> {
 
 const KINDS: [EventKind; 3] = [EventKind::Created, EventKind::Updated, EventKind::Deleted];
 
-/// What lists and cards show of a rule.
-pub fn summary(r: &EventRule) -> Value {
-    json!({
-        "id": r.id,
-        "name": r.name,
-        "description": r.description,
-        "enabled": r.enabled,
-        "object_types": r.object_types,
-        "event_types": r.event_types.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        "conditions": r.conditions.as_ref().map(|c| serde_json::to_string_pretty(c).unwrap_or_default()),
-        "webhook_id": r.webhook_id,
-        "created": iso(r.created),
-        "last_updated": iso(r.last_updated),
-    })
-}
-
 /// Every webhook's id and name, for the form's picker.
 async fn webhook_names(st: &AppState, v: &Viewer) -> Result<Vec<(i64, String)>, Failure> {
     if !v
@@ -70,7 +55,7 @@ async fn with_webhooks(st: &AppState, v: &Viewer, rules: &[EventRule]) -> Result
     Ok(rules
         .iter()
         .map(|r| {
-            let mut row = summary(r);
+            let mut row = super::views::rule_summary(r);
             row["webhook"] = webhooks
                 .iter()
                 .find(|(id, _)| *id == r.webhook_id)
@@ -91,7 +76,7 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
         "pages": q.paginator(page.count, limit, offset, None),
         "filters": q.filter_values(),
         "filtered": !q.filters().is_empty(),
-        "types": super::webhooks::type_options(&st, &q.all("object_type")),
+        "types": super::views::type_options(&st, &q.all("object_type")),
         "kinds": KINDS.iter().map(|k| json!({"value": event_type_name(*k), "label": k.as_str()})).collect::<Vec<_>>(),
     });
     Ok(v.page(&st, "event_rules.html", "Event rules", ctx))
@@ -116,7 +101,7 @@ async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
     let ctx = json!({
         "section": "event_rules",
         "rule": rule,
-        "deliveries": recent.items.iter().map(super::deliveries::row).collect::<Vec<_>>(),
+        "deliveries": recent.items.iter().map(super::views::delivery_row).collect::<Vec<_>>(),
         "delivery_count": super::render::count_text(recent.count, super::COUNT_AT_MOST),
     });
     Ok(v.page(&st, "event_rule.html", &r.name, ctx))
@@ -162,7 +147,7 @@ async fn form_page(
             errors,
         ),
         None => {
-            let mut v = summary(&start);
+            let mut v = super::views::rule_summary(&start);
             v["event_types"] = json!(start
                 .event_types
                 .iter()
@@ -204,7 +189,7 @@ async fn form_page(
         "editing": saved.map(|r| json!({"id": r.id, "name": r.name})),
         "values": values,
         "errors": errors,
-        "types": super::webhooks::type_options(st, &chosen),
+        "types": super::views::type_options(st, &chosen),
         "kinds": kinds,
         "webhooks": webhooks,
     });

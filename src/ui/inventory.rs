@@ -2,10 +2,10 @@
 //! detail (with its change log), and the global change log with each change's difference and
 //! the deliveries its request produced.
 
+use super::query::path_id;
 use super::query::Query;
 use super::render::Failure;
-use super::session::Viewer;
-use super::webhooks::path_id;
+use super::viewer::Viewer;
 use crate::api::AppState;
 use crate::catalog::{label, Catalog, FieldKind, ObjectType};
 use crate::changes::ChangeFilter;
@@ -244,7 +244,7 @@ async fn change(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
         .deliveries(&v.actor, &produced, 50, 0, Some(super::COUNT_AT_MOST))
         .await
     {
-        Ok(page) => Some(page.items.iter().map(super::deliveries::row).collect::<Vec<_>>()),
+        Ok(page) => Some(page.items.iter().map(super::views::delivery_row).collect::<Vec<_>>()),
         Err(Error::Forbidden) => None,
         Err(e) => return Err(e.into()),
     };

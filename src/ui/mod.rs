@@ -12,6 +12,8 @@ mod inventory;
 mod query;
 mod render;
 mod session;
+mod viewer;
+mod views;
 mod webhooks;
 
 use crate::api::{ApiError, AppState};

@@ -1,6 +1,7 @@
 //! A page's query string: its filters, its page of a list, and links to the other pages that
 //! keep the filters.
 
+use super::render::Failure;
 use crate::error::Error;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -165,6 +166,11 @@ pub fn encode(pairs: &[(String, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs.iter())
         .finish()
+}
+
+/// A path id, by the API's rule; anything else is no such page.
+pub fn path_id(id: &str) -> Result<i64, Failure> {
+    crate::api::path_id(id).ok_or(Failure(Error::NotFound))
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 //! navigation, the user menu, the one-time message), and error pages that show what went
 //! wrong in words, never a raw error.
 
-use super::session::{set_cookie, Viewer, FLASH_COOKIE};
-use crate::api::AppState;
 use crate::catalog::{label, Catalog};
 use crate::error::Error;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -113,7 +111,7 @@ pub fn iso(t: DateTime<Utc>) -> String {
 }
 
 /// The inventory's menu: one group per app, each type's list.
-fn inventory_nav(catalog: &Catalog) -> Value {
+pub(super) fn inventory_nav(catalog: &Catalog) -> Value {
     let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
     for t in catalog.types() {
         let heading = match t.app_label.as_str() {
@@ -137,7 +135,7 @@ fn inventory_nav(catalog: &Catalog) -> Value {
 }
 
 /// Renders `template` with `ctx`; a failure is logged and answered with a page saying so.
-fn draw(status: StatusCode, template: &str, ctx: &Value) -> Response {
+pub(super) fn draw(status: StatusCode, template: &str, ctx: &Value) -> Response {
     let rendered = env().and_then(|env| {
         env.get_template(template)
             .and_then(|t| t.render(ctx))
@@ -198,60 +196,6 @@ pub fn failure_page(status: StatusCode, heading: &str, message: &str) -> Respons
             status,
             format!("<!doctype html><title>{heading} | Herald</title><p>{message}</p>"),
         ),
-    }
-}
-
-impl Viewer {
-    /// A page in the shell for this viewer, with `ctx` for its template.
-    pub fn page(&self, st: &AppState, template: &str, title: &str, ctx: Value) -> Response {
-        self.page_with(st, StatusCode::OK, template, title, ctx)
-    }
-
-    /// The page that asks before deleting: `question`, what goes with it (`detail`), and
-    /// where Cancel leads. The form posts back to the same path.
-    pub fn confirm_delete(
-        &self,
-        st: &AppState,
-        section: &str,
-        question: String,
-        detail: &str,
-        cancel: String,
-    ) -> Response {
-        let title = question.trim_end_matches('?').to_string();
-        let ctx = json!({
-            "section": section,
-            "question": question,
-            "detail": detail,
-            "verb": "Delete",
-            "danger": true,
-            "cancel": cancel,
-            "hidden": [],
-        });
-        self.page(st, "confirm.html", &title, ctx)
-    }
-
-    pub fn page_with(
-        &self,
-        st: &AppState,
-        status: StatusCode,
-        template: &str,
-        title: &str,
-        mut ctx: Value,
-    ) -> Response {
-        ctx["title"] = json!(title);
-        ctx["user"] = json!({
-            "username": self.actor.user.username,
-            "superuser": self.actor.user.is_superuser,
-        });
-        ctx["csrf"] = json!(self.session.csrf);
-        ctx["flash"] = json!(self.flash);
-        ctx["nav"] = inventory_nav(&st.svc.catalog);
-        let mut resp = draw(status, template, &ctx);
-        if self.flash.is_some() {
-            resp.headers_mut()
-                .append(header::SET_COOKIE, set_cookie(FLASH_COOKIE, "", 0, self.secure));
-        }
-        resp
     }
 }
 

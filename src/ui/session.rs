@@ -3,10 +3,8 @@
 
 use super::render::{failure_page, Failure};
 use crate::api::AppState;
-use crate::auth::{Actor, Session};
 use crate::error::Error;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -18,16 +16,6 @@ pub const LOGIN_CSRF_COOKIE: &str = "herald_login_csrf";
 pub const FLASH_COOKIE: &str = "herald_flash";
 /// The form field carrying the CSRF token.
 pub const CSRF_FIELD: &str = "csrf_token";
-
-/// A signed-in user looking at a page.
-pub struct Viewer {
-    pub actor: Actor,
-    pub session: Session,
-    /// A message left by the previous page, shown once.
-    pub flash: Option<String>,
-    /// Whether the page came over TLS (its cookies are then `Secure`).
-    pub secure: bool,
-}
 
 /// The value of cookie `name`, if the request has it.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -84,44 +72,6 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// To the login page, coming back to this page afterwards.
-fn to_login(parts: &Parts) -> Response {
-    let here = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
-    let mut resp = Redirect::to(&format!("/login/?next={next}")).into_response();
-    if cookie(&parts.headers, SESSION_COOKIE).is_some() {
-        let secure = is_secure(&parts.headers);
-        resp.headers_mut()
-            .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0, secure));
-    }
-    resp
-}
-
-impl FromRequestParts<AppState> for Viewer {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Viewer, Response> {
-        let Some(key) = cookie(&parts.headers, SESSION_COOKIE).filter(|k| !k.is_empty()) else {
-            return Err(to_login(parts));
-        };
-        match st.svc.session(&key).await {
-            Ok((actor, session)) => Ok(Viewer {
-                actor,
-                session,
-                flash: cookie(&parts.headers, FLASH_COOKIE).map(|m| {
-                    form_urlencoded::parse(format!("m={m}").as_bytes())
-                        .map(|(_, v)| v.into_owned())
-                        .next()
-                        .unwrap_or_default()
-                }),
-                secure: is_secure(&parts.headers),
-            }),
-            Err(Error::Unauthenticated) => Err(to_login(parts)),
-            Err(e) => Err(Failure(e).into_response()),
-        }
-    }
-}
-
 /// The fields of a posted form (`application/x-www-form-urlencoded`), in order.
 pub struct Fields(pub Vec<(String, String)>);
 
@@ -171,26 +121,6 @@ pub async fn form_body(req: Request, st: &AppState) -> Result<Fields, Response> 
     match axum::body::Bytes::from_request(req, st).await {
         Ok(bytes) => Ok(Fields::parse(&bytes)),
         Err(_) => Err(Failure(Error::TooLarge("The form is larger than Herald accepts.".into())).into_response()),
-    }
-}
-
-/// A form posted by a signed-in user, with the session's CSRF token.
-pub struct Posted {
-    pub viewer: Viewer,
-    pub fields: Fields,
-}
-
-impl FromRequest<AppState> for Posted {
-    type Rejection = Response;
-
-    async fn from_request(req: Request, st: &AppState) -> Result<Posted, Response> {
-        let (mut parts, body) = req.into_parts();
-        let viewer = Viewer::from_request_parts(&mut parts, st).await?;
-        let fields = form_body(Request::from_parts(parts, body), st).await?;
-        if !viewer.session.csrf_matches(fields.text(CSRF_FIELD)) {
-            return Err(csrf_refused());
-        }
-        Ok(Posted { viewer, fields })
     }
 }
 

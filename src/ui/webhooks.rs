@@ -4,12 +4,12 @@
 
 use super::query::Query;
 use super::render::{iso, Failure};
-use super::session::{redirect_with, Fields, Posted, Viewer};
+use super::session::{redirect_with, Fields};
+use super::viewer::{Posted, Viewer};
 use crate::api::AppState;
 use crate::error::Error;
-use crate::queue::{Attempt, DeliveryFilter};
+use crate::queue::DeliveryFilter;
 use crate::service::WebhookFilter;
-use crate::webhooks::request::Outgoing;
 use crate::webhooks::{HttpMethod, Webhook};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,11 +27,6 @@ pub fn router() -> Router<AppState> {
         .route("/extras/webhooks/{id}/test/", axum::routing::post(test_send))
         .route("/extras/webhooks/{id}/edit/", get(edit_page).post(edit))
         .route("/extras/webhooks/{id}/delete/", get(delete_page).post(delete))
-}
-
-/// A path id, by the API's rule; anything else is no such page.
-pub fn path_id(id: &str) -> Result<i64, Failure> {
-    crate::api::path_id(id).ok_or(Failure(Error::NotFound))
 }
 
 async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Response, Failure> {
@@ -62,26 +57,10 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
         "pages": q.paginator(page.count, limit, offset, None),
         "filters": q.filter_values(),
         "filtered": !q.filters().is_empty(),
-        "types": type_options(&st, &q.all("content_types")),
+        "types": super::views::type_options(&st, &q.all("content_types")),
         "methods": HttpMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
     });
     Ok(v.page(&st, "webhooks.html", "Webhooks", ctx))
-}
-
-/// Every object type as an option, those in `chosen` selected, in two groups: the types
-/// Herald stores first (what its own changes fire on), then NetBox's others (relayed events).
-pub fn type_options(st: &AppState, chosen: &[String]) -> Vec<Value> {
-    let catalog = &st.svc.catalog;
-    let option = |t: &String| {
-        let (app, name) = catalog.event_type_label(t);
-        json!({"value": t, "label": format!("{app} › {name}"), "selected": chosen.contains(t)})
-    };
-    let (stored, relayed): (Vec<&String>, Vec<&String>) =
-        catalog.event_types().iter().partition(|t| catalog.get(t).is_some());
-    vec![
-        json!({"label": "Stored by Herald", "options": stored.into_iter().map(option).collect::<Vec<_>>()}),
-        json!({"label": "Relayed from NetBox", "options": relayed.into_iter().map(option).collect::<Vec<_>>()}),
-    ]
 }
 
 /// What lists and cards show of a webhook (never its secret).
@@ -120,34 +99,6 @@ fn summary(w: &Webhook) -> Value {
     })
 }
 
-/// A request as the pages show it.
-pub fn request_json(out: &Outgoing) -> Value {
-    json!({
-        "method": out.method.as_str(),
-        "url": out.url,
-        "headers": out.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-        "body": out.body,
-    })
-}
-
-/// An attempt (of a delivery or a test send) as the pages show it.
-pub fn attempt_json(n: usize, a: &Attempt) -> Value {
-    json!({
-        "number": n,
-        "started": iso(a.started),
-        "duration_ms": format!("{:.0}", a.duration_ms),
-        "method": a.request_method,
-        "url": a.request_url,
-        "request_headers": a.request_headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-        "request_body": a.request_body,
-        "status": a.response_status,
-        "ok": a.response_status.is_some_and(|s| (200..300).contains(&s)) && a.error.is_none(),
-        "response_headers": a.response_headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-        "response_body": a.response_body,
-        "error": a.error,
-    })
-}
-
 async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) -> Result<Response, Failure> {
     let w = st.svc.webhook(&v.actor, id).await?;
     let filter = DeliveryFilter {
@@ -165,7 +116,7 @@ async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) ->
     } else {
         crate::page::Page::new(0, Vec::new())
     };
-    let deliveries: Vec<Value> = recent.items.iter().map(super::deliveries::row).collect();
+    let deliveries: Vec<Value> = recent.items.iter().map(super::views::delivery_row).collect();
     let rules = if v
         .actor
         .can(crate::auth::permissions::types::EVENT_RULE, crate::auth::Action::View)
@@ -175,7 +126,7 @@ async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) ->
             ..Default::default()
         };
         let page = st.svc.event_rules(&v.actor, &filter, 1000, 0).await?;
-        page.items.iter().map(super::event_rules::summary).collect()
+        page.items.iter().map(super::views::rule_summary).collect()
     } else {
         Vec::new()
     };
@@ -192,15 +143,15 @@ async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) ->
 }
 
 async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
-    detail_page(&st, &v, path_id(&id)?, None).await
+    detail_page(&st, &v, super::query::path_id(&id)?, None).await
 }
 
 /// Sends the webhook's request for a sample event now and shows what answered.
 async fn test_send(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {
-    let id = path_id(&id)?;
+    let id = super::query::path_id(&id)?;
     let w = st.svc.webhook(&p.viewer.actor, id).await?;
     let test = match st.svc.test_send(&p.viewer.actor, &w, None).await {
-        Ok(attempt) => json!({"attempt": attempt_json(1, &attempt)}),
+        Ok(attempt) => json!({"attempt": super::views::attempt(1, &attempt)}),
         Err(Error::Validation(e)) => json!({"error": crate::error::describe_fields(&e)}),
         Err(e) => return Err(e.into()),
     };
@@ -311,7 +262,7 @@ fn form_page(st: &AppState, v: &Viewer, saved: Option<&Webhook>, shown: FormStat
         "editing": saved.map(|w| json!({"id": w.id, "name": w.name})),
         "values": form_values(shown.fields, w),
         "errors": errors,
-        "types": type_options(st, &chosen),
+        "types": super::views::type_options(st, &chosen),
         "methods": HttpMethod::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         "preview": shown.preview,
     });
@@ -331,7 +282,7 @@ async fn add_page(State(st): State<AppState>, v: Viewer) -> Response {
 }
 
 async fn edit_page(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
-    let w = st.svc.webhook(&v.actor, path_id(&id)?).await?;
+    let w = st.svc.webhook(&v.actor, super::query::path_id(&id)?).await?;
     Ok(form_page(&st, &v, Some(&w), FormState::default()))
 }
 
@@ -351,7 +302,7 @@ async fn preview(st: &AppState, v: &Viewer, w: Webhook, saved: bool, f: &Fields)
     };
     let shown = match st.svc.preview_event(&v.actor, w, saved, &event).await {
         Ok(out) => json!({
-            "request": request_json(&out),
+            "request": super::views::request(&out),
             "refused": st.svc.refusal(&out.url),
             "event": {"id": event.id, "kind": event.kind.as_str(), "object_type": event.object_type},
         }),
@@ -414,12 +365,12 @@ async fn add(State(st): State<AppState>, p: Posted) -> Result<Response, Failure>
 }
 
 async fn edit(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {
-    let w = st.svc.webhook(&p.viewer.actor, path_id(&id)?).await?;
+    let w = st.svc.webhook(&p.viewer.actor, super::query::path_id(&id)?).await?;
     submit(&st, p, Some(w)).await
 }
 
 async fn delete_page(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -> Result<Response, Failure> {
-    let w = st.svc.webhook(&v.actor, path_id(&id)?).await?;
+    let w = st.svc.webhook(&v.actor, super::query::path_id(&id)?).await?;
     Ok(v.confirm_delete(
         &st,
         "webhooks",
@@ -430,7 +381,7 @@ async fn delete_page(State(st): State<AppState>, v: Viewer, Path(id): Path<Strin
 }
 
 async fn delete(State(st): State<AppState>, Path(id): Path<String>, p: Posted) -> Result<Response, Failure> {
-    let id = path_id(&id)?;
+    let id = super::query::path_id(&id)?;
     let w = st.svc.webhook(&p.viewer.actor, id).await?;
     st.svc.delete_webhooks(&p.viewer.actor, &[id]).await?;
     Ok(redirect_with(

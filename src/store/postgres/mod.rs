@@ -262,7 +262,7 @@ impl Store for PgStore {
     async fn prepare_object_types(&self, types: &[&str]) -> Result<()> {
         let mut client = self.client().await?;
         migrate::sequences(&mut client, types).await?;
-        let mut known = self.sequenced.write().unwrap_or_else(|p| p.into_inner());
+        let mut known = crate::sync::write(&self.sequenced);
         known.extend(types.iter().map(|t| t.to_string()));
         Ok(())
     }

@@ -139,7 +139,7 @@ impl ObjectTx for PgTx<'_> {
 
     async fn next_id(&mut self, ty: &str) -> Result<i64> {
         let seq = super::migrate::sequence_name(ty);
-        let mut sequenced = self.sequenced.read().unwrap_or_else(|p| p.into_inner()).contains(ty);
+        let mut sequenced = crate::sync::read(&self.sequenced).contains(ty);
         if !sequenced {
             // Readied by another process (or not at all).
             let mut q = sql("select to_regclass(");

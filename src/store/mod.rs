@@ -1,15 +1,19 @@
 //! Storage: one contract, one implementation per database. A backend holds SQL, row mapping
 //! and the mapping of its errors into `StoreError`; the rules that decide what to write live
 //! above it (`outbox`, `objects::engine`, `queue`, `service`). Every backend passes the same
-//! contract tests (`tests/store_contract.rs`).
+//! contract tests (`tests/store/`).
 //!
-//! The contract is split by what it stores: users and tokens, groups and permissions, webhooks, objects and their
-//! change log, the queue (events, deliveries and attempts), worker heartbeats; `Store` is
-//! their sum, plus migrations and the write transaction in which object writes and the
-//! outbox run.
+//! The contract is split by what it stores: users and tokens, groups and permissions,
+//! webhooks, objects and their change log, the queue (events, deliveries and attempts),
+//! heartbeats; `Store` is their sum, plus migrations and the write transaction in which object
+//! writes and the outbox run. What only runs statements is written once (`shared`, over
+//! `exec::Exec`); a backend implements `Exec`, `ClaimStore` (claims and outcome batches) and
+//! the write transaction.
 
+pub mod exec;
 pub mod postgres;
 pub mod rows;
+mod shared;
 pub mod sql;
 pub mod sqlite;
 pub mod statements;
@@ -166,13 +170,6 @@ pub struct ClaimedBatch {
 /// The queue: events, deliveries and their attempts.
 #[async_trait]
 pub trait QueueStore: Send + Sync {
-    /// Runs `plan` (see `ClaimPlan`): the due deliveries it takes become in flight, in one
-    /// transaction.
-    async fn claim(&self, plan: &ClaimPlan) -> Result<ClaimedBatch>;
-    /// Records `outcomes` in one transaction: each attempt, and each delivery's status, error,
-    /// status code and `next_attempt_at` as given, for deliveries still in flight (others are
-    /// left as they are). `ForeignKey` (nothing written) when a delivery no longer exists.
-    async fn complete(&self, outcomes: Arc<[Outcome]>, now: DateTime<Utc>) -> Result<()>;
     /// Which of these deliveries exist.
     async fn existing_deliveries(&self, ids: &[i64]) -> Result<Vec<i64>>;
     /// Puts in-flight deliveries back in the queue, due `now`, without counting the attempt
@@ -223,6 +220,18 @@ pub trait QueueStore: Send + Sync {
     ) -> Result<u64>;
     /// Deletes up to `limit` events created before `before` that have no delivery left.
     async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
+}
+
+/// What each backend writes its own way, for speed: claims and outcome batches.
+#[async_trait]
+pub trait ClaimStore: Send + Sync {
+    /// Runs `plan` (see `ClaimPlan`): the due deliveries it takes become in flight, in one
+    /// transaction.
+    async fn claim(&self, plan: &ClaimPlan) -> Result<ClaimedBatch>;
+    /// Records `outcomes` in one transaction: each attempt, and each delivery's status, error,
+    /// status code and `next_attempt_at` as given, for deliveries still in flight (others are
+    /// left as they are). `ForeignKey` (nothing written) when a delivery no longer exists.
+    async fn complete(&self, outcomes: Arc<[Outcome]>, now: DateTime<Utc>) -> Result<()>;
 }
 
 /// Delivery workers and API nodes, by heartbeat.
@@ -286,6 +295,7 @@ pub trait Store:
     + EventRuleStore
     + ObjectStore
     + QueueStore
+    + ClaimStore
     + WorkerStore
     + 'static
 {

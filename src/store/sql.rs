@@ -112,6 +112,9 @@ pub trait Dialect: Send + Sync {
     /// Appends a subquery over the integers of an `Arg::IntSet` bound as argument `n`, for
     /// `x in (...)` with more values than placeholders should carry.
     fn int_set(&self, out: &mut String, n: usize);
+    /// Appends, after a table's name, what makes the planner use index `index` (where it
+    /// would not by itself).
+    fn index_hint(&self, _out: &mut String, _index: &str) {}
 }
 
 /// Lists of integers longer than this are bound as one argument.

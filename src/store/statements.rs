@@ -143,7 +143,7 @@ pub fn purge_events(d: &'static dyn Dialect, before: DateTime<Utc>, n: i64) -> S
 pub fn failed_attempts_since(d: &'static dyn Dialect, since: DateTime<Utc>) -> Sql {
     let mut q = Sql::new(
         d,
-        "select count(*) from attempts where error is not null and started_at >= ",
+        "select count(*) as n from attempts where error is not null and started_at >= ",
     );
     q.bind(since);
     q
@@ -295,5 +295,38 @@ pub fn api_node_gone(d: &'static dyn Dialect, id: &str) -> Sql {
 pub fn api_addresses_since(d: &'static dyn Dialect, since: DateTime<Utc>) -> Sql {
     let mut q = Sql::new(d, "select addresses from api_nodes where seen_at >= ");
     q.bind(since);
+    q
+}
+
+/// `status in (...)` of the statuses a claim takes once due (`Status::CLAIMABLE`).
+pub fn claimable() -> String {
+    let listed: Vec<String> = crate::queue::Status::CLAIMABLE
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("status in ({})", listed.join(", "))
+}
+
+/// When the next claimable delivery falls due (`next`, null when none).
+pub fn next_due(d: &'static dyn Dialect) -> Sql {
+    let mut q = Sql::new(d, "select min(next_attempt_at) as next from deliveries");
+    d.index_hint(&mut q.text, "deliveries_due");
+    q.push(" where ").push(&claimable());
+    q
+}
+
+/// Puts in-flight deliveries back in the queue, due `now`: the claim that took them does not
+/// count as an attempt (nor as a claim without an outcome).
+pub fn release(d: &'static dyn Dialect, ids: &[i64], now: DateTime<Utc>) -> Sql {
+    let mut q = Sql::new(
+        d,
+        "update deliveries set status = 'queued', \
+         attempts = case when attempts > 0 then attempts - 1 else 0 end, \
+         unrecorded_claims = case when unrecorded_claims > 0 then unrecorded_claims - 1 else 0 end, \
+         next_attempt_at = ",
+    );
+    q.bind(now)
+        .push(" where status = 'in_flight' and id in ")
+        .ints(ids.iter().copied());
     q
 }

@@ -7,7 +7,6 @@
 //! This file opens the pool and runs write transactions; the other files hold the SQL of each
 //! part of the contract.
 
-mod access;
 mod events;
 mod identity;
 mod listen;
@@ -16,11 +15,9 @@ mod objects;
 mod queue;
 mod run;
 mod tls;
-mod users;
-mod webhooks;
 
+use super::exec::{EachRow, Exec, RowFn, Tx, TxJob};
 use super::redact_url;
-use super::rows;
 use super::sql::{Dialect, FieldAs, Sql};
 use super::statements::PageSql;
 use super::{Result, Store, StoreError, WriteError, WriteJob};
@@ -182,24 +179,10 @@ impl PgStore {
     }
 
     /// A page of records: the count and the rows, on one connection.
-    async fn page<T>(&self, page: PageSql, map: impl Fn(&Row) -> Result<T>) -> Result<Page<T>> {
+    async fn read_page<T>(&self, page: PageSql, map: impl Fn(&Row) -> Result<T>) -> Result<Page<T>> {
         let c = self.client().await?;
         let total: i64 = scalar(&c, &page.count).await?;
         Ok(Page::new(total, fetch(&c, &page.items, map).await?))
-    }
-
-    /// Runs `q` on a connection of the pool, returning the rows it touched.
-    async fn exec(&self, q: &Sql) -> Result<u64> {
-        let c = self.client().await?;
-        execute(&c, q).await
-    }
-
-    /// The first column of the one row of `q`, on a connection of the pool.
-    async fn value<T>(&self, q: &Sql) -> Result<T>
-    where
-        T: for<'r> tokio_postgres::types::FromSql<'r>,
-    {
-        rows::one(self.read(q, |r| r.try_get(0).map_err(map_err)).await?)
     }
 
     /// Runs `f` in a transaction on a connection of the pool.
@@ -244,6 +227,77 @@ impl PgStore {
         }
         commit(tx).await?;
         Ok(queued)
+    }
+}
+
+#[async_trait]
+impl Exec for PgStore {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
+    }
+
+    async fn rows<T: Send + 'static>(&self, q: Sql, map: RowFn<T>) -> Result<Vec<T>> {
+        self.read(&q, |r| map(r)).await
+    }
+
+    async fn page<T: Send + 'static>(&self, page: PageSql, map: RowFn<T>) -> Result<Page<T>> {
+        self.read_page(page, |r| map(r)).await
+    }
+
+    async fn exec(&self, q: Sql) -> Result<u64> {
+        let c = self.client().await?;
+        execute(&c, &q).await
+    }
+
+    async fn exec_and_signal(&self, q: Sql) -> Result<u64> {
+        let q = Arc::new(q);
+        let n = self
+            .in_tx(move |tx| {
+                Box::pin(async move {
+                    let n = execute(tx, &q).await?;
+                    if n > 0 {
+                        notify(tx).await?;
+                    }
+                    Ok(n)
+                })
+            })
+            .await?;
+        if n > 0 {
+            self.queued.notify_one();
+        }
+        Ok(n)
+    }
+
+    async fn transact<T: Send + 'static>(&self, job: TxJob<T>) -> Result<T> {
+        self.in_tx_retried(move |tx| {
+            let job = job.clone();
+            Box::pin(async move {
+                let mut statements = Statements(tx);
+                job(&mut statements).await
+            })
+        })
+        .await
+    }
+}
+
+/// Statements in a transaction of the pool.
+struct Statements<'t>(&'t deadpool_postgres::Transaction<'t>);
+
+#[async_trait]
+impl Tx for Statements<'_> {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
+    }
+
+    async fn each_row(&mut self, q: &Sql, each: &mut EachRow<'_>) -> Result<()> {
+        for row in query(self.0, q).await? {
+            each(&row)?;
+        }
+        Ok(())
+    }
+
+    async fn exec(&mut self, q: &Sql) -> Result<u64> {
+        execute(self.0, q).await
     }
 }
 

@@ -4,17 +4,13 @@
 //! holder and then sees its key), and `lock` takes row locks where the engine asks for them.
 
 use super::events::insert_events;
-use super::webhooks::enabled;
-use super::{execute, fetch, insert_rows, insert_rows_with, query, scalar, sql, PgStore, DIALECT};
-use crate::changes::{Change, ChangeFilter};
+use super::{execute, fetch, insert_rows, insert_rows_with, query, scalar, sql};
+use crate::changes::Change;
 use crate::events::Event;
-use crate::objects::query::ObjectQuery;
-use crate::objects::{Lock, Obj, ObjectRead, ObjectTx, Ref, Referrer};
-use crate::page::Page;
+use crate::objects::{Lock, Obj, ObjectTx, Ref, Referrer};
 use crate::store::rows::{self, change_args, Columns, OBJECT_SELECT};
 use crate::store::sql::{object_find, Arg, Sql};
-use crate::store::statements;
-use crate::store::{ObjectStore, Result, TriggerVersions, WriteTx};
+use crate::store::{Result, TriggerVersions, WriteTx};
 use crate::webhooks::{EventRule, Firing, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -57,31 +53,17 @@ fn get_sql(ty: &str, ids: &[i64]) -> Sql {
 }
 
 async fn get<C: GenericClient>(c: &C, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
-    fetch(c, &get_sql(ty, ids), rows::obj).await
+    fetch(c, &get_sql(ty, ids), |r| rows::obj(r)).await
 }
 
-#[async_trait]
-impl ObjectRead for PgStore {
-    async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<Page<Obj>> {
-        self.page(statements::objects_page(&DIALECT, ty, query, limit, offset), rows::obj)
-            .await
-    }
-
-    async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
-        self.read(&get_sql(ty, ids), rows::obj).await
-    }
-}
-
-#[async_trait]
-impl ObjectStore for PgStore {
-    async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Change>> {
-        self.page(statements::changes_page(&DIALECT, filter, limit, offset), rows::change)
-            .await
-    }
-
-    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        self.exec(&statements::purge_changes(&DIALECT, before, limit)).await
-    }
+/// Enabled records of a kind (in the caller's transaction).
+pub(super) async fn enabled<R: rows::Record, C: GenericClient>(c: &C) -> Result<Vec<R>> {
+    fetch(
+        c,
+        &sql(&format!("select * from {} where enabled order by id", R::TABLE)),
+        |r| R::read(r),
+    )
+    .await
 }
 
 /// The write transaction.
@@ -127,7 +109,7 @@ impl ObjectTx for PgTx<'_> {
     async fn scan(&mut self, ty: &str) -> Result<Vec<Obj>> {
         let mut q = sql(OBJECT_SELECT);
         q.push(" where o.type = ").bind(ty).push(" order by o.id");
-        fetch(&self.tx, &q, rows::obj).await
+        fetch(&self.tx, &q, |r| rows::obj(r)).await
     }
 
     async fn find(&mut self, ty: &str, attrs: &[(String, Value)], limit: i64) -> Result<Vec<i64>> {
@@ -275,7 +257,7 @@ impl ObjectTx for PgTx<'_> {
 #[async_trait]
 impl WriteTx for PgTx<'_> {
     async fn trigger_versions(&mut self) -> Result<TriggerVersions> {
-        fetch(&self.tx, &sql(rows::TRIGGER_VERSIONS), rows::trigger_version)
+        fetch(&self.tx, &sql(rows::TRIGGER_VERSIONS), |r| rows::trigger_version(r))
             .await
             .map(rows::split_trigger_versions)
     }

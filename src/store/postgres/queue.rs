@@ -3,14 +3,11 @@
 //! nor take the same delivery; outcomes are written in two statements per batch.
 
 use super::events::events;
-use super::{fetch, insert_rows, map_err, sql, PgStore, DIALECT};
-use crate::events::Event;
-use crate::page::Page;
-use crate::queue::{Attempt, ClaimArm, ClaimPlan, Delivery, DeliveryFilter, Outcome, Status};
-use crate::store::rows::{self, attempt_args, from_micros, one, Columns, RawEvent, CLAIM_RETURNING};
+use super::{fetch, insert_rows, map_err, sql, PgStore};
+use crate::queue::{ClaimArm, ClaimPlan, Outcome};
+use crate::store::rows::{self, attempt_args, CLAIM_RETURNING};
 use crate::store::sql::{Arg, Sql};
-use crate::store::statements;
-use crate::store::{ClaimedBatch, QueueStore, Result};
+use crate::store::{ClaimStore, ClaimedBatch, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -101,36 +98,15 @@ async fn write_outcomes(
     Ok(())
 }
 
-impl PgStore {
-    /// Runs `q` and wakes every process's workers if it touched a row.
-    async fn change_and_signal(&self, q: Sql) -> Result<u64> {
-        let n = self
-            .in_tx(move |tx| {
-                Box::pin(async move {
-                    let n = super::execute(tx, &q).await?;
-                    if n > 0 {
-                        super::notify(tx).await?;
-                    }
-                    Ok(n)
-                })
-            })
-            .await?;
-        if n > 0 {
-            self.queued.notify_one();
-        }
-        Ok(n)
-    }
-}
-
 #[async_trait]
-impl QueueStore for PgStore {
+impl ClaimStore for PgStore {
     async fn claim(&self, plan: &ClaimPlan) -> Result<ClaimedBatch> {
         if plan.is_empty() {
             return Ok(ClaimedBatch::default());
         }
         let q = claim_sql(plan);
         let c = self.client().await?;
-        let rows = fetch(&c, &q, rows::claimed_row).await?;
+        let rows = fetch(&c, &q, |r| rows::claimed_row(r)).await?;
         if rows.is_empty() {
             return Ok(ClaimedBatch::default());
         }
@@ -155,120 +131,5 @@ impl QueueStore for PgStore {
             Box::pin(async move { write_outcomes(tx, &sorted, now).await })
         })
         .await
-    }
-
-    async fn existing_deliveries(&self, ids: &[i64]) -> Result<Vec<i64>> {
-        let mut q = sql("select id from deliveries where id in ");
-        q.ints(ids.iter().copied());
-        self.read(&q, |r| r.int("id")).await
-    }
-
-    async fn release(&self, delivery_ids: &[i64], now: DateTime<Utc>) -> Result<()> {
-        let mut q = sql(
-            "update deliveries set status = 'queued', attempts = greatest(attempts - 1, 0), \
-             unrecorded_claims = greatest(unrecorded_claims - 1, 0), next_attempt_at = ",
-        );
-        q.bind(now)
-            .push(" where status = 'in_flight' and id in ")
-            .ints(delivery_ids.iter().copied());
-        self.change_and_signal(q).await.map(|_| ())
-    }
-
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let next: Option<i64> = self
-            .value(&sql(&format!(
-                "select min(next_attempt_at) from deliveries where {CLAIMABLE}"
-            )))
-            .await?;
-        next.map(from_micros).transpose()
-    }
-
-    async fn deliveries(
-        &self,
-        filter: &DeliveryFilter,
-        limit: i64,
-        offset: i64,
-        count_at_most: Option<i64>,
-    ) -> Result<Page<Delivery>> {
-        self.page(
-            statements::deliveries_page(&DIALECT, filter, limit, offset, count_at_most),
-            rows::delivery,
-        )
-        .await
-    }
-
-    async fn delivery(&self, id: i64) -> Result<Delivery> {
-        one(self.read(&statements::delivery(&DIALECT, id), rows::delivery).await?)
-    }
-
-    async fn last_deliveries(&self, webhook_ids: &[i64]) -> Result<Vec<Delivery>> {
-        self.read(&statements::last_deliveries(&DIALECT, webhook_ids), rows::delivery)
-            .await
-    }
-
-    async fn attempts(&self, delivery_id: i64) -> Result<Vec<Attempt>> {
-        self.read(&statements::attempts(&DIALECT, delivery_id), rows::attempt)
-            .await
-    }
-
-    async fn event(&self, id: i64) -> Result<Event> {
-        let mut q = sql("select * from events where id = ");
-        q.bind(id);
-        one(self.read(&q, |r| RawEvent::from_row(r)?.parse()).await?)
-    }
-
-    async fn status_counts(&self) -> Result<Vec<(Status, i64)>> {
-        self.read(&sql(statements::STATUS_COUNTS), |r| Ok((rows::status(r)?, r.int("n")?)))
-            .await
-    }
-
-    async fn status_counts_at_most(&self, at_most: i64) -> Result<Vec<(Status, i64)>> {
-        let q = statements::status_counts_at_most(&DIALECT, at_most);
-        self.read(&q, |r| Ok((rows::status(r)?, r.int("n")?))).await
-    }
-
-    async fn oldest_created(&self, statuses: &[Status]) -> Result<Option<DateTime<Utc>>> {
-        let mut q = sql("select created_at from deliveries where status in ");
-        q.list(statuses.iter().map(|s| s.as_str())).push(" order by id limit 1");
-        let at = self.read(&q, |r| r.int("created_at")).await?.pop();
-        at.map(from_micros).transpose()
-    }
-
-    async fn failed_attempts_since(&self, since: DateTime<Utc>) -> Result<i64> {
-        self.value(&statements::failed_attempts_since(&DIALECT, since)).await
-    }
-
-    async fn finished_per_minute(&self, since: DateTime<Utc>) -> Result<Vec<(i64, Status, i64)>> {
-        let q = statements::finished_per_minute(&DIALECT, since);
-        self.read(&q, |r| Ok((r.int("minute")?, rows::status(r)?, r.int("n")?)))
-            .await
-    }
-
-    async fn failing_webhooks(&self, since: DateTime<Utc>, limit: i64) -> Result<Vec<(i64, String, i64)>> {
-        let q = statements::failing_webhooks(&DIALECT, since, limit);
-        self.read(&q, |r| Ok((r.int("id")?, r.text("name")?, r.int("n")?)))
-            .await
-    }
-
-    async fn requeue(&self, filter: &DeliveryFilter, now: DateTime<Utc>) -> Result<u64> {
-        self.change_and_signal(statements::requeue(&DIALECT, filter, now)).await
-    }
-
-    async fn delete_deliveries(&self, filter: &DeliveryFilter) -> Result<u64> {
-        self.exec(&statements::delete_deliveries(&DIALECT, filter)).await
-    }
-
-    async fn purge_deliveries(
-        &self,
-        succeeded_before: DateTime<Utc>,
-        failed_before: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<u64> {
-        let q = statements::purge_deliveries(&DIALECT, succeeded_before, failed_before, limit);
-        self.exec(&q).await
-    }
-
-    async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        self.exec(&statements::purge_events(&DIALECT, before, limit)).await
     }
 }

@@ -11,8 +11,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::Row;
 
-/// An argument bound as the type PostgreSQL expects where it stands (SQLite-like leniency:
-/// the shared SQL does not know every parameter's type).
+/// An argument bound as the type PostgreSQL expects where it stands: an integer as any integer
+/// width (or a float), text as text. Any other pairing is a mistake in the statement, refused
+/// with both types named rather than converted.
 #[derive(Debug)]
 pub(super) struct Param<'a>(pub(super) &'a Arg);
 
@@ -29,21 +30,27 @@ impl ToSql for Param<'_> {
                 Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
                 Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
                 Type::FLOAT8 => (*i as f64).to_sql(ty, out),
-                Type::BOOL => (*i != 0).to_sql(ty, out),
-                _ => i.to_string().to_sql(ty, out),
+                _ => Err(mismatch(self.0, ty)),
             },
             Arg::Real(f) => match *ty {
                 Type::FLOAT8 => f.to_sql(ty, out),
                 Type::FLOAT4 => (*f as f32).to_sql(ty, out),
-                _ => f.to_string().to_sql(ty, out),
+                _ => Err(mismatch(self.0, ty)),
             },
-            Arg::Text(s) => pg_text(s).as_ref().to_sql(ty, out),
+            Arg::Text(s) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    pg_text(s).as_ref().to_sql(ty, out)
+                }
+                _ => Err(mismatch(self.0, ty)),
+            },
             Arg::Bool(b) => match *ty {
                 Type::BOOL => b.to_sql(ty, out),
-                Type::INT8 => i64::from(*b).to_sql(ty, out),
-                _ => b.to_string().to_sql(ty, out),
+                _ => Err(mismatch(self.0, ty)),
             },
-            Arg::IntSet(v) => v.to_sql(ty, out),
+            Arg::IntSet(v) => match *ty {
+                Type::INT8_ARRAY => v.to_sql(ty, out),
+                _ => Err(mismatch(self.0, ty)),
+            },
         }
     }
 
@@ -52,6 +59,19 @@ impl ToSql for Param<'_> {
     }
 
     tokio_postgres::types::to_sql_checked!();
+}
+
+/// Why an argument cannot stand where a statement put it.
+fn mismatch(arg: &Arg, ty: &Type) -> Box<dyn std::error::Error + Sync + Send> {
+    let what = match arg {
+        Arg::Null => "null",
+        Arg::Int(_) => "an integer",
+        Arg::Real(_) => "a float",
+        Arg::Text(_) => "text",
+        Arg::Bool(_) => "a boolean",
+        Arg::IntSet(_) => "a set of integers",
+    };
+    format!("{what} bound where PostgreSQL expects {ty}").into()
 }
 
 /// The parameters of `q`, as tokio-postgres takes them.
@@ -178,15 +198,6 @@ impl Columns for Row {
             Some(text) => rows::parse_json(&text),
             None => Ok(serde_json::Value::Null),
         }
-    }
-}
-
-/// `NotFound` when a statement touched no row.
-pub(super) fn found(rows: u64) -> Result<()> {
-    if rows == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
     }
 }
 

@@ -7,16 +7,14 @@
 //! This file opens the database and runs write transactions; the other files hold the SQL of
 //! each part of the contract.
 
-mod access;
 mod events;
 mod identity;
 mod lane;
 mod migrate;
 mod objects;
 mod queue;
-mod users;
-mod webhooks;
 
+use super::exec::{EachRow, Exec, RowFn, Tx, TxJob};
 use super::rows::Columns;
 use super::sql::{Arg, Dialect, FieldAs, Sql};
 use super::statements::PageSql;
@@ -77,6 +75,11 @@ impl Dialect for SqliteDialect {
     fn int_set(&self, out: &mut String, _n: usize) {
         // The integers arrive as one JSON array.
         out.push_str("(select value from json_each(?))");
+    }
+
+    fn index_hint(&self, out: &mut String, index: &str) {
+        out.push_str(" indexed by ");
+        out.push_str(index);
     }
 }
 
@@ -155,15 +158,6 @@ impl Columns for Row<'_> {
 
     fn flag(&self, name: &str) -> Result<bool> {
         col(self, name)
-    }
-}
-
-/// `NotFound` when a statement touched no row.
-fn found(rows: usize) -> Result<()> {
-    if rows == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
     }
 }
 
@@ -299,20 +293,68 @@ impl SqliteStore {
         self.write.run(move |c| in_write_tx(c, f)).await
     }
 
-    /// A page of records: the count and the rows, in one job on a reader.
-    async fn page<T: Send + 'static>(
-        &self,
-        page: PageSql,
-        map: impl Fn(&Row<'_>) -> Result<T> + Send + 'static,
-    ) -> Result<Page<T>> {
-        self.read
-            .run(move |c| Ok(Page::new(page.count.scalar(c)?, page.items.rows(c, map)?)))
-            .await
-    }
-
     /// Tells waiting workers that deliveries are due.
     fn signal(&self) {
         self.queued.notify_one();
+    }
+}
+
+#[async_trait]
+impl Exec for SqliteStore {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
+    }
+
+    async fn rows<T: Send + 'static>(&self, q: Sql, map: RowFn<T>) -> Result<Vec<T>> {
+        self.read.run(move |c| q.rows(c, |r| map(r))).await
+    }
+
+    async fn page<T: Send + 'static>(&self, page: PageSql, map: RowFn<T>) -> Result<Page<T>> {
+        self.read
+            .run(move |c| Ok(Page::new(page.count.scalar(c)?, page.items.rows(c, |r| map(r))?)))
+            .await
+    }
+
+    async fn exec(&self, q: Sql) -> Result<u64> {
+        self.write_tx(move |c| q.execute(c).map(|n| n as u64)).await
+    }
+
+    async fn exec_and_signal(&self, q: Sql) -> Result<u64> {
+        let n = self.exec(q).await?;
+        if n > 0 {
+            self.signal();
+        }
+        Ok(n)
+    }
+
+    async fn transact<T: Send + 'static>(&self, job: TxJob<T>) -> Result<T> {
+        self.write_tx(move |c| {
+            let mut tx = Statements(c);
+            run_ready(job(&mut tx)).unwrap_or_else(|| {
+                Err(StoreError::Other(anyhow::anyhow!(
+                    "a transaction waited on something outside it"
+                )))
+            })
+        })
+        .await
+    }
+}
+
+/// Statements in a write transaction on the writer's connection.
+struct Statements<'c>(&'c mut Connection);
+
+#[async_trait]
+impl Tx for Statements<'_> {
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
+    }
+
+    async fn each_row(&mut self, q: &Sql, each: &mut EachRow<'_>) -> Result<()> {
+        q.rows(self.0, |r| each(r)).map(|_| ())
+    }
+
+    async fn exec(&mut self, q: &Sql) -> Result<u64> {
+        q.execute(self.0).map(|n| n as u64)
     }
 }
 

@@ -3,17 +3,13 @@
 //! uniqueness checks and dependents are index lookups whatever the type.
 
 use super::events::{insert_deliveries, insert_event};
-use super::webhooks::enabled;
-use super::{map_err, micros, sql, sql_value, Run, SqliteStore, CHUNK, DIALECT};
-use crate::changes::{Change, ChangeFilter};
+use super::{map_err, micros, sql, sql_value, Run, CHUNK};
+use crate::changes::Change;
 use crate::events::Event;
-use crate::objects::query::ObjectQuery;
-use crate::objects::{Lock, Obj, ObjectRead, ObjectTx, Ref, Referrer};
-use crate::page::Page;
+use crate::objects::{Lock, Obj, ObjectTx, Ref, Referrer};
 use crate::store::rows::{self, change_args, json_err, Columns, CHANGE_COLUMNS, OBJECT_SELECT};
 use crate::store::sql::object_find;
-use crate::store::statements;
-use crate::store::{ObjectStore, Result, TriggerVersions, WriteTx};
+use crate::store::{Result, TriggerVersions, WriteTx};
 use crate::webhooks::{EventRule, Firing, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,30 +29,9 @@ fn get(conn: &Connection, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
     Ok(out)
 }
 
-#[async_trait]
-impl ObjectRead for SqliteStore {
-    async fn list_objects(&self, ty: &str, query: &ObjectQuery, limit: i64, offset: i64) -> Result<Page<Obj>> {
-        let page = statements::objects_page(&DIALECT, ty, query, limit, offset);
-        self.page(page, |r| rows::obj(r)).await
-    }
-
-    async fn get_objects(&self, ty: &str, ids: &[i64]) -> Result<Vec<Obj>> {
-        let (ty, ids) = (ty.to_string(), ids.to_vec());
-        self.read.run(move |c| get(c, &ty, &ids)).await
-    }
-}
-
-#[async_trait]
-impl ObjectStore for SqliteStore {
-    async fn object_changes(&self, filter: &ChangeFilter, limit: i64, offset: i64) -> Result<Page<Change>> {
-        let page = statements::changes_page(&DIALECT, filter, limit, offset);
-        self.page(page, |r| rows::change(r)).await
-    }
-
-    async fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
-        let q = statements::purge_changes(&DIALECT, before, limit);
-        self.write.run(move |c| q.execute(c).map(|n| n as u64)).await
-    }
+/// Enabled records of a kind (in the caller's transaction).
+pub(super) fn enabled<R: rows::Record>(conn: &Connection) -> Result<Vec<R>> {
+    sql(&format!("select * from {} where enabled = 1 order by id", R::TABLE)).rows(conn, |r| R::read(r))
 }
 
 /// The write transaction: a connection inside BEGIN IMMEDIATE on the writer thread.

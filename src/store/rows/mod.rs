@@ -5,13 +5,16 @@
 //! Stored times are microseconds since the Unix epoch; JSON is stored as text (objects' data
 //! may be a native JSON column: `Columns::json` reads either).
 
+mod objects;
+mod queue;
+
+pub use objects::*;
+pub use queue::*;
+
 use super::sql::Arg;
 use super::{Result, StoreError, TriggerVersions, Unique};
 use crate::auth::{Action, Group, Permission, Session, Token, User};
-use crate::changes::{Change, ChangeAction};
-use crate::events::{Event, EventKind};
-use crate::objects::Obj;
-use crate::queue::{Attempt, ClaimedRow, Delivery, Status};
+use crate::events::EventKind;
 use crate::webhooks::{EventRule, HttpMethod, Webhook};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -81,7 +84,7 @@ pub const SESSION_SELECT: &str = "select s.key_hash, s.user_id, s.csrf, s.create
      from sessions s join users u on u.id = s.user_id";
 
 /// A row of `SESSION_SELECT`.
-pub fn session_and_user(row: &impl Columns) -> Result<(Session, User)> {
+pub fn session_and_user(row: &dyn Columns) -> Result<(Session, User)> {
     let session = Session {
         key_hash: row.text("key_hash")?,
         user_id: row.int("user_id")?,
@@ -106,7 +109,7 @@ pub fn session_args(s: &Session) -> [Arg; 5] {
 }
 
 /// A row of `USER_SELECT` (or `TOKEN_SELECT`).
-pub fn user(row: &impl Columns) -> Result<User> {
+pub fn user(row: &dyn Columns) -> Result<User> {
     Ok(User {
         id: row.int("user_id")?,
         username: row.text("username")?,
@@ -117,7 +120,7 @@ pub fn user(row: &impl Columns) -> Result<User> {
 }
 
 /// A row of `TOKEN_SELECT`.
-pub fn token_and_user(row: &impl Columns) -> Result<(Token, User)> {
+pub fn token_and_user(row: &dyn Columns) -> Result<(Token, User)> {
     let token = Token {
         id: row.int("id")?,
         user_id: row.int("user_id")?,
@@ -128,7 +131,7 @@ pub fn token_and_user(row: &impl Columns) -> Result<(Token, User)> {
     Ok((token, user(row)?))
 }
 
-pub fn group(row: &impl Columns) -> Result<Group> {
+pub fn group(row: &dyn Columns) -> Result<Group> {
     Ok(Group {
         id: row.int("id")?,
         name: row.text("name")?,
@@ -137,7 +140,7 @@ pub fn group(row: &impl Columns) -> Result<Group> {
 }
 
 /// A row of `PERMISSION_SELECT`, without its users and groups (stored apart).
-pub fn permission(row: &impl Columns) -> Result<Permission> {
+pub fn permission(row: &dyn Columns) -> Result<Permission> {
     let actions: Vec<String> = parse_json(&row.text("actions")?)?;
     Ok(Permission {
         id: row.int("id")?,
@@ -202,7 +205,7 @@ pub trait Record: Sized + Send + Sync + 'static {
     /// What a taken name is.
     const UNIQUE: Unique;
     fn args(&self) -> Result<Vec<Arg>>;
-    fn read(row: &impl Columns) -> Result<Self>;
+    fn read(row: &dyn Columns) -> Result<Self>;
     fn id(&self) -> i64;
     /// Takes the id and times a write gave it; `created` only when it was created.
     fn stamp(&mut self, id: i64, created: Option<DateTime<Utc>>, updated: DateTime<Utc>);
@@ -215,7 +218,7 @@ impl Record for Webhook {
     fn args(&self) -> Result<Vec<Arg>> {
         webhook_args(self)
     }
-    fn read(row: &impl Columns) -> Result<Self> {
+    fn read(row: &dyn Columns) -> Result<Self> {
         webhook(row)
     }
     fn id(&self) -> i64 {
@@ -254,7 +257,7 @@ impl Record for EventRule {
             json_arg(&self.tags)?,
         ])
     }
-    fn read(row: &impl Columns) -> Result<Self> {
+    fn read(row: &dyn Columns) -> Result<Self> {
         let kinds: Vec<String> = parse_json(&row.text("event_types")?)?;
         let conditions = row.json("conditions")?;
         Ok(EventRule {
@@ -317,7 +320,7 @@ pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {
 }
 
 /// A row of `webhooks`.
-pub fn webhook(row: &impl Columns) -> Result<Webhook> {
+pub fn webhook(row: &dyn Columns) -> Result<Webhook> {
     let method = row.text("http_method")?;
     let conditions = row.json("conditions")?;
     let retry_schedule = match row.json("retry_schedule")? {
@@ -351,7 +354,7 @@ pub fn webhook(row: &impl Columns) -> Result<Webhook> {
 }
 
 /// A webhook's or an event rule's id and version.
-pub fn record_version(row: &impl Columns) -> Result<(i64, DateTime<Utc>)> {
+pub fn record_version(row: &dyn Columns) -> Result<(i64, DateTime<Utc>)> {
     Ok((row.int("id")?, row.time("updated_at")?))
 }
 
@@ -361,7 +364,7 @@ pub const TRIGGER_VERSIONS: &str = "select true as webhook, id, updated_at from 
      union all select false as webhook, id, updated_at from event_rules order by webhook desc, id";
 
 /// A row of `TRIGGER_VERSIONS`: whether it is a webhook's, and the version.
-pub fn trigger_version(row: &impl Columns) -> Result<(bool, (i64, DateTime<Utc>))> {
+pub fn trigger_version(row: &dyn Columns) -> Result<(bool, (i64, DateTime<Utc>))> {
     Ok((row.flag("webhook")?, record_version(row)?))
 }
 
@@ -372,254 +375,6 @@ pub fn split_trigger_versions(rows: Vec<(bool, (i64, DateTime<Utc>))>) -> Trigge
         webhooks.into_iter().map(|(_, v)| v).collect(),
         rules.into_iter().map(|(_, v)| v).collect(),
     )
-}
-
-// Events, deliveries and attempts.
-
-/// The columns an event writes, in the order of `event_args`.
-pub const EVENT_COLUMNS: &str =
-    "event, timestamp, object_type, username, request_id, data, snapshots, created_at, body, request";
-
-pub fn event_args(e: &Event, now: DateTime<Utc>) -> [Arg; 10] {
-    [
-        Arg::from(e.kind.as_str()),
-        Arg::from(&e.timestamp),
-        Arg::from(&e.object_type),
-        Arg::from(&e.username),
-        Arg::from(&e.request_id),
-        // A relayed event's object is in its body: stored once, not twice.
-        Arg::Text(if e.body.is_some() {
-            "null".into()
-        } else {
-            e.data.to_string()
-        }),
-        Arg::Text(if e.body.is_some() {
-            "null".into()
-        } else {
-            e.snapshots.to_string()
-        }),
-        Arg::from(now),
-        e.body.as_ref().map_or(Arg::Null, Arg::from),
-        e.request.as_ref().map_or(Arg::Null, |r| Arg::Text(r.to_string())),
-    ]
-}
-
-/// An event row as stored, its JSON not parsed yet (a backend may parse it elsewhere than
-/// where it read it).
-pub struct RawEvent {
-    id: i64,
-    kind: String,
-    timestamp: String,
-    object_type: String,
-    username: String,
-    request_id: String,
-    data: String,
-    snapshots: String,
-    body: Option<String>,
-    request: Option<String>,
-}
-
-impl RawEvent {
-    /// A row of `events`.
-    pub fn from_row(row: &impl Columns) -> Result<RawEvent> {
-        Ok(RawEvent {
-            id: row.int("id")?,
-            kind: row.text("event")?,
-            timestamp: row.text("timestamp")?,
-            object_type: row.text("object_type")?,
-            username: row.text("username")?,
-            request_id: row.text("request_id")?,
-            data: row.text("data")?,
-            snapshots: row.text("snapshots")?,
-            body: row.opt_text("body")?,
-            request: row.opt_text("request")?,
-        })
-    }
-
-    pub fn parse(self) -> Result<Event> {
-        let (data, snapshots) = match &self.body {
-            Some(body) => crate::events::ingest::take_object(parse_json(body)?),
-            None => (parse_json(&self.data)?, parse_json(&self.snapshots)?),
-        };
-        Ok(Event {
-            id: self.id,
-            kind: EventKind::parse(&self.kind).ok_or_else(|| invalid("event kind", &self.kind))?,
-            timestamp: self.timestamp,
-            object_type: self.object_type,
-            username: self.username,
-            request_id: self.request_id,
-            data,
-            snapshots,
-            request: self.request.as_deref().map(parse_json).transpose()?,
-            body: self.body,
-        })
-    }
-}
-
-pub const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, \
-     d.event_rule_id, r.name as event_rule_name, d.event, d.object_type, d.status, d.attempts, d.next_attempt_at, \
-     d.created_at, d.updated_at, d.last_error, d.last_status_code from deliveries d \
-     join webhooks w on w.id = d.webhook_id left join event_rules r on r.id = d.event_rule_id";
-
-pub fn status(row: &impl Columns) -> Result<Status> {
-    let status = row.text("status")?;
-    Status::parse(&status).ok_or_else(|| invalid("status", &status))
-}
-
-/// A row of `DELIVERY_SELECT`.
-pub fn delivery(row: &impl Columns) -> Result<Delivery> {
-    Ok(Delivery {
-        id: row.int("id")?,
-        event_id: row.int("event_id")?,
-        webhook_id: row.int("webhook_id")?,
-        webhook_name: row.text("webhook_name")?,
-        event_rule: match row.opt_int("event_rule_id")? {
-            Some(id) => Some((id, row.opt_text("event_rule_name")?)),
-            None => None,
-        },
-        event_kind: row.text("event")?,
-        object_type: row.text("object_type")?,
-        status: status(row)?,
-        attempts: row.int("attempts")?,
-        next_attempt_at: row.time("next_attempt_at")?,
-        created: row.time("created_at")?,
-        last_updated: row.time("updated_at")?,
-        last_error: row.opt_text("last_error")?,
-        last_status_code: row.opt_int("last_status_code")?,
-    })
-}
-
-/// What a claim returns: `id, event_id, webhook_id, attempts, unrecorded_claims`.
-pub const CLAIM_RETURNING: &str = "id, event_id, webhook_id, attempts, unrecorded_claims";
-
-pub fn claimed_row(row: &impl Columns) -> Result<ClaimedRow> {
-    Ok(ClaimedRow {
-        delivery_id: row.int("id")?,
-        webhook_id: row.int("webhook_id")?,
-        attempts: row.int("attempts")?,
-        event_id: row.int("event_id")?,
-        unrecorded: row.int("unrecorded_claims")?,
-    })
-}
-
-/// The columns an attempt writes, in the order of `attempt_args`.
-pub const ATTEMPT_COLUMNS: [&str; 11] = [
-    "delivery_id",
-    "started_at",
-    "duration_us",
-    "request_method",
-    "request_url",
-    "request_headers",
-    "request_body",
-    "response_status",
-    "response_headers",
-    "response_body",
-    "error",
-];
-
-pub fn attempt_args(a: &Attempt) -> Result<[Arg; 11]> {
-    let opt = |s: &Option<String>| s.as_ref().map_or(Arg::Null, Arg::from);
-    Ok([
-        Arg::Int(a.delivery_id),
-        Arg::from(a.started),
-        Arg::Int((a.duration_ms * 1000.0) as i64),
-        Arg::from(&a.request_method),
-        Arg::from(&a.request_url),
-        json_arg(&a.request_headers)?,
-        Arg::from(&a.request_body),
-        a.response_status.map_or(Arg::Null, |s| Arg::Int(i64::from(s))),
-        json_arg(&a.response_headers)?,
-        opt(&a.response_body),
-        opt(&a.error),
-    ])
-}
-
-/// A row of `attempts`.
-pub fn attempt(row: &impl Columns) -> Result<Attempt> {
-    Ok(Attempt {
-        delivery_id: row.int("delivery_id")?,
-        started: row.time("started_at")?,
-        duration_ms: row.int("duration_us")? as f64 / 1000.0,
-        request_method: row.text("request_method")?,
-        request_url: row.text("request_url")?,
-        request_headers: parse_json(&row.text("request_headers")?)?,
-        request_body: row.text("request_body")?,
-        response_status: row.opt_int("response_status")?.and_then(|s| u16::try_from(s).ok()),
-        response_headers: parse_json(&row.text("response_headers")?)?,
-        response_body: row.opt_text("response_body")?,
-        error: row.opt_text("error")?,
-    })
-}
-
-// Objects and the change log.
-
-pub const OBJECT_SELECT: &str = "select o.id, o.data, o.created_at, o.updated_at from objects o";
-
-/// A row of `OBJECT_SELECT`.
-pub fn obj(row: &impl Columns) -> Result<Obj> {
-    let Value::Object(data) = row.json("data")? else {
-        return Err(invalid("object data", "not a JSON object"));
-    };
-    Ok(Obj {
-        id: row.int("id")?,
-        data,
-        created: row.time("created_at")?,
-        last_updated: row.time("updated_at")?,
-    })
-}
-
-pub const CHANGE_SELECT: &str = "select id, time, user_id, user_name, request_id, action, object_type, object_id, \
-     object_repr, prechange_data, postchange_data from object_changes c";
-
-/// The columns a change writes, in the order of `change_args`.
-pub const CHANGE_COLUMNS: [&str; 10] = [
-    "time",
-    "user_id",
-    "user_name",
-    "request_id",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "prechange_data",
-    "postchange_data",
-];
-
-pub fn change_args(c: &Change) -> [Arg; 10] {
-    let enc = |v: &Value| match v {
-        Value::Null => Arg::Null,
-        v => Arg::Text(v.to_string()),
-    };
-    [
-        Arg::from(c.time),
-        c.user_id.map_or(Arg::Null, Arg::Int),
-        Arg::from(&c.user_name),
-        Arg::from(&c.request_id),
-        Arg::from(c.action.as_str()),
-        Arg::from(&c.object_type),
-        Arg::Int(c.object_id),
-        Arg::from(&c.object_repr),
-        enc(&c.prechange_data),
-        enc(&c.postchange_data),
-    ]
-}
-
-/// A row of `CHANGE_SELECT`.
-pub fn change(row: &impl Columns) -> Result<Change> {
-    let action = row.text("action")?;
-    Ok(Change {
-        id: row.int("id")?,
-        time: row.time("time")?,
-        user_id: row.opt_int("user_id")?,
-        user_name: row.text("user_name")?,
-        request_id: row.text("request_id")?,
-        action: ChangeAction::parse(&action).ok_or_else(|| invalid("change action", &action))?,
-        object_type: row.text("object_type")?,
-        object_id: row.int("object_id")?,
-        object_repr: row.text("object_repr")?,
-        prechange_data: row.json("prechange_data")?,
-        postchange_data: row.json("postchange_data")?,
-    })
 }
 
 /// The addresses of API nodes, from their JSON lists; a list that does not read is skipped.

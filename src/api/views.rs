@@ -28,8 +28,9 @@ pub fn delivery_json(d: &Delivery, base: &str) -> Value {
         "webhook": {
             "id": d.webhook_id,
             "url": format!("{base}/api/extras/webhooks/{}/", d.webhook_id),
-            "display": d.webhook_name,
+            "display": if d.webhook_deleted { format!("{} (deleted)", d.webhook_name) } else { d.webhook_name.clone() },
             "name": d.webhook_name,
+            "deleted": d.webhook_deleted,
         },
         "event_rule": d.event_rule.as_ref().map(|(id, name)| {
             let name = name.clone().unwrap_or_else(|| format!("#{id} (deleted)"));
@@ -38,6 +39,8 @@ pub fn delivery_json(d: &Delivery, base: &str) -> Value {
         "event_id": d.event_id,
         "event": d.event_kind,
         "object_type": d.object_type,
+        "object_id": d.object_id,
+        "batch_event_ids": (!d.batch.is_empty()).then(|| std::iter::once(d.event_id).chain(d.batch.iter().copied()).collect::<Vec<_>>()),
         "status": status_json(d.status),
         "attempt_count": d.attempts,
         "next_attempt_at": matches!(d.status, Status::Queued | Status::Retrying).then(|| rest_time(d.next_attempt_at)),

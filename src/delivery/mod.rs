@@ -324,7 +324,7 @@ impl Worker {
             None => None,
         };
         // Signed once it may go: a signature never waits in line for a slot.
-        signature::sign(&prepared.webhook, &mut request);
+        signature::sign(&prepared.webhook, &mut request, &c.delivery_id.to_string(), Utc::now());
         let timeout = Duration::from_secs(u64::from(prepared.webhook.timeout));
         let (attempt, timed_out) = match self.clients.for_request(&prepared.webhook, &request.url).await {
             Ok(client) => {

@@ -64,6 +64,11 @@ pub struct Event {
 }
 
 impl Event {
+    /// The id of the object it is about, when its data has one.
+    pub fn object_id(&self) -> Option<i64> {
+        self.data.get("id").and_then(Value::as_i64)
+    }
+
     /// The model name: `site` for `dcim.site`.
     pub fn model(&self) -> &str {
         self.object_type

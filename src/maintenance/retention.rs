@@ -34,6 +34,10 @@ pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &Ca
     // would have gone.
     total += in_batches("events", cancel, || store.purge_events(succeeded_before, BATCH)).await;
     total += in_batches("sessions", cancel, || store.purge_sessions(now, BATCH)).await;
+    total += in_batches("deleted webhooks", cancel, || {
+        store.purge_deleted_webhooks(failed_before.min(succeeded_before), BATCH)
+    })
+    .await;
     total
 }
 

@@ -74,7 +74,14 @@ pub struct Delivery {
     pub id: i64,
     pub event_id: i64,
     pub webhook_id: i64,
+    /// The webhook's name (as it was when deleted, when it is).
     pub webhook_name: String,
+    /// Whether its webhook was deleted since (its deliveries stay in the log).
+    pub webhook_deleted: bool,
+    /// The id of the object it is about, when its event's data has one.
+    pub object_id: Option<i64>,
+    /// The further events of a batch, in change order, after `event_id`; empty for one event.
+    pub batch: Vec<i64>,
     /// The event rule that queued it, and its name while it exists; `None` when the webhook's
     /// own triggers did.
     pub event_rule: Option<(i64, Option<String>)>,
@@ -316,6 +323,8 @@ pub struct DeliveryFilter {
     /// Queued by these event rules.
     pub event_rule_id: Vec<i64>,
     pub object_type: Vec<String>,
+    /// About these objects (by id; with `object_type`, of that type).
+    pub object_id: Vec<i64>,
     pub event: Vec<String>,
     /// Created at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -340,6 +349,7 @@ impl DeliveryFilter {
             && self.webhook_id.is_empty()
             && self.event_rule_id.is_empty()
             && self.object_type.is_empty()
+            && self.object_id.is_empty()
             && self.event.is_empty()
             && self.since.is_none()
             && self.until.is_none()

@@ -262,6 +262,10 @@ pub static FILTERS: Spec = Spec {
             kind: Kind::Texts,
         },
         Param {
+            name: "object_id",
+            kind: Kind::Ints,
+        },
+        Param {
             name: "event",
             kind: Kind::Texts,
         },
@@ -289,6 +293,7 @@ pub fn delivery_filter(given: &Given, also: &[&str]) -> Result<DeliveryFilter> {
         webhook_id: r.ints("webhook_id")?,
         event_rule_id: r.ints("event_rule_id")?,
         object_type: r.texts("object_type"),
+        object_id: r.ints("object_id")?,
         event: r.texts("event"),
         since: r.time("since")?,
         until: r.time("until")?,
@@ -346,7 +351,7 @@ fn delete_target(filter: &DeliveryFilter) -> Result<Option<DeliveryFilter>> {
     if filter.is_empty() {
         return Err(Error::field(
             "non_field_errors",
-            "Give a filter (id, status, webhook_id, object_type, event, request_id, since or until).",
+            "Give a filter (id, status, webhook_id, object_type, object_id, event, request_id, since or until).",
         ));
     }
     Ok(filter.restricted_to(&Status::DELETABLE))

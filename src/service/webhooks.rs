@@ -340,10 +340,11 @@ impl Services {
         Ok(self.store.update_webhooks(updated, Utc::now()).await?)
     }
 
-    /// Deletes webhooks with their deliveries, all or none.
+    /// Deletes webhooks, all or none; their deliveries stay in the log until retention purges
+    /// them.
     pub async fn delete_webhooks(&self, actor: &Actor, ids: &[i64]) -> Result<()> {
         require(actor, types::WEBHOOK, Action::Delete)?;
-        Ok(self.store.delete_webhooks(ids).await?)
+        Ok(self.store.delete_webhooks(ids, Utc::now()).await?)
     }
 
     /// The request `webhook` would send for `event` (a NetBox-shaped event body) or for a
@@ -370,7 +371,7 @@ impl Services {
         if saved && !actor.can(types::WEBHOOK, Action::Change) {
             headers::mask(&mut out.headers);
         } else {
-            signature::sign(&webhook, &mut out);
+            signature::sign(&webhook, &mut out, &one_off_id(), Utc::now());
         }
         Ok(out)
     }
@@ -399,7 +400,7 @@ impl Services {
         require(actor, types::WEBHOOK, Action::Change)?;
         let event = self.event_for(webhook, event, &actor.user.username)?;
         let mut request = self.build(webhook, &event).await?;
-        signature::sign(webhook, &mut request);
+        signature::sign(webhook, &mut request, &one_off_id(), Utc::now());
         let timeout = Duration::from_secs(u64::from(webhook.timeout));
         let mut attempt = match self.clients().for_request(webhook, &request.url).await {
             Ok(client) => send::send(&client, &request, 0, timeout, TEST_EXCERPT).await.0,
@@ -479,6 +480,11 @@ impl Services {
             body: None,
         }
     }
+}
+
+/// The message id of a request no delivery sends (a preview, a test send).
+fn one_off_id() -> String {
+    format!("test_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// `w` as `actor` may see it: secret headers masked unless they may change webhooks.

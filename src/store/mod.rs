@@ -131,8 +131,12 @@ pub trait WebhookStore: Send + Sync {
     async fn create_webhooks(&self, webhooks: Vec<Webhook>, now: DateTime<Utc>) -> Result<Vec<Webhook>>;
     /// Replaces them (`NotFound` if one is gone); `last_updated` becomes `now`.
     async fn update_webhooks(&self, webhooks: Vec<Webhook>, now: DateTime<Utc>) -> Result<Vec<Webhook>>;
-    /// Deletes them with their deliveries (`NotFound` if one is gone).
-    async fn delete_webhooks(&self, ids: &[i64]) -> Result<()>;
+    /// Deletes them (`NotFound` if one is gone) with the event rules that fire them; their
+    /// deliveries and attempts stay (those not yet sent fail, saying why) and name them until
+    /// retention purges them (`purge_deleted_webhooks`).
+    async fn delete_webhooks(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()>;
+    /// Forgets up to `limit` webhooks deleted before `before` that no delivery names any more.
+    async fn purge_deleted_webhooks(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
 }
 
 /// Event rules. Writes are all or none.

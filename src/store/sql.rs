@@ -385,6 +385,9 @@ pub fn delivery_where(sql: &mut Sql, f: &DeliveryFilter) {
     if !f.object_type.is_empty() {
         sql.push(" and d.object_type in ").list(f.object_type.iter());
     }
+    if !f.object_id.is_empty() {
+        sql.push(" and d.object_id in ").ints(f.object_id.iter().copied());
+    }
     if !f.event.is_empty() {
         sql.push(" and d.event in ").list(f.event.iter());
     }

@@ -78,7 +78,7 @@ async fn list(State(st): State<AppState>, v: Viewer, q: Query) -> Result<Respons
     let webhooks = st.svc.webhooks(&v.actor, &WebhookFilter::default(), 1000, 0).await?;
     let ctx = json!({
         "section": "deliveries",
-        "deliveries": page.items.iter().map(super::views::delivery_row).collect::<Vec<_>>(),
+        "deliveries": page.items.iter().map(|d| super::views::delivery_row(&st.svc.catalog, d)).collect::<Vec<_>>(),
         "pages": q.paginator(page.count, limit, offset, Some(super::COUNT_AT_MOST)),
         "counts": state_counts(&st, &v, &q).await?,
         "filters": {
@@ -121,7 +121,7 @@ async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
     };
     let ctx = json!({
         "section": "deliveries",
-        "delivery": super::views::delivery_row(&d.delivery),
+        "delivery": super::views::delivery_row(&st.svc.catalog, &d.delivery),
         "retryable": Status::RETRYABLE.contains(&d.delivery.status),
         "deletable": Status::DELETABLE.contains(&d.delivery.status),
         "attempts": attempts,

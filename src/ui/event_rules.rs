@@ -101,7 +101,7 @@ async fn detail(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
     let ctx = json!({
         "section": "event_rules",
         "rule": rule,
-        "deliveries": recent.items.iter().map(super::views::delivery_row).collect::<Vec<_>>(),
+        "deliveries": recent.items.iter().map(|d| super::views::delivery_row(&st.svc.catalog, d)).collect::<Vec<_>>(),
         "delivery_count": super::render::count_text(recent.count, super::COUNT_AT_MOST),
     });
     Ok(v.page(&st, "event_rule.html", &r.name, ctx))

@@ -160,6 +160,25 @@ async fn object(
         Err(Error::Forbidden) => None,
         Err(e) => return Err(e.into()),
     };
+    let about = DeliveryFilter {
+        object_type: vec![t.name().to_string()],
+        object_id: vec![id],
+        ..DeliveryFilter::default()
+    };
+    let deliveries = match st
+        .svc
+        .deliveries(&v.actor, &about, 10, 0, Some(super::COUNT_AT_MOST))
+        .await
+    {
+        Ok(page) => Some(
+            page.items
+                .iter()
+                .map(|d| super::views::delivery_row(&st.svc.catalog, d))
+                .collect::<Vec<_>>(),
+        ),
+        Err(Error::Forbidden) => None,
+        Err(e) => return Err(e.into()),
+    };
     let display = o["display"].as_str().unwrap_or_default().to_string();
     let ctx = json!({
         "section": t.api_path,
@@ -167,6 +186,7 @@ async fn object(
         "object": {"id": id, "display": display, "created": o["created"], "last_updated": o["last_updated"]},
         "attrs": attrs,
         "changes": changes,
+        "deliveries": deliveries,
     });
     Ok(v.page(&st, "object.html", &display, ctx))
 }
@@ -244,7 +264,12 @@ async fn change(State(st): State<AppState>, v: Viewer, Path(id): Path<String>) -
         .deliveries(&v.actor, &produced, 50, 0, Some(super::COUNT_AT_MOST))
         .await
     {
-        Ok(page) => Some(page.items.iter().map(super::views::delivery_row).collect::<Vec<_>>()),
+        Ok(page) => Some(
+            page.items
+                .iter()
+                .map(|d| super::views::delivery_row(&st.svc.catalog, d))
+                .collect::<Vec<_>>(),
+        ),
         Err(Error::Forbidden) => None,
         Err(e) => return Err(e.into()),
     };

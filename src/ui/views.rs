@@ -10,7 +10,7 @@ use crate::webhooks::EventRule;
 use serde_json::{json, Value};
 
 /// A delivery as a list row.
-pub fn delivery_row(d: &Delivery) -> Value {
+pub fn delivery_row(catalog: &crate::catalog::Catalog, d: &Delivery) -> Value {
     let waiting = matches!(d.status, Status::Queued | Status::Retrying);
     json!({
         "id": d.id,
@@ -20,6 +20,10 @@ pub fn delivery_row(d: &Delivery) -> Value {
         "event_id": d.event_id,
         "event": d.event_kind,
         "object_type": d.object_type,
+        "object_id": d.object_id,
+        "object_url": object_url(catalog, &d.object_type, d.object_id),
+        "webhook_deleted": d.webhook_deleted,
+        "batch_size": d.batch.len() + 1,
         "status": d.status.as_str(),
         "label": d.status.label(),
         "attempts": d.attempts,
@@ -89,4 +93,10 @@ pub fn type_options(st: &AppState, chosen: &[String]) -> Vec<Value> {
         json!({"label": "Stored by Herald", "options": stored.into_iter().map(option).collect::<Vec<_>>()}),
         json!({"label": "Relayed from NetBox", "options": relayed.into_iter().map(option).collect::<Vec<_>>()}),
     ]
+}
+
+/// The page of the object a delivery is about, when Herald stores objects of its type.
+fn object_url(catalog: &crate::catalog::Catalog, object_type: &str, id: Option<i64>) -> Option<String> {
+    let t = catalog.get(object_type)?;
+    id.map(|id| format!("/{}/{id}/", t.api_path))
 }

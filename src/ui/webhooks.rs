@@ -116,7 +116,11 @@ async fn detail_page(st: &AppState, v: &Viewer, id: i64, test: Option<Value>) ->
     } else {
         crate::page::Page::new(0, Vec::new())
     };
-    let deliveries: Vec<Value> = recent.items.iter().map(super::views::delivery_row).collect();
+    let deliveries: Vec<Value> = recent
+        .items
+        .iter()
+        .map(|d| super::views::delivery_row(&st.svc.catalog, d))
+        .collect();
     let rules = if v
         .actor
         .can(crate::auth::permissions::types::EVENT_RULE, crate::auth::Action::View)

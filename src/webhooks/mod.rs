@@ -80,7 +80,7 @@ impl From<HttpMethod> for reqwest::Method {
 }
 
 /// A webhook's fields, as request bodies and the database both name them.
-pub const FIELDS: [&str; 19] = [
+pub const FIELDS: [&str; 23] = [
     "name",
     "description",
     "content_types",
@@ -100,6 +100,10 @@ pub const FIELDS: [&str; 19] = [
     "retry_schedule",
     "conditions",
     "tags",
+    "rate_limit",
+    "ordered",
+    "batch",
+    "signature_scheme",
 ];
 
 /// A webhook as stored.
@@ -131,6 +135,21 @@ pub struct Webhook {
     pub conditions: Option<Value>,
     /// Its tags' ids (`extras.tag`), sorted.
     pub tags: Vec<i64>,
+    /// Requests a second at most, across every worker of a fleet; `None`: as fast as it goes.
+    pub rate_limit: Option<f64>,
+    /// Deliveries about one object go one at a time, in commit order.
+    pub ordered: bool,
+    /// The changes of one request that match go as one delivery, a list of contexts.
+    pub batch: bool,
+    /// How requests are signed.
+    pub signature_scheme: signature::Scheme,
+    /// The secret a rotation replaced: it signs too until `previous_secret_until`.
+    pub previous_secret: String,
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    /// Why Herald disabled it (its deliveries all failed for too long), and when; empty once
+    /// it is enabled again.
+    pub disabled_reason: String,
+    pub disabled_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
 }
@@ -171,9 +190,23 @@ impl Webhook {
             retry_schedule: None,
             conditions: None,
             tags: Vec::new(),
+            rate_limit: None,
+            ordered: false,
+            batch: false,
+            signature_scheme: signature::Scheme::NetBox,
+            previous_secret: String::new(),
+            previous_secret_until: None,
+            disabled_reason: String::new(),
+            disabled_at: None,
             created: now,
             last_updated: now,
         }
+    }
+
+    /// The secret a rotation replaced, while it still signs at `now`.
+    pub fn previous_secret_at(&self, now: DateTime<Utc>) -> Option<&str> {
+        (!self.previous_secret.is_empty() && self.previous_secret_until.is_some_and(|until| now < until))
+            .then_some(self.previous_secret.as_str())
     }
 
     /// Whether this webhook's type and event flags select `event` (conditions aside).
@@ -212,6 +245,13 @@ impl Webhook {
             "retry_schedule": self.retry_schedule,
             "conditions": self.conditions,
             "has_secret": !self.secret.is_empty(),
+            "rate_limit": self.rate_limit,
+            "ordered": self.ordered,
+            "batch": self.batch,
+            "signature_scheme": self.signature_scheme.as_str(),
+            "previous_secret_until": self.previous_secret_until.map(crate::events::rest_time),
+            "disabled_reason": (!self.disabled_reason.is_empty()).then_some(&self.disabled_reason),
+            "disabled_at": self.disabled_at.map(crate::events::rest_time),
             "custom_fields": {},
             "tags": tags,
             "created": crate::events::rest_time(self.created),

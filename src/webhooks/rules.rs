@@ -56,6 +56,11 @@ impl Webhook {
                 }
             }
         }
+        // Enabled (again): what disabled it no longer holds.
+        if self.enabled {
+            self.disabled_reason.clear();
+            self.disabled_at = None;
+        }
         self.check(rules, &mut errors);
         Ok((self, errors))
     }
@@ -139,6 +144,32 @@ impl Webhook {
                 .errors
                 .add("retry_schedule", "Expected a list of delays in seconds, or null."),
         }
+        match r.raw("rate_limit") {
+            None => {}
+            Some(Value::Null) => self.rate_limit = None,
+            Some(v) => match v.as_f64() {
+                Some(rate) if rate.is_finite() && rate > 0.0 && rate <= 100_000.0 => self.rate_limit = Some(rate),
+                _ => r.errors.add(
+                    "rate_limit",
+                    "Expected requests per second, more than 0 and at most 100000 (decimals allowed), or null.",
+                ),
+            },
+        }
+        if let Some(v) = r.bool("ordered") {
+            self.ordered = v;
+        }
+        if let Some(v) = r.bool("batch") {
+            self.batch = v;
+        }
+        if let Some(v) = r.string("signature_scheme") {
+            match super::signature::Scheme::parse(&v) {
+                Some(s) => self.signature_scheme = s,
+                None => r.errors.add(
+                    "signature_scheme",
+                    format!("\"{v}\" is not a valid choice: use netbox, standard or both."),
+                ),
+            }
+        }
         match r.raw("conditions") {
             None => {}
             Some(Value::Null) => self.conditions = None,
@@ -203,7 +234,18 @@ impl Webhook {
         }
         if self.secret.chars().count() > 255 {
             errors.add("secret", "Ensure this field has no more than 255 characters.");
+        } else if self.signature_scheme != super::signature::Scheme::NetBox {
+            if let Err(msg) = super::signature::standard_key(&self.secret) {
+                errors.add("secret", format!("Standard Webhooks signing: {msg}."));
+            }
         }
+        if self.ordered && self.batch {
+            errors.add(
+                "batch",
+                "A batched webhook cannot be ordered too: a batch holds many objects. Choose one.",
+            );
+        }
+
         if let Some(path) = &self.ca_file_path {
             if !self.ssl_verification {
                 errors.add(

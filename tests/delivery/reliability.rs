@@ -320,13 +320,11 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome(backend: Backend) {
     let batch = store.claim(&plan).await.unwrap();
     let claimed = attach_events(batch.rows, batch.events);
     assert_eq!(claimed.len(), 2);
-    // The doomed webhook goes (with its deliveries) while both are in flight.
-    store.delete_webhooks(&[hooks[0].id]).await.unwrap();
+    // The doomed webhook goes while both are in flight: its delivery stays in the log.
+    store.delete_webhooks(&[hooks[0].id], chrono::Utc::now()).await.unwrap();
     let doomed = claimed.iter().find(|c| c.webhook_id == hooks[0].id).unwrap();
-    assert!(matches!(
-        store.delivery(doomed.delivery_id).await,
-        Err(herald::store::StoreError::NotFound)
-    ));
+    let kept_in_log = store.delivery(doomed.delivery_id).await.unwrap();
+    assert!(kept_in_log.webhook_deleted && kept_in_log.webhook_name == "doomed");
     let outcomes: Vec<Outcome> = claimed
         .iter()
         .map(|c| {
@@ -352,6 +350,8 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome(backend: Backend) {
     let d = store.delivery(kept.delivery_id).await.unwrap();
     assert_eq!(d.status, Status::Succeeded);
     assert_eq!(store.attempts(kept.delivery_id).await.unwrap().len(), 1);
+    // The deleted webhook's one too: its attempt is in the log.
+    assert_eq!(store.attempts(doomed.delivery_id).await.unwrap().len(), 1);
 }
 
 async fn webhooks_sharing_a_hanging_destination_share_its_slots(backend: Backend) {

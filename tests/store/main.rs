@@ -410,11 +410,11 @@ async fn webhooks(store: &dyn Store) {
         "all or none"
     );
     assert!(matches!(
-        store.delete_webhooks(&[made[1].id, 999]).await,
+        store.delete_webhooks(&[made[1].id, 999], t0()).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.webhooks().await.unwrap().len(), 2, "all or none");
-    store.delete_webhooks(&[made[1].id]).await.unwrap();
+    store.delete_webhooks(&[made[1].id], t0()).await.unwrap();
     assert_eq!(store.webhooks().await.unwrap().len(), 1);
 }
 
@@ -522,7 +522,7 @@ async fn event_rules(store: &dyn Store) {
         store.delete_event_rules(&[a]).await,
         Err(StoreError::NotFound)
     ));
-    store.delete_webhooks(&[target]).await.unwrap();
+    store.delete_webhooks(&[target], t0()).await.unwrap();
     assert!(
         store.event_rules_by_id(&[b]).await.unwrap().is_empty(),
         "a webhook takes its rules"

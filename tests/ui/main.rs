@@ -304,7 +304,7 @@ async fn an_operator_runs_webhooks_from_the_browser(backend: Backend) {
         )
         .await;
     ui.go("/extras/deliveries/").await;
-    ui.reload_until("tbody tr:first-child td:nth-child(5)", "the delivery to succeed", |t| {
+    ui.reload_until("tbody tr:first-child td:nth-child(6)", "the delivery to succeed", |t| {
         t.contains("Succeeded")
     })
     .await;
@@ -320,7 +320,7 @@ async fn an_operator_runs_webhooks_from_the_browser(backend: Backend) {
         json!({"description": "moved"}),
     )
     .await;
-    ui.reload_until("tbody tr:first-child td:nth-child(5)", "the delivery to fail", |t| {
+    ui.reload_until("tbody tr:first-child td:nth-child(6)", "the delivery to fail", |t| {
         t.contains("Retrying")
     })
     .await;

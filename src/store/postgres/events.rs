@@ -32,12 +32,13 @@ const EVENT_COLUMNS: [(&str, &str); 11] = [
     ("request", "text"),
 ];
 
-const DELIVERY_COLUMNS: [(&str, &str); 10] = [
+const DELIVERY_COLUMNS: [(&str, &str); 11] = [
     ("event_id", "bigint"),
     ("webhook_id", "bigint"),
     ("event_rule_id", "bigint"),
     ("event", "text"),
     ("object_type", "text"),
+    ("object_id", "bigint"),
     ("status", "text"),
     ("attempts", "int"),
     ("next_attempt_at", "bigint"),
@@ -76,6 +77,7 @@ pub(super) async fn insert_events<C: GenericClient>(
                     f.event_rule_id.map_or(Arg::Null, Arg::Int),
                     Arg::from(e.kind.as_str()),
                     Arg::from(&e.object_type),
+                    e.object_id().map_or(Arg::Null, Arg::Int),
                     Arg::from("queued"),
                     Arg::Int(0),
                     Arg::from(now),

@@ -41,8 +41,8 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
     ),
     (
         8,
-        "api_nodes",
-        include_str!("../../../migrations/postgres/0008_api_nodes.sql"),
+        "api_nodes_and_guarantees",
+        include_str!("../../../migrations/postgres/0008_api_nodes_and_guarantees.sql"),
     ),
 ];
 

@@ -188,6 +188,10 @@ impl Columns for Row {
         self.try_get(name).map_err(map_err)
     }
 
+    fn opt_real(&self, name: &str) -> Result<Option<f64>> {
+        self.try_get(name).map_err(map_err)
+    }
+
     fn json(&self, name: &str) -> Result<serde_json::Value> {
         let (i, ty) = column(self, name)?;
         if *ty == Type::JSONB || *ty == Type::JSON {

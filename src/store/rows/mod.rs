@@ -27,6 +27,7 @@ pub trait Columns {
     fn int(&self, name: &str) -> Result<i64>;
     fn opt_int(&self, name: &str) -> Result<Option<i64>>;
     fn flag(&self, name: &str) -> Result<bool>;
+    fn opt_real(&self, name: &str) -> Result<Option<f64>>;
 
     /// A JSON column; SQL null is JSON null.
     fn json(&self, name: &str) -> Result<Value> {
@@ -204,6 +205,8 @@ pub trait Record: Sized + Send + Sync + 'static {
     const COLUMNS: &'static [&'static str];
     /// What a taken name is.
     const UNIQUE: Unique;
+    /// The condition the records still in use meet (deleted ones may stay for the log).
+    const LIVE: &'static str;
     fn args(&self) -> Result<Vec<Arg>>;
     fn read(row: &dyn Columns) -> Result<Self>;
     fn id(&self) -> i64;
@@ -215,6 +218,7 @@ impl Record for Webhook {
     const TABLE: &'static str = "webhooks";
     const COLUMNS: &'static [&'static str] = &WEBHOOK_COLUMNS;
     const UNIQUE: Unique = Unique::WEBHOOK_NAME;
+    const LIVE: &'static str = "deleted_at is null";
     fn args(&self) -> Result<Vec<Arg>> {
         webhook_args(self)
     }
@@ -244,6 +248,7 @@ impl Record for EventRule {
         "tags",
     ];
     const UNIQUE: Unique = Unique::EVENT_RULE_NAME;
+    const LIVE: &'static str = "1 = 1";
     fn args(&self) -> Result<Vec<Arg>> {
         let kinds: Vec<&str> = self.event_types.iter().map(|k| k.as_str()).collect();
         Ok(vec![
@@ -287,8 +292,37 @@ impl Record for EventRule {
     }
 }
 
-/// The columns a webhook writes, in the order of `webhook_args`: its fields, named alike.
-pub const WEBHOOK_COLUMNS: [&str; 19] = crate::webhooks::FIELDS;
+/// The columns a webhook writes, in the order of `webhook_args`: its fields, named alike, then
+/// its rotation and what disabled it.
+pub const WEBHOOK_COLUMNS: [&str; 27] = [
+    "name",
+    "description",
+    "content_types",
+    "type_create",
+    "type_update",
+    "type_delete",
+    "enabled",
+    "payload_url",
+    "http_method",
+    "http_content_type",
+    "additional_headers",
+    "body_template",
+    "secret",
+    "ssl_verification",
+    "ca_file_path",
+    "timeout",
+    "retry_schedule",
+    "conditions",
+    "tags",
+    "rate_limit",
+    "ordered",
+    "batch",
+    "signature_scheme",
+    "previous_secret",
+    "previous_secret_until",
+    "disabled_reason",
+    "disabled_at",
+];
 
 /// What a webhook writes, in the order of `WEBHOOK_COLUMNS`.
 pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {
@@ -316,6 +350,14 @@ pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {
         },
         opt(w.conditions.as_ref().map(|c| c.to_string())),
         json_arg(&w.tags)?,
+        w.rate_limit.map_or(Arg::Null, Arg::Real),
+        Arg::Bool(w.ordered),
+        Arg::Bool(w.batch),
+        Arg::from(w.signature_scheme.as_str()),
+        Arg::from(&w.previous_secret),
+        w.previous_secret_until.map_or(Arg::Null, Arg::from),
+        Arg::from(&w.disabled_reason),
+        w.disabled_at.map_or(Arg::Null, Arg::from),
     ])
 }
 
@@ -348,6 +390,17 @@ pub fn webhook(row: &dyn Columns) -> Result<Webhook> {
         retry_schedule,
         conditions: (!conditions.is_null()).then_some(conditions),
         tags: parse_json(&row.text("tags")?)?,
+        rate_limit: row.opt_real("rate_limit")?,
+        ordered: row.flag("ordered")?,
+        batch: row.flag("batch")?,
+        signature_scheme: {
+            let s = row.text("signature_scheme")?;
+            crate::webhooks::signature::Scheme::parse(&s).ok_or_else(|| invalid("signature scheme", &s))?
+        },
+        previous_secret: row.text("previous_secret")?,
+        previous_secret_until: row.opt_int("previous_secret_until")?.map(from_micros).transpose()?,
+        disabled_reason: row.text("disabled_reason")?,
+        disabled_at: row.opt_int("disabled_at")?.map(from_micros).transpose()?,
         created: row.time("created_at")?,
         last_updated: row.time("updated_at")?,
     })

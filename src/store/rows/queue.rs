@@ -87,7 +87,9 @@ impl RawEvent {
     }
 }
 
-pub const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, w.name as webhook_name, \
+pub const DELIVERY_SELECT: &str = "select d.id, d.event_id, d.webhook_id, \
+     case when w.deleted_at is null then w.name else w.deleted_name end as webhook_name, \
+     case when w.deleted_at is null then 0 else 1 end as webhook_deleted, d.object_id, d.batch, \
      d.event_rule_id, r.name as event_rule_name, d.event, d.object_type, d.status, d.attempts, d.next_attempt_at, \
      d.created_at, d.updated_at, d.last_error, d.last_status_code from deliveries d \
      join webhooks w on w.id = d.webhook_id left join event_rules r on r.id = d.event_rule_id";
@@ -104,6 +106,12 @@ pub fn delivery(row: &dyn Columns) -> Result<Delivery> {
         event_id: row.int("event_id")?,
         webhook_id: row.int("webhook_id")?,
         webhook_name: row.text("webhook_name")?,
+        webhook_deleted: row.int("webhook_deleted")? != 0,
+        object_id: row.opt_int("object_id")?,
+        batch: match row.opt_text("batch")? {
+            Some(text) => parse_json(&text)?,
+            None => Vec::new(),
+        },
         event_rule: match row.opt_int("event_rule_id")? {
             Some(id) => Some((id, row.opt_text("event_rule_name")?)),
             None => None,

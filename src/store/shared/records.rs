@@ -10,12 +10,16 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 async fn records<R: Record, E: Exec>(e: &E) -> Result<Vec<R>> {
-    e.rows(e.sql(&format!("select * from {} order by name, id", R::TABLE)), R::read)
-        .await
+    let q = e.sql(&format!(
+        "select * from {} where {} order by name, id",
+        R::TABLE,
+        R::LIVE
+    ));
+    e.rows(q, R::read).await
 }
 
 async fn records_by_id<R: Record, E: Exec>(e: &E, ids: &[i64]) -> Result<Vec<R>> {
-    let mut q = e.sql(&format!("select * from {} where id in ", R::TABLE));
+    let mut q = e.sql(&format!("select * from {} where {} and id in ", R::TABLE, R::LIVE));
     q.ints(ids.iter().copied()).push(" order by id");
     e.rows(q, R::read).await
 }
@@ -120,11 +124,8 @@ impl<E: Exec> WebhookStore for E {
     }
 
     async fn webhook_versions(&self) -> Result<Vec<(i64, DateTime<Utc>)>> {
-        self.rows(
-            self.sql("select id, updated_at from webhooks order by id"),
-            rows::record_version,
-        )
-        .await
+        let q = self.sql("select id, updated_at from webhooks where deleted_at is null order by id");
+        self.rows(q, rows::record_version).await
     }
 
     async fn webhooks_by_id(&self, ids: &[i64]) -> Result<Vec<Webhook>> {
@@ -139,8 +140,51 @@ impl<E: Exec> WebhookStore for E {
         update_records(self, webhooks, now).await
     }
 
-    async fn delete_webhooks(&self, ids: &[i64]) -> Result<()> {
-        delete_records::<Webhook, E>(self, ids).await
+    async fn delete_webhooks(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()> {
+        let ids = Arc::new(ids.to_vec());
+        self.transact(Arc::new(move |tx| {
+            let ids = ids.clone();
+            Box::pin(async move {
+                for id in ids.iter() {
+                    // Out of sight, its name free for a new one (no name the API takes starts
+                    // with a space), kept for the deliveries that name it.
+                    let mut q = tx.sql(
+                        "update webhooks set deleted_name = name, name = ' deleted webhook ' || id, enabled = ",
+                    );
+                    q.bind(false)
+                        .push(", deleted_at = ")
+                        .bind(now)
+                        .push(", updated_at = ")
+                        .bind(now)
+                        .push(" where deleted_at is null and id = ")
+                        .bind(*id);
+                    found(tx.exec(&q).await?)?;
+                    let mut rules = tx.sql("delete from event_rules where action_object_id = ");
+                    rules.bind(*id);
+                    tx.exec(&rules).await?;
+                    let mut pending = tx
+                        .sql("update deliveries set status = 'failed', last_error = 'its webhook was deleted', updated_at = ");
+                    pending
+                        .bind(now)
+                        .push(" where status in ('queued', 'retrying') and webhook_id = ")
+                        .bind(*id);
+                    tx.exec(&pending).await?;
+                }
+                Ok(())
+            })
+        }))
+        .await
+    }
+
+    async fn purge_deleted_webhooks(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut q = self.sql(
+            "delete from webhooks where id in (select w.id from webhooks w where w.deleted_at is not null and w.deleted_at < ",
+        );
+        q.bind(before)
+            .push(" and not exists (select 1 from deliveries d where d.webhook_id = w.id) order by w.id limit ")
+            .bind(limit)
+            .push(")");
+        self.exec(q).await
     }
 }
 

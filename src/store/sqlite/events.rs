@@ -39,8 +39,8 @@ pub(super) fn insert_deliveries(
 ) -> Result<()> {
     let mut stmt = conn
         .prepare_cached(
-            "insert into deliveries (event_id, webhook_id, event_rule_id, event, object_type, status, attempts, \
-             next_attempt_at, created_at, updated_at) values (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6, ?6)",
+            "insert into deliveries (event_id, webhook_id, event_rule_id, event, object_type, object_id, status, \
+             attempts, next_attempt_at, created_at, updated_at) values (?1, ?2, ?3, ?4, ?5, ?7, 'queued', 0, ?6, ?6, ?6)",
         )
         .map_err(map_err)?;
     for f in firings {
@@ -50,7 +50,8 @@ pub(super) fn insert_deliveries(
             f.event_rule_id,
             e.kind.as_str(),
             e.object_type,
-            micros(now)
+            micros(now),
+            e.object_id(),
         ])
         .map_err(map_err)?;
     }

@@ -66,8 +66,8 @@ const MIGRATIONS: [(i64, &str, &str); 13] = [
     ),
     (
         13,
-        "api_nodes",
-        include_str!("../../../migrations/sqlite/0013_api_nodes.sql"),
+        "api_nodes_and_guarantees",
+        include_str!("../../../migrations/sqlite/0013_api_nodes_and_guarantees.sql"),
     ),
 ];
 

@@ -159,6 +159,10 @@ impl Columns for Row<'_> {
     fn flag(&self, name: &str) -> Result<bool> {
         col(self, name)
     }
+
+    fn opt_real(&self, name: &str) -> Result<Option<f64>> {
+        col(self, name)
+    }
 }
 
 /// SQLite's errors as storage errors. A broken unique rule is reported bare: the call that

@@ -148,6 +148,7 @@ impl WorkerConfig {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct IngestConfig {
     pub secret: String,
+    pub dedup_window_secs: u64,
 }
 
 impl std::fmt::Debug for Config {

@@ -69,19 +69,26 @@ impl Outbox {
         .await
     }
 
-    /// Stores events and one delivery per matching webhook, in one transaction.
+    /// Stores events and one delivery per matching webhook, in one transaction; with `intake`,
+    /// events posted before (by their keys) are answered with the first events' ids and queue
+    /// nothing. Two requests racing with one key: the second fails with `Unique` and, run
+    /// again, finds the first's.
     pub async fn record_events(
         self: &Arc<Self>,
         store: &dyn Store,
         events: Vec<Event>,
+        intake: Option<Intake>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Recorded>, StoreError> {
-        let (outbox, events) = (self.clone(), Arc::new(events));
+        let (outbox, events, intake) = (self.clone(), Arc::new(events), Arc::new(intake));
         let written = in_write_tx(store, move |tx| {
-            let (outbox, events) = (outbox.clone(), events.clone());
+            let (outbox, events, intake) = (outbox.clone(), events.clone(), intake.clone());
             Box::pin(async move {
                 let matcher = outbox.matcher(tx).await?;
-                Ok(enqueue(tx, &matcher, &events, now, Unmatched::Keep).await?)
+                match intake.as_ref() {
+                    None => Ok(enqueue(tx, &matcher, &events, now, Unmatched::Keep).await?),
+                    Some(intake) => Ok(enqueue_once(tx, &matcher, &events, intake, now).await?),
+                }
             })
         })
         .await;
@@ -106,6 +113,120 @@ impl Outbox {
         ));
         *crate::sync::lock(&self.cache) = Some((versions, matcher.clone()));
         Ok(matcher)
+    }
+}
+
+/// How posted events are known again: by each event's key, or by one key for the request
+/// (an `Idempotency-Key`); keys are remembered from `since` on.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub keys: IntakeKeys,
+    pub since: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub enum IntakeKeys {
+    /// One per event, in order.
+    PerEvent(Vec<String>),
+    /// One for all the request's events.
+    Request(String),
+}
+
+/// The event ids remembered for `keys` since `since`.
+async fn remembered(
+    tx: &mut dyn WriteTx,
+    keys: &[&str],
+    since: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, Vec<i64>>, StoreError> {
+    let st: &mut dyn crate::store::exec::Tx = tx;
+    let mut q = st.sql("select key, event_ids from intake_keys where created_at >= ");
+    q.bind(since).push(" and key in ").list(keys.iter().copied());
+    let rows = st
+        .rows(&q, |r| Ok((r.text("key")?, crate::store::rows::parse_json::<Vec<i64>>(&r.text("event_ids")?)?)))
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Remembers `key` for `ids`, over a key older than `since`; `Unique` when a fresh one holds
+/// it (another request took it first).
+async fn remember(
+    tx: &mut dyn WriteTx,
+    key: &str,
+    ids: &[i64],
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let st: &mut dyn crate::store::exec::Tx = tx;
+    let mut q = st.sql("insert into intake_keys (key, event_ids, created_at) values ");
+    q.list([
+        crate::store::sql::Arg::from(key),
+        crate::store::rows::json_arg(&ids)?,
+        crate::store::sql::Arg::from(now),
+    ])
+    .push(" on conflict (key) do update set event_ids = excluded.event_ids, created_at = excluded.created_at where intake_keys.created_at < ")
+    .bind(since);
+    if st.exec(&q).await? == 0 {
+        return Err(StoreError::Unique(crate::store::Unique {
+            record: "posted event",
+            fields: &["key"],
+        }));
+    }
+    Ok(())
+}
+
+/// `enqueue`, each event (or the request) only once within the intake window.
+async fn enqueue_once(
+    tx: &mut dyn WriteTx,
+    matcher: &Matcher,
+    events: &[Event],
+    intake: &Intake,
+    now: DateTime<Utc>,
+) -> Result<Vec<Recorded>, StoreError> {
+    let duplicate = |event_id| Recorded {
+        event_id,
+        deliveries: 0,
+        duplicate: true,
+    };
+    match &intake.keys {
+        IntakeKeys::Request(key) => {
+            if let Some(ids) = remembered(tx, &[key], intake.since).await?.remove(key) {
+                return Ok(ids.into_iter().map(duplicate).collect());
+            }
+            let recorded = enqueue(tx, matcher, events, now, Unmatched::Keep).await?;
+            let ids: Vec<i64> = recorded.iter().map(|r| r.event_id).collect();
+            remember(tx, key, &ids, now, intake.since).await?;
+            Ok(recorded)
+        }
+        IntakeKeys::PerEvent(keys) => {
+            let listed: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let seen = remembered(tx, &listed, intake.since).await?;
+            // The events not seen before, each key once (a list may repeat one).
+            let mut fresh: Vec<(usize, &str)> = Vec::new();
+            for (i, key) in listed.iter().enumerate() {
+                if !seen.contains_key(*key) && !fresh.iter().any(|(_, k)| k == key) {
+                    fresh.push((i, key));
+                }
+            }
+            let new_events: Vec<Event> = fresh.iter().map(|(i, _)| events[*i].clone()).collect();
+            let recorded = enqueue(tx, matcher, &new_events, now, Unmatched::Keep).await?;
+            let mut first: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+            for ((_, key), r) in fresh.iter().zip(&recorded) {
+                remember(tx, key, &[r.event_id], now, intake.since).await?;
+                first.insert(key, r.event_id);
+            }
+            let mut out = Vec::with_capacity(keys.len());
+            let mut new = recorded.into_iter();
+            for (i, key) in listed.iter().enumerate() {
+                if fresh.iter().any(|(j, _)| *j == i) {
+                    out.extend(new.next());
+                } else if let Some(ids) = seen.get(*key) {
+                    out.push(duplicate(ids.first().copied().unwrap_or_default()));
+                } else {
+                    out.push(duplicate(first.get(key).copied().unwrap_or_default()));
+                }
+            }
+            Ok(out)
+        }
     }
 }
 
@@ -134,6 +255,7 @@ pub async fn enqueue(
         .map(|(event_id, (_, webhooks))| Recorded {
             event_id,
             deliveries: webhooks.len(),
+            duplicate: false,
         })
         .collect())
 }

@@ -83,6 +83,7 @@ impl App {
         let purges = tokio::spawn(retention::run(
             self.store.clone(),
             svc.config.retention.clone(),
+            svc.config.ingest.dedup_window_secs,
             shutdown.clone(),
         ));
         self.worker().run(shutdown).await;

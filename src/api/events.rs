@@ -26,11 +26,22 @@ async fn create(
         .and_then(|v| v.to_str().ok());
     st.svc.check_ingest_signature(&body, signature)?;
     let value = parse_json(&body, &st)?;
-    let recorded = st.svc.record_events(&auth.actor, value, &body, &request_id.0).await?;
+    let key = match headers.get("Idempotency-Key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII.".into()))?,
+        ),
+    };
+    let recorded = st
+        .svc
+        .record_events_once(&auth.actor, value, &body, &request_id.0, key)
+        .await?;
     let queued: usize = recorded.iter().map(|r| r.deliveries).sum();
     let ids: Vec<i64> = recorded.iter().map(|r| r.event_id).collect();
+    let duplicate = !recorded.is_empty() && recorded.iter().all(|r| r.duplicate);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"event_ids": ids, "deliveries_queued": queued, "events": recorded})),
+        Json(json!({"event_ids": ids, "deliveries_queued": queued, "duplicate": duplicate, "events": recorded})),
     ))
 }

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/extras/webhooks/{id}/preview/", post(preview_saved))
         .route("/api/extras/webhooks/{id}/test/", post(test_send))
+        .route("/api/extras/webhooks/{id}/rotate-secret/", post(rotate_secret))
 }
 
 /// Webhooks as the API shows them, each with its tags in brief.
@@ -233,4 +234,19 @@ async fn list_options(State(st): State<AppState>, _auth: Auth) -> Json<Value> {
 
 async fn detail_options(State(st): State<AppState>, _auth: Auth, PathId(_): PathId) -> Json<Value> {
     Json(super::metadata("Webhook Instance", "PUT", fields_metadata(&st)))
+}
+
+/// A new secret, the previous one signing beside it for the overlap; the answer carries the
+/// new secret (the only time it is shown).
+async fn rotate_secret(
+    State(st): State<AppState>,
+    auth: Auth,
+    Base(base): Base,
+    PathId(id): PathId,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let (w, secret) = st.svc.rotate_secret(&auth.actor, id, &body).await?;
+    let mut shown = shown(&st, &[w], &base).await?.pop().unwrap_or(Value::Null);
+    shown["secret"] = Value::String(secret);
+    Ok(Json(shown))
 }

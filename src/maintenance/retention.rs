@@ -18,7 +18,7 @@ fn days(d: f64) -> chrono::Duration {
 }
 
 /// Purges once; returns the rows deleted.
-pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &CancellationToken) -> u64 {
+pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, intake_window: u64, cancel: &CancellationToken) -> u64 {
     let now = Utc::now();
     let (succeeded_before, failed_before) = (now - days(config.succeeded_days), now - days(config.failed_days));
     let mut total = 0;
@@ -34,6 +34,10 @@ pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, cancel: &Ca
     // would have gone.
     total += in_batches("events", cancel, || store.purge_events(succeeded_before, BATCH)).await;
     total += in_batches("sessions", cancel, || store.purge_sessions(now, BATCH)).await;
+    total += in_batches("intake keys", cancel, || {
+        store.purge_intake_keys(now - chrono::Duration::seconds(intake_window as i64), BATCH)
+    })
+    .await;
     total += in_batches("deleted webhooks", cancel, || {
         store.purge_deleted_webhooks(failed_before.min(succeeded_before), BATCH)
     })
@@ -68,10 +72,10 @@ where
 }
 
 /// Purges every `interval_secs` until cancelled.
-pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, cancel: CancellationToken) {
+pub async fn run(store: Arc<dyn Store>, config: RetentionConfig, intake_window: u64, cancel: CancellationToken) {
     let interval = Duration::from_secs_f64(config.interval_secs);
     loop {
-        let n = purge_once(store.as_ref(), &config, &cancel).await;
+        let n = purge_once(store.as_ref(), &config, intake_window, &cancel).await;
         if n > 0 {
             info!(rows = n, "purged old deliveries");
         }

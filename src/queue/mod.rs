@@ -430,6 +430,10 @@ pub fn all_counts(found: &[(Status, i64)]) -> Vec<(Status, i64)> {
 pub struct Recorded {
     pub event_id: i64,
     pub deliveries: usize,
+    /// It was posted before (within the intake window): `event_id` is the first one's, and
+    /// nothing was queued again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 #[cfg(test)]

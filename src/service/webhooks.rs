@@ -340,6 +340,40 @@ impl Services {
         Ok(self.store.update_webhooks(updated, Utc::now()).await?)
     }
 
+    /// Gives webhook `id` a new secret (`secret`, or a new random `whsec_` one) from `body`
+    /// (`{"secret", "overlap_secs"}`): for `overlap_secs` (a day unless given) the previous
+    /// secret signs beside it, so receivers can move over. Returns the webhook and the secret.
+    pub async fn rotate_secret(&self, actor: &Actor, id: i64, body: &Value) -> Result<(Webhook, String)> {
+        require(actor, types::WEBHOOK, Action::Change)?;
+        let mut r = crate::validate::Reader::new(body)?;
+        let given = r.string("secret");
+        let overlap = r.int("overlap_secs", 0, 30 * 86_400).unwrap_or(86_400);
+        crate::validate::refuse_unknown_keys(body, |k| ["secret", "overlap_secs"].contains(&k), "secret rotations", &mut r.errors);
+        let mut errors = std::mem::take(&mut r.errors);
+        let secret = given.unwrap_or_else(new_secret);
+        if secret.is_empty() || secret.chars().count() > 255 {
+            errors.add("secret", "A secret has 1 to 255 characters.");
+        }
+        let mut w = self.store.webhooks_by_id(&[id]).await?.pop().ok_or(Error::NotFound)?;
+        if w.signature_scheme != signature::Scheme::NetBox {
+            if let Err(msg) = signature::standard_key(&secret) {
+                errors.add("secret", format!("Standard Webhooks signing: {msg}."));
+            }
+        }
+        errors.finish(())?;
+        let now = Utc::now();
+        if overlap > 0 && !w.secret.is_empty() {
+            w.previous_secret = std::mem::take(&mut w.secret);
+            w.previous_secret_until = Some(now + chrono::Duration::seconds(overlap));
+        } else {
+            w.previous_secret.clear();
+            w.previous_secret_until = None;
+        }
+        w.secret = secret.clone();
+        let saved = self.store.update_webhooks(vec![w], now).await?.pop().ok_or(Error::NotFound)?;
+        Ok((saved, secret))
+    }
+
     /// Deletes webhooks, all or none; their deliveries stay in the log until retention purges
     /// them.
     pub async fn delete_webhooks(&self, actor: &Actor, ids: &[i64]) -> Result<()> {
@@ -480,6 +514,14 @@ impl Services {
             body: None,
         }
     }
+}
+
+/// A random secret in Standard Webhooks' form (`whsec_` and 32 bytes in base64), which NetBox's
+/// scheme takes as it is.
+fn new_secret() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// The message id of a request no delivery sends (a preview, a test send).

@@ -224,6 +224,8 @@ pub trait QueueStore: Send + Sync {
     ) -> Result<u64>;
     /// Deletes up to `limit` events created before `before` that have no delivery left.
     async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
+    /// Forgets up to `limit` keys of posted events remembered before `before`.
+    async fn purge_intake_keys(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
 }
 
 /// What each backend writes its own way, for speed: claims and outcome batches.
@@ -268,7 +270,7 @@ pub type TriggerVersions = (Vec<(i64, DateTime<Utc>)>, Vec<(i64, DateTime<Utc>)>
 
 /// What runs inside one write transaction: object primitives, and the outbox's.
 #[async_trait]
-pub trait WriteTx: ObjectTx {
+pub trait WriteTx: ObjectTx + exec::Tx {
     /// The enabled webhooks' versions and every event rule's, as this transaction sees them,
     /// in one read: what tells the outbox whether its matcher is current.
     async fn trigger_versions(&mut self) -> Result<TriggerVersions>;

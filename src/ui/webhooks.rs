@@ -94,6 +94,13 @@ fn summary(w: &Webhook) -> Value {
         // Seconds as people write them: 600, not 600.0.
         "retry_schedule": w.retry_schedule.as_ref().map(|s| s.iter().map(f64::to_string).collect::<Vec<_>>()),
         "conditions": w.conditions.as_ref().map(|c| serde_json::to_string_pretty(c).unwrap_or_default()),
+        "rate_limit": w.rate_limit,
+        "ordered": w.ordered,
+        "batch": w.batch,
+        "signature_scheme": w.signature_scheme.as_str(),
+        "previous_secret_until": w.previous_secret_until.map(iso),
+        "disabled_reason": (!w.disabled_reason.is_empty()).then_some(&w.disabled_reason),
+        "disabled_at": w.disabled_at.map(iso),
         "created": iso(w.created),
         "last_updated": iso(w.last_updated),
     })
@@ -197,6 +204,11 @@ fn body_of(f: &Fields, editing: bool) -> Result<Value, Value> {
     } else {
         Value::Array(schedule.split(',').map(number_or_text).collect())
     };
+    let rate = f.text("rate_limit").trim();
+    body["rate_limit"] = if rate.is_empty() { Value::Null } else { number_or_text(rate) };
+    body["ordered"] = json!(f.checked("ordered"));
+    body["batch"] = json!(f.checked("batch"));
+    body["signature_scheme"] = json!(f.text("signature_scheme"));
     let secret = f.text("secret");
     if !secret.is_empty() || !editing || f.checked("clear_secret") {
         body["secret"] = json!(secret);
@@ -238,6 +250,10 @@ fn form_values(f: Option<&Fields>, w: &Webhook) -> Value {
         "timeout": f.text("timeout"),
         "retry_schedule": f.text("retry_schedule"),
         "conditions": f.text("conditions"),
+        "rate_limit": f.text("rate_limit"),
+        "ordered": f.checked("ordered"),
+        "batch": f.checked("batch"),
+        "signature_scheme": f.text("signature_scheme"),
         "event_id": f.text("event_id"),
         "secret_given": !f.text("secret").is_empty(),
     })

@@ -276,3 +276,21 @@ impl WriteTx for PgTx<'_> {
         Ok(ids)
     }
 }
+
+#[async_trait]
+impl crate::store::exec::Tx for PgTx<'_> {
+    fn dialect(&self) -> &'static dyn crate::store::sql::Dialect {
+        &super::DIALECT
+    }
+
+    async fn each_row(&mut self, q: &Sql, each: &mut crate::store::exec::EachRow<'_>) -> Result<()> {
+        for row in query(&self.tx, q).await? {
+            each(&row)?;
+        }
+        Ok(())
+    }
+
+    async fn exec(&mut self, q: &Sql) -> Result<u64> {
+        execute(&self.tx, q).await
+    }
+}

@@ -123,4 +123,10 @@ impl<E: Exec> QueueStore for E {
     async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
         self.exec(statements::purge_events(self.dialect(), before, limit)).await
     }
+
+    async fn purge_intake_keys(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
+        let mut q = self.sql("delete from intake_keys where key in (select key from intake_keys where created_at < ");
+        q.bind(before).push(" order by created_at limit ").bind(limit).push(")");
+        self.exec(q).await
+    }
 }

@@ -212,3 +212,18 @@ impl WriteTx for SqliteTx<'_> {
         Ok(ids)
     }
 }
+
+#[async_trait]
+impl crate::store::exec::Tx for SqliteTx<'_> {
+    fn dialect(&self) -> &'static dyn crate::store::sql::Dialect {
+        &super::DIALECT
+    }
+
+    async fn each_row(&mut self, q: &super::Sql, each: &mut crate::store::exec::EachRow<'_>) -> Result<()> {
+        q.rows(self.conn, |r| each(r)).map(|_| ())
+    }
+
+    async fn exec(&mut self, q: &super::Sql) -> Result<u64> {
+        q.execute(self.conn).map(|n| n as u64)
+    }
+}

@@ -28,6 +28,29 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub retention: RetentionConfig,
     pub ingest: IngestConfig,
+    pub notices: NoticesConfig,
+}
+
+/// Where Herald tells its operator about webhooks in trouble.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct NoticesConfig {
+    /// Empty: no notices.
+    pub url: String,
+    pub secret: String,
+    pub failing_after: i64,
+    /// Where the pages are, for the notices' links (empty: links are paths).
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for NoticesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoticesConfig")
+            .field("url", &self.url)
+            .field("secret", &if self.secret.is_empty() { "" } else { "<redacted>" })
+            .field("failing_after", &self.failing_after)
+            .field("base_url", &self.base_url)
+            .finish()
+    }
 }
 
 /// Password attempts (logins, token provisioning).
@@ -131,6 +154,8 @@ pub struct WorkerConfig {
     pub retry_after_max_secs: f64,
     pub shutdown_grace_secs: f64,
     pub max_claims_without_outcome: i64,
+    pub disable_failing_after_secs: f64,
+    pub health_interval_secs: f64,
 }
 
 impl WorkerConfig {
@@ -252,6 +277,18 @@ impl Config {
             w.max_claims_without_outcome >= 1,
             "worker.max_claims_without_outcome must be at least 1"
         );
+        anyhow::ensure!(
+            w.disable_failing_after_secs.is_finite() && w.disable_failing_after_secs > 0.0,
+            "worker.disable_failing_after_secs must be a positive number"
+        );
+        anyhow::ensure!(
+            w.health_interval_secs.is_finite() && w.health_interval_secs > 0.0,
+            "worker.health_interval_secs must be a positive number"
+        );
+        anyhow::ensure!(
+            self.notices.failing_after >= 1,
+            "notices.failing_after must be at least 1"
+        );
         anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");
         anyhow::ensure!(
             w.per_destination_concurrency >= 1,
@@ -288,6 +325,9 @@ impl Config {
         let mut shown = self.clone();
         if !shown.ingest.secret.is_empty() {
             shown.ingest.secret = "<redacted>".into();
+        }
+        if !shown.notices.secret.is_empty() {
+            shown.notices.secret = "<redacted>".into();
         }
         shown.database_url = redact_url(&shown.database_url);
         toml::to_string(&shown).unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))

@@ -139,10 +139,14 @@ async fn remembered(
     since: DateTime<Utc>,
 ) -> Result<std::collections::HashMap<String, Vec<i64>>, StoreError> {
     let st: &mut dyn crate::store::exec::Tx = tx;
-    let mut q = st.sql("select key, event_ids from intake_keys where created_at >= ");
-    q.bind(since).push(" and key in ").list(keys.iter().copied());
+    let q = crate::store::statements::intake_remembered(st.dialect(), keys, since);
     let rows = st
-        .rows(&q, |r| Ok((r.text("key")?, crate::store::rows::parse_json::<Vec<i64>>(&r.text("event_ids")?)?)))
+        .rows(&q, |r| {
+            Ok((
+                r.text("key")?,
+                crate::store::rows::parse_json::<Vec<i64>>(&r.text("event_ids")?)?,
+            ))
+        })
         .await?;
     Ok(rows.into_iter().collect())
 }
@@ -157,14 +161,8 @@ async fn remember(
     since: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let st: &mut dyn crate::store::exec::Tx = tx;
-    let mut q = st.sql("insert into intake_keys (key, event_ids, created_at) values ");
-    q.list([
-        crate::store::sql::Arg::from(key),
-        crate::store::rows::json_arg(&ids)?,
-        crate::store::sql::Arg::from(now),
-    ])
-    .push(" on conflict (key) do update set event_ids = excluded.event_ids, created_at = excluded.created_at where intake_keys.created_at < ")
-    .bind(since);
+    let ids = crate::store::rows::json_arg(&ids)?;
+    let q = crate::store::statements::intake_remember(st.dialect(), key, ids, now, since);
     if st.exec(&q).await? == 0 {
         return Err(StoreError::Unique(crate::store::Unique {
             record: "posted event",

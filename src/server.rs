@@ -5,9 +5,11 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::delivery::destinations::Policy;
 use crate::delivery::Worker;
-use crate::maintenance::{heartbeat, retention};
+use crate::maintenance::notices::Notices;
+use crate::maintenance::{health, heartbeat, retention};
 use crate::service::Services;
 use crate::store;
+use crate::webhooks::health::Thresholds;
 use anyhow::Context;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ pub struct App {
     /// The store, for what runs beside the API (the worker, heartbeats, purges): handlers,
     /// pages and the command line reach it only through `services()`.
     store: Arc<dyn store::Store>,
+    /// Where notices go, when `[notices]` names a URL.
+    notices: Option<Arc<Notices>>,
 }
 
 impl App {
@@ -38,12 +42,16 @@ impl App {
         store.prepare_object_types(&types).await?;
         let own: Vec<std::net::SocketAddr> = config.listen.parse().into_iter().collect();
         let destinations = Policy::from_config(&config.destinations, own)?;
+        let notices = Notices::ensure(store.as_ref(), &config.notices)
+            .await
+            .context("cannot ready the notices' webhook")?;
         Ok(App {
             state: AppState {
                 svc: Services::new(store.clone(), Arc::new(catalog), Arc::new(config), destinations),
                 worker_running: Arc::new(AtomicBool::new(false)),
             },
             store,
+            notices,
         })
     }
 
@@ -67,6 +75,7 @@ impl App {
             svc.clients(),
             svc.sandbox.clone(),
             self.state.worker_running.clone(),
+            self.notices.clone(),
         )
     }
 
@@ -86,7 +95,19 @@ impl App {
             svc.config.ingest.dedup_window_secs,
             shutdown.clone(),
         ));
+        let w = &svc.config.worker;
+        let health = tokio::spawn(health::run(
+            self.store.clone(),
+            self.notices.clone(),
+            Thresholds {
+                failing_after: svc.config.notices.failing_after,
+                disable_after: chrono::Duration::milliseconds((w.disable_failing_after_secs * 1000.0) as i64),
+            },
+            std::time::Duration::from_secs_f64(w.health_interval_secs),
+            shutdown.clone(),
+        ));
         self.worker().run(shutdown).await;
+        let _ = health.await;
         let _ = purges.await;
         let _ = beats.await;
     }

@@ -15,7 +15,7 @@ pub use recorder::record_outcomes;
 
 use crate::config::WorkerConfig;
 use crate::queue::policy::{decide, parse_retry_after, Observed, Verdict};
-use crate::queue::{attach_events, ClaimPlan, Claimed, Outcome};
+use crate::queue::{attach_events, ClaimLimits, ClaimPlan, Claimed, Outcome};
 use crate::store::{Store, StoreError};
 use crate::webhooks::sandbox::Sandbox;
 use crate::webhooks::signature;
@@ -61,6 +61,8 @@ pub struct Worker {
     freed: Notify,
     /// Turns the order in which webhooks sharing a destination get its spare slot.
     turn: AtomicUsize,
+    /// When a rate-limited webhook that had more to send may send again.
+    rate_wake: Mutex<Option<chrono::DateTime<Utc>>>,
     /// The send tasks.
     tasks: TaskTracker,
     /// Cancelled when the shutdown grace runs out: unfinished sends are dropped and released.
@@ -79,8 +81,9 @@ impl Worker {
         clients: Clients,
         sandbox: Arc<Sandbox>,
         running: Arc<AtomicBool>,
+        notices: Option<Arc<crate::maintenance::notices::Notices>>,
     ) -> Arc<Worker> {
-        let (tx, recorder) = recorder::start(store.clone());
+        let (tx, recorder) = recorder::start(store.clone(), notices);
         Arc::new(Worker {
             permits: Arc::new(Semaphore::new(config.concurrency)),
             store,
@@ -93,6 +96,7 @@ impl Worker {
             in_flight: Mutex::new(HashSet::new()),
             freed: Notify::new(),
             turn: AtomicUsize::new(0),
+            rate_wake: Mutex::new(None),
             tasks: TaskTracker::new(),
             abandon: CancellationToken::new(),
             outcomes: Mutex::new(Some(tx)),
@@ -136,8 +140,9 @@ impl Worker {
         let wanted = held.len();
         let webhooks = self.sync_webhooks().await;
         let now = Utc::now();
+        let mut limits = self.claim_limits(wanted, webhooks);
+        let permits = self.take_permits(&mut limits, now).await?;
         let plan = {
-            let limits = self.claim_limits(wanted, webhooks);
             let cache = lock(&self.cache);
             let margin = Duration::from_secs(self.config.lease_margin_secs);
             ClaimPlan::new(&limits, now, margin, |id| {
@@ -148,6 +153,7 @@ impl Worker {
         };
         let batch = self.store.claim(&plan).await?;
         let claimed = attach_events(batch.rows, batch.events);
+        self.return_permits(permits, &claimed).await?;
         let got = claimed.len();
         let jobs: Vec<(Claimed, Option<Arc<Prepared>>)> = {
             let cache = lock(&self.cache);
@@ -170,6 +176,48 @@ impl Worker {
         } else {
             Pass::Full(got)
         })
+    }
+
+    /// For each rate-limited webhook this claim may take deliveries of: permits to send, which
+    /// become its limit. Returns `(webhook, rate, granted)` for what the claim leaves unused.
+    async fn take_permits(
+        &self,
+        limits: &mut ClaimLimits,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<(i64, f64, i64)>, StoreError> {
+        let limited: Vec<(i64, f64)> = {
+            let cache = lock(&self.cache);
+            limits
+                .webhooks
+                .iter()
+                .filter_map(|id| cache.get(id).and_then(|p| p.webhook.rate_limit.map(|r| (*id, r))))
+                .collect()
+        };
+        let mut taken = Vec::with_capacity(limited.len());
+        let mut wake: Option<chrono::DateTime<Utc>> = None;
+        for (id, rate) in limited {
+            let want = limits.of(id) as i64;
+            if want == 0 {
+                continue;
+            }
+            let (granted, next) = self.store.take_permits(id, rate, want, now).await?;
+            limits.per_webhook.insert(id, granted as usize);
+            if granted < want {
+                wake = Some(wake.map_or(next, |w| w.min(next)));
+            }
+            taken.push((id, rate, granted));
+        }
+        *lock(&self.rate_wake) = wake;
+        Ok(taken)
+    }
+
+    /// Gives back the permits a claim took and did not use.
+    async fn return_permits(&self, taken: Vec<(i64, f64, i64)>, claimed: &[Claimed]) -> Result<(), StoreError> {
+        for (id, rate, granted) in taken {
+            let used = claimed.iter().filter(|c| c.webhook_id == id).count() as i64;
+            self.store.return_permits(id, rate, granted - used).await?;
+        }
+        Ok(())
     }
 
     /// Slots for one claim: `first`, the others free now, and (under load, where slots free one
@@ -260,6 +308,10 @@ impl Worker {
             if n == 0 && !due_now {
                 break;
             }
+            if n == 0 {
+                // Due, and held back (by a rate limit, or an earlier delivery of its object).
+                tokio::time::sleep(self.idle_wait().await).await;
+            }
         }
         Ok(claimed)
     }
@@ -286,10 +338,21 @@ impl Worker {
         self.recorder.finish().await;
     }
 
-    /// How long to sleep when nothing is due: until the next due delivery, at most the poll interval.
+    /// How long to sleep when nothing is due: until the next due delivery, at most the poll
+    /// interval. Due deliveries held back by a rate limit wait for its next permit.
     async fn idle_wait(&self) -> Duration {
         let poll = Duration::from_secs_f64(self.config.poll_interval_secs);
+        if let Some(at) = *lock(&self.rate_wake) {
+            return (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll)
+                .max(Duration::from_millis(1));
+        }
         match self.store.next_due().await {
+            // Due already, yet this pass took nothing: it waits behind an earlier delivery of
+            // its object (an ordered webhook's). A commit or a freed slot wakes the worker.
+            Ok(Some(due)) if due <= Utc::now() => poll,
             Ok(Some(due)) => (due - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -301,6 +364,11 @@ impl Worker {
 
     /// Renders, sends and judges one delivery.
     async fn deliver(&self, c: Claimed, prepared: Option<Arc<Prepared>>) -> Outcome {
+        let webhook_id = c.webhook_id;
+        self.judge(c, prepared).await.of_webhook(webhook_id)
+    }
+
+    async fn judge(&self, c: Claimed, prepared: Option<Arc<Prepared>>) -> Outcome {
         let Some(prepared) = prepared else {
             return Outcome::unsendable(c.delivery_id, "the webhook no longer exists".into(), Utc::now());
         };

@@ -1,7 +1,9 @@
 //! Records delivery outcomes as they come, many per transaction (group commit).
 
-use crate::queue::Outcome;
+use crate::maintenance::notices::{About, Notices};
+use crate::queue::{Outcome, Status};
 use crate::store::{Store, StoreError};
+use crate::webhooks::health;
 use chrono::Utc;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,11 +30,12 @@ struct Pending {
     done: Notify,
 }
 
-/// Starts a recorder writing to `store`; outcomes go in through the sender.
-pub fn start(store: Arc<dyn Store>) -> (mpsc::UnboundedSender<Outcome>, Handle) {
+/// Starts a recorder writing to `store`; outcomes go in through the sender. With `notices`,
+/// each delivery that used up its retries is noticed (`delivery.failed`).
+pub fn start(store: Arc<dyn Store>, notices: Option<Arc<Notices>>) -> (mpsc::UnboundedSender<Outcome>, Handle) {
     let (tx, rx) = mpsc::unbounded_channel();
     let pending = Arc::new(Pending::default());
-    let task = tokio::spawn(run(store, rx, pending.clone()));
+    let task = tokio::spawn(run(store, notices, rx, pending.clone()));
     let handle = Handle {
         task: Mutex::new(Some(task)),
         pending,
@@ -66,23 +69,81 @@ impl Handle {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Outcome>, pending: Arc<Pending>) {
+async fn run(
+    store: Arc<dyn Store>,
+    notices: Option<Arc<Notices>>,
+    mut rx: mpsc::UnboundedReceiver<Outcome>,
+    pending: Arc<Pending>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let outcomes: Arc<[Outcome]> = std::mem::take(&mut batch).into();
-        record_outcomes(store.as_ref(), outcomes.clone()).await;
+        if let Some(written) = record_outcomes(store.as_ref(), outcomes.clone()).await {
+            after(store.as_ref(), notices.as_ref(), &written).await;
+        }
         pending.count.fetch_sub(outcomes.len(), Ordering::SeqCst);
         pending.done.notify_waiters();
     }
 }
 
+/// What written outcomes tell beyond their deliveries: each webhook's health, and the
+/// deliveries that failed for good (noticed).
+/// The failed deliveries a `delivery.failed` notice lists (it counts them all).
+const NOTICED_DELIVERIES: usize = 20;
+
+async fn after(store: &dyn Store, notices: Option<&Arc<Notices>>, written: &[Outcome]) {
+    let notes = health::notes(written);
+    if let Err(e) = store.note_health(&notes).await {
+        warn!(error = ?e, "noting the webhooks' health failed");
+    }
+    let Some(notices) = notices else { return };
+    let failed: Vec<&Outcome> = written
+        .iter()
+        .filter(|o| o.status == Status::Failed && o.webhook_id != 0 && !notices.sends_by(o.webhook_id))
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    let mut ids: Vec<i64> = failed.iter().map(|o| o.webhook_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let webhooks = store.webhooks_by_id(&ids).await.unwrap_or_default();
+    // One notice per webhook per batch written: a receiver gone dark fails many deliveries at
+    // once, and its operator needs to hear it once, with what failed.
+    for id in ids {
+        let theirs: Vec<&&Outcome> = failed.iter().filter(|o| o.webhook_id == id).collect();
+        let about = About {
+            webhook_id: id,
+            name: webhooks
+                .iter()
+                .find(|w| w.id == id)
+                .map_or_else(String::new, |w| w.name.clone()),
+            last_error: theirs.last().and_then(|o| o.last_error.clone()),
+            consecutive_failures: None,
+            failing_since: None,
+        };
+        let listed: Vec<serde_json::Value> = theirs
+            .iter()
+            .take(NOTICED_DELIVERIES)
+            .map(|o| {
+                let path = format!("/api/extras/deliveries/{}/", o.delivery_id);
+                serde_json::json!({"id": o.delivery_id, "url": notices.link(&path)})
+            })
+            .collect();
+        let extra = serde_json::json!({"failed": theirs.len(), "deliveries": listed});
+        if let Err(e) = notices.send(store, "delivery.failed", about, extra, None).await {
+            warn!(error = ?e, webhook_id = id, "queueing a delivery.failed notice failed");
+        }
+    }
+}
+
 /// Writes one batch, retrying a few times; a delivery deleted while it was in flight has its
-/// outcome dropped and the rest written.
-pub async fn record_outcomes(store: &dyn Store, outcomes: Arc<[Outcome]>) {
+/// outcome dropped and the rest written. Returns what was written, or `None` when it gave up.
+pub async fn record_outcomes(store: &dyn Store, outcomes: Arc<[Outcome]>) -> Option<Arc<[Outcome]>> {
     let mut outcomes = outcomes;
     for tries in 1..=TRIES {
         let failure = match store.complete(outcomes.clone(), Utc::now()).await {
-            Ok(()) => return,
+            Ok(()) => return Some(outcomes),
             Err(StoreError::ForeignKey) => match alive(store, &outcomes).await {
                 Ok(kept) => {
                     warn!(
@@ -104,6 +165,7 @@ pub async fn record_outcomes(store: &dyn Store, outcomes: Arc<[Outcome]>) {
         deliveries = outcomes.len(),
         "giving up recording outcomes; the deliveries will be sent again"
     );
+    None
 }
 
 /// The outcomes whose deliveries still exist.

@@ -54,11 +54,17 @@ impl Worker {
                 per_webhook.insert(id, free / n + extra);
             }
         }
+        let ordered = cache
+            .values()
+            .filter(|p| p.webhook.ordered)
+            .map(|p| p.webhook.id)
+            .collect();
         ClaimLimits {
             total,
             webhooks,
             webhook_default: cap,
             per_webhook,
+            ordered,
         }
     }
 

@@ -18,7 +18,12 @@ fn days(d: f64) -> chrono::Duration {
 }
 
 /// Purges once; returns the rows deleted.
-pub async fn purge_once(store: &dyn Store, config: &RetentionConfig, intake_window: u64, cancel: &CancellationToken) -> u64 {
+pub async fn purge_once(
+    store: &dyn Store,
+    config: &RetentionConfig,
+    intake_window: u64,
+    cancel: &CancellationToken,
+) -> u64 {
     let now = Utc::now();
     let (succeeded_before, failed_before) = (now - days(config.succeeded_days), now - days(config.failed_days));
     let mut total = 0;

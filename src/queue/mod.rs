@@ -159,6 +159,8 @@ pub struct ClaimLimits {
     pub webhook_default: usize,
     /// Of these webhooks (0 skips one), e.g. when its destination has few free slots.
     pub per_webhook: HashMap<i64, usize>,
+    /// Webhooks whose deliveries of one object go one at a time, in commit order.
+    pub ordered: std::collections::HashSet<i64>,
 }
 
 impl ClaimLimits {
@@ -169,6 +171,7 @@ impl ClaimLimits {
             webhooks,
             webhook_default: total,
             per_webhook: HashMap::new(),
+            ordered: Default::default(),
         }
     }
 
@@ -190,6 +193,8 @@ pub struct ClaimArm {
     pub limit: usize,
     /// When the lease on what is taken runs out.
     pub lease_until: DateTime<Utc>,
+    /// A delivery is taken only while no earlier one of its object is still to go.
+    pub ordered: bool,
 }
 
 /// A claim as a backend runs it: due deliveries (queued, retrying, or in flight with an expired
@@ -223,6 +228,7 @@ impl ClaimPlan {
                     webhook_id,
                     limit,
                     lease_until: now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC),
+                    ordered: limits.ordered.contains(&webhook_id),
                 })
             })
             .collect();
@@ -262,6 +268,8 @@ pub fn attach_events(rows: Vec<ClaimedRow>, events: Vec<Event>) -> Vec<Claimed> 
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub delivery_id: i64,
+    /// Its delivery's webhook (0 when the caller did not say), whose health it tells.
+    pub webhook_id: i64,
     /// `None` when nothing was sent (e.g. the template failed).
     pub attempt: Option<Attempt>,
     /// `Succeeded`, `Retrying` or `Failed`.
@@ -277,6 +285,7 @@ impl Outcome {
     pub fn succeeded(delivery_id: i64, attempt: Attempt, now: DateTime<Utc>) -> Outcome {
         Outcome {
             delivery_id,
+            webhook_id: 0,
             last_status_code: attempt.response_status,
             attempt: Some(attempt),
             status: Status::Succeeded,
@@ -289,6 +298,7 @@ impl Outcome {
     pub fn failed(delivery_id: i64, attempt: Attempt, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Outcome {
         Outcome {
             delivery_id,
+            webhook_id: 0,
             last_status_code: attempt.response_status,
             last_error: attempt.error.clone(),
             attempt: Some(attempt),
@@ -302,9 +312,16 @@ impl Outcome {
     }
 
     /// Nothing could be sent (the webhook is gone, its template failed): failed at once.
+    /// The same outcome, telling whose delivery it was.
+    pub fn of_webhook(mut self, webhook_id: i64) -> Outcome {
+        self.webhook_id = webhook_id;
+        self
+    }
+
     pub fn unsendable(delivery_id: i64, error: String, now: DateTime<Utc>) -> Outcome {
         Outcome {
             delivery_id,
+            webhook_id: 0,
             attempt: None,
             status: Status::Failed,
             last_error: Some(error),
@@ -436,9 +453,72 @@ pub struct Recorded {
     pub duplicate: bool,
 }
 
+/// A rate limit as GCRA (the generic cell rate algorithm) keeps it: one theoretical arrival
+/// time (TAT, microseconds) per webhook; a send at `t` may go when `t >= TAT - tolerance`, and
+/// moves TAT on by one interval. The tolerance lets a burst of one second's worth go at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gcra {
+    interval: i64,
+    tolerance: i64,
+}
+
+impl Gcra {
+    /// For `rate` requests a second (a burst of `max(1, rate)` requests).
+    pub fn new(rate: f64) -> Gcra {
+        let interval = (1_000_000.0 / rate.max(1e-6)).round().max(1.0) as i64;
+        let burst = rate.floor().max(1.0) as i64;
+        Gcra {
+            interval,
+            tolerance: interval.saturating_mul(burst - 1),
+        }
+    }
+
+    pub fn interval_us(&self) -> i64 {
+        self.interval
+    }
+
+    /// Grants up to `want` sends at `now` from `tat`: how many, and the new TAT.
+    pub fn take(&self, tat: i64, now: i64, want: i64) -> (i64, i64) {
+        let start = tat.max(now);
+        let room = now + self.tolerance - start;
+        if room < 0 || want <= 0 {
+            return (0, start);
+        }
+        let granted = (room / self.interval + 1).min(want);
+        (granted, start + granted * self.interval)
+    }
+
+    /// When the next send may go, given `tat`.
+    pub fn next_at(&self, tat: i64) -> i64 {
+        tat - self.tolerance
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gcra_lets_a_seconds_burst_then_the_rate() {
+        let g = Gcra::new(5.0);
+        assert_eq!(g.interval_us(), 200_000);
+        // A burst of 5 at once, then one each 200 ms.
+        let (n, tat) = g.take(0, 1_000_000, 20);
+        assert_eq!(n, 5);
+        assert_eq!(g.take(tat, 1_000_000, 20).0, 0);
+        assert_eq!(g.next_at(tat), 1_200_000);
+        let (n, tat) = g.take(tat, 1_200_000, 20);
+        assert_eq!(n, 1);
+        assert_eq!(g.take(tat, 1_300_000, 20).0, 0);
+        // Idle for a long time: still a burst of 5 at most.
+        assert_eq!(g.take(tat, 100_000_000, 20).0, 5);
+        // Below one a second: one at a time, every interval.
+        let slow = Gcra::new(0.5);
+        let (n, tat) = slow.take(0, 0, 3);
+        assert_eq!((n, tat), (1, 2_000_000));
+        assert_eq!(slow.take(tat, 1_999_999, 3).0, 0);
+        assert_eq!(slow.take(tat, 2_000_000, 3).0, 1);
+    }
 
     #[test]
     fn plans_take_free_slots_and_lease_by_timeout() {

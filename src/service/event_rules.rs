@@ -153,7 +153,7 @@ impl Services {
             return Ok(Vec::new());
         }
         let ids: Vec<i64> = rules.iter().map(|r| r.webhook_id).collect();
-        let webhooks = self.store.webhooks_by_id(&ids).await?;
+        let webhooks = self.operator_webhooks(&ids).await?;
         Ok(webhooks.iter().map(|w| (w.id, brief_webhook(w, base))).collect())
     }
 
@@ -166,7 +166,7 @@ impl Services {
         if let Some(tags) = tags {
             rule.tags = tags;
         }
-        if self.store.webhooks_by_id(&[rule.webhook_id]).await?.is_empty() {
+        if self.operator_webhooks(&[rule.webhook_id]).await?.is_empty() {
             return Err(Error::field(
                 "action_object_id",
                 format!("Webhook {} does not exist.", rule.webhook_id),

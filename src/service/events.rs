@@ -77,7 +77,10 @@ impl Services {
             },
             since: now - chrono::Duration::seconds(window as i64),
         });
-        let record = || self.outbox.record_events(self.store.as_ref(), events.clone(), intake.clone(), now);
+        let record = || {
+            self.outbox
+                .record_events(self.store.as_ref(), events.clone(), intake.clone(), now)
+        };
         match record().await {
             // Another request took a key first: run again, and find its events.
             Err(crate::store::StoreError::Unique(_)) => Ok(record().await?),

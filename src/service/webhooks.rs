@@ -224,6 +224,14 @@ pub(super) fn all_or_errors<T>(items: Vec<Result<T>>, bulk: bool) -> Result<Vec<
 }
 
 impl Services {
+    /// Webhooks `ids` that are the operator's: Herald's own (notices) are out of the API's
+    /// and the pages' reach, though their deliveries are listed like any.
+    pub(crate) async fn operator_webhooks(&self, ids: &[i64]) -> Result<Vec<Webhook>> {
+        let mut found = self.store.webhooks_by_id(ids).await?;
+        found.retain(|w| !crate::maintenance::notices::is_own(w));
+        Ok(found)
+    }
+
     /// One page of the webhooks matching `filter`, by name. Webhooks are configuration-sized:
     /// filtering in memory keeps every filter simple.
     pub async fn webhooks(
@@ -239,7 +247,7 @@ impl Services {
             .webhooks()
             .await?
             .into_iter()
-            .filter(|w| filter.matches(w))
+            .filter(|w| !crate::maintenance::notices::is_own(w) && filter.matches(w))
             .map(|w| shown_to(actor, w))
             .collect();
         Ok(Page::of(all, limit, offset))
@@ -248,7 +256,7 @@ impl Services {
     /// Webhook `id`, its secret headers masked for those who may not change it.
     pub async fn webhook(&self, actor: &Actor, id: i64) -> Result<Webhook> {
         require(actor, types::WEBHOOK, Action::View)?;
-        let w = self.store.webhooks_by_id(&[id]).await?.pop().ok_or(Error::NotFound)?;
+        let w = self.operator_webhooks(&[id]).await?.pop().ok_or(Error::NotFound)?;
         Ok(shown_to(actor, w))
     }
 
@@ -328,7 +336,7 @@ impl Services {
     ) -> Result<Vec<Webhook>> {
         require(actor, types::WEBHOOK, Action::Change)?;
         let ids: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
-        let current = self.store.webhooks_by_id(&ids).await?;
+        let current = self.operator_webhooks(&ids).await?;
         let mut checked = Vec::with_capacity(changes.len());
         for (id, body) in changes {
             checked.push(match current.iter().find(|w| w.id == id) {
@@ -348,13 +356,18 @@ impl Services {
         let mut r = crate::validate::Reader::new(body)?;
         let given = r.string("secret");
         let overlap = r.int("overlap_secs", 0, 30 * 86_400).unwrap_or(86_400);
-        crate::validate::refuse_unknown_keys(body, |k| ["secret", "overlap_secs"].contains(&k), "secret rotations", &mut r.errors);
+        crate::validate::refuse_unknown_keys(
+            body,
+            |k| ["secret", "overlap_secs"].contains(&k),
+            "secret rotations",
+            &mut r.errors,
+        );
         let mut errors = std::mem::take(&mut r.errors);
         let secret = given.unwrap_or_else(new_secret);
         if secret.is_empty() || secret.chars().count() > 255 {
             errors.add("secret", "A secret has 1 to 255 characters.");
         }
-        let mut w = self.store.webhooks_by_id(&[id]).await?.pop().ok_or(Error::NotFound)?;
+        let mut w = self.operator_webhooks(&[id]).await?.pop().ok_or(Error::NotFound)?;
         if w.signature_scheme != signature::Scheme::NetBox {
             if let Err(msg) = signature::standard_key(&secret) {
                 errors.add("secret", format!("Standard Webhooks signing: {msg}."));
@@ -370,7 +383,12 @@ impl Services {
             w.previous_secret_until = None;
         }
         w.secret = secret.clone();
-        let saved = self.store.update_webhooks(vec![w], now).await?.pop().ok_or(Error::NotFound)?;
+        let saved = self
+            .store
+            .update_webhooks(vec![w], now)
+            .await?
+            .pop()
+            .ok_or(Error::NotFound)?;
         Ok((saved, secret))
     }
 
@@ -378,6 +396,10 @@ impl Services {
     /// them.
     pub async fn delete_webhooks(&self, actor: &Actor, ids: &[i64]) -> Result<()> {
         require(actor, types::WEBHOOK, Action::Delete)?;
+        let theirs = self.operator_webhooks(ids).await?;
+        if ids.iter().any(|id| !theirs.iter().any(|w| w.id == *id)) {
+            return Err(Error::NotFound);
+        }
         Ok(self.store.delete_webhooks(ids, Utc::now()).await?)
     }
 

@@ -137,6 +137,11 @@ pub trait WebhookStore: Send + Sync {
     async fn delete_webhooks(&self, ids: &[i64], now: DateTime<Utc>) -> Result<()>;
     /// Forgets up to `limit` webhooks deleted before `before` that no delivery names any more.
     async fn purge_deleted_webhooks(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
+    /// Counts what outcomes say of each webhook's health (a success clears its failures).
+    async fn note_health(&self, notes: &[crate::webhooks::health::HealthNote]) -> Result<()>;
+    /// The live webhooks that are failing, or that the operator was told are: what health
+    /// checks look at.
+    async fn troubled_webhooks(&self) -> Result<Vec<crate::webhooks::health::Trouble>>;
 }
 
 /// Event rules. Writes are all or none.
@@ -224,6 +229,12 @@ pub trait QueueStore: Send + Sync {
     ) -> Result<u64>;
     /// Deletes up to `limit` events created before `before` that have no delivery left.
     async fn purge_events(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
+    /// Takes up to `want` permits to send for webhook `id`, limited to `rate` requests a second
+    /// with a burst of one second's worth, for every process of a fleet at once. Returns how
+    /// many were granted and when the next one frees.
+    async fn take_permits(&self, id: i64, rate: f64, want: i64, now: DateTime<Utc>) -> Result<(i64, DateTime<Utc>)>;
+    /// Gives back `n` permits taken and not used.
+    async fn return_permits(&self, id: i64, rate: f64, n: i64) -> Result<()>;
     /// Forgets up to `limit` keys of posted events remembered before `before`.
     async fn purge_intake_keys(&self, before: DateTime<Utc>, limit: i64) -> Result<u64>;
 }
@@ -320,6 +331,10 @@ pub trait Store:
     /// requeue, a release), in this process; a backend shared by many processes also passes
     /// on other processes' commits.
     fn queue_signal(&self) -> Arc<Notify>;
+
+    /// How this backend spells what databases spell differently (for statements built above
+    /// it, such as the health checks').
+    fn dialect(&self) -> &'static dyn sql::Dialect;
 
     /// Why the database this process opened can no longer be written, once noticed (its file
     /// deleted or replaced): what `/api/status/` and readiness report.

@@ -115,6 +115,9 @@ pub trait Dialect: Send + Sync {
     /// Appends, after a table's name, what makes the planner use index `index` (where it
     /// would not by itself).
     fn index_hint(&self, _out: &mut String, _index: &str) {}
+    /// Appends what locks the rows a select reads until the transaction ends (where other
+    /// writers could read them meanwhile).
+    fn for_update(&self, _out: &mut String) {}
 }
 
 /// Lists of integers longer than this are bound as one argument.

@@ -330,3 +330,99 @@ pub fn release(d: &'static dyn Dialect, ids: &[i64], now: DateTime<Utc>) -> Sql 
         .ints(ids.iter().copied());
     q
 }
+
+/// The condition an ordered webhook's delivery `alias` meets to be claimed: no earlier delivery
+/// of the same webhook and object is still to go (queued, retrying or in flight).
+pub fn first_of_its_object(alias: &str) -> String {
+    format!(
+        "not exists (select 1 from deliveries e where e.webhook_id = {alias}.webhook_id and e.object_type = {alias}.object_type \
+         and e.object_id = {alias}.object_id and e.id < {alias}.id and e.{})",
+        claimable()
+    )
+}
+
+/// What a batch of outcomes says of a webhook's health. Never touches `updated_at` (its
+/// version): health is no change of its settings.
+pub fn note_health(d: &'static dyn Dialect, n: &crate::webhooks::health::HealthNote) -> Sql {
+    let first = n.first_failure.map_or(Arg::Null, Arg::from);
+    let mut q = Sql::new(d, "update webhooks set consecutive_failures = ");
+    if n.succeeded {
+        q.bind(n.failures).push(", failing_since = ").bind(first);
+    } else {
+        q.push("consecutive_failures + ")
+            .bind(n.failures)
+            .push(", failing_since = coalesce(failing_since, ")
+            .bind(first)
+            .push(")");
+    }
+    q.push(" where id = ").bind(n.webhook_id);
+    q
+}
+
+/// Disables webhook `id` for `reason` at `now`, if it is enabled, failing since before `before`
+/// and unchanged since then (one worker of a fleet does it; the others find it done).
+pub fn disable_failing(
+    d: &'static dyn Dialect,
+    id: i64,
+    before: DateTime<Utc>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Sql {
+    let mut q = Sql::new(d, "update webhooks set enabled = ");
+    q.bind(false)
+        .push(", disabled_reason = ")
+        .bind(reason)
+        .push(", disabled_at = ")
+        .bind(now)
+        .push(", updated_at = ")
+        .bind(now)
+        .push(" where id = ")
+        .bind(id)
+        .push(" and enabled = ")
+        .bind(true)
+        .push(" and failing_since < ")
+        .bind(before)
+        .push(" and updated_at < ")
+        .bind(before);
+    q
+}
+
+/// Notes that the operator was told webhook `id` is failing (`to` true, if it still is and was
+/// not told yet) or that it recovered (`to` false, if it was told and no longer fails).
+pub fn failing_noticed(d: &'static dyn Dialect, id: i64, to: bool) -> Sql {
+    let mut q = Sql::new(d, "update webhooks set failing_noticed = ");
+    q.bind(to)
+        .push(" where id = ")
+        .bind(id)
+        .push(" and failing_noticed = ")
+        .bind(!to);
+    q.push(if to {
+        " and failing_since is not null"
+    } else {
+        " and failing_since is null"
+    });
+    q
+}
+
+/// The event ids remembered for posted events' `keys` since `since`.
+pub fn intake_remembered(d: &'static dyn Dialect, keys: &[&str], since: DateTime<Utc>) -> Sql {
+    let mut q = Sql::new(d, "select key, event_ids from intake_keys where created_at >= ");
+    q.bind(since).push(" and key in ").list(keys.iter().copied());
+    q
+}
+
+/// Remembers `key` for `event_ids` (a JSON list) at `now`, over a key older than `since`; it
+/// touches no row when a fresher one holds the key.
+pub fn intake_remember(
+    d: &'static dyn Dialect,
+    key: &str,
+    event_ids: Arg,
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+) -> Sql {
+    let mut q = Sql::new(d, "insert into intake_keys (key, event_ids, created_at) values ");
+    q.list([Arg::from(key), event_ids, Arg::from(now)])
+        .push(" on conflict (key) do update set event_ids = excluded.event_ids, created_at = excluded.created_at where intake_keys.created_at < ")
+        .bind(since);
+    q
+}

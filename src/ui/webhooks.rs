@@ -205,7 +205,11 @@ fn body_of(f: &Fields, editing: bool) -> Result<Value, Value> {
         Value::Array(schedule.split(',').map(number_or_text).collect())
     };
     let rate = f.text("rate_limit").trim();
-    body["rate_limit"] = if rate.is_empty() { Value::Null } else { number_or_text(rate) };
+    body["rate_limit"] = if rate.is_empty() {
+        Value::Null
+    } else {
+        number_or_text(rate)
+    };
     body["ordered"] = json!(f.checked("ordered"));
     body["batch"] = json!(f.checked("batch"));
     body["signature_scheme"] = json!(f.text("signature_scheme"));

@@ -4,6 +4,7 @@ pub mod ca;
 pub mod conditions;
 pub mod event_rule;
 pub mod headers;
+pub mod health;
 pub mod modulo;
 pub mod request;
 mod rules;

@@ -98,6 +98,10 @@ impl Dialect for PgDialect {
         "ilike"
     }
 
+    fn for_update(&self, out: &mut String) {
+        out.push_str(" for update");
+    }
+
     fn int_set(&self, out: &mut String, n: usize) {
         out.push_str(&format!("(select unnest(${n}::bigint[]))"));
     }
@@ -339,6 +343,10 @@ impl Store for PgStore {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
     }
 
     fn queue_signal(&self) -> Arc<Notify> {

@@ -7,6 +7,7 @@ use super::{fetch, insert_rows, map_err, sql, PgStore};
 use crate::queue::{ClaimArm, ClaimPlan, Outcome};
 use crate::store::rows::{self, attempt_args, CLAIM_RETURNING};
 use crate::store::sql::{Arg, Sql};
+use crate::store::statements;
 use crate::store::{ClaimStore, ClaimedBatch, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,9 +27,13 @@ fn claim_sql(plan: &ClaimPlan) -> Sql {
         .bind(column(&|a| a.limit as i64))
         .push("::bigint[], ")
         .bind(column(&|a| a.lease_until.timestamp_micros()))
-        .push("::bigint[]) as a(webhook_id, lim, lease)), picked as (select p.id, p.next_attempt_at, a.lease from arms a cross join lateral (select id, next_attempt_at from deliveries where webhook_id = a.webhook_id and ")
+        .push("::bigint[], ")
+        .bind(column(&|a| i64::from(a.ordered)))
+        .push("::bigint[]) as a(webhook_id, lim, lease, ordered)), picked as (select p.id, p.next_attempt_at, a.lease from arms a cross join lateral (select id, next_attempt_at from deliveries d where webhook_id = a.webhook_id and ")
         .push(CLAIMABLE)
-        .push(" and next_attempt_at <= ")
+        .push(" and (a.ordered = 0 or ")
+        .push(&statements::first_of_its_object("d"))
+        .push(") and next_attempt_at <= ")
         .bind(plan.now)
         .push("::bigint order by next_attempt_at, id limit a.lim for update skip locked) p), \
                chosen as (select id, lease from picked order by next_attempt_at, id limit ")

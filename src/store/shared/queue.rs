@@ -124,6 +124,41 @@ impl<E: Exec> QueueStore for E {
         self.exec(statements::purge_events(self.dialect(), before, limit)).await
     }
 
+    async fn take_permits(&self, id: i64, rate: f64, want: i64, now: DateTime<Utc>) -> Result<(i64, DateTime<Utc>)> {
+        let gcra = crate::queue::Gcra::new(rate);
+        let now_us = now.timestamp_micros();
+        let (granted, next) = self
+            .transact(std::sync::Arc::new(move |tx| {
+                Box::pin(async move {
+                    let mut seed = tx.sql("insert into webhook_rates (webhook_id, tat) values ");
+                    seed.list([id, now_us]).push(" on conflict (webhook_id) do nothing");
+                    tx.exec(&seed).await?;
+                    let mut q = tx.sql("select tat from webhook_rates where webhook_id = ");
+                    q.bind(id);
+                    let dialect = tx.dialect();
+                    dialect.for_update(&mut q.text);
+                    let tat = tx.int(&q, "tat").await?;
+                    let (granted, tat) = gcra.take(tat, now_us, want);
+                    let mut set = tx.sql("update webhook_rates set tat = ");
+                    set.bind(tat).push(" where webhook_id = ").bind(id);
+                    tx.exec(&set).await?;
+                    Ok((granted, gcra.next_at(tat)))
+                })
+            }))
+            .await?;
+        Ok((granted, from_micros(next)?))
+    }
+
+    async fn return_permits(&self, id: i64, rate: f64, n: i64) -> Result<()> {
+        if n <= 0 {
+            return Ok(());
+        }
+        let back = crate::queue::Gcra::new(rate).interval_us() * n;
+        let mut q = self.sql("update webhook_rates set tat = tat - ");
+        q.bind(back).push(" where webhook_id = ").bind(id);
+        self.exec(q).await.map(|_| ())
+    }
+
     async fn purge_intake_keys(&self, before: DateTime<Utc>, limit: i64) -> Result<u64> {
         let mut q = self.sql("delete from intake_keys where key in (select key from intake_keys where created_at < ");
         q.bind(before).push(" order by created_at limit ").bind(limit).push(")");

@@ -3,6 +3,7 @@
 use crate::store::exec::{found, Exec};
 use crate::store::rows::{self, Record};
 use crate::store::sql::{Arg, Sql};
+use crate::store::statements;
 use crate::store::{EventRuleStore, Result, StoreResultExt, WebhookStore};
 use crate::webhooks::{EventRule, Webhook};
 use async_trait::async_trait;
@@ -173,6 +174,36 @@ impl<E: Exec> WebhookStore for E {
                 Ok(())
             })
         }))
+        .await
+    }
+
+    async fn note_health(&self, notes: &[crate::webhooks::health::HealthNote]) -> Result<()> {
+        for n in notes {
+            self.exec(statements::note_health(self.dialect(), n)).await?;
+        }
+        Ok(())
+    }
+
+    async fn troubled_webhooks(&self) -> Result<Vec<crate::webhooks::health::Trouble>> {
+        let q = self.sql(
+            "select w.id, w.name, w.enabled, w.consecutive_failures, w.failing_since, w.failing_noticed, w.updated_at, \
+             (select d.last_error from deliveries d where d.webhook_id = w.id order by d.id desc limit 1) as last_error \
+             from webhooks w where w.deleted_at is null and (w.failing_since is not null or w.failing_noticed = ",
+        );
+        let mut q = q;
+        q.bind(true).push(") order by w.id");
+        self.rows(q, |r| {
+            Ok(crate::webhooks::health::Trouble {
+                webhook_id: r.int("id")?,
+                name: r.text("name")?,
+                enabled: r.flag("enabled")?,
+                consecutive_failures: r.int("consecutive_failures")?,
+                failing_since: r.opt_int("failing_since")?.map(rows::from_micros).transpose()?,
+                failing_noticed: r.flag("failing_noticed")?,
+                changed_at: r.time("updated_at")?,
+                last_error: r.opt_text("last_error")?,
+            })
+        })
         .await
     }
 

@@ -398,6 +398,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DIALECT
+    }
+
     fn queue_signal(&self) -> Arc<Notify> {
         self.queued.clone()
     }

@@ -4,6 +4,7 @@ use super::events::raw_events;
 use super::{in_write_tx, map_err, micros, sql, sql_value, Run, SqliteStore};
 use crate::queue::{ClaimPlan, Outcome};
 use crate::store::rows::{self, attempt_args, RawEvent, ATTEMPT_COLUMNS, CLAIM_RETURNING};
+use crate::store::statements;
 use crate::store::{ClaimStore, ClaimedBatch, Result};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,11 +28,14 @@ fn claim_sql(plan: &ClaimPlan) -> super::Sql {
         if i > 0 {
             q.push(" union all ");
         }
-        q.push("select * from (select id, next_attempt_at from deliveries indexed by deliveries_due_webhook where webhook_id = ")
+        q.push("select * from (select id, next_attempt_at from deliveries d indexed by deliveries_due_webhook where webhook_id = ")
             .bind(arm.webhook_id)
             .push(" and status in ('queued', 'retrying', 'in_flight') and next_attempt_at <= ")
-            .bind(plan.now)
-            .push(" order by next_attempt_at, id limit ")
+            .bind(plan.now);
+        if arm.ordered {
+            q.push(" and ").push(&statements::first_of_its_object("d"));
+        }
+        q.push(" order by next_attempt_at, id limit ")
             .bind(arm.limit as i64)
             .push(")");
     }

@@ -156,6 +156,8 @@ pub struct WorkerConfig {
     pub max_claims_without_outcome: i64,
     pub disable_failing_after_secs: f64,
     pub health_interval_secs: f64,
+    /// Events one batched delivery carries at most (a write making more sends several).
+    pub max_batch_events: usize,
 }
 
 impl WorkerConfig {
@@ -290,6 +292,10 @@ impl Config {
             "notices.failing_after must be at least 1"
         );
         anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");
+        anyhow::ensure!(
+            (1..=10_000).contains(&w.max_batch_events),
+            "worker.max_batch_events must be from 1 to 10000"
+        );
         anyhow::ensure!(
             w.per_destination_concurrency >= 1,
             "worker.per_destination_concurrency must be at least 1"

@@ -36,14 +36,18 @@ type Cached = (TriggerVersions, Arc<Matcher>);
 
 /// Writes changes with their deliveries. Keeps the webhook matcher (conditions compiled) from
 /// one transaction to the next while no enabled webhook changed.
-#[derive(Default)]
 pub struct Outbox {
     cache: Mutex<Option<Cached>>,
+    /// Events one batched delivery carries at most.
+    max_batch: usize,
 }
 
 impl Outbox {
-    pub fn new() -> Arc<Outbox> {
-        Arc::new(Outbox::default())
+    pub fn new(max_batch: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            cache: Mutex::new(None),
+            max_batch,
+        })
     }
 
     /// Applies one API request's object writes in one transaction: objects, their changes,
@@ -61,7 +65,15 @@ impl Outbox {
                 let matcher = outbox.matcher(tx).await?;
                 let written = engine::apply(&catalog, tx, &req).await?;
                 tx.add_changes(&written.changes).await?;
-                let recorded = enqueue(tx, &matcher, &written.events, req.now, Unmatched::Skip).await?;
+                let recorded = enqueue(
+                    tx,
+                    &matcher,
+                    outbox.max_batch,
+                    &written.events,
+                    req.now,
+                    Unmatched::Skip,
+                )
+                .await?;
                 let queued = recorded.iter().map(|r| r.deliveries).sum();
                 Ok(Committed { written, queued })
             })
@@ -86,8 +98,8 @@ impl Outbox {
             Box::pin(async move {
                 let matcher = outbox.matcher(tx).await?;
                 match intake.as_ref() {
-                    None => Ok(enqueue(tx, &matcher, &events, now, Unmatched::Keep).await?),
-                    Some(intake) => Ok(enqueue_once(tx, &matcher, &events, intake, now).await?),
+                    None => Ok(enqueue(tx, &matcher, outbox.max_batch, &events, now, Unmatched::Keep).await?),
+                    Some(intake) => Ok(enqueue_once(tx, &matcher, outbox.max_batch, &events, intake, now).await?),
                 }
             })
         })
@@ -176,6 +188,7 @@ async fn remember(
 async fn enqueue_once(
     tx: &mut dyn WriteTx,
     matcher: &Matcher,
+    max_batch: usize,
     events: &[Event],
     intake: &Intake,
     now: DateTime<Utc>,
@@ -190,7 +203,7 @@ async fn enqueue_once(
             if let Some(ids) = remembered(tx, &[key], intake.since).await?.remove(key) {
                 return Ok(ids.into_iter().map(duplicate).collect());
             }
-            let recorded = enqueue(tx, matcher, events, now, Unmatched::Keep).await?;
+            let recorded = enqueue(tx, matcher, max_batch, events, now, Unmatched::Keep).await?;
             let ids: Vec<i64> = recorded.iter().map(|r| r.event_id).collect();
             remember(tx, key, &ids, now, intake.since).await?;
             Ok(recorded)
@@ -206,7 +219,7 @@ async fn enqueue_once(
                 }
             }
             let new_events: Vec<Event> = fresh.iter().map(|(i, _)| events[*i].clone()).collect();
-            let recorded = enqueue(tx, matcher, &new_events, now, Unmatched::Keep).await?;
+            let recorded = enqueue(tx, matcher, max_batch, &new_events, now, Unmatched::Keep).await?;
             let mut first: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
             for ((_, key), r) in fresh.iter().zip(&recorded) {
                 remember(tx, key, &[r.event_id], now, intake.since).await?;
@@ -233,6 +246,7 @@ async fn enqueue_once(
 pub async fn enqueue(
     tx: &mut dyn WriteTx,
     matcher: &Matcher,
+    max_batch: usize,
     events: &[Event],
     now: DateTime<Utc>,
     unmatched: Unmatched,
@@ -245,14 +259,16 @@ pub async fn enqueue(
         }
         stored.push((e, firings));
     }
-    let batch: Vec<(&Event, &[Firing])> = stored.iter().map(|(e, w)| (*e, w.as_slice())).collect();
-    let ids = tx.insert_events(&batch, now).await?;
+    let batches = crate::queue::gather_batches(&mut stored, max_batch);
+    let listed: Vec<(&Event, &[Firing])> = stored.iter().map(|(e, w)| (*e, w.as_slice())).collect();
+    let ids = tx.queue_events(&listed, &batches, now).await?;
     Ok(ids
         .into_iter()
         .zip(&stored)
-        .map(|(event_id, (_, webhooks))| Recorded {
+        .enumerate()
+        .map(|(i, (event_id, (_, webhooks)))| Recorded {
             event_id,
-            deliveries: webhooks.len(),
+            deliveries: webhooks.len() + batches.iter().filter(|b| b.head == i).count(),
             duplicate: false,
         })
         .collect())

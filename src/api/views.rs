@@ -40,7 +40,7 @@ pub fn delivery_json(d: &Delivery, base: &str) -> Value {
         "event": d.event_kind,
         "object_type": d.object_type,
         "object_id": d.object_id,
-        "batch_event_ids": (!d.batch.is_empty()).then(|| std::iter::once(d.event_id).chain(d.batch.iter().copied()).collect::<Vec<_>>()),
+        "batch_event_ids": d.batch.as_ref().map(|rest| std::iter::once(d.event_id).chain(rest.iter().copied()).collect::<Vec<_>>()),
         "status": status_json(d.status),
         "attempt_count": d.attempts,
         "next_attempt_at": matches!(d.status, Status::Queued | Status::Retrying).then(|| rest_time(d.next_attempt_at)),

@@ -111,6 +111,7 @@ fn parse_one(
         snapshots,
         request: None,
         body: text.filter(|_| complete).map(str::to_string),
+        batch: None,
     })
 }
 

@@ -61,9 +61,26 @@ pub struct Event {
     /// NetBox gave it. `None` for Herald's own changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// The further events of a batched delivery (a webhook with `batch`), in change order after
+    /// this one: the body is then the list of all their bodies, and templates see the list of
+    /// their contexts as `events` beside this one's keys. Never stored with an event.
+    /// `None` for a delivery of one event (a batch of one is `Some` of none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Vec<Event>>,
 }
 
 impl Event {
+    /// This event heading a batch of `rest` (the events after it, in change order).
+    pub fn batched(mut self, rest: Vec<Event>) -> Event {
+        self.batch = Some(rest);
+        self
+    }
+
+    /// Events in its delivery: 1, or the batch's size.
+    pub fn count(&self) -> usize {
+        1 + self.batch.as_ref().map_or(0, Vec::len)
+    }
+
     /// The id of the object it is about, when its data has one.
     pub fn object_id(&self) -> Option<i64> {
         self.data.get("id").and_then(Value::as_i64)
@@ -77,8 +94,22 @@ impl Event {
             .unwrap_or(&self.object_type)
     }
 
-    /// The template context, keys in NetBox's order; a relayed event's own keys, as posted.
+    /// The template context, keys in NetBox's order; a relayed event's own keys, as posted. A
+    /// batch's is its first event's, with `events`: every event's context, in change order.
     pub fn context(&self) -> Value {
+        let mut ctx = self.one_context();
+        if let Some(rest) = &self.batch {
+            let all: Vec<Value> = std::iter::once(ctx.clone())
+                .chain(rest.iter().map(Event::one_context))
+                .collect();
+            if let Value::Object(m) = &mut ctx {
+                m.insert("events".into(), Value::Array(all));
+            }
+        }
+        ctx
+    }
+
+    fn one_context(&self) -> Value {
         if let Some(Ok(posted)) = self.body.as_deref().map(serde_json::from_str) {
             return posted;
         }
@@ -98,8 +129,23 @@ impl Event {
     }
 
     /// The body sent when a webhook has no body template: the context as `json.dumps` writes
-    /// it (written field by field, without building the context).
+    /// it (written field by field, without building the context); for a batch, the list of
+    /// its events' bodies.
     pub fn default_body(&self) -> String {
+        let Some(rest) = &self.batch else {
+            return self.one_body();
+        };
+        let mut out = String::from("[");
+        out.push_str(&self.one_body());
+        for e in rest {
+            out.push_str(", ");
+            out.push_str(&e.one_body());
+        }
+        out.push(']');
+        out
+    }
+
+    fn one_body(&self) -> String {
         if let Some(posted) = &self.body {
             return posted.clone();
         }
@@ -177,6 +223,7 @@ mod tests {
             snapshots: json!({"prechange": null, "postchange": {"name": "Site 1"}}),
             request: None,
             body: None,
+            batch: None,
         };
         assert_eq!(
             e.default_body(),
@@ -192,6 +239,20 @@ mod tests {
         };
         assert!(with.default_body().contains(r#""name": "Site 1"}, "request": {"id": "fdbca812-3142-4783-b364-2e2bd5c16c6a", "method": "POST", "path": "/api/dcim/sites/", "user": "jstretch"}, "snapshots": "#));
         assert_eq!(with.default_body(), pyjson::dumps(&with.context()));
+        // A batch: the list of the bodies; templates see the first's keys and every context.
+        let batch = e.clone().batched(vec![with.clone()]);
+        assert_eq!(
+            batch.default_body(),
+            pyjson::dumps(&Value::Array(vec![e.context(), with.context()]))
+        );
+        assert_eq!(
+            (batch.context()["events"][1].clone(), batch.context()["data"].clone()),
+            (with.context(), e.data.clone())
+        );
+        assert_eq!(
+            e.clone().batched(vec![]).default_body(),
+            format!("[{}]", e.default_body())
+        );
         assert_eq!(EventKind::parse("object_deleted"), Some(EventKind::Deleted));
         assert_eq!(EventKind::parse("moved"), None);
         let t = DateTime::from_timestamp(1_582_643_426, 10_582_000).unwrap();

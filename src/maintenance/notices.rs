@@ -108,6 +108,7 @@ impl Notices {
             snapshots: json!({"prechange": null, "postchange": null}),
             request: None,
             body: Some(text),
+            batch: None,
         }
     }
 
@@ -129,6 +130,7 @@ impl Notices {
             Firing {
                 webhook_id: self.webhook_id,
                 event_rule_id: None,
+                batch: false,
             },
         );
         let sent = crate::store::in_write_tx(store, move |tx| {

@@ -9,6 +9,7 @@
 pub mod policy;
 
 use crate::events::Event;
+use crate::webhooks::Firing;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -80,8 +81,8 @@ pub struct Delivery {
     pub webhook_deleted: bool,
     /// The id of the object it is about, when its event's data has one.
     pub object_id: Option<i64>,
-    /// The further events of a batch, in change order, after `event_id`; empty for one event.
-    pub batch: Vec<i64>,
+    /// A batch's further events, in change order, after `event_id`; `None` when not batched.
+    pub batch: Option<Vec<i64>>,
     /// The event rule that queued it, and its name while it exists; `None` when the webhook's
     /// own triggers did.
     pub event_rule: Option<(i64, Option<String>)>,
@@ -136,8 +137,60 @@ impl Claimed {
     }
 }
 
+/// Events of one write that a batching webhook gets in one delivery: `head` (the first, whose
+/// delivery it is) and `rest`, in change order, by their places in the write's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batched {
+    pub firing: Firing,
+    pub head: usize,
+    pub rest: Vec<usize>,
+}
+
+impl Batched {
+    /// The `rest` as the JSON list of their ids that a delivery's `batch` holds.
+    pub fn rest_ids(&self, ids: &[i64]) -> String {
+        let rest: Vec<i64> = self.rest.iter().map(|i| ids[*i]).collect();
+        serde_json::to_string(&rest).unwrap_or_else(|_| "[]".into())
+    }
+}
+
+/// Takes the batching firings out of each event's, gathered into batches: one per firing
+/// (webhook and rule) and request, of `max` events at most (past it, another).
+pub fn gather_batches(firings: &mut [(&Event, Vec<Firing>)], max: usize) -> Vec<Batched> {
+    let max = max.max(1);
+    let mut batches: Vec<(Batched, usize)> = Vec::new();
+    let request_ids: Vec<String> = firings.iter().map(|(e, _)| e.request_id.clone()).collect();
+    for (i, (_, fs)) in firings.iter_mut().enumerate() {
+        fs.retain(|f| {
+            if !f.batch {
+                return true;
+            }
+            let open = batches
+                .iter_mut()
+                .rev()
+                .find(|(b, len)| b.firing == *f && request_ids[b.head] == request_ids[i] && *len < max);
+            match open {
+                Some((b, len)) => {
+                    b.rest.push(i);
+                    *len += 1;
+                }
+                None => batches.push((
+                    Batched {
+                        firing: *f,
+                        head: i,
+                        rest: Vec::new(),
+                    },
+                    1,
+                )),
+            }
+            false
+        });
+    }
+    batches.into_iter().map(|(b, _)| b).collect()
+}
+
 /// A claimed row as a backend returns it, before its event is attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedRow {
     pub delivery_id: i64,
     pub webhook_id: i64,
@@ -145,6 +198,23 @@ pub struct ClaimedRow {
     pub event_id: i64,
     /// Claims since the last recorded outcome, this one included.
     pub unrecorded: i64,
+    /// A batch's further events, in change order.
+    pub batch: Option<Vec<i64>>,
+}
+
+impl ClaimedRow {
+    /// The events it sends: its own, then its batch's.
+    pub fn event_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        std::iter::once(self.event_id).chain(self.batch.iter().flatten().copied())
+    }
+}
+
+/// The events of claimed `rows`, each once, sorted.
+pub fn claimed_event_ids(rows: &[ClaimedRow]) -> Vec<i64> {
+    let mut ids: Vec<i64> = rows.iter().flat_map(ClaimedRow::event_ids).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Which deliveries one claim may take: of the listed webhooks only, `total` at most, and
@@ -251,7 +321,18 @@ pub fn attach_events(rows: Vec<ClaimedRow>, events: Vec<Event>) -> Vec<Claimed> 
         .filter_map(|r| {
             // An event cannot vanish under its delivery (deleting one deletes the other); skip
             // rather than fail the whole claim if a backend ever returns one without the other.
-            let event = by_id.get(&r.event_id)?.clone();
+            let head = by_id.get(&r.event_id)?;
+            let event = match &r.batch {
+                None => head.clone(),
+                Some(rest) => {
+                    let rest: Vec<Event> = rest
+                        .iter()
+                        .filter_map(|id| by_id.get(id))
+                        .map(|e| (**e).clone())
+                        .collect();
+                    Arc::new((**head).clone().batched(rest))
+                }
+            };
             Some(Claimed {
                 delivery_id: r.delivery_id,
                 webhook_id: r.webhook_id,
@@ -497,6 +578,45 @@ impl Gcra {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_gather_one_requests_events_per_firing_up_to_the_most() {
+        let event = |request: &str| Event {
+            id: 0,
+            kind: crate::events::EventKind::Created,
+            timestamp: String::new(),
+            object_type: "dcim.site".into(),
+            username: "u".into(),
+            request_id: request.into(),
+            data: serde_json::json!({}),
+            snapshots: serde_json::json!({}),
+            request: None,
+            body: None,
+            batch: None,
+        };
+        let firing = |webhook_id, batch| Firing {
+            webhook_id,
+            event_rule_id: None,
+            batch,
+        };
+        let (a, b) = (event("a"), event("b"));
+        let mut fired: Vec<(&Event, Vec<Firing>)> = vec![
+            (&a, vec![firing(1, true), firing(2, false)]),
+            (&a, vec![firing(1, true)]),
+            (&b, vec![firing(1, true)]),
+            (&a, vec![firing(1, true), firing(3, true)]),
+        ];
+        let got = gather_batches(&mut fired, 2);
+        let shape: Vec<(i64, usize, Vec<usize>)> = got
+            .iter()
+            .map(|b| (b.firing.webhook_id, b.head, b.rest.clone()))
+            .collect();
+        // Webhook 1: events 0 and 1 (full at two), 2 alone (another request), 3 starts anew.
+        assert_eq!(shape, [(1, 0, vec![1]), (1, 2, vec![]), (1, 3, vec![]), (3, 3, vec![])]);
+        // Only the unbatched firing stays with its event.
+        assert_eq!(fired.iter().map(|(_, f)| f.len()).collect::<Vec<_>>(), [1, 0, 0, 0]);
+        assert_eq!(got[0].rest_ids(&[10, 11, 12, 13]), "[11]");
+    }
 
     #[test]
     fn gcra_lets_a_seconds_burst_then_the_rate() {

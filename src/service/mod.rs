@@ -70,6 +70,7 @@ impl Services {
             config.auth.attempts_per_minute_per_user,
             config.auth.attempts_per_minute_per_address,
         ));
+        let outbox = Outbox::new(config.worker.max_batch_events);
         Services {
             store,
             catalog,
@@ -78,7 +79,7 @@ impl Services {
             sandbox,
             throttle,
             passwords: Arc::new(passwords::Passwords::start()),
-            outbox: Outbox::new(),
+            outbox,
         }
     }
 

@@ -534,6 +534,7 @@ impl Services {
             snapshots,
             request: None,
             body: None,
+            batch: None,
         }
     }
 }

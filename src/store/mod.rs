@@ -23,7 +23,7 @@ use crate::changes::{Change, ChangeFilter};
 use crate::events::Event;
 use crate::objects::{ObjectRead, ObjectTx};
 use crate::page::Page;
-use crate::queue::{Attempt, ClaimPlan, ClaimedRow, Delivery, DeliveryFilter, Outcome, Status};
+use crate::queue::{Attempt, Batched, ClaimPlan, ClaimedRow, Delivery, DeliveryFilter, Outcome, Status};
 use crate::webhooks::{EventRule, Firing, Webhook};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -289,9 +289,20 @@ pub trait WriteTx: ObjectTx + exec::Tx {
     async fn enabled_webhooks(&mut self) -> Result<Vec<Webhook>>;
     /// The enabled event rules, as this transaction sees them.
     async fn enabled_event_rules(&mut self) -> Result<Vec<EventRule>>;
-    /// Stores events, each with one delivery queued (due `now`) per firing listed with it;
-    /// returns the events' ids, in order.
-    async fn insert_events(&mut self, events: &[(&Event, &[Firing])], now: DateTime<Utc>) -> Result<Vec<i64>>;
+    /// Stores events, each with one delivery queued (due `now`) per firing listed with it, and
+    /// one delivery per batch (`batches` name events by their place in `events`); returns the
+    /// events' ids, in order.
+    async fn queue_events(
+        &mut self,
+        events: &[(&Event, &[Firing])],
+        batches: &[Batched],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>>;
+
+    /// `queue_events` with no batches.
+    async fn insert_events(&mut self, events: &[(&Event, &[Firing])], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        self.queue_events(events, &[], now).await
+    }
 }
 
 /// A boxed future borrowing the transaction.

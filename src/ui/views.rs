@@ -23,7 +23,7 @@ pub fn delivery_row(catalog: &crate::catalog::Catalog, d: &Delivery) -> Value {
         "object_id": d.object_id,
         "object_url": object_url(catalog, &d.object_type, d.object_id),
         "webhook_deleted": d.webhook_deleted,
-        "batch_size": d.batch.len() + 1,
+        "batch_size": d.batch.as_ref().map(|rest| rest.len() + 1),
         "status": d.status.as_str(),
         "label": d.status.label(),
         "attempts": d.attempts,

@@ -290,6 +290,7 @@ mod tests {
             snapshots: json!({}),
             request: None,
             body: None,
+            batch: None,
         };
         assert!(rule.matches(&event(EventKind::Created, "dcim.rack")));
         assert!(!rule.matches(&event(EventKind::Updated, "dcim.rack")));

@@ -274,12 +274,16 @@ pub struct Firing {
     pub webhook_id: i64,
     /// The rule that fired it; `None` for the webhook's own triggers.
     pub event_rule_id: Option<i64>,
+    /// The webhook sends one delivery for all the events of one write it matches.
+    pub batch: bool,
 }
 
 /// Enabled webhooks and event rules with their conditions parsed once, to match many events.
 pub struct Matcher {
     webhooks: Vec<(Webhook, Option<conditions::Conditions>)>,
     rules: Vec<(EventRule, Option<conditions::Conditions>)>,
+    /// The webhooks that batch.
+    batched: std::collections::HashSet<i64>,
 }
 
 /// Parsed conditions; stored ones that no longer parse match nothing, loudly.
@@ -297,6 +301,7 @@ impl Matcher {
     /// Over the enabled webhooks and the enabled rules; a rule whose webhook is disabled fires
     /// nothing.
     pub fn new(webhooks: Vec<Webhook>, rules: Vec<EventRule>) -> Matcher {
+        let batched = webhooks.iter().filter(|w| w.batch).map(|w| w.id).collect();
         let rules = rules
             .into_iter()
             .filter(|r| r.enabled && webhooks.iter().any(|w| w.id == r.webhook_id))
@@ -312,7 +317,11 @@ impl Matcher {
                 (w, parsed)
             })
             .collect();
-        Matcher { webhooks, rules }
+        Matcher {
+            webhooks,
+            rules,
+            batched,
+        }
     }
 
     /// What `event` fires: each enabled webhook of its type and kind whose conditions hold, and
@@ -327,6 +336,7 @@ impl Matcher {
             .map(|(w, _)| Firing {
                 webhook_id: w.id,
                 event_rule_id: None,
+                batch: w.batch,
             });
         let ruled = self
             .rules
@@ -335,6 +345,7 @@ impl Matcher {
             .map(|(r, _)| Firing {
                 webhook_id: r.webhook_id,
                 event_rule_id: Some(r.id),
+                batch: self.batched.contains(&r.webhook_id),
             });
         own.chain(ruled)
     }

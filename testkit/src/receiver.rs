@@ -146,6 +146,13 @@ pub enum Behavior {
     Hang,
     /// Close the connection without answering.
     Close,
+    /// Answer `status` to the first `times` requests whose body holds every one of `holding`,
+    /// and 200 to all others.
+    Refuse {
+        holding: Vec<String>,
+        times: usize,
+        status: u16,
+    },
 }
 
 /// One request as it arrived.
@@ -177,6 +184,8 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     behavior: Mutex<Behavior>,
     headers: Mutex<Vec<(String, String)>>,
+    /// Requests refused by `Behavior::Refuse` so far.
+    refused: Mutex<usize>,
 }
 
 /// A receiver that records every request and answers as told (200 "ok" at first).
@@ -212,6 +221,7 @@ impl Recorder {
             received: Mutex::new(Vec::new()),
             behavior: Mutex::new(Behavior::Status(200, "ok".into())),
             headers: Mutex::new(Vec::new()),
+            refused: Mutex::new(0),
         });
         let s = shared.clone();
         let task = accept(listener, tls, move |req| record(s.clone(), req));
@@ -287,8 +297,19 @@ async fn record(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         body,
         at: Instant::now(),
     });
-    let behavior = lock(&shared.behavior).clone();
+    let mut behavior = lock(&shared.behavior).clone();
+    if let Behavior::Refuse { holding, times, status } = &behavior {
+        let text = String::from_utf8_lossy(&lock(&shared.received).last().expect("just recorded").body).into_owned();
+        let mut refused = lock(&shared.refused);
+        behavior = if *refused < *times && holding.iter().all(|h| text.contains(h.as_str())) {
+            *refused += 1;
+            Behavior::Status(*status, "refused".into())
+        } else {
+            Behavior::Status(200, "ok".into())
+        };
+    }
     match behavior {
+        Behavior::Refuse { .. } => unreachable!("answered above"),
         Behavior::Status(code, body) => {
             let mut resp = Response::builder().status(code);
             for (name, value) in lock(&shared.headers).iter() {

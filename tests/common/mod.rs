@@ -286,6 +286,41 @@ impl TestApp {
     }
 }
 
+/// Logs in through the form at `base`, going on to `next`: the client (following no redirects), where
+/// the answer sends the browser, and the session cookie.
+pub async fn log_in(base: &str, username: &str, password: &str, next: &str) -> (reqwest::Client, String, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(format!("{base}/login/")).send().await.unwrap();
+    let cookie = |resp: &reqwest::Response, name: &str| {
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.split(';').next().filter(|kv| kv.starts_with(name)).map(String::from))
+    };
+    let login_cookie = cookie(&page, "herald_login_csrf=").expect("a login token cookie");
+    let token = login_cookie.split_once('=').unwrap().1.to_string();
+    let answer = client
+        .post(format!("{base}/login/"))
+        .header("Cookie", &login_cookie)
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("username", username),
+            ("password", password),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303, "logged in as {username}");
+    let location = answer.headers()["location"].to_str().unwrap().to_string();
+    let session = cookie(&answer, "herald_session=").expect("a session cookie");
+    (client, location, session)
+}
+
 /// `url`s made relative, as webhook payloads carry them.
 pub fn relative(mut v: Value, base: &str) -> Value {
     fn walk(v: &mut Value, base: &str) {

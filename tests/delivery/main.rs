@@ -2,6 +2,7 @@
 mod common;
 
 mod crash;
+mod guarantees;
 mod relay;
 mod reliability;
 mod restart;

@@ -212,39 +212,9 @@ fn complete_answer(answer: &[u8]) -> bool {
         .is_some_and(|len| body.len() >= len)
 }
 
-/// Logs in through the form, going on to `next`: the client (following no redirects), where
-/// the answer sends the browser, and the session cookie.
+/// Logs in through the form on `h`, going on to `next` (see `common::log_in`).
 pub async fn log_in(h: &Herald, username: &str, password: &str, next: &str) -> (reqwest::Client, String, String) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = client.get(format!("{}/login/", h.base)).send().await.unwrap();
-    let cookie = |resp: &reqwest::Response, name: &str| {
-        resp.headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|c| c.split(';').next().filter(|kv| kv.starts_with(name)).map(String::from))
-    };
-    let login_cookie = cookie(&page, "herald_login_csrf=").expect("a login token cookie");
-    let token = login_cookie.split_once('=').unwrap().1.to_string();
-    let answer = client
-        .post(format!("{}/login/", h.base))
-        .header("Cookie", &login_cookie)
-        .form(&[
-            ("csrf_token", token.as_str()),
-            ("username", username),
-            ("password", password),
-            ("next", next),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 303, "logged in as {username}");
-    let location = answer.headers()["location"].to_str().unwrap().to_string();
-    let session = cookie(&answer, "herald_session=").expect("a session cookie");
-    (client, location, session)
+    common::log_in(&h.base, username, password, next).await
 }
 
 /// The password `admin` logs in with.

@@ -34,6 +34,7 @@ fn context() -> Value {
         snapshots: json!({"prechange": null, "postchange": {"name": "edge-r1", "status": "active", "tags": ["core", "urgent"]}}),
         request: None,
         body: None,
+        batch: None,
     };
     event.context()
 }

@@ -187,6 +187,7 @@ fn templates_in_the_sandbox_end_within_their_bounds() {
         snapshots: json!({"prechange": null, "postchange": null}),
         request: None,
         body: None,
+        batch: None,
     };
     let before = peak_rss_mib();
     let config = ProptestConfig {
@@ -279,6 +280,7 @@ fn templates_compiled_in_the_sandbox_end_within_their_bounds() {
         snapshots: json!({"prechange": null, "postchange": null}),
         request: None,
         body: None,
+        batch: None,
     };
     let before = peak_rss_mib();
     let config = ProptestConfig {

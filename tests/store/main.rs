@@ -8,7 +8,7 @@ use herald::changes::{Change, ChangeAction, ChangeFilter};
 use herald::events::{Event, EventKind};
 use herald::objects::query::{Cmp, Col, Cond, ObjectQuery};
 use herald::objects::{unique_key, Lock, Obj, Ref};
-use herald::queue::{Attempt, ClaimLimits, ClaimPlan, DeliveryFilter, Outcome, Status};
+use herald::queue::{Attempt, Batched, ClaimLimits, ClaimPlan, DeliveryFilter, Outcome, Status};
 use herald::store::{in_write_tx, Store, StoreError, Unique, WriteError};
 use herald::webhooks::{EventRule, Firing, Webhook};
 use serde_json::{json, Map, Value};
@@ -43,6 +43,7 @@ fn own(webhook_id: i64) -> Firing {
     Firing {
         webhook_id,
         event_rule_id: None,
+        batch: false,
     }
 }
 
@@ -58,6 +59,7 @@ fn event(kind: EventKind, object_type: &str, id: i64) -> Event {
         snapshots: json!({"prechange": null, "postchange": {"name": format!("obj {id}")}}),
         request: None,
         body: None,
+        batch: None,
     }
 }
 
@@ -486,6 +488,7 @@ async fn event_rules(store: &dyn Store) {
             let by_rule = Firing {
                 webhook_id: target,
                 event_rule_id: Some(a),
+                batch: false,
             };
             tx.insert_events(&[(&e, &[own(target), by_rule])], t0()).await?;
             Ok((versions, enabled))
@@ -1456,6 +1459,99 @@ async fn queue(store: &dyn Store) {
     assert_eq!(store.next_due().await.unwrap(), None);
 }
 
+/// Batches, per-object order and rate permits, as the queue keeps them.
+async fn guarantees(store: &dyn Store) {
+    let mut ordered = webhook("ordered", &["dcim.site"]);
+    ordered.ordered = true;
+    let hooks = store
+        .create_webhooks(vec![webhook("batched", &["dcim.site"]), ordered], t0())
+        .await
+        .unwrap();
+    let (batched, ordered) = (hooks[0].id, hooks[1].id);
+    let lease = std::time::Duration::from_secs(10);
+    let plan =
+        |limits: &ClaimLimits, now| ClaimPlan::new(limits, now, lease, |_| Some(std::time::Duration::from_secs(5)));
+    // Three events of one write: one batched delivery of all; for the ordered webhook, two
+    // changes of site 7 and one of site 8.
+    let ids = in_write_tx(store, move |tx| {
+        Box::pin(async move {
+            let a = event(EventKind::Created, "dcim.site", 7);
+            let b = event(EventKind::Updated, "dcim.site", 7);
+            let c = event(EventKind::Created, "dcim.site", 8);
+            let fire = [own(ordered)];
+            let batch = Batched {
+                firing: Firing {
+                    batch: true,
+                    ..own(batched)
+                },
+                head: 0,
+                rest: vec![1, 2],
+            };
+            Ok(tx
+                .queue_events(&[(&a, &fire), (&b, &fire), (&c, &fire)], &[batch], t0())
+                .await?)
+        })
+    })
+    .await
+    .unwrap();
+    let mut limits = ClaimLimits::total(10, vec![batched, ordered]);
+    limits.ordered.insert(ordered);
+    let claimed = store.claim(&plan(&limits, t0() + secs(1))).await.unwrap();
+    let mut taken: Vec<(i64, i64, Option<Vec<i64>>)> = claimed
+        .rows
+        .iter()
+        .map(|r| (r.webhook_id, r.event_id, r.batch.clone()))
+        .collect();
+    taken.sort();
+    assert_eq!(
+        taken,
+        [
+            (batched, ids[0], Some(vec![ids[1], ids[2]])),
+            (ordered, ids[0], None),
+            (ordered, ids[2], None)
+        ],
+        "one batch; site 7's update waits for its create, site 8's create does not"
+    );
+    let sent = herald::queue::attach_events(claimed.rows.clone(), claimed.events);
+    let batch = sent.iter().find(|c| c.webhook_id == batched).unwrap();
+    assert_eq!(batch.event.count(), 3);
+    assert_eq!(batch.event.context()["events"][2]["data"]["id"], 8);
+    let d = store.delivery(batch.delivery_id).await.unwrap();
+    assert_eq!((d.batch, d.object_id), (Some(vec![ids[1], ids[2]]), Some(7)));
+
+    // Retrying, site 7's create still holds its update back; failed for good, it lets it go.
+    let first = claimed
+        .rows
+        .iter()
+        .find(|r| r.webhook_id == ordered && r.event_id == ids[0])
+        .unwrap()
+        .delivery_id;
+    let at = t0() + secs(2);
+    let retry = Outcome::failed(first, attempt(first, Some(500), Some("status 500"), at), Some(at), at);
+    store.complete(vec![retry].into(), at).await.unwrap();
+    let again = store.claim(&plan(&limits, at + secs(1))).await.unwrap();
+    let again: Vec<i64> = again.rows.iter().map(|r| r.delivery_id).collect();
+    assert_eq!(again, [first], "the create goes again, alone");
+    let gone = Outcome::failed(
+        first,
+        attempt(first, Some(500), Some("status 500"), at),
+        None,
+        at + secs(1),
+    );
+    store.complete(vec![gone].into(), at + secs(1)).await.unwrap();
+    let next = store.claim(&plan(&limits, at + secs(2))).await.unwrap();
+    let next: Vec<i64> = next.rows.iter().map(|r| r.event_id).collect();
+    assert_eq!(next, [ids[1]], "then the update");
+
+    // Rate permits: a second's burst, then the rate; what is given back is taken again.
+    let now = t0() + secs(100);
+    assert_eq!(store.take_permits(batched, 5.0, 20, now).await.unwrap().0, 5);
+    let (none, next_at) = store.take_permits(batched, 5.0, 20, now).await.unwrap();
+    assert_eq!((none, next_at), (0, now + Duration::milliseconds(200)));
+    store.return_permits(batched, 5.0, 2).await.unwrap();
+    assert_eq!(store.take_permits(batched, 5.0, 20, now).await.unwrap().0, 2);
+}
+
 /// Worker heartbeats.
 async fn workers(store: &dyn Store) {
     store.worker_heartbeat("w1", "host-a", 10, t0()).await.unwrap();
@@ -1534,5 +1630,6 @@ contract!(
     change_log,
     queue,
     queue_statistics,
+    guarantees,
     workers,
 );

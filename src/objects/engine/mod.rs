@@ -208,6 +208,7 @@ impl Run<'_> {
                 snapshots: json!({"prechange": t.pre, "postchange": t.post}),
                 request: self.req.request.clone(),
                 body: None,
+                batch: None,
             })
             .collect();
         Ok(Written {

@@ -3,6 +3,7 @@
 
 use super::{fetch, insert_rows, sql};
 use crate::events::Event;
+use crate::queue::Batched;
 use crate::store::rows::{event_args, RawEvent};
 use crate::store::sql::Arg;
 use crate::store::Result;
@@ -32,7 +33,7 @@ const EVENT_COLUMNS: [(&str, &str); 11] = [
     ("request", "text"),
 ];
 
-const DELIVERY_COLUMNS: [(&str, &str); 11] = [
+const DELIVERY_COLUMNS: [(&str, &str); 12] = [
     ("event_id", "bigint"),
     ("webhook_id", "bigint"),
     ("event_rule_id", "bigint"),
@@ -44,12 +45,14 @@ const DELIVERY_COLUMNS: [(&str, &str); 11] = [
     ("next_attempt_at", "bigint"),
     ("created_at", "bigint"),
     ("updated_at", "bigint"),
+    ("batch", "text"),
 ];
 
 /// Stores events and their deliveries (in the caller's transaction); returns the events' ids.
 pub(super) async fn insert_events<C: GenericClient>(
     c: &C,
     events: &[(&Event, &[Firing])],
+    batches: &[Batched],
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>> {
     if events.is_empty() {
@@ -66,27 +69,35 @@ pub(super) async fn insert_events<C: GenericClient>(
         .map(|((e, _), id)| std::iter::once(Arg::Int(*id)).chain(event_args(e, now)).collect())
         .collect();
     insert_rows(c, "events", &EVENT_COLUMNS, &rows).await?;
-    let deliveries: Vec<Vec<Arg>> = events
+    let row = |e: &Event, id: i64, f: &Firing, batch: Arg| {
+        vec![
+            Arg::Int(id),
+            Arg::Int(f.webhook_id),
+            f.event_rule_id.map_or(Arg::Null, Arg::Int),
+            Arg::from(e.kind.as_str()),
+            Arg::from(&e.object_type),
+            e.object_id().map_or(Arg::Null, Arg::Int),
+            Arg::from("queued"),
+            Arg::Int(0),
+            Arg::from(now),
+            Arg::from(now),
+            Arg::from(now),
+            batch,
+        ]
+    };
+    let mut deliveries: Vec<Vec<Arg>> = events
         .iter()
         .zip(&ids)
-        .flat_map(|((e, firings), id)| {
-            firings.iter().map(move |f| {
-                vec![
-                    Arg::Int(*id),
-                    Arg::Int(f.webhook_id),
-                    f.event_rule_id.map_or(Arg::Null, Arg::Int),
-                    Arg::from(e.kind.as_str()),
-                    Arg::from(&e.object_type),
-                    e.object_id().map_or(Arg::Null, Arg::Int),
-                    Arg::from("queued"),
-                    Arg::Int(0),
-                    Arg::from(now),
-                    Arg::from(now),
-                    Arg::from(now),
-                ]
-            })
-        })
+        .flat_map(|((e, firings), id)| firings.iter().map(move |f| row(e, *id, f, Arg::Null)))
         .collect();
+    for b in batches {
+        deliveries.push(row(
+            events[b.head].0,
+            ids[b.head],
+            &b.firing,
+            Arg::from(b.rest_ids(&ids)),
+        ));
+    }
     if !deliveries.is_empty() {
         insert_rows(c, "deliveries", &DELIVERY_COLUMNS, &deliveries).await?;
     }

@@ -270,9 +270,14 @@ impl WriteTx for PgTx<'_> {
         enabled(&self.tx).await
     }
 
-    async fn insert_events(&mut self, events: &[(&Event, &[Firing])], now: DateTime<Utc>) -> Result<Vec<i64>> {
-        let ids = insert_events(&self.tx, events, now).await?;
-        self.queued |= events.iter().any(|(_, webhooks)| !webhooks.is_empty());
+    async fn queue_events(
+        &mut self,
+        events: &[(&Event, &[Firing])],
+        batches: &[crate::queue::Batched],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        let ids = insert_events(&self.tx, events, batches, now).await?;
+        self.queued |= !batches.is_empty() || events.iter().any(|(_, webhooks)| !webhooks.is_empty());
         Ok(ids)
     }
 }

@@ -115,9 +115,7 @@ impl ClaimStore for PgStore {
         if rows.is_empty() {
             return Ok(ClaimedBatch::default());
         }
-        let mut ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = crate::queue::claimed_event_ids(&rows);
         let events = events(&c, &ids).await?;
         Ok(ClaimedBatch { rows, events })
     }

@@ -83,6 +83,7 @@ impl RawEvent {
             snapshots,
             request: self.request.as_deref().map(parse_json).transpose()?,
             body: self.body,
+            batch: None,
         })
     }
 }
@@ -108,10 +109,7 @@ pub fn delivery(row: &dyn Columns) -> Result<Delivery> {
         webhook_name: row.text("webhook_name")?,
         webhook_deleted: row.int("webhook_deleted")? != 0,
         object_id: row.opt_int("object_id")?,
-        batch: match row.opt_text("batch")? {
-            Some(text) => parse_json(&text)?,
-            None => Vec::new(),
-        },
+        batch: row.opt_text("batch")?.as_deref().map(parse_json).transpose()?,
         event_rule: match row.opt_int("event_rule_id")? {
             Some(id) => Some((id, row.opt_text("event_rule_name")?)),
             None => None,
@@ -128,8 +126,8 @@ pub fn delivery(row: &dyn Columns) -> Result<Delivery> {
     })
 }
 
-/// What a claim returns: `id, event_id, webhook_id, attempts, unrecorded_claims`.
-pub const CLAIM_RETURNING: &str = "id, event_id, webhook_id, attempts, unrecorded_claims";
+/// What a claim returns: `id, event_id, webhook_id, attempts, unrecorded_claims, batch`.
+pub const CLAIM_RETURNING: &str = "id, event_id, webhook_id, attempts, unrecorded_claims, batch";
 
 pub fn claimed_row(row: &dyn Columns) -> Result<ClaimedRow> {
     Ok(ClaimedRow {
@@ -138,6 +136,7 @@ pub fn claimed_row(row: &dyn Columns) -> Result<ClaimedRow> {
         attempts: row.int("attempts")?,
         event_id: row.int("event_id")?,
         unrecorded: row.int("unrecorded_claims")?,
+        batch: row.opt_text("batch")?.as_deref().map(parse_json).transpose()?,
     })
 }
 

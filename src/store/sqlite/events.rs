@@ -3,6 +3,7 @@
 
 use super::{map_err, micros, sql, sql_value, Run, CHUNK};
 use crate::events::Event;
+use crate::queue::Batched;
 use crate::store::rows::{event_args, RawEvent, EVENT_COLUMNS};
 use crate::store::Result;
 use crate::webhooks::Firing;
@@ -52,6 +53,37 @@ pub(super) fn insert_deliveries(
             e.object_type,
             micros(now),
             e.object_id(),
+        ])
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Queues one delivery per batch, about its first event (`ids` are the events' ids).
+pub(super) fn insert_batches(
+    conn: &Connection,
+    events: &[(&Event, &[Firing])],
+    batches: &[Batched],
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached(
+            "insert into deliveries (event_id, webhook_id, event_rule_id, event, object_type, object_id, status, \
+             attempts, next_attempt_at, created_at, updated_at, batch) values (?1, ?2, ?3, ?4, ?5, ?7, 'queued', 0, ?6, ?6, ?6, ?8)",
+        )
+        .map_err(map_err)?;
+    for b in batches {
+        let (e, f) = (events[b.head].0, b.firing);
+        stmt.execute(params![
+            ids[b.head],
+            f.webhook_id,
+            f.event_rule_id,
+            e.kind.as_str(),
+            e.object_type,
+            micros(now),
+            e.object_id(),
+            b.rest_ids(ids),
         ])
         .map_err(map_err)?;
     }

@@ -2,11 +2,12 @@
 //! JSON in the minimal form), unique keys and references in their own indexed tables, so
 //! uniqueness checks and dependents are index lookups whatever the type.
 
-use super::events::{insert_deliveries, insert_event};
+use super::events::{insert_batches, insert_deliveries, insert_event};
 use super::{map_err, micros, sql, sql_value, Run, CHUNK};
 use crate::changes::Change;
 use crate::events::Event;
 use crate::objects::{Lock, Obj, ObjectTx, Ref, Referrer};
+use crate::queue::Batched;
 use crate::store::rows::{self, change_args, json_err, Columns, CHANGE_COLUMNS, OBJECT_SELECT};
 use crate::store::sql::object_find;
 use crate::store::{Result, TriggerVersions, WriteTx};
@@ -199,7 +200,12 @@ impl WriteTx for SqliteTx<'_> {
         enabled(self.conn)
     }
 
-    async fn insert_events(&mut self, events: &[(&Event, &[Firing])], now: DateTime<Utc>) -> Result<Vec<i64>> {
+    async fn queue_events(
+        &mut self,
+        events: &[(&Event, &[Firing])],
+        batches: &[Batched],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
         let mut ids = Vec::with_capacity(events.len());
         for (event, webhooks) in events {
             let id = insert_event(self.conn, event, now)?;
@@ -208,6 +214,10 @@ impl WriteTx for SqliteTx<'_> {
                 self.queued = true;
             }
             ids.push(id);
+        }
+        if !batches.is_empty() {
+            insert_batches(self.conn, events, batches, &ids, now)?;
+            self.queued = true;
         }
         Ok(ids)
     }

@@ -93,9 +93,7 @@ impl ClaimStore for SqliteStore {
             .write
             .run(move |c| {
                 let rows = q.rows(c, |r| rows::claimed_row(r))?;
-                let mut ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
-                ids.sort_unstable();
-                ids.dedup();
+                let ids = crate::queue::claimed_event_ids(&rows);
                 Ok((rows, raw_events(c, &ids)?))
             })
             .await?;

@@ -26,6 +26,7 @@ enum Scenario {
     Isolation,
     Api,
     Workers,
+    Guarantees,
     Ui,
 }
 
@@ -150,6 +151,10 @@ async fn run(bench: &Bench, which: Scenario, started: Instant) -> anyhow::Result
     if wants(Scenario::Workers) {
         bench.workers(&mut report).await.context("workers")?;
         progress(&report, "workers");
+    }
+    if wants(Scenario::Guarantees) {
+        bench.guarantees(&mut report).await.context("guarantees")?;
+        progress(&report, "guarantees");
     }
     if wants(Scenario::Ui) {
         bench.ui(&mut report).await.context("ui")?;

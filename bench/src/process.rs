@@ -27,12 +27,18 @@ pub fn start_worker(exe: &Path, database: &str) -> anyhow::Result<Child> {
 impl Herald {
     /// Starts `herald serve` on port 0 and waits until it listens.
     pub async fn start(exe: &Path, database: &str, worker: bool) -> anyhow::Result<Herald> {
+        Herald::start_with(exe, database, worker, &[]).await
+    }
+
+    /// `start` with more environment (`HERALD_*` settings).
+    pub async fn start_with(exe: &Path, database: &str, worker: bool, more: &[(&str, &str)]) -> anyhow::Result<Herald> {
         let args: &[&str] = if worker { &[] } else { &["--no-worker"] };
-        let env = [
+        let mut env = vec![
             ("HERALD_ADMIN_TOKEN", TOKEN),
             ("HERALD_ADMIN_PASSWORD", PASSWORD),
             ("RUST_LOG", "warn"),
         ];
+        env.extend_from_slice(more);
         let (child, base) = herald_testkit::process::serve(exe, database, args, &env, Duration::from_secs(60)).await?;
         let pid = child.id().context("herald exited at once")?;
         let client = reqwest::Client::builder()
@@ -75,13 +81,17 @@ impl Herald {
     }
 
     pub async fn create_webhook(&self, name: &str, url: &str, timeout: u32) -> anyhow::Result<()> {
-        self.post(
-            "/api/extras/webhooks/",
-            &json!({"name": name, "content_types": ["dcim.site"], "type_create": true,
-                    "payload_url": url, "secret": super::receiver::SECRET, "timeout": timeout}),
-        )
-        .await
-        .map(|_| ())
+        self.create_webhook_with(name, url, timeout, json!({})).await
+    }
+
+    /// `create_webhook` with more fields (`{"ordered": true}`, ...).
+    pub async fn create_webhook_with(&self, name: &str, url: &str, timeout: u32, more: Value) -> anyhow::Result<()> {
+        let mut body = json!({"name": name, "content_types": ["dcim.site"], "type_create": true,
+                              "payload_url": url, "secret": super::receiver::SECRET, "timeout": timeout});
+        if let (Some(b), Some(m)) = (body.as_object_mut(), more.as_object()) {
+            b.extend(m.clone());
+        }
+        self.post("/api/extras/webhooks/", &body).await.map(|_| ())
     }
 }
 
@@ -108,6 +118,18 @@ pub fn event(n: u64) -> Value {
 
 /// Posts events `from..to` in batches of `batch`, `parallel` requests at a time.
 pub async fn post_events(h: &Herald, from: u64, to: u64, batch: u64, parallel: usize) -> anyhow::Result<()> {
+    post_made(h, from, to, batch, parallel, event).await
+}
+
+/// `post_events` with each event made by `make` from its number.
+pub async fn post_made(
+    h: &Herald,
+    from: u64,
+    to: u64,
+    batch: u64,
+    parallel: usize,
+    make: fn(u64) -> Value,
+) -> anyhow::Result<()> {
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
     let mut start = from;
@@ -118,7 +140,7 @@ pub async fn post_events(h: &Herald, from: u64, to: u64, batch: u64, parallel: u
         let body = format!(
             "[{}]",
             (start..end)
-                .map(|n| herald::python::json::dumps(&event(n)))
+                .map(|n| herald::python::json::dumps(&make(n)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -397,15 +397,24 @@ impl Counter {
     }
 }
 
-/// The number after `"id": ` in `"data": {"id": N` of a body as NetBox (and Herald) write
-/// them, or in `"data":{"id":N` of a compact one.
-fn event_number(body: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(body).ok()?;
-    let at = ["\"data\": {\"id\": ", "\"data\":{\"id\":"]
-        .iter()
-        .find_map(|marker| text.find(marker).map(|at| at + marker.len()))?;
-    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+/// The numbers after `"id": ` in each `"data": {"id": N` of a body as NetBox (and Herald)
+/// write them, or `"data":{"id":N` of a compact one: one for an event, each event's for a
+/// batch (a list of them).
+fn event_numbers(body: &[u8]) -> Vec<u64> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for marker in ["\"data\": {\"id\": ", "\"data\":{\"id\":"] {
+        for (at, _) in text.match_indices(marker) {
+            let digits: String = text[at + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            found.extend(digits.parse::<u64>().ok());
+        }
+    }
+    found
 }
 
 async fn count(
@@ -434,11 +443,13 @@ async fn count(
         counts.bad_signatures.fetch_add(1, Ordering::Relaxed);
     }
     counts.received.fetch_add(1, Ordering::Relaxed);
-    if let Some(n) = event_number(&body) {
-        if lock(&counts.arrivals).insert(n, now).is_some() {
+    let mut arrivals = lock(&counts.arrivals);
+    for n in event_numbers(&body) {
+        if arrivals.insert(n, now).is_some() {
             counts.duplicates.fetch_add(1, Ordering::Relaxed);
         }
     }
+    drop(arrivals);
     *lock(&counts.last) = Some(now);
     Response::builder()
         .status(StatusCode::NO_CONTENT)
@@ -451,8 +462,10 @@ mod tests {
     #[test]
     fn finds_the_event_number() {
         let body = br#"{"event": "created", "data": {"id": 4821, "name": "x"}}"#;
-        assert_eq!(super::event_number(body), Some(4821));
-        assert_eq!(super::event_number(b"{}"), None);
-        assert_eq!(super::event_number(br#"{"data":{"id":7}}"#), Some(7));
+        assert_eq!(super::event_numbers(body), [4821]);
+        assert!(super::event_numbers(b"{}").is_empty());
+        assert_eq!(super::event_numbers(br#"{"data":{"id":7}}"#), [7]);
+        let batch = br#"[{"data": {"id": 1, "region": {"id": 9}}}, {"data": {"id": 2}}]"#;
+        assert_eq!(super::event_numbers(batch), [1, 2]);
     }
 }

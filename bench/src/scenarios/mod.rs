@@ -2,6 +2,7 @@
 
 mod api;
 mod delivery;
+mod guarantees;
 mod load;
 mod ui;
 mod workers;

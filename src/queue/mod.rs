@@ -6,10 +6,14 @@
 //! `in_flight` when it falls due. A claim is a lease: `next_attempt_at` of an in-flight
 //! delivery is when its lease runs out, after which any worker may claim it again.
 
+mod batch;
 pub mod policy;
+mod rate;
+
+pub use batch::{gather_batches, Batched};
+pub use rate::Gcra;
 
 use crate::events::Event;
-use crate::webhooks::Firing;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -135,58 +139,6 @@ impl Claimed {
             )
         })
     }
-}
-
-/// Events of one write that a batching webhook gets in one delivery: `head` (the first, whose
-/// delivery it is) and `rest`, in change order, by their places in the write's events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batched {
-    pub firing: Firing,
-    pub head: usize,
-    pub rest: Vec<usize>,
-}
-
-impl Batched {
-    /// The `rest` as the JSON list of their ids that a delivery's `batch` holds.
-    pub fn rest_ids(&self, ids: &[i64]) -> String {
-        let rest: Vec<i64> = self.rest.iter().map(|i| ids[*i]).collect();
-        serde_json::to_string(&rest).unwrap_or_else(|_| "[]".into())
-    }
-}
-
-/// Takes the batching firings out of each event's, gathered into batches: one per firing
-/// (webhook and rule) and request, of `max` events at most (past it, another).
-pub fn gather_batches(firings: &mut [(&Event, Vec<Firing>)], max: usize) -> Vec<Batched> {
-    let max = max.max(1);
-    let mut batches: Vec<(Batched, usize)> = Vec::new();
-    let request_ids: Vec<String> = firings.iter().map(|(e, _)| e.request_id.clone()).collect();
-    for (i, (_, fs)) in firings.iter_mut().enumerate() {
-        fs.retain(|f| {
-            if !f.batch {
-                return true;
-            }
-            let open = batches
-                .iter_mut()
-                .rev()
-                .find(|(b, len)| b.firing == *f && request_ids[b.head] == request_ids[i] && *len < max);
-            match open {
-                Some((b, len)) => {
-                    b.rest.push(i);
-                    *len += 1;
-                }
-                None => batches.push((
-                    Batched {
-                        firing: *f,
-                        head: i,
-                        rest: Vec::new(),
-                    },
-                    1,
-                )),
-            }
-            false
-        });
-    }
-    batches.into_iter().map(|(b, _)| b).collect()
 }
 
 /// A claimed row as a backend returns it, before its event is attached.
@@ -534,111 +486,9 @@ pub struct Recorded {
     pub duplicate: bool,
 }
 
-/// A rate limit as GCRA (the generic cell rate algorithm) keeps it: one theoretical arrival
-/// time (TAT, microseconds) per webhook; a send at `t` may go when `t >= TAT - tolerance`, and
-/// moves TAT on by one interval. The tolerance lets a burst of one second's worth go at once.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gcra {
-    interval: i64,
-    tolerance: i64,
-}
-
-impl Gcra {
-    /// For `rate` requests a second (a burst of `max(1, rate)` requests).
-    pub fn new(rate: f64) -> Gcra {
-        let interval = (1_000_000.0 / rate.max(1e-6)).round().max(1.0) as i64;
-        let burst = rate.floor().max(1.0) as i64;
-        Gcra {
-            interval,
-            tolerance: interval.saturating_mul(burst - 1),
-        }
-    }
-
-    pub fn interval_us(&self) -> i64 {
-        self.interval
-    }
-
-    /// Grants up to `want` sends at `now` from `tat`: how many, and the new TAT.
-    pub fn take(&self, tat: i64, now: i64, want: i64) -> (i64, i64) {
-        let start = tat.max(now);
-        let room = now + self.tolerance - start;
-        if room < 0 || want <= 0 {
-            return (0, start);
-        }
-        let granted = (room / self.interval + 1).min(want);
-        (granted, start + granted * self.interval)
-    }
-
-    /// When the next send may go, given `tat`.
-    pub fn next_at(&self, tat: i64) -> i64 {
-        tat - self.tolerance
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_gather_one_requests_events_per_firing_up_to_the_most() {
-        let event = |request: &str| Event {
-            id: 0,
-            kind: crate::events::EventKind::Created,
-            timestamp: String::new(),
-            object_type: "dcim.site".into(),
-            username: "u".into(),
-            request_id: request.into(),
-            data: serde_json::json!({}),
-            snapshots: serde_json::json!({}),
-            request: None,
-            body: None,
-            batch: None,
-        };
-        let firing = |webhook_id, batch| Firing {
-            webhook_id,
-            event_rule_id: None,
-            batch,
-        };
-        let (a, b) = (event("a"), event("b"));
-        let mut fired: Vec<(&Event, Vec<Firing>)> = vec![
-            (&a, vec![firing(1, true), firing(2, false)]),
-            (&a, vec![firing(1, true)]),
-            (&b, vec![firing(1, true)]),
-            (&a, vec![firing(1, true), firing(3, true)]),
-        ];
-        let got = gather_batches(&mut fired, 2);
-        let shape: Vec<(i64, usize, Vec<usize>)> = got
-            .iter()
-            .map(|b| (b.firing.webhook_id, b.head, b.rest.clone()))
-            .collect();
-        // Webhook 1: events 0 and 1 (full at two), 2 alone (another request), 3 starts anew.
-        assert_eq!(shape, [(1, 0, vec![1]), (1, 2, vec![]), (1, 3, vec![]), (3, 3, vec![])]);
-        // Only the unbatched firing stays with its event.
-        assert_eq!(fired.iter().map(|(_, f)| f.len()).collect::<Vec<_>>(), [1, 0, 0, 0]);
-        assert_eq!(got[0].rest_ids(&[10, 11, 12, 13]), "[11]");
-    }
-
-    #[test]
-    fn gcra_lets_a_seconds_burst_then_the_rate() {
-        let g = Gcra::new(5.0);
-        assert_eq!(g.interval_us(), 200_000);
-        // A burst of 5 at once, then one each 200 ms.
-        let (n, tat) = g.take(0, 1_000_000, 20);
-        assert_eq!(n, 5);
-        assert_eq!(g.take(tat, 1_000_000, 20).0, 0);
-        assert_eq!(g.next_at(tat), 1_200_000);
-        let (n, tat) = g.take(tat, 1_200_000, 20);
-        assert_eq!(n, 1);
-        assert_eq!(g.take(tat, 1_300_000, 20).0, 0);
-        // Idle for a long time: still a burst of 5 at most.
-        assert_eq!(g.take(tat, 100_000_000, 20).0, 5);
-        // Below one a second: one at a time, every interval.
-        let slow = Gcra::new(0.5);
-        let (n, tat) = slow.take(0, 0, 3);
-        assert_eq!((n, tat), (1, 2_000_000));
-        assert_eq!(slow.take(tat, 1_999_999, 3).0, 0);
-        assert_eq!(slow.take(tat, 2_000_000, 3).0, 1);
-    }
 
     #[test]
     fn plans_take_free_slots_and_lease_by_timeout() {

@@ -2,6 +2,8 @@
 mod common;
 
 mod event_rules;
+mod object_catalog;
+mod object_events;
 mod objects;
 mod pynetbox_filters;
 mod pynetbox_inventory;

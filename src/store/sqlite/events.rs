@@ -38,23 +38,8 @@ pub(super) fn insert_deliveries(
     firings: &[Firing],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let mut stmt = conn
-        .prepare_cached(
-            "insert into deliveries (event_id, webhook_id, event_rule_id, event, object_type, object_id, status, \
-             attempts, next_attempt_at, created_at, updated_at) values (?1, ?2, ?3, ?4, ?5, ?7, 'queued', 0, ?6, ?6, ?6)",
-        )
-        .map_err(map_err)?;
     for f in firings {
-        stmt.execute(params![
-            event_id,
-            f.webhook_id,
-            f.event_rule_id,
-            e.kind.as_str(),
-            e.object_type,
-            micros(now),
-            e.object_id(),
-        ])
-        .map_err(map_err)?;
+        insert_delivery(conn, event_id, e, f, None, now)?;
     }
     Ok(())
 }
@@ -67,25 +52,44 @@ pub(super) fn insert_batches(
     ids: &[i64],
     now: DateTime<Utc>,
 ) -> Result<()> {
+    for b in batches {
+        insert_delivery(
+            conn,
+            ids[b.head],
+            events[b.head].0,
+            &b.firing,
+            Some(b.rest_ids(ids)),
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+/// One queued delivery of event `event_id` (`e`) by `f`, with a batch's further event ids.
+fn insert_delivery(
+    conn: &Connection,
+    event_id: i64,
+    e: &Event,
+    f: &Firing,
+    batch: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let mut stmt = conn
         .prepare_cached(
             "insert into deliveries (event_id, webhook_id, event_rule_id, event, object_type, object_id, status, \
              attempts, next_attempt_at, created_at, updated_at, batch) values (?1, ?2, ?3, ?4, ?5, ?7, 'queued', 0, ?6, ?6, ?6, ?8)",
         )
         .map_err(map_err)?;
-    for b in batches {
-        let (e, f) = (events[b.head].0, b.firing);
-        stmt.execute(params![
-            ids[b.head],
-            f.webhook_id,
-            f.event_rule_id,
-            e.kind.as_str(),
-            e.object_type,
-            micros(now),
-            e.object_id(),
-            b.rest_ids(ids),
-        ])
-        .map_err(map_err)?;
-    }
+    stmt.execute(params![
+        event_id,
+        f.webhook_id,
+        f.event_rule_id,
+        e.kind.as_str(),
+        e.object_type,
+        micros(now),
+        e.object_id(),
+        batch,
+    ])
+    .map_err(map_err)?;
     Ok(())
 }

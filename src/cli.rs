@@ -55,6 +55,25 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     PrintConfig,
+    /// Print every request sent here and whether its signatures are valid (to see what a
+    /// webhook sends).
+    Receiver {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// The webhook's secret, to check X-Hook-Signature and webhook-signature with.
+        #[arg(long)]
+        secret: Option<String>,
+        /// The status to answer with.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..=599))]
+        status: u16,
+    },
+    /// Copy the SQLite database, while Herald runs, into FILE (SQLite's online backup), with
+    /// its identity beside it (FILE.id).
+    Backup {
+        /// The copy to make (it must not exist).
+        file: PathBuf,
+    },
     /// Render templates for a parent Herald, under a memory bound (started by Herald itself).
     #[command(hide = true)]
     Sandbox,
@@ -221,6 +240,43 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Sandbox => Ok(()),
         Command::PrintConfig => {
             print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Receiver { listen, secret, status } => {
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            println!(
+                "Receiving on http://{}/ (answering {status}{}); Ctrl-C stops",
+                listener.local_addr()?,
+                if secret.is_some() { ", checking signatures" } else { "" }
+            );
+            let settings = crate::receiver::Settings {
+                secret: secret.filter(|s| !s.is_empty()),
+                status: axum::http::StatusCode::from_u16(status).context("--status must be an HTTP status")?,
+            };
+            Ok(crate::receiver::run(listener, settings, shutdown_on_signals()).await?)
+        }
+        Command::Backup { file } => {
+            let made = crate::store::backup(&config.database_url, &file)?;
+            println!(
+                "Backed up {} into {} ({} bytes).",
+                config.database_url,
+                file.display(),
+                made.bytes
+            );
+            println!(
+                "To restore: stop Herald, copy {} over the database file{}, and start Herald.",
+                file.display(),
+                if made.identity.is_some() {
+                    format!(
+                        " and {}.id over the file beside it (herald.db.id for herald.db)",
+                        file.display()
+                    )
+                } else {
+                    String::new()
+                }
+            );
             Ok(())
         }
         Command::Migrate => {

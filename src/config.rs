@@ -29,6 +29,25 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub ingest: IngestConfig,
     pub notices: NoticesConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Who may read `/metrics`, and where else it is served.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MetricsConfig {
+    /// The bearer token `/metrics` on the API's port asks for (empty: it answers nobody there).
+    pub token: String,
+    /// A listener of its own for `/metrics`, `/healthz` and `/readyz`, open (empty: none).
+    pub listen: String,
+}
+
+impl std::fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
+            .field("listen", &self.listen)
+            .finish()
+    }
 }
 
 /// Where Herald tells its operator about webhooks in trouble.
@@ -193,6 +212,7 @@ impl std::fmt::Debug for Config {
             .field("postgres", &self.postgres)
             .field("worker", &self.worker)
             .field("retention", &self.retention)
+            .field("metrics", &self.metrics)
             .field(
                 "ingest.secret",
                 &if self.ingest.secret.is_empty() {
@@ -291,6 +311,15 @@ impl Config {
             self.notices.failing_after >= 1,
             "notices.failing_after must be at least 1"
         );
+        let m = &self.metrics;
+        anyhow::ensure!(
+            m.listen.is_empty() || m.listen.parse::<std::net::SocketAddr>().is_ok(),
+            "metrics.listen must be an address and port, such as 127.0.0.1:9464"
+        );
+        anyhow::ensure!(
+            m.token.is_empty() || (m.token.len() >= 16 && m.token.bytes().all(|b| b.is_ascii_graphic())),
+            "metrics.token must be at least 16 printable characters, without spaces"
+        );
         anyhow::ensure!(w.batch_size >= 1, "worker.batch_size must be at least 1");
         anyhow::ensure!(
             (1..=10_000).contains(&w.max_batch_events),
@@ -334,6 +363,9 @@ impl Config {
         }
         if !shown.notices.secret.is_empty() {
             shown.notices.secret = "<redacted>".into();
+        }
+        if !shown.metrics.token.is_empty() {
+            shown.metrics.token = "<redacted>".into();
         }
         shown.database_url = redact_url(&shown.database_url);
         toml::to_string(&shown).unwrap_or_else(|e| format!("# the configuration cannot be shown as TOML: {e}\n"))

@@ -76,6 +76,7 @@ impl App {
             svc.sandbox.clone(),
             self.state.worker_running.clone(),
             self.notices.clone(),
+            svc.metrics.clone(),
         )
     }
 
@@ -131,6 +132,8 @@ impl App {
                 shutdown.clone(),
             )));
         }
+        let ops = self.ops_listener(shutdown.clone()).await?;
+        tokio::spawn(self.state.svc.metrics.clone().keep_up(shutdown.clone()));
         let app = api::router(self.state.clone(), crate::ui::pages(&self.state));
         let this = Arc::new(self);
         let worker = with_worker.then(|| {
@@ -145,12 +148,39 @@ impl App {
         if let Some(n) = node {
             let _ = n.await;
         }
+        if let Some(o) = ops {
+            let _ = o.await;
+        }
         Ok(())
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `metrics.listen`, when set, until
+    /// `shutdown`; prints where (`Herald metrics on http://ADDR/metrics`).
+    async fn ops_listener(&self, shutdown: CancellationToken) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+        let config = self.state.svc.config.clone();
+        let listen = &config.metrics.listen;
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (metrics.listen)"))?;
+        println!("Herald metrics on http://{}/metrics", listener.local_addr()?);
+        let router = api::ops::open_router(self.state.clone());
+        Ok(Some(tokio::spawn(async move {
+            api::serve::serve(listener, router, &config.api, shutdown).await;
+        })))
     }
 
     /// Runs only the delivery worker until `shutdown` fires.
     pub async fn work(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.run_worker(shutdown).await;
+        let ops = self.ops_listener(shutdown.clone()).await?;
+        tokio::spawn(self.state.svc.metrics.clone().keep_up(shutdown.clone()));
+        self.run_worker(shutdown.clone()).await;
+        shutdown.cancel();
+        if let Some(o) = ops {
+            let _ = o.await;
+        }
         Ok(())
     }
 }

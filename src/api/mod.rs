@@ -9,6 +9,7 @@ mod events;
 mod extract;
 pub mod json;
 mod objects;
+pub mod ops;
 mod root;
 mod schema;
 pub mod serve;
@@ -91,6 +92,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .merge(users::router())
         .merge(access::router())
         .merge(objects::router(&state.svc.catalog))
+        .merge(ops::router())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::map_response(add_api_version))
         .layer(DefaultBodyLimit::max(api.max_body_bytes))
@@ -98,6 +100,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             refuse_long_uris(max_uri, req, next)
         }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::measure))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         // Outermost, so the request span carries the id.
         .layer(axum::middleware::from_fn(request_id))

@@ -14,8 +14,9 @@ use webhooks::Prepared;
 pub use recorder::record_outcomes;
 
 use crate::config::WorkerConfig;
+use crate::metrics::Metrics;
 use crate::queue::policy::{decide, parse_retry_after, Observed, Verdict};
-use crate::queue::{attach_events, ClaimLimits, ClaimPlan, Claimed, Outcome};
+use crate::queue::{attach_events, ClaimLimits, ClaimPlan, Claimed, Outcome, Status};
 use crate::store::{Store, StoreError};
 use crate::webhooks::sandbox::Sandbox;
 use crate::webhooks::signature;
@@ -70,6 +71,8 @@ pub struct Worker {
     /// Outcomes on their way to the recorder (taken when draining, to end it).
     outcomes: Mutex<Option<mpsc::UnboundedSender<Outcome>>>,
     recorder: recorder::Handle,
+    /// This process's measurements: what each send did, and whether claims work.
+    metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -82,6 +85,7 @@ impl Worker {
         sandbox: Arc<Sandbox>,
         running: Arc<AtomicBool>,
         notices: Option<Arc<crate::maintenance::notices::Notices>>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Worker> {
         let (tx, recorder) = recorder::start(store.clone(), notices);
         Arc::new(Worker {
@@ -101,6 +105,7 @@ impl Worker {
             abandon: CancellationToken::new(),
             outcomes: Mutex::new(Some(tx)),
             recorder,
+            metrics,
         })
     }
 
@@ -113,7 +118,10 @@ impl Worker {
                 p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = cancel.cancelled() => break,
             };
-            match self.run_once(first).await {
+            let pass = self.run_once(first).await;
+            self.metrics
+                .claimed(pass.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+            match pass {
                 Ok(Pass::Full(_)) => {}
                 Ok(Pass::Short(_)) => self.wait_for_work(&cancel).await,
                 Err(e) => {
@@ -249,6 +257,7 @@ impl Worker {
         self.tasks.spawn(
             async move {
                 let id = c.delivery_id;
+                let _sending = worker.metrics.sending();
                 let outcome = tokio::select! {
                     o = worker.deliver(c, webhook) => o,
                     _ = abandon.cancelled() => return,
@@ -365,7 +374,20 @@ impl Worker {
     /// Renders, sends and judges one delivery.
     async fn deliver(&self, c: Claimed, prepared: Option<Arc<Prepared>>) -> Outcome {
         let webhook_id = c.webhook_id;
-        self.judge(c, prepared).await.of_webhook(webhook_id)
+        let changed_at = chrono::DateTime::parse_from_rfc3339(&c.event.timestamp).ok();
+        let outcome = self.judge(c, prepared).await.of_webhook(webhook_id);
+        let label = match outcome.status {
+            Status::Succeeded => "succeeded",
+            Status::Retrying => "retried",
+            _ => "failed",
+        };
+        self.metrics.outcome(webhook_id, label);
+        if let (Status::Succeeded, Some(at)) = (outcome.status, changed_at) {
+            let waited = outcome.next_attempt_at.signed_duration_since(at);
+            self.metrics
+                .delivered(waited.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+        }
+        outcome
     }
 
     async fn judge(&self, c: Claimed, prepared: Option<Arc<Prepared>>) -> Outcome {
@@ -376,9 +398,13 @@ impl Worker {
             return Outcome::unsendable(c.delivery_id, why, Utc::now());
         }
         let built = if prepared.plain.renders() {
-            self.sandbox
+            let started = std::time::Instant::now();
+            let built = self
+                .sandbox
                 .build(&prepared.webhook, &c.event, Some(c.delivery_id))
-                .await
+                .await;
+            self.metrics.rendered(started.elapsed());
+            built
         } else {
             prepared.plain.build(&prepared.webhook, &c.event, Some(c.delivery_id))
         };
@@ -387,13 +413,19 @@ impl Worker {
             Err(e) => return Outcome::unsendable(c.delivery_id, format!("template error: {e}"), Utc::now()),
         };
         let destination = prepared.destination.clone().or_else(|| send::destination(&request.url));
-        let _slot: Option<OwnedSemaphorePermit> = match destination {
-            Some(d) => self.slots(&d).acquire_owned().await.ok(),
+        let _slot: Option<(OwnedSemaphorePermit, crate::metrics::Held)> = match destination {
+            Some(d) => self
+                .slots(&d)
+                .acquire_owned()
+                .await
+                .ok()
+                .map(|p| (p, self.metrics.destination_slot())),
             None => None,
         };
         // Signed once it may go: a signature never waits in line for a slot.
         signature::sign(&prepared.webhook, &mut request, &c.delivery_id.to_string(), Utc::now());
         let timeout = Duration::from_secs(u64::from(prepared.webhook.timeout));
+        let started = std::time::Instant::now();
         let (attempt, timed_out) = match self.clients.for_request(&prepared.webhook, &request.url).await {
             Ok(client) => {
                 send::send(
@@ -411,6 +443,11 @@ impl Worker {
                 (a, false)
             }
         };
+        self.metrics.attempt(
+            c.webhook_id,
+            crate::metrics::status_class(attempt.response_status, timed_out),
+            started.elapsed(),
+        );
         let now = Utc::now();
         let seen = Observed {
             status: attempt.response_status,

@@ -81,11 +81,15 @@ impl Services {
             self.outbox
                 .record_events(self.store.as_ref(), events.clone(), intake.clone(), now)
         };
-        match record().await {
+        let recorded = match record().await {
             // Another request took a key first: run again, and find its events.
-            Err(crate::store::StoreError::Unique(_)) => Ok(record().await?),
-            done => Ok(done?),
-        }
+            Err(crate::store::StoreError::Unique(_)) => record().await?,
+            done => done?,
+        };
+        let duplicates = recorded.iter().filter(|r| r.duplicate).count();
+        self.metrics.ingested("duplicate", duplicates);
+        self.metrics.ingested("relay", recorded.len() - duplicates);
+        Ok(recorded)
     }
 }
 

@@ -10,6 +10,7 @@ mod event_rules;
 mod events;
 pub mod filters;
 mod objects;
+mod ops;
 mod passwords;
 pub mod sessions;
 mod tags;
@@ -24,6 +25,7 @@ pub use deliveries::{
 };
 pub use event_rules::{EventRuleFilter, FILTERS as EVENT_RULE_FILTERS};
 pub use objects::ObjectWrite;
+pub use ops::Readiness;
 pub use users::NewToken;
 pub use webhooks::{TextFilter, TextLookup, WebhookFilter, FILTERS as WEBHOOK_FILTERS};
 
@@ -56,6 +58,8 @@ pub struct Services {
     /// Where passwords are hashed and checked.
     passwords: Arc<passwords::Passwords>,
     outbox: Arc<Outbox>,
+    /// What this process measures (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Services {
@@ -80,6 +84,7 @@ impl Services {
             throttle,
             passwords: Arc::new(passwords::Passwords::start()),
             outbox,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 

@@ -57,6 +57,7 @@ impl Services {
             .outbox
             .write_objects(self.store.as_ref(), self.catalog.clone(), req)
             .await?;
+        self.metrics.ingested("api", committed.written.events.len());
         Ok(committed.written.views)
     }
 

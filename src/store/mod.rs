@@ -329,6 +329,12 @@ pub trait Store:
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
+    /// The schema version the database is at, and the one this build expects (readiness).
+    async fn schema_version(&self) -> Result<(i64, i64)>;
+    /// A pool's connections: its size, idle ones and callers waiting for one (PostgreSQL).
+    fn pool_status(&self) -> Option<(usize, usize, usize)> {
+        None
+    }
     /// Readies what objects of these types need before they are written (PostgreSQL: an id
     /// sequence per type, so creators of one type need not take turns). Types not readied
     /// still work, more slowly. Called at startup with the catalog's types.
@@ -393,6 +399,16 @@ pub async fn open(url: &str, postgres: &PostgresConfig) -> anyhow::Result<Arc<dy
             redact_url(url)
         )
     }
+}
+
+/// Backs up the database at `url` into the file `dest`, while it may be in use: SQLite only
+/// (a PostgreSQL database is backed up with `pg_dump`).
+pub fn backup(url: &str, dest: &std::path::Path) -> anyhow::Result<sqlite::backup::Made> {
+    anyhow::ensure!(
+        url.starts_with("sqlite:"),
+        "herald backup copies SQLite databases; back up PostgreSQL with pg_dump (README, \"Backups\")"
+    );
+    sqlite::backup::backup(url, dest)
 }
 
 /// A database URL with its password (if any) masked, fit for logs.

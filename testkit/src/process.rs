@@ -60,6 +60,39 @@ pub fn worker(exe: &Path, db: &str, env: &[(&str, &str)]) -> anyhow::Result<Chil
         .with_context(|| format!("cannot start {} worker", exe.display()))
 }
 
+/// Starts `herald worker --database DB` with `env` (over `QUIET`) and `metrics.listen` on a
+/// port of its own; returns it with that listener's base URL once it listens (within `within`).
+pub async fn watched_worker(
+    exe: &Path,
+    db: &str,
+    env: &[(&str, &str)],
+    within: Duration,
+) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(exe)
+        .args(["worker", "--database", db])
+        .envs(QUIET)
+        .env("HERALD_METRICS__LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {} worker", exe.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let base = tokio::time::timeout(within, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix("Herald metrics on ") {
+                return Ok(url.trim_end_matches("/metrics").to_string());
+            }
+        }
+        bail!("the worker exited before listening")
+    })
+    .await
+    .with_context(|| format!("the worker did not listen within {within:?}"))??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, base))
+}
+
 /// SIGTERM, then a bounded wait; SIGKILL if it has not exited by then.
 pub async fn stop(mut child: Child) {
     if let Some(pid) = child.id() {

@@ -19,3 +19,12 @@ pub fn worker(db: &str, env: &[(&str, &str)]) -> Child {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_herald"));
     herald_testkit::process::worker(exe, db, env).expect("start herald worker")
 }
+
+/// Starts `herald worker` on `db` with its metrics listener; returns it with that listener's
+/// base URL.
+pub async fn watched_worker(db: &str, env: &[(&str, &str)]) -> (Child, String) {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_herald"));
+    herald_testkit::process::watched_worker(exe, db, env, Duration::from_secs(30))
+        .await
+        .expect("herald worker listening within 30 s")
+}

@@ -3,4 +3,5 @@ mod common;
 
 mod cli;
 mod fleet;
+mod observe;
 mod postgres_tls;

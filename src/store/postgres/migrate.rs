@@ -7,6 +7,9 @@ use crate::store::{Result, StoreError};
 use chrono::Utc;
 
 /// The migrations, in order. Never edit one that has shipped: add another.
+/// The schema version this build makes and expects: its last migration's.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
 const MIGRATIONS: [(i64, &str, &str); 8] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (

@@ -307,6 +307,16 @@ impl Tx for Statements<'_> {
 
 #[async_trait]
 impl Store for PgStore {
+    async fn schema_version(&self) -> Result<(i64, i64)> {
+        let q = self.sql("select coalesce(max(version), 0) as v from herald_migrations");
+        let applied = crate::store::rows::one(Exec::rows(self, q, |r| r.int("v")).await?)?;
+        Ok((applied, migrate::LATEST))
+    }
+
+    fn pool_status(&self) -> Option<(usize, usize, usize)> {
+        let s = self.pool.status();
+        Some((s.size, s.available, s.waiting))
+    }
     async fn migrate(&self) -> Result<()> {
         let mut client = self.client().await?;
         self.identity.check(identity::stored(&client).await?.as_deref())?;

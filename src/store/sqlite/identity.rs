@@ -36,7 +36,11 @@ impl FileGuard {
     /// Whether the path no longer names the file opened; why is kept for `problem`.
     pub fn lost(&self) -> bool {
         let why = match std::fs::metadata(&self.path) {
-            Ok(m) if (m.dev(), m.ino()) == self.file => return false,
+            Ok(m) if (m.dev(), m.ino()) == self.file => {
+                // Put back where it was: writes go to a file the path names again.
+                crate::sync::lock(&self.problem).take();
+                return false;
+            }
             Ok(_) => "was replaced by another file".to_string(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was deleted".to_string(),
             Err(e) => format!("cannot be read ({e})"),
@@ -84,6 +88,11 @@ pub fn check_writable(conn: &Connection, db: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The identity a database holds (`herald_meta`), if it has one.
+pub fn stored(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    stored_id(conn)
 }
 
 fn stored_id(conn: &Connection) -> rusqlite::Result<Option<String>> {

@@ -7,6 +7,9 @@ use chrono::Utc;
 use rusqlite::{params, Connection};
 
 /// The migrations, in order. Never edit one that has shipped: add another.
+/// The schema version this build makes and expects: its last migration's.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
 const MIGRATIONS: [(i64, &str, &str); 13] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (

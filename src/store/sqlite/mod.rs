@@ -7,6 +7,7 @@
 //! This file opens the database and runs write transactions; the other files hold the SQL of
 //! each part of the contract.
 
+pub mod backup;
 mod events;
 mod identity;
 mod lane;
@@ -364,6 +365,11 @@ impl Tx for Statements<'_> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn schema_version(&self) -> Result<(i64, i64)> {
+        let q = self.sql("select coalesce(max(version), 0) as v from herald_migrations");
+        let applied = crate::store::rows::one(Exec::rows(self, q, |r| r.int("v")).await?)?;
+        Ok((applied, migrate::LATEST))
+    }
     async fn migrate(&self) -> Result<()> {
         let path = self.path.clone();
         self.write
@@ -407,6 +413,7 @@ impl Store for SqliteStore {
     }
 
     fn lost(&self) -> Option<String> {
-        self.file.as_ref().and_then(|f| f.problem())
+        // Looked at again: a file put back answers again.
+        self.file.as_ref().filter(|f| f.lost()).and_then(|f| f.problem())
     }
 }

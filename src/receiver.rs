@@ -103,14 +103,14 @@ pub fn describe(
         Err(_) if body.is_empty() => out.push_str("(no body)\n"),
         Err(_) => match std::str::from_utf8(body) {
             Ok(text) if text.len() <= PRINTED_AT_MOST => {
-                let _ = writeln!(out, "{text}");
+                let _ = writeln!(out, "{}", printable(text));
             }
             Ok(text) => {
                 let cut = (0..=PRINTED_AT_MOST)
                     .rev()
                     .find(|i| text.is_char_boundary(*i))
                     .unwrap_or(0);
-                let _ = writeln!(out, "{}\n… ({} bytes more)", &text[..cut], text.len() - cut);
+                let _ = writeln!(out, "{}\n… ({} bytes more)", printable(&text[..cut]), text.len() - cut);
             }
             Err(_) => {
                 let _ = writeln!(out, "({} bytes, not text)", body.len());
@@ -123,6 +123,18 @@ pub fn describe(
     }
     let _ = writeln!(out, "answered {}\n", settings.status.as_u16());
     out
+}
+
+/// `text` with control characters other than newlines and tabs escaped, so a body cannot
+/// drive the terminal it is printed on (colours, cursor moves, a title).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// One line per signature the request carries: valid, invalid, or not checked.
@@ -179,6 +191,25 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn bodies_cannot_drive_the_terminal() {
+        let settings = Settings {
+            secret: None,
+            status: StatusCode::OK,
+        };
+        let body = Bytes::from_static(b"plain\x1b]0;owned\x07 text\x1b[2J\nline two\tend");
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let out = describe("POST", "/", &HeaderMap::new(), &body, &settings, peer, 0);
+        assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+        assert!(
+            out.contains("plain\\u{1b}]0;owned\\u{7} text\\u{1b}[2J\nline two\tend"),
+            "{out:?}"
+        );
+        let json = Bytes::from_static(b"{\"a\": \"\\u001b[31mred\"}");
+        let out = describe("POST", "/", &HeaderMap::new(), &json, &settings, peer, 0);
+        assert!(!out.contains('\x1b'), "{out:?}");
     }
 
     #[test]

@@ -32,19 +32,27 @@ pub async fn serve(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
+    let url = printed(&mut child, "Herald listening on ", within).await?;
+    Ok((child, url.trim_end_matches("/api/").to_string()))
+}
+
+/// What follows `prefix` on the first line of `child`'s standard output that starts with it
+/// (within `within`); the rest of the output is read to the end, so the child never blocks on
+/// a full pipe.
+async fn printed(child: &mut Child, prefix: &str, within: Duration) -> anyhow::Result<String> {
     let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-    let base = tokio::time::timeout(within, async {
+    let found = tokio::time::timeout(within, async {
         while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.strip_prefix("Herald listening on ") {
-                return Ok(url.trim_end_matches("/api/").to_string());
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok(rest.to_string());
             }
         }
-        bail!("herald exited before listening")
+        bail!("herald exited before printing {prefix:?}")
     })
     .await
-    .with_context(|| format!("herald did not start within {within:?}"))??;
+    .with_context(|| format!("herald did not print {prefix:?} within {within:?}"))??;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, base))
+    Ok(found)
 }
 
 /// Starts `herald worker --database DB` with `env` (over `QUIET`); it ends with the value.
@@ -78,19 +86,8 @@ pub async fn watched_worker(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {} worker", exe.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-    let base = tokio::time::timeout(within, async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.strip_prefix("Herald metrics on ") {
-                return Ok(url.trim_end_matches("/metrics").to_string());
-            }
-        }
-        bail!("the worker exited before listening")
-    })
-    .await
-    .with_context(|| format!("the worker did not listen within {within:?}"))??;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, base))
+    let url = printed(&mut child, "Herald metrics on ", within).await?;
+    Ok((child, url.trim_end_matches("/metrics").to_string()))
 }
 
 /// SIGTERM, then a bounded wait; SIGKILL if it has not exited by then.

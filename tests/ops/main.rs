@@ -3,5 +3,7 @@ mod common;
 
 mod cli;
 mod fleet;
-mod observe;
+mod metrics;
 mod postgres_tls;
+mod readiness;
+mod tools;

@@ -394,4 +394,20 @@ mod tests {
         assert_eq!(c.worker.retry_schedule.len(), 9);
         assert!(!format!("{c:?}").contains("secret\": \"x"));
     }
+
+    #[test]
+    fn the_metrics_token_is_masked_and_checked() {
+        let mut c = Config::defaults();
+        c.metrics.token = "a-metrics-token-of-enough-length".into();
+        c.check().unwrap();
+        assert!(!c.to_toml().contains("a-metrics-token"), "{}", c.to_toml());
+        assert!(!format!("{c:?}").contains("a-metrics-token"));
+        c.metrics.token = "short".into();
+        assert!(c.check().unwrap_err().to_string().contains("metrics.token"));
+        c.metrics.token = String::new();
+        c.metrics.listen = "not an address".into();
+        assert!(c.check().unwrap_err().to_string().contains("metrics.listen"));
+        c.metrics.listen = "127.0.0.1:9464".into();
+        c.check().unwrap();
+    }
 }

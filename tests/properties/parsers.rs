@@ -164,8 +164,8 @@ fn peak_rss_mib() -> u64 {
         / 1024
 }
 
-#[test]
-fn templates_in_the_sandbox_end_within_their_bounds() {
+/// A runtime, a sandbox of two 64 MiB children with a 2 s bound, and an event to render.
+fn sandbox_and_event() -> (tokio::runtime::Runtime, Sandbox, Event) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -189,6 +189,12 @@ fn templates_in_the_sandbox_end_within_their_bounds() {
         body: None,
         batch: None,
     };
+    (runtime, sandbox, event)
+}
+
+#[test]
+fn templates_in_the_sandbox_end_within_their_bounds() {
+    let (runtime, sandbox, event) = sandbox_and_event();
     let before = peak_rss_mib();
     let config = ProptestConfig {
         cases: cases("HERALD_SANDBOX_CASES", 40),
@@ -259,29 +265,7 @@ fn compiled_template() -> impl Strategy<Value = String> {
 
 #[test]
 fn templates_compiled_in_the_sandbox_end_within_their_bounds() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let sandbox = Sandbox::new(Limits {
-        program: env!("CARGO_BIN_EXE_herald").into(),
-        processes: 2,
-        memory_bytes: 64 * 1024 * 1024,
-        timeout: Duration::from_secs(2),
-    });
-    let event = Event {
-        id: 1,
-        kind: EventKind::Created,
-        timestamp: "2020-02-25T15:10:26.010582+00:00".into(),
-        object_type: "dcim.site".into(),
-        username: "p".into(),
-        request_id: "fdbca812-3142-4783-b364-2e2bd5c16c6a".into(),
-        data: json!({"id": 1, "name": "Site 1"}),
-        snapshots: json!({"prechange": null, "postchange": null}),
-        request: None,
-        body: None,
-        batch: None,
-    };
+    let (runtime, sandbox, event) = sandbox_and_event();
     let before = peak_rss_mib();
     let config = ProptestConfig {
         cases: cases("HERALD_SANDBOX_CASES", 40),

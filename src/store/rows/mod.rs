@@ -294,35 +294,32 @@ impl Record for EventRule {
 
 /// The columns a webhook writes, in the order of `webhook_args`: its fields, named alike, then
 /// its rotation and what disabled it.
-pub const WEBHOOK_COLUMNS: [&str; 27] = [
-    "name",
-    "description",
-    "content_types",
-    "type_create",
-    "type_update",
-    "type_delete",
-    "enabled",
-    "payload_url",
-    "http_method",
-    "http_content_type",
-    "additional_headers",
-    "body_template",
-    "secret",
-    "ssl_verification",
-    "ca_file_path",
-    "timeout",
-    "retry_schedule",
-    "conditions",
-    "tags",
-    "rate_limit",
-    "ordered",
-    "batch",
-    "signature_scheme",
-    "previous_secret",
-    "previous_secret_until",
-    "disabled_reason",
-    "disabled_at",
-];
+pub const WEBHOOK_COLUMNS: [&str; 27] = {
+    // The fields requests name, then what only Herald writes.
+    const STORED: [&str; 4] = [
+        "previous_secret",
+        "previous_secret_until",
+        "disabled_reason",
+        "disabled_at",
+    ];
+    let fields = crate::webhooks::FIELDS;
+    assert!(
+        fields.len() + STORED.len() == 27,
+        "WEBHOOK_COLUMNS is the fields and STORED"
+    );
+    let mut all = [""; 27];
+    let mut i = 0;
+    while i < fields.len() {
+        all[i] = fields[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < STORED.len() {
+        all[i + j] = STORED[j];
+        j += 1;
+    }
+    all
+};
 
 /// What a webhook writes, in the order of `WEBHOOK_COLUMNS`.
 pub fn webhook_args(w: &Webhook) -> Result<Vec<Arg>> {

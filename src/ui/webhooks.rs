@@ -260,6 +260,9 @@ fn form_values(f: Option<&Fields>, w: &Webhook) -> Value {
         "signature_scheme": f.text("signature_scheme"),
         "event_id": f.text("event_id"),
         "secret_given": !f.text("secret").is_empty(),
+        // What was typed stays typed through a preview or an error, so that saving next keeps
+        // it (the page is never cached). A saved secret is never shown.
+        "secret": f.text("secret"),
     })
 }
 

@@ -278,14 +278,13 @@ async fn an_operator_runs_webhooks_from_the_browser(backend: Backend) {
         "{\"site\": \"{{ data.name }}\", \"event\": \"{{ event }}\"}",
     )
     .await;
-    ui.fill("#id_secret", "s3cret").await;
+    // The secret typed before the error is still there: previewed, then saved, it is kept.
     ui.follow("button[value=preview]").await;
     let preview = ui.text("#preview-result").await;
     assert!(preview.contains(&receiver.url("/hook")), "{preview}");
     assert!(preview.contains("X-Hook-Signature"), "{preview}");
     assert!(preview.contains("\"event\": \"created\""), "{preview}");
     ui.page("webhook-preview").await;
-    ui.fill("#id_secret", "s3cret").await;
     ui.follow("button[value=save]:not(.sr-only)").await;
     assert!(ui
         .text(".alert.success")
@@ -310,6 +309,16 @@ async fn an_operator_runs_webhooks_from_the_browser(backend: Backend) {
     .await;
     let sent = receiver.wait_for(1).await;
     assert!(sent[0].text().contains("Amsterdam 1"));
+    {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha512>::new_from_slice(b"s3cret").unwrap();
+        mac.update(&sent[0].body);
+        assert_eq!(
+            sent[0].header("x-hook-signature"),
+            Some(hex::encode(mac.finalize().into_bytes()).as_str()),
+            "signed by the secret typed before the error and the preview"
+        );
+    }
     ui.page("deliveries").await;
 
     // The receiver fails: the failure shows with its response.

@@ -134,6 +134,13 @@ pub(crate) fn session(key: &str, user_id: i64, expires: DateTime<Utc>) -> Sessio
     }
 }
 
+/// The schema is the one this build makes, after migrations ran (twice).
+async fn schema(store: &dyn Store) {
+    let (applied, expected) = store.schema_version().await.unwrap();
+    assert!(expected >= 1);
+    assert_eq!(applied, expected, "migrated to this build's last migration");
+}
+
 /// One test per story and backend, each on a fresh store: one list, so no story can skip a
 /// backend.
 macro_rules! contract {
@@ -197,4 +204,18 @@ contract!(
     queue_statistics,
     guarantees,
     workers,
+    schema,
 );
+
+/// A pool is reported where there is one: PostgreSQL's, none for SQLite's single writer.
+#[tokio::test]
+async fn pools_are_reported_where_there_are_pools() {
+    let (_keep, store) = sqlite().await.unwrap();
+    assert_eq!(store.pool_status(), None);
+    let Some((_keep, store)) = postgres().await else { return };
+    store.schema_version().await.unwrap();
+    let (size, available, waiting) = store.pool_status().expect("a PostgreSQL store has a pool");
+    assert!((1..=4).contains(&size), "at most the configured 4: {size}");
+    assert!(available <= size);
+    assert_eq!(waiting, 0);
+}

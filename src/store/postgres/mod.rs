@@ -308,9 +308,7 @@ impl Tx for Statements<'_> {
 #[async_trait]
 impl Store for PgStore {
     async fn schema_version(&self) -> Result<(i64, i64)> {
-        let q = self.sql("select coalesce(max(version), 0) as v from herald_migrations");
-        let applied = crate::store::rows::one(Exec::rows(self, q, |r| r.int("v")).await?)?;
-        Ok((applied, migrate::LATEST))
+        super::shared::schema_version(self, migrate::LATEST).await
     }
 
     fn pool_status(&self) -> Option<(usize, usize, usize)> {

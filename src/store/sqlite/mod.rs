@@ -366,9 +366,7 @@ impl Tx for Statements<'_> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn schema_version(&self) -> Result<(i64, i64)> {
-        let q = self.sql("select coalesce(max(version), 0) as v from herald_migrations");
-        let applied = crate::store::rows::one(Exec::rows(self, q, |r| r.int("v")).await?)?;
-        Ok((applied, migrate::LATEST))
+        super::shared::schema_version(self, migrate::LATEST).await
     }
     async fn migrate(&self) -> Result<()> {
         let path = self.path.clone();

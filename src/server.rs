@@ -133,7 +133,6 @@ impl App {
             )));
         }
         let ops = self.ops_listener(shutdown.clone()).await?;
-        tokio::spawn(self.state.svc.metrics.clone().keep_up(shutdown.clone()));
         let app = api::router(self.state.clone(), crate::ui::pages(&self.state));
         let this = Arc::new(self);
         let worker = with_worker.then(|| {
@@ -154,9 +153,11 @@ impl App {
         Ok(())
     }
 
-    /// Serves `/metrics`, `/healthz` and `/readyz` on `metrics.listen`, when set, until
-    /// `shutdown`; prints where (`Herald metrics on http://ADDR/metrics`).
+    /// Keeps the metrics' histograms folded until `shutdown`, and serves `/metrics`,
+    /// `/healthz` and `/readyz` on `metrics.listen`, when set; prints where (`Herald metrics on
+    /// http://ADDR/metrics`).
     async fn ops_listener(&self, shutdown: CancellationToken) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+        tokio::spawn(self.state.svc.metrics.clone().keep_up(shutdown.clone()));
         let config = self.state.svc.config.clone();
         let listen = &config.metrics.listen;
         if listen.is_empty() {
@@ -175,7 +176,6 @@ impl App {
     /// Runs only the delivery worker until `shutdown` fires.
     pub async fn work(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let ops = self.ops_listener(shutdown.clone()).await?;
-        tokio::spawn(self.state.svc.metrics.clone().keep_up(shutdown.clone()));
         self.run_worker(shutdown.clone()).await;
         shutdown.cancel();
         if let Some(o) = ops {

@@ -17,19 +17,19 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The three routes on the API's port (`/metrics` behind its token).
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_with_token))
+    routes(get(metrics_with_token))
 }
 
 /// The three routes, open, for `metrics.listen`.
 pub fn open_router(state: AppState) -> Router {
+    routes(get(metrics)).with_state(state)
+}
+
+fn routes(metrics: axum::routing::MethodRouter<AppState>) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+        .route("/metrics", metrics)
 }
 
 async fn healthz() -> Json<serde_json::Value> {

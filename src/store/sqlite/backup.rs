@@ -54,7 +54,7 @@ pub fn backup(url: &str, dest: &Path) -> anyhow::Result<Made> {
         }
         let check: String = copy.query_row("pragma quick_check", [], |r| r.get(0))?;
         anyhow::ensure!(check == "ok", "the copy failed its check: {check}");
-        let identity = identity::stored(&copy)?;
+        let identity = identity::stored_id(&copy)?;
         drop(copy);
         Ok::<_, anyhow::Error>(identity)
     })();

@@ -91,11 +91,7 @@ pub fn check_writable(conn: &Connection, db: &str) -> anyhow::Result<()> {
 }
 
 /// The identity a database holds (`herald_meta`), if it has one.
-pub fn stored(conn: &Connection) -> rusqlite::Result<Option<String>> {
-    stored_id(conn)
-}
-
-fn stored_id(conn: &Connection) -> rusqlite::Result<Option<String>> {
+pub fn stored_id(conn: &Connection) -> rusqlite::Result<Option<String>> {
     let has_table: i64 = conn.query_row(
         "select count(*) from sqlite_master where type = 'table' and name = 'herald_meta'",
         [],

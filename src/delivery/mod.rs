@@ -374,7 +374,7 @@ impl Worker {
     /// Renders, sends and judges one delivery.
     async fn deliver(&self, c: Claimed, prepared: Option<Arc<Prepared>>) -> Outcome {
         let webhook_id = c.webhook_id;
-        let changed_at = chrono::DateTime::parse_from_rfc3339(&c.event.timestamp).ok();
+        let event = c.event.clone();
         let outcome = self.judge(c, prepared).await.of_webhook(webhook_id);
         let label = match outcome.status {
             Status::Succeeded => "succeeded",
@@ -382,10 +382,13 @@ impl Worker {
             _ => "failed",
         };
         self.metrics.outcome(webhook_id, label);
-        if let (Status::Succeeded, Some(at)) = (outcome.status, changed_at) {
-            let waited = outcome.next_attempt_at.signed_duration_since(at);
-            self.metrics
-                .delivered(waited.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+        // Only a success has a latency: the change's time is read for it alone.
+        if outcome.status == Status::Succeeded {
+            if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&event.timestamp) {
+                let waited = outcome.next_attempt_at.signed_duration_since(at);
+                self.metrics
+                    .delivered(waited.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+            }
         }
         outcome
     }

@@ -65,7 +65,7 @@ async fn receive(
         &body,
         &settings,
         peer,
-        chrono::Utc::now().timestamp(),
+        chrono::Utc::now(),
     );
     print!("{report}");
     settings.status.into_response()
@@ -79,13 +79,13 @@ pub fn describe(
     body: &Bytes,
     settings: &Settings,
     peer: SocketAddr,
-    now: i64,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{method} {uri} from {peer} at {}",
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        now.format("%Y-%m-%dT%H:%M:%S%.3fZ")
     );
     for (name, value) in headers {
         let _ = writeln!(
@@ -118,7 +118,7 @@ pub fn describe(
         },
     }
     out.push('\n');
-    for line in verdicts(headers, body, settings.secret.as_deref(), now) {
+    for line in verdicts(headers, body, settings.secret.as_deref(), now.timestamp()) {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "answered {}\n", settings.status.as_u16());
@@ -201,14 +201,30 @@ mod tests {
         };
         let body = Bytes::from_static(b"plain\x1b]0;owned\x07 text\x1b[2J\nline two\tend");
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let out = describe("POST", "/", &HeaderMap::new(), &body, &settings, peer, 0);
+        let out = describe(
+            "POST",
+            "/",
+            &HeaderMap::new(),
+            &body,
+            &settings,
+            peer,
+            chrono::Utc::now(),
+        );
         assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
         assert!(
             out.contains("plain\\u{1b}]0;owned\\u{7} text\\u{1b}[2J\nline two\tend"),
             "{out:?}"
         );
         let json = Bytes::from_static(b"{\"a\": \"\\u001b[31mred\"}");
-        let out = describe("POST", "/", &HeaderMap::new(), &json, &settings, peer, 0);
+        let out = describe(
+            "POST",
+            "/",
+            &HeaderMap::new(),
+            &json,
+            &settings,
+            peer,
+            chrono::Utc::now(),
+        );
         assert!(!out.contains('\x1b'), "{out:?}");
     }
 

@@ -22,14 +22,9 @@ pub async fn serve(
     env: &[(&str, &str)],
     within: Duration,
 ) -> anyhow::Result<(Child, String)> {
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
+    let mut child = herald(exe, &["serve", "--listen", "127.0.0.1:0", "--database", db], &[], env)
         .args(args)
-        .envs(QUIET)
-        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", exe.display()))?;
     let url = printed(&mut child, "Herald listening on ", within).await?;
@@ -57,15 +52,24 @@ async fn printed(child: &mut Child, prefix: &str, within: Duration) -> anyhow::R
 
 /// Starts `herald worker --database DB` with `env` (over `QUIET`); it ends with the value.
 pub fn worker(exe: &Path, db: &str, env: &[(&str, &str)]) -> anyhow::Result<Child> {
-    Command::new(exe)
-        .args(["worker", "--database", db])
-        .envs(QUIET)
-        .envs(env.iter().copied())
+    herald(exe, &["worker", "--database", db], &[], env)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {} worker", exe.display()))
+}
+
+/// `exe args` with `QUIET`, then `defaults`, then `env`; its standard error passed through,
+/// killed when dropped.
+fn herald(exe: &Path, args: &[&str], defaults: &[(&str, &str)], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .args(args)
+        .envs(QUIET)
+        .envs(defaults.iter().copied())
+        .envs(env.iter().copied())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    command
 }
 
 /// Starts `herald worker --database DB` with `env` (over `QUIET`) and `metrics.listen` on a
@@ -76,14 +80,9 @@ pub async fn watched_worker(
     env: &[(&str, &str)],
     within: Duration,
 ) -> anyhow::Result<(Child, String)> {
-    let mut child = Command::new(exe)
-        .args(["worker", "--database", db])
-        .envs(QUIET)
-        .env("HERALD_METRICS__LISTEN", "127.0.0.1:0")
-        .envs(env.iter().copied())
+    let listen = [("HERALD_METRICS__LISTEN", "127.0.0.1:0")];
+    let mut child = herald(exe, &["worker", "--database", db], &listen, env)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {} worker", exe.display()))?;
     let url = printed(&mut child, "Herald metrics on ", within).await?;

@@ -24,6 +24,8 @@ pub const HTTP_DURATION: &str = "herald_http_request_duration_seconds";
 pub const TEMPLATE_RENDER: &str = "herald_template_render_seconds";
 pub const EVENTS_INGESTED: &str = "herald_events_ingested_total";
 pub const POOL: &str = "herald_postgres_pool_connections";
+pub const SQLITE_COMMITS: &str = "herald_sqlite_commits_total";
+pub const SQLITE_WRITES: &str = "herald_sqlite_writes_total";
 pub const BUILD_INFO: &str = "herald_build_info";
 
 /// How often the histograms' samples are folded into their buckets.
@@ -111,6 +113,8 @@ impl Metrics {
             (DELIVERIES, "Delivery outcomes recorded by this process, by webhook id and outcome (succeeded, failed, retried)."),
             (ATTEMPTS, "Attempts sent by this process, by webhook id and status class (2xx, 3xx, 4xx, 5xx, timeout, error)."),
             (HTTP_REQUESTS, "HTTP requests answered, by route pattern, method and status."),
+            (SQLITE_COMMITS, "Write transactions this process committed (or rolled back) on SQLite; writes sent together share one."),
+            (SQLITE_WRITES, "Write jobs (requests' transactions, claims, outcome batches) in those transactions."),
             (EVENTS_INGESTED, "Events taken in: api (changes made through Herald's API), relay (posted NetBox events), duplicate (posted again within the intake window, not queued)."),
         ];
         for (name, help) in counters {
@@ -270,6 +274,12 @@ impl Metrics {
         for (state, n) in [("size", size), ("available", available), ("waiting", waiting)] {
             self.gauge(POOL, vec![Label::new("state", state)]).set(n as f64);
         }
+    }
+
+    /// SQLite's group commit: transactions so far, and the write jobs they held.
+    pub fn set_write_groups(&self, commits: u64, writes: u64) {
+        self.counter(SQLITE_COMMITS, vec![]).absolute(commits);
+        self.counter(SQLITE_WRITES, vec![]).absolute(writes);
     }
 
     /// What this process's worker's last claim did.

@@ -27,6 +27,7 @@ enum Scenario {
     Api,
     Workers,
     Guarantees,
+    Storage,
     Ui,
 }
 
@@ -155,6 +156,10 @@ async fn run(bench: &Bench, which: Scenario, started: Instant) -> anyhow::Result
     if wants(Scenario::Guarantees) {
         bench.guarantees(&mut report).await.context("guarantees")?;
         progress(&report, "guarantees");
+    }
+    if wants(Scenario::Storage) {
+        bench.storage(&mut report).await.context("storage")?;
+        progress(&report, "storage");
     }
     if wants(Scenario::Ui) {
         bench.ui(&mut report).await.context("ui")?;

@@ -80,6 +80,21 @@ impl Herald {
         Ok(value)
     }
 
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Token {TOKEN}"))
+            .send()
+            .await?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {value}");
+        }
+        Ok(value)
+    }
+
     pub async fn create_webhook(&self, name: &str, url: &str, timeout: u32) -> anyhow::Result<()> {
         self.create_webhook_with(name, url, timeout, json!({})).await
     }

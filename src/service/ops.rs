@@ -77,6 +77,9 @@ impl Services {
         if let Some((size, available, waiting)) = self.store.pool_status() {
             self.metrics.set_pool(size, available, waiting);
         }
+        if let Some((commits, writes)) = self.store.write_groups() {
+            self.metrics.set_write_groups(commits, writes);
+        }
         self.metrics.render()
     }
 }

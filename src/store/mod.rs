@@ -335,6 +335,11 @@ pub trait Store:
     fn pool_status(&self) -> Option<(usize, usize, usize)> {
         None
     }
+    /// Write transactions committed so far and the write jobs they held (SQLite, which
+    /// commits the writes waiting together as one).
+    fn write_groups(&self) -> Option<(u64, u64)> {
+        None
+    }
     /// Readies what objects of these types need before they are written (PostgreSQL: an id
     /// sequence per type, so creators of one type need not take turns). Types not readied
     /// still work, more slowly. Called at startup with the catalog's types.

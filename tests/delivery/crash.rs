@@ -208,3 +208,108 @@ async fn sigkill_during_object_writes_leaves_no_request_half_written() {
     herald.start_kill().unwrap();
     herald.wait().await.unwrap();
 }
+
+/// Concurrent single creates share commits (group commit); some of them break a unique rule.
+/// Each fails alone with its 400, every other one is answered 201, and after SIGKILL every
+/// answered create is stored, with its change record.
+#[tokio::test]
+async fn sigkill_during_concurrent_creates_keeps_every_answered_one() {
+    const CLIENTS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("group.db").display());
+    let client = reqwest::Client::new();
+    let (mut herald, base) = serve(&db).await;
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i64, String)>::new()));
+    let loaders: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (client, base, answered) = (client.clone(), base.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut refused = 0usize;
+                for i in 0..2_000usize {
+                    // Every fifth create repeats the slug of this client's previous site.
+                    let duplicate = i % 5 == 4;
+                    let name = if duplicate {
+                        format!("G{c}-{}", i - 1)
+                    } else {
+                        format!("G{c}-{i}")
+                    };
+                    let body = json!({"name": name, "slug": name.to_lowercase()});
+                    let Ok(r) = post(&client, &base, "/api/dcim/sites/", &body).send().await else {
+                        break;
+                    };
+                    match (r.status().as_u16(), duplicate) {
+                        (201, false) => {
+                            let site: Value = r.json().await.unwrap();
+                            answered.lock().unwrap().push((site["id"].as_i64().unwrap(), name));
+                        }
+                        (400, true) => refused += 1,
+                        (status, _) => panic!("create {name} (duplicate: {duplicate}) answered {status}"),
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    wait_for(Duration::from_secs(60), "creates answered before the kill", || async {
+        (answered.lock().unwrap().len() >= 400).then_some(())
+    })
+    .await;
+    herald.start_kill().unwrap(); // SIGKILL
+    herald.wait().await.unwrap();
+    let mut refused = 0;
+    for l in loaders {
+        refused += l.await.unwrap();
+    }
+    assert!(refused > 0, "no duplicate was refused before the kill");
+    let answered: HashMap<i64, String> = answered.lock().unwrap().iter().cloned().collect();
+
+    let (mut herald, base) = serve(&db).await;
+    let mut sites: HashMap<i64, String> = HashMap::new();
+    let mut next = Some(format!("{base}/api/dcim/sites/?limit=1000"));
+    while let Some(url) = next {
+        let page: Value = client
+            .get(url)
+            .header("Authorization", format!("Token {TOKEN}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for s in page["results"].as_array().unwrap() {
+            sites.insert(s["id"].as_i64().unwrap(), s["name"].as_str().unwrap().to_string());
+        }
+        next = page["next"].as_str().map(String::from);
+    }
+    for (id, name) in &answered {
+        assert_eq!(
+            sites.get(id),
+            Some(name),
+            "site {id} ({name}) was answered 201 and lost"
+        );
+    }
+    // At most the creates in flight at the kill were stored without an answer.
+    assert!(
+        sites.len() <= answered.len() + CLIENTS,
+        "{} stored, {} answered",
+        sites.len(),
+        answered.len()
+    );
+    let changes: Value = client
+        .get(format!("{base}/api/extras/object-changes/?limit=1"))
+        .header("Authorization", format!("Token {TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(changes["count"].as_u64().unwrap() as usize, sites.len());
+    println!(
+        "SIGKILL during concurrent creates: {} answered, {refused} duplicates refused, {} stored",
+        answered.len(),
+        sites.len()
+    );
+    herald.start_kill().unwrap();
+    herald.wait().await.unwrap();
+}

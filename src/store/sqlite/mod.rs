@@ -289,13 +289,13 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` in a write transaction on the writer.
+    /// Runs `f` in a write transaction on the writer (committed with the writes beside it).
     async fn write_tx<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        self.write.run(move |c| in_write_tx(c, f)).await
+        self.write.write(f).await
     }
 
     /// Tells waiting workers that deliveries are due.
@@ -384,18 +384,16 @@ impl Store for SqliteStore {
     async fn write(&self, job: WriteJob) -> Result<(), WriteError> {
         let queued = self
             .write
-            .run_any(move |c| {
-                in_write_tx(c, |c| {
-                    let mut tx = objects::SqliteTx::new(c);
-                    let done = run_ready(job(&mut tx)).unwrap_or_else(|| {
-                        Err(WriteError::Store(StoreError::Other(anyhow::anyhow!(
-                            "a write job waited on something outside its transaction"
-                        ))))
-                    });
-                    done.map(|()| tx.queued)
-                })
+            .write(move |c| {
+                let mut tx = objects::SqliteTx::new(c);
+                let done = run_ready(job(&mut tx)).unwrap_or_else(|| {
+                    Err(WriteError::Store(StoreError::Other(anyhow::anyhow!(
+                        "a write job waited on something outside its transaction"
+                    ))))
+                });
+                done.map(|()| tx.queued)
             })
-            .await??;
+            .await?;
         if queued {
             self.signal();
         }
@@ -404,6 +402,10 @@ impl Store for SqliteStore {
 
     fn dialect(&self) -> &'static dyn Dialect {
         &DIALECT
+    }
+
+    fn write_groups(&self) -> Option<(u64, u64)> {
+        Some(self.write.stats().get())
     }
 
     fn queue_signal(&self) -> Arc<Notify> {

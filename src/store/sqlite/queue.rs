@@ -1,7 +1,7 @@
 //! The queue in SQLite: events, deliveries and attempts.
 
 use super::events::raw_events;
-use super::{in_write_tx, map_err, micros, sql, sql_value, Run, SqliteStore};
+use super::{map_err, micros, sql, sql_value, Run, SqliteStore};
 use crate::queue::{ClaimPlan, Outcome};
 use crate::store::rows::{self, attempt_args, RawEvent, ATTEMPT_COLUMNS, CLAIM_RETURNING};
 use crate::store::statements;
@@ -91,7 +91,7 @@ impl ClaimStore for SqliteStore {
         // One job on the writer: the claim, then its events' rows (parsed off the writer).
         let (rows, raw) = self
             .write
-            .run(move |c| {
+            .write(move |c| -> Result<_> {
                 let rows = q.rows(c, |r| rows::claimed_row(r))?;
                 let ids = crate::queue::claimed_event_ids(&rows);
                 Ok((rows, raw_events(c, &ids)?))
@@ -105,8 +105,6 @@ impl ClaimStore for SqliteStore {
         if outcomes.is_empty() {
             return Ok(());
         }
-        self.write
-            .run(move |c| in_write_tx(c, |c| write_outcomes(c, &outcomes, now)))
-            .await
+        self.write.write(move |c| write_outcomes(c, &outcomes, now)).await
     }
 }

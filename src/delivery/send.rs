@@ -88,7 +88,7 @@ pub fn unsent_attempt(req: &Outgoing, delivery_id: i64) -> Attempt {
         request_method: req.method.as_str().to_string(),
         request_url: req.url.clone(),
         request_headers: req.headers.clone(),
-        request_body: req.body.clone(),
+        request_body: (!req.body_is_event).then(|| req.body.clone()),
         response_status: None,
         response_headers: Vec::new(),
         response_body: None,

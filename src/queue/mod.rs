@@ -110,7 +110,9 @@ pub struct Attempt {
     pub request_method: String,
     pub request_url: String,
     pub request_headers: Vec<(String, String)>,
-    pub request_body: String,
+    /// `None`: the event's own body (`Event::default_body`), kept once, by the event. Reading
+    /// a delivery fills it in (`Services::delivery`).
+    pub request_body: Option<String>,
     pub response_status: Option<u16>,
     pub response_headers: Vec<(String, String)>,
     pub response_body: Option<String>,

@@ -65,6 +65,13 @@ impl Services {
         let delivery = self.store.delivery(id).await?;
         let mut attempts = self.store.attempts(id).await?;
         let mut event = self.store.event(delivery.event_id).await?;
+        // An attempt that sent its event's own body keeps none: it is the event's.
+        if attempts.iter().any(|a| a.request_body.is_none()) {
+            let body = event.default_body();
+            for a in attempts.iter_mut().filter(|a| a.request_body.is_none()) {
+                a.request_body = Some(body.clone());
+            }
+        }
         if !actor.can(types::EVENT, Action::View) {
             event.data = serde_json::Value::Null;
             event.snapshots = serde_json::Value::Null;

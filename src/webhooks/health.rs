@@ -115,7 +115,7 @@ mod tests {
             request_method: "POST".into(),
             request_url: "http://h/".into(),
             request_headers: vec![],
-            request_body: String::new(),
+            request_body: None,
             response_status: Some(if ok { 200 } else { 500 }),
             response_headers: vec![],
             response_body: None,

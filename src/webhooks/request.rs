@@ -23,6 +23,10 @@ pub struct Outgoing {
     /// In sending order; names as written.
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// Whether the body is the event's own (`Event::default_body` of one event): an attempt
+    /// then stores none of its own.
+    #[serde(default)]
+    pub body_is_event: bool,
 }
 
 /// Why a request could not be built.
@@ -105,7 +109,7 @@ impl Plain {
     pub fn build(&self, webhook: &Webhook, event: &Event, delivery: Option<i64>) -> Result<Outgoing, BuildError> {
         match (&self.static_url, &self.static_headers, self.has_body) {
             (Some(url), Some(extra), false) => {
-                assemble(webhook, url.clone(), extra.clone(), event.default_body(), delivery)
+                assemble(webhook, url.clone(), extra.clone(), event_body(event), delivery)
             }
             _ => Err(render_err(
                 "template",
@@ -187,12 +191,18 @@ impl Compiled {
             None => headers::parse(&render(template::HEADERS)?),
         };
         let body = if self.plain.has_body {
-            render("body_template")?
+            (render("body_template")?, false)
         } else {
-            event.default_body()
+            event_body(event)
         };
         assemble(webhook, url, extra, body, delivery)
     }
+}
+
+/// The body of a webhook without a body template, and whether it is the event's own (a batch's
+/// is the list of its events' bodies: its attempts keep it).
+fn event_body(event: &Event) -> (String, bool) {
+    (event.default_body(), event.batch.is_none())
 }
 
 /// The request from its rendered parts: the URL checked, the default headers overridden by the
@@ -201,7 +211,7 @@ fn assemble(
     webhook: &Webhook,
     url: String,
     extra: Vec<(String, String)>,
-    body: String,
+    (body, body_is_event): (String, bool),
     delivery: Option<i64>,
 ) -> Result<Outgoing, BuildError> {
     super::check_url(&url).map_err(|e| render_err("payload_url", format!("rendered to \"{url}\": {e}")))?;
@@ -226,6 +236,7 @@ fn assemble(
         url,
         headers,
         body,
+        body_is_event,
     })
 }
 

@@ -170,6 +170,7 @@ mod tests {
             url: "http://h/".into(),
             headers: vec![("x-hook-signature".into(), "forged".into())],
             body: "b".into(),
+            body_is_event: false,
         };
         let now = Utc::now();
         sign(&w, &mut req, "1", now);
@@ -200,6 +201,7 @@ mod tests {
             url: "http://h/".into(),
             headers: vec![],
             body: "b".into(),
+            body_is_event: false,
         };
         sign(&w, &mut req, "42", now);
         let h = |n: &str| {

@@ -335,7 +335,7 @@ async fn deleting_a_webhook_mid_send_loses_no_other_outcome(backend: Backend) {
                 request_method: "POST".into(),
                 request_url: "http://127.0.0.1:9/".into(),
                 request_headers: Vec::new(),
-                request_body: "{}".into(),
+                request_body: Some("{}".into()),
                 response_status: Some(200),
                 response_headers: Vec::new(),
                 response_body: Some(String::new()),

@@ -225,6 +225,9 @@ async fn failed_attempts_are_retried_on_the_schedule(backend: Backend) {
     assert_eq!(attempts[0]["error"], "status 503: later");
     assert_eq!(attempts[2]["error"], serde_json::Value::Null);
     assert_eq!(attempts[0]["request"]["body"], attempts[2]["request"]["body"]);
+    // The event's own body is kept once, by the event; each attempt shows it as it was sent.
+    let sent = String::from_utf8(rx.received()[0].body.clone()).unwrap();
+    assert_eq!(attempts[0]["request"]["body"].as_str(), Some(sent.as_str()));
     app.stop().await;
 }
 

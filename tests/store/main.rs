@@ -90,7 +90,7 @@ pub(crate) fn attempt(delivery_id: i64, status: Option<u16>, error: Option<&str>
         request_method: "POST".into(),
         request_url: "http://127.0.0.1:9/hook".into(),
         request_headers: vec![("Content-Type".into(), "application/json".into())],
-        request_body: "{\"a\": 1}".into(),
+        request_body: Some("{\"a\": 1}".into()),
         response_status: status,
         response_headers: vec![("Server".into(), "test".into())],
         response_body: status.map(|_| "ok".to_string()),

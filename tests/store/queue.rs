@@ -149,7 +149,16 @@ pub(crate) async fn queue(store: &dyn Store) {
             Some(at + secs(60)),
             at,
         ),
-        Outcome::failed(ids[2], attempt(ids[2], None, Some("connection refused"), at), None, at),
+        Outcome::failed(
+            ids[2],
+            Attempt {
+                // Sent the event's own body: the attempt keeps none.
+                request_body: None,
+                ..attempt(ids[2], None, Some("connection refused"), at)
+            },
+            None,
+            at,
+        ),
         Outcome::unsendable(ids[3], "template error".into(), at),
     ];
     store.complete(outcomes.into(), at).await.unwrap();
@@ -184,6 +193,8 @@ pub(crate) async fn queue(store: &dyn Store) {
             1.5
         )
     );
+    assert_eq!(attempts[0].request_body.as_deref(), Some("{\"a\": 1}"));
+    assert_eq!(store.attempts(ids[2]).await.unwrap()[0].request_body, None);
     assert!(store.attempts(ids[3]).await.unwrap().is_empty());
     // A second outcome for a finished delivery changes nothing.
     let late = vec![Outcome::unsendable(ids[0], "late".into(), at)];

@@ -24,15 +24,16 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         h.stop().await;
-        let bytes = delivery_bytes(&db).await?;
+        let (attempts, deliveries) = delivery_bytes(&db).await?;
         r.target(
             "storage",
             "bytes per delivery beyond its event",
-            bytes as f64 / n as f64,
+            (attempts + deliveries) as f64 / n as f64,
             "B",
             250.0,
             false,
         );
+        r.add("storage", "of which its attempt", attempts as f64 / n as f64, "B");
         r.check_arrivals(
             "storage",
             &format!("{} of {n} events arrived", rx.unique()),
@@ -43,22 +44,26 @@ impl Bench {
     }
 }
 
-/// Bytes the deliveries and attempts take with their indexes. SQLite: a compacted copy of the
-/// file less the same copy without them; PostgreSQL: their relations after `vacuum full`.
-async fn delivery_bytes(db: &Database) -> anyhow::Result<u64> {
+/// Bytes the attempts and the deliveries take with their indexes. SQLite: a compacted copy of
+/// the file less the same copy without them; PostgreSQL: their relations after `vacuum full`.
+async fn delivery_bytes(db: &Database) -> anyhow::Result<(u64, u64)> {
     match db {
         Database::Sqlite(dir) => {
             let dir = dir.path().to_path_buf();
             tokio::task::spawn_blocking(move || {
                 let file = dir.join(herald_testkit::database::SQLITE_FILE);
-                let (full, bare) = (dir.join("full.db"), dir.join("bare.db"));
-                let conn = rusqlite::Connection::open(&file)?;
-                conn.execute("vacuum into ?", [full.display().to_string()])?;
-                let copy = rusqlite::Connection::open(&full)?;
-                copy.execute_batch("delete from attempts; delete from deliveries;")?;
-                copy.execute("vacuum into ?", [bare.display().to_string()])?;
-                let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len());
-                Ok::<_, anyhow::Error>(size(&full)?.saturating_sub(size(&bare)?))
+                let names = ["full.db", "no-attempts.db", "bare.db"].map(|n| dir.join(n));
+                let into = |conn: &rusqlite::Connection, to: &std::path::Path| {
+                    conn.execute("vacuum into ?", [to.display().to_string()])
+                };
+                into(&rusqlite::Connection::open(&file)?, &names[0])?;
+                let copy = rusqlite::Connection::open(&names[0])?;
+                copy.execute_batch("delete from attempts")?;
+                into(&copy, &names[1])?;
+                copy.execute_batch("delete from deliveries")?;
+                into(&copy, &names[2])?;
+                let [full, no_attempts, bare] = names.map(|p| std::fs::metadata(p).map_or(0, |m| m.len()));
+                Ok::<_, anyhow::Error>((full.saturating_sub(no_attempts), no_attempts.saturating_sub(bare)))
             })
             .await?
         }
@@ -68,11 +73,12 @@ async fn delivery_bytes(db: &Database) -> anyhow::Result<u64> {
             client.batch_execute("vacuum full deliveries, attempts").await?;
             let row = client
                 .query_one(
-                    "select pg_total_relation_size('deliveries') + pg_total_relation_size('attempts')",
+                    "select pg_total_relation_size('attempts'), pg_total_relation_size('deliveries')",
                     &[],
                 )
                 .await?;
-            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            let size = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+            Ok((size(0), size(1)))
         }
     }
 }

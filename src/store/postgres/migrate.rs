@@ -10,7 +10,7 @@ use chrono::Utc;
 /// The schema version this build makes and expects: its last migration's.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-const MIGRATIONS: [(i64, &str, &str); 8] = [
+const MIGRATIONS: [(i64, &str, &str); 9] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (
         2,
@@ -46,6 +46,11 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
         8,
         "api_nodes_and_guarantees",
         include_str!("../../../migrations/postgres/0008_api_nodes_and_guarantees.sql"),
+    ),
+    (
+        9,
+        "attempt_bodies",
+        include_str!("../../../migrations/postgres/0009_attempt_bodies.sql"),
     ),
 ];
 

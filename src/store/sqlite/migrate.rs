@@ -10,7 +10,7 @@ use rusqlite::{params, Connection};
 /// The schema version this build makes and expects: its last migration's.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-const MIGRATIONS: [(i64, &str, &str); 13] = [
+const MIGRATIONS: [(i64, &str, &str); 14] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -71,6 +71,11 @@ const MIGRATIONS: [(i64, &str, &str); 13] = [
         13,
         "api_nodes_and_guarantees",
         include_str!("../../../migrations/sqlite/0013_api_nodes_and_guarantees.sql"),
+    ),
+    (
+        14,
+        "attempt_bodies",
+        include_str!("../../../migrations/sqlite/0014_attempt_bodies.sql"),
     ),
 ];
 

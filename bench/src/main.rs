@@ -21,6 +21,7 @@ enum Scenario {
     Deliver,
     Baseline,
     Latency,
+    OpenLoop,
     Fanout,
     Backlog,
     Isolation,
@@ -132,6 +133,10 @@ async fn run(bench: &Bench, which: Scenario, started: Instant) -> anyhow::Result
     if wants(Scenario::Latency) {
         bench.latency(&mut report).await.context("latency")?;
         progress(&report, "latency");
+    }
+    if wants(Scenario::OpenLoop) {
+        bench.open_loop(&mut report).await.context("open-loop")?;
+        progress(&report, "open-loop");
     }
     if wants(Scenario::Fanout) {
         bench.fanout(&mut report).await.context("fanout")?;

@@ -89,6 +89,9 @@ pub trait ObjectTx: Send {
     /// them, or allocate from them). Backends that run one write transaction at a time need
     /// do nothing.
     async fn lock(&mut self, ty: &str, ids: &[i64], mode: Lock) -> Result<()>;
+    /// Writes the network index's rows of an object just saved (its address and prefix fields,
+    /// `values::net_span`); saving it again drops them first.
+    async fn set_nets(&mut self, ty: &str, id: i64, nets: &[Net]) -> Result<()>;
     /// Deletes an object with its keys and references.
     async fn remove(&mut self, ty: &str, id: i64) -> Result<()>;
     /// Objects that reference `ty` `id`, by type then id.
@@ -140,6 +143,16 @@ impl Loader for ReadLoader<'_> {
 
 /// How the values of a unique rule are stored in the unique-keys index: a JSON array of the
 /// rule's values in the rule's field order (`["ams1"]`, `[3, "MX204"]`). Object writes store
+/// An address or prefix field of an object in the network index: the span it covers and its
+/// mask length (`values::net_span`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Net {
+    pub field: String,
+    pub lo: String,
+    pub hi: String,
+    pub len: u8,
+}
+
 /// keys this way and filters look them up this way.
 pub fn unique_key(values: &[&Value]) -> String {
     Value::Array(values.iter().map(|v| (*v).clone()).collect()).to_string()

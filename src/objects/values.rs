@@ -174,6 +174,33 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     IpNet::new(addr, len).map_err(|_| format!("Invalid IP prefix length: {s}"))
 }
 
+/// An address in the network index: 34 hex digits, the family then 16 bytes (IPv4 in the last
+/// four), so that text order is address order and the families never mix.
+pub fn net_key(addr: IpAddr) -> String {
+    let (family, bytes) = match addr {
+        IpAddr::V4(a) => (4u8, a.to_ipv6_compatible().octets()),
+        IpAddr::V6(a) => (6u8, a.octets()),
+    };
+    let mut out = format!("{family:02x}");
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Where an address or prefix field's value sits in the network index: the first and last
+/// address it covers (`host_only`: an address's host alone, whatever its mask, as NetBox nests
+/// addresses) and its mask length. `None` for a value that is not a network.
+pub fn net_span(value: &str, host_only: bool) -> Option<(String, String, u8)> {
+    let n = parse_cidr(value).ok()?;
+    let (lo, hi) = if host_only {
+        (n.addr(), n.addr())
+    } else {
+        (n.network(), n.broadcast())
+    };
+    Some((net_key(lo), net_key(hi), n.prefix_len()))
+}
+
 /// 4 or 6, for an address or prefix as stored.
 pub fn family(value: &str) -> Option<u8> {
     let addr = value.split('/').next()?;

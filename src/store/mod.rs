@@ -38,6 +38,11 @@ pub use crate::error::{StoreError, StoreResultExt, Unique, WriteError};
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Users and their API tokens. Token keys are stored as hashes only.
+/// The address and prefix fields of the catalog when the network index was made: the objects
+/// whose networks its migration indexes (type, field, whether by host alone).
+pub(crate) const NET_FIELDS_OF_MIGRATION: [(&str, &str, bool); 2] =
+    [("ipam.ipaddress", "address", true), ("ipam.prefix", "prefix", false)];
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     async fn user_count(&self) -> Result<i64>;

@@ -7,7 +7,7 @@
 //! `object_changes`, ...) and stores times as microseconds since the Unix epoch.
 
 use crate::changes::ChangeFilter;
-use crate::objects::query::{Cmp, Col, Cond, ObjectQuery};
+use crate::objects::query::{Cmp, Col, Cond, NetTest, ObjectQuery};
 use crate::objects::unique_key;
 use crate::queue::DeliveryFilter;
 use chrono::{DateTime, Utc};
@@ -196,7 +196,7 @@ impl Sql {
                 self.dialect.ip_key(&mut self.text, f);
                 self
             }
-            Col::Tag => self.push("null"),
+            Col::Tag | Col::Net(..) => self.push("null"),
         }
     }
 }
@@ -294,7 +294,90 @@ fn cond(sql: &mut Sql, ty: &str, c: &Cond) {
                 .list(keys)
                 .push(")");
         }
+        (Col::Net(field, test), _) => {
+            sql.push("o.id in (select n.id from object_nets n where n.type = ")
+                .bind(ty)
+                .push(" and n.field = ")
+                .bind(field.as_str())
+                .push(" and ");
+            net_test(sql, test);
+            sql.push(")");
+        }
         _ => compare(sql, c),
+    }
+}
+
+/// The test of a network-index condition on `n`: index ranges and probes, never a scan.
+fn net_test(sql: &mut Sql, test: &NetTest) {
+    let mut any = false;
+    let mut or = |sql: &mut Sql| {
+        sql.push(if any { " or " } else { "(" });
+        any = true;
+    };
+    match test {
+        NetTest::Starts(keys) => {
+            or(sql);
+            sql.push("n.lo in ").list(keys.iter().map(String::as_str));
+        }
+        NetTest::Inside(spans) => {
+            for (lo, hi, strict) in spans {
+                or(sql);
+                sql.push("(n.lo >= ")
+                    .bind(lo.as_str())
+                    .push(" and n.lo <= ")
+                    .bind(hi.as_str())
+                    .push(" and n.hi <= ")
+                    .bind(hi.as_str());
+                if *strict {
+                    sql.push(" and not (n.lo = ")
+                        .bind(lo.as_str())
+                        .push(" and n.hi = ")
+                        .bind(hi.as_str())
+                        .push(")");
+                }
+                sql.push(")");
+            }
+        }
+        NetTest::Exactly(starts) => {
+            for (lo, len) in starts {
+                or(sql);
+                sql.push("(n.lo = ")
+                    .bind(lo.as_str())
+                    .push(" and n.len = ")
+                    .bind(i64::from(*len))
+                    .push(")");
+            }
+        }
+        NetTest::Len(cmp, lens) => {
+            let lens = lens.iter().map(|l| i64::from(*l));
+            or(sql);
+            match cmp {
+                Cmp::NotIn => {
+                    sql.push("n.len not in ").list(lens);
+                }
+                Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte => {
+                    let op = match cmp {
+                        Cmp::Gt => ">",
+                        Cmp::Gte => ">=",
+                        Cmp::Lt => "<",
+                        _ => "<=",
+                    };
+                    sql.push("(1 = 0");
+                    for l in lens {
+                        sql.push(&format!(" or n.len {op} ")).bind(l);
+                    }
+                    sql.push(")");
+                }
+                _ => {
+                    sql.push("n.len in ").list(lens);
+                }
+            }
+        }
+    }
+    if any {
+        sql.push(")");
+    } else {
+        sql.push("1 = 0");
     }
 }
 

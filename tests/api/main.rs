@@ -2,6 +2,7 @@
 mod common;
 
 mod event_rules;
+mod network_index;
 mod object_catalog;
 mod object_events;
 mod objects;

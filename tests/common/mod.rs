@@ -112,6 +112,21 @@ impl DataDir {
         config
     }
 
+    /// Runs `statements` on the database directly.
+    pub async fn execute(&self, statements: &str) {
+        match &self.db {
+            Some(db) => {
+                let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                client.batch_execute(statements).await.unwrap();
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.path().join("herald.db")).unwrap();
+                db.execute_batch(statements).unwrap();
+            }
+        }
+    }
+
     /// The first column of each row of `query`, as text, read from the database directly.
     pub async fn strings(&self, query: &str) -> Vec<String> {
         match &self.db {
@@ -173,6 +188,16 @@ impl TestApp {
             .await
             .unwrap();
         let read_only_token = svc.add_token(reader, None, false, "test").await.unwrap().key;
+        TestApp::serve(app, dir, token, read_only_token).await
+    }
+
+    /// Starts Herald again on the data of one stopped (its tokens still work).
+    pub async fn reopen(dir: DataDir, token: String, read_only_token: String) -> TestApp {
+        let app = App::open(dir.config()).await.expect("open Herald again");
+        TestApp::serve(app, dir, token, read_only_token).await
+    }
+
+    async fn serve(app: App, dir: DataDir, token: String, read_only_token: String) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();

@@ -4,6 +4,7 @@ mod api;
 mod delivery;
 mod guarantees;
 mod load;
+mod open_loop;
 mod storage;
 mod ui;
 mod workers;

@@ -9,9 +9,27 @@ use crate::error::unique_errors;
 use crate::error::StoreError;
 use crate::events::EventKind;
 use crate::objects::view::{self, load_related, Related, TAG_TYPE};
-use crate::objects::{Obj, Ref, TxLoader};
+use crate::objects::{values, Net, Obj, Ref, TxLoader};
 use serde_json::Value;
 use std::collections::HashMap;
+
+/// The network index's rows of `obj`: its address fields by host, its prefix fields whole.
+pub fn nets(ty: &ObjectType, obj: &Obj) -> Vec<Net> {
+    ty.fields
+        .iter()
+        .filter(|f| matches!(f.kind, FieldKind::Address | FieldKind::Prefix))
+        .filter_map(|f| {
+            let value = obj.data.get(&f.name).and_then(Value::as_str)?;
+            let (lo, hi, len) = values::net_span(value, f.kind == FieldKind::Address)?;
+            Some(Net {
+                field: f.name.clone(),
+                lo,
+                hi,
+                len,
+            })
+        })
+        .collect()
+}
 
 impl Run<'_> {
     /// Saves `obj` with its unique keys and references.
@@ -40,6 +58,10 @@ impl Run<'_> {
         if let Some(rule) = self.tx.save(ty.name(), obj, &Self::keys(ty, obj), &refs, new).await? {
             let fields: Vec<&str> = rule.split(',').collect();
             return Err(Fail::Fields(unique_errors(&ty.verbose_name, &fields)));
+        }
+        let nets = nets(ty, obj);
+        if !nets.is_empty() {
+            self.tx.set_nets(ty.name(), obj.id, &nets).await?;
         }
         self.latest.insert((ty.name().to_string(), obj.id), obj.clone());
         Ok(())

@@ -4,9 +4,9 @@
 //! becomes one condition on their ids, so every backend runs it the same way.
 
 use super::params::{Filter, Parser, Skip};
-use super::{Cmp, Col, Cond, ObjectQuery};
+use super::{Cmp, Col, Cond, NetTest, ObjectQuery};
 use crate::catalog::FieldKind;
-use crate::objects::values::parse_cidr;
+use crate::objects::values::{net_key, parse_cidr};
 use crate::objects::Obj;
 use ipnet::IpNet;
 use serde_json::Value;
@@ -50,6 +50,16 @@ fn numbers<T: std::str::FromStr + PartialOrd>(given: &[&str], max: T, what: &str
         .collect()
 }
 
+/// One condition on the network index.
+fn net(field: &str, test: NetTest) -> Vec<Cond> {
+    vec![Cond {
+        col: Col::Net(field.into(), test),
+        cmp: Cmp::In,
+        negate: false,
+        values: Vec::new(),
+    }]
+}
+
 /// Whether `n` compares to any of `wanted` as `cmp` says (`mask_length__gte=24`).
 fn compares<T: PartialOrd + Copy>(cmp: Cmp, n: T, wanted: &[T]) -> bool {
     wanted.iter().any(|w| match cmp {
@@ -67,13 +77,6 @@ fn network_of(o: &Obj, field: &str) -> Option<IpNet> {
         .get(field)
         .and_then(Value::as_str)
         .and_then(|s| parse_cidr(s).ok())
-}
-
-/// What a `parent`/`within` test compares: an address's host alone, whatever its mask (as
-/// NetBox's `net_host_contained`); a prefix whole.
-fn nested(o: &Obj, field: &str) -> Option<IpNet> {
-    let n = network_of(o, field)?;
-    Some(if field == "address" { IpNet::from(n.addr()) } else { n })
 }
 
 /// Whether `inner` lies inside `outer` (`strict`: and is not `outer` itself).
@@ -151,23 +154,32 @@ impl Parser<'_> {
         };
         let plain = matches!(f.cmp, Cmp::In);
         let conds = match (ty, f.name) {
+            // Answered by the network index (`object_nets`): ranges and probes, never a scan.
             (_, "mask_length")
                 if !matches!(f.cmp, Cmp::IContains | Cmp::IExact | Cmp::IStartsWith | Cmp::IEndsWith) =>
             {
                 let wanted = numbers::<u8>(given, 128, "a mask length (0 to 128)")?;
-                self.ids_where(|o, _| network_of(o, field).is_some_and(|n| compares(f.cmp, n.prefix_len(), &wanted)))
-                    .await?
+                net(field, NetTest::Len(f.cmp, wanted))
             }
             ("ipam.ipaddress", "parent") | ("ipam.prefix", "within") | ("ipam.prefix", "within_include") if plain => {
-                let outer = networks(given)?;
                 let strict = f.name == "within";
-                self.ids_where(|o, _| nested(o, field).is_some_and(|n| outer.iter().any(|p| inside(&n, p, strict))))
-                    .await?
+                let spans = networks(given)?
+                    .iter()
+                    .map(|p| (net_key(p.network()), net_key(p.broadcast()), strict))
+                    .collect();
+                net(field, NetTest::Inside(spans))
             }
             ("ipam.prefix", "contains") if plain => {
-                let inner = networks(given)?;
-                self.ids_where(|o, _| network_of(o, field).is_some_and(|n| inner.iter().any(|i| inside(i, &n, false))))
-                    .await?
+                // The prefixes holding a network are its own truncations, one per mask length.
+                let mut starts = Vec::new();
+                for inner in networks(given)? {
+                    for len in 0..=inner.prefix_len() {
+                        if let Ok(outer) = IpNet::new(inner.addr(), len) {
+                            starts.push((net_key(outer.network()), len));
+                        }
+                    }
+                }
+                net(field, NetTest::Exactly(starts))
             }
             ("ipam.prefix", "children" | "depth") => {
                 let wanted = numbers::<usize>(given, usize::MAX, "a whole number")?;

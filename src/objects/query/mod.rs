@@ -29,6 +29,23 @@ pub enum Col {
     /// An address or prefix field, ordered as IP addresses order (10.0.0.2 before 10.0.0.10),
     /// by `values::ip_sort_key`.
     IpKey(String),
+    /// An address or prefix field, tested through the network index (`object_nets`).
+    Net(String, NetTest),
+}
+
+/// What a condition on the network index tests (keys as `values::net_key` writes them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetTest {
+    /// Spans starting at any of these keys: an address with any mask (`address=`).
+    Starts(Vec<String>),
+    /// Spans inside any of these (first, last, strictly: not the span itself): `parent=`,
+    /// `within=`, `within_include=`.
+    Inside(Vec<(String, String, bool)>),
+    /// Spans starting at this key with this mask length, any of them: the prefixes holding a
+    /// network (`contains=`).
+    Exactly(Vec<(String, u8)>),
+    /// Mask lengths compared to the values (`In`, `NotIn`, `Gt`, ...).
+    Len(Cmp, Vec<u8>),
 }
 
 /// How a condition compares.

@@ -1,7 +1,7 @@
 //! Reading one query parameter of a list (`name__ic=`, `site_id=3`, `site=ams1`, `tag=`,
 //! `family=6`, ...) into conditions, as NetBox reads it.
 
-use super::{Cmp, Col, Cond, ObjectQuery};
+use super::{Cmp, Col, Cond, NetTest, ObjectQuery};
 use crate::catalog::{Catalog, Field, FieldKind, ObjectType};
 use crate::error::Error;
 use crate::objects::{values, ObjectRead};
@@ -194,9 +194,19 @@ impl Parser<'_> {
             FieldKind::Mac if equality => each(&|v| values::parse_mac(v).map(Value::from))?,
             FieldKind::Family => return family(f, field, given),
             FieldKind::Address if f.cmp == Cmp::In && given.iter().all(|v| !v.contains('/')) => {
-                // `address=192.0.2.10` matches it with any mask.
-                let hosts = given.iter().map(|v| Value::from(format!("{}/", v.trim()))).collect();
-                return Ok(vec![f.cond(Col::Field(field.name.clone()), Cmp::IStartsWith, hosts)]);
+                // `address=192.0.2.10` matches it with any mask (through the network index); a
+                // value that is no address matches nothing.
+                let hosts = given
+                    .iter()
+                    .filter_map(|v| v.trim().parse::<std::net::IpAddr>().ok())
+                    .map(values::net_key)
+                    .collect();
+                return Ok(vec![Cond {
+                    col: Col::Net(field.name.clone(), NetTest::Starts(hosts)),
+                    cmp: Cmp::In,
+                    negate: false,
+                    values: Vec::new(),
+                }]);
             }
             FieldKind::String
                 if f.cmp == Cmp::In && self.ty.unique.iter().any(|r| r.len() == 1 && r[0] == field.name) =>

@@ -10,7 +10,7 @@ use chrono::Utc;
 /// The schema version this build makes and expects: its last migration's.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-const MIGRATIONS: [(i64, &str, &str); 9] = [
+const MIGRATIONS: [(i64, &str, &str); 10] = [
     (1, "init", include_str!("../../../migrations/postgres/0001_init.sql")),
     (
         2,
@@ -52,6 +52,11 @@ const MIGRATIONS: [(i64, &str, &str); 9] = [
         "attempt_bodies",
         include_str!("../../../migrations/postgres/0009_attempt_bodies.sql"),
     ),
+    (
+        10,
+        "object_nets",
+        include_str!("../../../migrations/postgres/0010_object_nets.sql"),
+    ),
 ];
 
 /// Any number: the key of the advisory lock migrations take.
@@ -81,6 +86,9 @@ pub async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
         tx.batch_execute(text).await.map_err(|e| {
             StoreError::Other(anyhow::Error::new(e).context(format!("migration {version} ({name}) failed")))
         })?;
+        if name == "object_nets" {
+            index_nets(&tx).await?;
+        }
         tx.execute(
             "insert into herald_migrations (version, name, applied_at) values ($1, $2, $3)",
             &[&version, &name, &Utc::now().timestamp_micros()],
@@ -127,4 +135,29 @@ pub async fn sequences(client: &mut deadpool_postgres::Object, types: &[&str]) -
         }
     }
     tx.commit().await.map_err(map_err)
+}
+
+/// Indexes the networks of the objects stored before the network index existed.
+async fn index_nets(tx: &deadpool_postgres::Transaction<'_>) -> Result<()> {
+    for (ty, field, host_only) in crate::store::NET_FIELDS_OF_MIGRATION {
+        let rows = tx
+            .query(
+                "select id, data->>$1::text from objects where type = $2",
+                &[&field, &ty],
+            )
+            .await
+            .map_err(map_err)?;
+        for row in rows {
+            let (id, value): (i64, Option<String>) = (row.get(0), row.get(1));
+            if let Some((lo, hi, len)) = value.and_then(|v| crate::objects::values::net_span(&v, host_only)) {
+                tx.execute(
+                    "insert into object_nets (type, id, field, lo, hi, len) values ($1, $2, $3, $4, $5, $6)",
+                    &[&ty, &id, &field, &lo, &hi, &i32::from(len)],
+                )
+                .await
+                .map_err(map_err)?;
+            }
+        }
+    }
+    Ok(())
 }

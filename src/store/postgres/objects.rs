@@ -7,7 +7,7 @@ use super::events::insert_events;
 use super::{execute, fetch, insert_rows, insert_rows_with, query, scalar, sql};
 use crate::changes::Change;
 use crate::events::Event;
-use crate::objects::{Lock, Obj, ObjectTx, Ref, Referrer};
+use crate::objects::{Lock, Net, Obj, ObjectTx, Ref, Referrer};
 use crate::store::rows::{self, change_args, Columns, OBJECT_SELECT};
 use crate::store::sql::{object_find, Arg, Sql};
 use crate::store::{Result, TriggerVersions, WriteTx};
@@ -28,6 +28,14 @@ const REF_COLUMNS: [(&str, &str); 5] = [
     ("field", "text"),
     ("target_type", "text"),
     ("target_id", "bigint"),
+];
+const NET_COLUMNS: [(&str, &str); 6] = [
+    ("type", "text"),
+    ("id", "bigint"),
+    ("field", "text"),
+    ("lo", "text"),
+    ("hi", "text"),
+    ("len", "integer"),
 ];
 const CHANGE_COLUMNS: [(&str, &str); 10] = [
     ("time", "bigint"),
@@ -91,7 +99,7 @@ impl<'c> PgTx<'c> {
 
     /// Drops an object's keys and references (before they are written anew, or with it).
     async fn clear(&mut self, ty: &str, id: i64) -> Result<()> {
-        for table in ["object_keys", "object_refs"] {
+        for table in ["object_keys", "object_refs", "object_nets"] {
             let mut q = sql(&format!("delete from {table} where type = "));
             q.bind(ty).push(" and id = ").bind(id);
             execute(&self.tx, &q).await?;
@@ -223,6 +231,23 @@ impl ObjectTx for PgTx<'_> {
                 Lock::Update => " order by o.id for update",
             });
         query(&self.tx, &q).await.map(|_| ())
+    }
+
+    async fn set_nets(&mut self, ty: &str, id: i64, nets: &[Net]) -> Result<()> {
+        let rows: Vec<Vec<Arg>> = nets
+            .iter()
+            .map(|n| {
+                vec![
+                    Arg::from(ty),
+                    Arg::Int(id),
+                    Arg::from(&n.field),
+                    Arg::from(&n.lo),
+                    Arg::from(&n.hi),
+                    Arg::Int(i64::from(n.len)),
+                ]
+            })
+            .collect();
+        insert_rows(&self.tx, "object_nets", &NET_COLUMNS, &rows).await
     }
 
     async fn remove(&mut self, ty: &str, id: i64) -> Result<()> {

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection};
 /// The schema version this build makes and expects: its last migration's.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
-const MIGRATIONS: [(i64, &str, &str); 14] = [
+const MIGRATIONS: [(i64, &str, &str); 15] = [
     (1, "init", include_str!("../../../migrations/sqlite/0001_init.sql")),
     (
         2,
@@ -77,6 +77,11 @@ const MIGRATIONS: [(i64, &str, &str); 14] = [
         "attempt_bodies",
         include_str!("../../../migrations/sqlite/0014_attempt_bodies.sql"),
     ),
+    (
+        15,
+        "object_nets",
+        include_str!("../../../migrations/sqlite/0015_object_nets.sql"),
+    ),
 ];
 
 /// Applies the migrations `conn`'s database has not had yet.
@@ -99,6 +104,9 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
         }
         in_write_tx::<_, StoreError>(conn, |c| {
             c.execute_batch(text).map_err(map_err)?;
+            if name == "object_nets" {
+                index_nets(c)?;
+            }
             c.execute(
                 "insert or replace into herald_migrations (version, name, applied_at) values (?, ?, ?)",
                 params![version, name, micros(Utc::now())],
@@ -110,6 +118,30 @@ pub fn migrate(conn: &mut Connection) -> Result<()> {
             StoreError::Other(e) => StoreError::Other(e.context(format!("migration {version} ({name}) failed"))),
             e => StoreError::Other(anyhow::Error::new(e).context(format!("migration {version} ({name}) failed"))),
         })?;
+    }
+    Ok(())
+}
+
+/// Indexes the networks of the objects stored before the network index existed.
+fn index_nets(c: &Connection) -> Result<()> {
+    let mut insert = c
+        .prepare("insert into object_nets (type, id, field, lo, hi, len) values (?, ?, ?, ?, ?, ?)")
+        .map_err(map_err)?;
+    for (ty, field, host_only) in crate::store::NET_FIELDS_OF_MIGRATION {
+        let mut read = c
+            .prepare("select id, json_extract(data, '$.' || ?) from objects where type = ?")
+            .map_err(map_err)?;
+        let rows = read
+            .query_map(params![field, ty], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(map_err)?;
+        for row in rows {
+            let (id, value) = row.map_err(map_err)?;
+            if let Some((lo, hi, len)) = value.and_then(|v| crate::objects::values::net_span(&v, host_only)) {
+                insert.execute(params![ty, id, field, lo, hi, len]).map_err(map_err)?;
+            }
+        }
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use super::events::{insert_batches, insert_deliveries, insert_event};
 use super::{map_err, micros, sql, sql_value, Run, CHUNK};
 use crate::changes::Change;
 use crate::events::Event;
-use crate::objects::{Lock, Obj, ObjectTx, Ref, Referrer};
+use crate::objects::{Lock, Net, Obj, ObjectTx, Ref, Referrer};
 use crate::queue::Batched;
 use crate::store::rows::{self, change_args, json_err, Columns, CHANGE_COLUMNS, OBJECT_SELECT};
 use crate::store::sql::object_find;
@@ -52,6 +52,7 @@ impl<'c> SqliteTx<'c> {
         for text in [
             "delete from object_keys where type = ? and id = ?",
             "delete from object_refs where type = ? and id = ?",
+            "delete from object_nets where type = ? and id = ?",
         ] {
             self.conn
                 .prepare_cached(text)
@@ -145,6 +146,19 @@ impl ObjectTx for SqliteTx<'_> {
 
     async fn lock(&mut self, _ty: &str, _ids: &[i64], _mode: Lock) -> Result<()> {
         // One write transaction at a time: nothing can change under this one.
+        Ok(())
+    }
+
+    async fn set_nets(&mut self, ty: &str, id: i64, nets: &[Net]) -> Result<()> {
+        let mut insert = self
+            .conn
+            .prepare_cached("insert into object_nets (type, id, field, lo, hi, len) values (?, ?, ?, ?, ?, ?)")
+            .map_err(map_err)?;
+        for n in nets {
+            insert
+                .execute(params![ty, id, n.field, n.lo, n.hi, n.len])
+                .map_err(map_err)?;
+        }
         Ok(())
     }
 

@@ -29,6 +29,7 @@ enum Scenario {
     Workers,
     Guarantees,
     Storage,
+    Inventory,
     Ui,
 }
 
@@ -56,6 +57,9 @@ struct Args {
     /// Deliveries queued in the backlog scenario.
     #[arg(long)]
     backlog: Option<u64>,
+    /// IP addresses made in the inventory scenario (1,000,000; 20,000 with --quick).
+    #[arg(long)]
+    objects: Option<u64>,
 }
 
 #[tokio::main]
@@ -80,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         quick: args.quick,
         events: args.events.unwrap_or(if args.quick { 2_000 } else { 50_000 }),
         backlog: args.backlog.unwrap_or(if args.quick { 10_000 } else { 1_000_000 }),
+        objects: args.objects.unwrap_or(if args.quick { 20_000 } else { 1_000_000 }),
         postgres,
     };
     let started = Instant::now();
@@ -165,6 +170,10 @@ async fn run(bench: &Bench, which: Scenario, started: Instant) -> anyhow::Result
     if wants(Scenario::Storage) {
         bench.storage(&mut report).await.context("storage")?;
         progress(&report, "storage");
+    }
+    if wants(Scenario::Inventory) {
+        bench.inventory(&mut report).await.context("inventory")?;
+        progress(&report, "inventory");
     }
     if wants(Scenario::Ui) {
         bench.ui(&mut report).await.context("ui")?;

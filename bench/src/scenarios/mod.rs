@@ -3,6 +3,7 @@
 mod api;
 mod delivery;
 mod guarantees;
+mod inventory;
 mod load;
 mod open_loop;
 mod storage;
@@ -18,6 +19,8 @@ pub struct Bench {
     pub quick: bool,
     pub events: u64,
     pub backlog: u64,
+    /// IP addresses in the inventory scenario.
+    pub objects: u64,
     /// The PostgreSQL server to make databases on; SQLite files when `None`.
     pub postgres: Option<String>,
 }

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 /// The rates measured, events per second.
 const RATES: [u64; 3] = [1_000, 5_000, 10_000];
 
+/// Clients posting, each on a keep-alive connection of its own.
+const CLIENTS: usize = 32;
+
 impl Bench {
     pub async fn open_loop(&self, r: &mut Report) -> anyhow::Result<()> {
         let (rates, secs): (&[u64], f64) = if self.quick { (&RATES[..1], 1.0) } else { (&RATES, 5.0) };
@@ -24,32 +27,45 @@ impl Bench {
             let n = (rate as f64 * secs) as u64;
             let answered: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
             let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            // Clients with a keep-alive connection each take the events as they fall due; when
+            // every one is busy, an event waits for the first free (as behind a client's pool).
+            let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+            let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
             let mut tasks = tokio::task::JoinSet::new();
-            let t0 = Instant::now();
-            for i in 1..=n {
-                let due = t0 + Duration::from_secs_f64((i - 1) as f64 / rate as f64);
-                tokio::time::sleep_until(due.into()).await;
+            for _ in 0..CLIENTS {
                 let (client, url) = (h.client.clone(), format!("{}/api/extras/events/", h.base));
-                let (answered, refused) = (answered.clone(), refused.clone());
+                let (answered, refused, due_rx) = (answered.clone(), refused.clone(), due_rx.clone());
                 tasks.spawn(async move {
-                    let sent = client
-                        .post(url)
-                        .header("Authorization", format!("Token {TOKEN}"))
-                        .header("Content-Type", "application/json")
-                        .body(crate::process::event(i).to_string())
-                        .timeout(Duration::from_secs(30))
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(resp) if resp.status().is_success() => {
-                            answered.lock().unwrap().insert(i, Instant::now());
-                        }
-                        _ => {
-                            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    loop {
+                        let Some(i) = due_rx.lock().await.recv().await else {
+                            return;
+                        };
+                        let sent = client
+                            .post(&url)
+                            .header("Authorization", format!("Token {TOKEN}"))
+                            .header("Content-Type", "application/json")
+                            .body(crate::process::event(i).to_string())
+                            .timeout(Duration::from_secs(30))
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(resp) if resp.status().is_success() => {
+                                answered.lock().unwrap().insert(i, Instant::now());
+                            }
+                            _ => {
+                                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                         }
                     }
                 });
             }
+            let t0 = Instant::now();
+            for i in 1..=n {
+                let due = t0 + Duration::from_secs_f64((i - 1) as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let _ = due_tx.send(i);
+            }
+            drop(due_tx);
             let offered = n as f64 / t0.elapsed().as_secs_f64();
             while tasks.join_next().await.is_some() {}
             let complete = rx.wait_unique(n as usize, Duration::from_secs(60)).await;

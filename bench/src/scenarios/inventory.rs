@@ -13,7 +13,7 @@ const BULK: u64 = 1_000;
 fn address(i: u64) -> String {
     let (a, rest) = (i / 62_500, i % 62_500);
     let (b, c) = (rest / 250, rest % 250 + 1);
-    let mask = if i % 1_000 == 0 { 16 } else { 24 };
+    let mask = if i.is_multiple_of(1_000) { 16 } else { 24 };
     format!("10.{a}.{b}.{c}/{mask}")
 }
 

@@ -1,7 +1,9 @@
-//! Events in PostgreSQL: written with their deliveries in the write transaction (three
-//! statements however many there are), read back for claims and the delivery log.
+//! Events in PostgreSQL: written with their deliveries in the write transaction (two
+//! statements however many there are: their ids, then the events, their deliveries and the
+//! workers' wake-up together), read back for claims and the delivery log.
 
-use super::{fetch, insert_rows, sql};
+use super::run::insert_all;
+use super::{fetch, insert_rows, sql, CHANNEL};
 use crate::events::Event;
 use crate::queue::Batched;
 use crate::store::rows::{event_args, RawEvent};
@@ -48,14 +50,19 @@ const DELIVERY_COLUMNS: [(&str, &str); 12] = [
     ("batch", "text"),
 ];
 
-/// Stores events and their deliveries (in the caller's transaction); returns the events' ids.
+/// Stores events and their deliveries (in the caller's transaction), and when there are
+/// deliveries tells the workers listening, with the commit; returns the events' ids.
 pub(super) async fn insert_events<C: GenericClient>(
     c: &C,
     events: &[(&Event, &[Firing])],
     batches: &[Batched],
     now: DateTime<Utc>,
+    (change_columns, changes): (&[(&str, &str)], &[Vec<Arg>]),
 ) -> Result<Vec<i64>> {
     if events.is_empty() {
+        if !changes.is_empty() {
+            insert_rows(c, "object_changes", change_columns, changes).await?;
+        }
         return Ok(Vec::new());
     }
     // The ids first, so that one statement can write the events and one their deliveries.
@@ -68,7 +75,6 @@ pub(super) async fn insert_events<C: GenericClient>(
         .zip(&ids)
         .map(|((e, _), id)| std::iter::once(Arg::Int(*id)).chain(event_args(e, now)).collect())
         .collect();
-    insert_rows(c, "events", &EVENT_COLUMNS, &rows).await?;
     let row = |e: &Event, id: i64, f: &Firing, batch: Arg| {
         vec![
             Arg::Int(id),
@@ -98,8 +104,18 @@ pub(super) async fn insert_events<C: GenericClient>(
             Arg::from(b.rest_ids(&ids)),
         ));
     }
-    if !deliveries.is_empty() {
-        insert_rows(c, "deliveries", &DELIVERY_COLUMNS, &deliveries).await?;
+    // The change records held back by the transaction, the events, their deliveries and the
+    // workers' wake-up: one statement.
+    let mut tables = vec![("events", &EVENT_COLUMNS[..], &rows[..])];
+    if !changes.is_empty() {
+        tables.push(("object_changes", change_columns, changes));
     }
+    let then = if deliveries.is_empty() {
+        "select 1".to_string()
+    } else {
+        tables.push(("deliveries", &DELIVERY_COLUMNS[..], &deliveries[..]));
+        format!("select pg_notify('{CHANNEL}', '')")
+    };
+    insert_all(c, &tables, &then).await?;
     Ok(ids)
 }

@@ -45,7 +45,7 @@ pub struct PostgresConfig {
 }
 
 /// The channel workers listen on.
-const CHANNEL: &str = "herald_queue";
+pub(super) const CHANNEL: &str = "herald_queue";
 
 /// Tells every process listening that deliveries are due, when the transaction commits.
 async fn notify<C: GenericClient>(c: &C) -> Result<()> {
@@ -225,10 +225,9 @@ impl PgStore {
         let tx = client.transaction().await.map_err(map_err)?;
         let mut wtx = objects::PgTx::new(tx, self.sequenced.clone());
         job(&mut wtx).await?;
+        wtx.flush().await?;
+        // Deliveries were queued with the workers' wake-up in the same statement.
         let (tx, queued) = wtx.finish();
-        if queued {
-            notify(&tx).await?;
-        }
         commit(tx).await?;
         Ok(queued)
     }

@@ -81,6 +81,9 @@ pub(super) struct PgTx<'c> {
     sequenced: Arc<RwLock<HashSet<String>>>,
     /// Whether deliveries were queued (workers are woken with the commit).
     queued: bool,
+    /// Change records not written yet: they go with the events' statement (or before the
+    /// commit, `flush`), one round trip fewer per write.
+    changes: Vec<Vec<Arg>>,
 }
 
 impl<'c> PgTx<'c> {
@@ -89,7 +92,17 @@ impl<'c> PgTx<'c> {
             tx,
             sequenced,
             queued: false,
+            changes: Vec::new(),
         }
+    }
+
+    /// Writes what is still held back (the change records).
+    pub async fn flush(&mut self) -> Result<()> {
+        if !self.changes.is_empty() {
+            let rows = std::mem::take(&mut self.changes);
+            insert_rows(&self.tx, "object_changes", &CHANGE_COLUMNS, &rows).await?;
+        }
+        Ok(())
     }
 
     /// The transaction, to commit, and whether it queued deliveries.
@@ -274,8 +287,8 @@ impl ObjectTx for PgTx<'_> {
         if changes.is_empty() {
             return Ok(());
         }
-        let rows: Vec<Vec<Arg>> = changes.iter().map(|c| change_args(c).into()).collect();
-        insert_rows(&self.tx, "object_changes", &CHANGE_COLUMNS, &rows).await
+        self.changes.extend(changes.iter().map(|c| change_args(c).into()));
+        Ok(())
     }
 }
 
@@ -301,7 +314,8 @@ impl WriteTx for PgTx<'_> {
         batches: &[crate::queue::Batched],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>> {
-        let ids = insert_events(&self.tx, events, batches, now).await?;
+        let changes = std::mem::take(&mut self.changes);
+        let ids = insert_events(&self.tx, events, batches, now, (&CHANGE_COLUMNS, &changes)).await?;
         self.queued |= !batches.is_empty() || events.iter().any(|(_, webhooks)| !webhooks.is_empty());
         Ok(ids)
     }

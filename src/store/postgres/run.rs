@@ -131,6 +131,35 @@ pub(super) async fn insert_rows_with<C: GenericClient>(
     c.query(&stmt, &params).await.map_err(map_err)
 }
 
+/// Rows for one table of `insert_all`: its name, its columns (name and type) and the rows.
+pub(super) type Rows<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [Vec<Arg>]);
+
+/// Inserts into several tables with one statement (one round trip), each table's rows bound as
+/// arrays as `insert_rows_with` binds them, in the order given; then runs `then` (a `select`
+/// without parameters). Constraints between them hold as in separate statements: they are
+/// checked when the whole statement ends.
+pub(super) async fn insert_all<C: GenericClient>(c: &C, tables: &[Rows<'_>], then: &str) -> Result<()> {
+    let mut arrays: Vec<Vec<Param<'_>>> = Vec::new();
+    let mut parts = Vec::new();
+    for (i, (table, columns, rows)) in tables.iter().enumerate() {
+        let mut unnest = Vec::new();
+        for (col, (_, ty)) in columns.iter().enumerate() {
+            arrays.push(rows.iter().map(|r| Param(&r[col])).collect());
+            unnest.push(format!("${}::{ty}[]", arrays.len()));
+        }
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        parts.push(format!(
+            "i{i} as (insert into {table} ({}) select * from unnest({}))",
+            names.join(", "),
+            unnest.join(", ")
+        ));
+    }
+    let text = format!("with {} {then}", parts.join(", "));
+    let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+    let stmt = c.prepare_cached(&text).await.map_err(map_err)?;
+    c.query(&stmt, &params).await.map_err(map_err).map(|_| ())
+}
+
 /// `insert_rows_with`, nothing returned.
 pub(super) async fn insert_rows<C: GenericClient>(
     c: &C,

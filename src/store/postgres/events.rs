@@ -106,16 +106,16 @@ pub(super) async fn insert_events<C: GenericClient>(
     }
     // The change records held back by the transaction, the events, their deliveries and the
     // workers' wake-up: one statement.
-    let mut tables = vec![("events", &EVENT_COLUMNS[..], &rows[..])];
+    let mut tables = vec![("events", &EVENT_COLUMNS[..], &rows[..], "")];
     if !changes.is_empty() {
-        tables.push(("object_changes", change_columns, changes));
+        tables.push(("object_changes", change_columns, changes, ""));
     }
     let then = if deliveries.is_empty() {
         "select 1".to_string()
     } else {
-        tables.push(("deliveries", &DELIVERY_COLUMNS[..], &deliveries[..]));
+        tables.push(("deliveries", &DELIVERY_COLUMNS[..], &deliveries[..], ""));
         format!("select pg_notify('{CHANNEL}', '')")
     };
-    insert_all(c, &tables, &then).await?;
+    insert_all(c, None, &tables, &then).await?;
     Ok(ids)
 }

@@ -4,7 +4,7 @@
 //! holder and then sees its key), and `lock` takes row locks where the engine asks for them.
 
 use super::events::insert_events;
-use super::{execute, fetch, insert_rows, insert_rows_with, query, scalar, sql};
+use super::{execute, fetch, insert_all, insert_rows, query, scalar, sql};
 use crate::changes::Change;
 use crate::events::Event;
 use crate::objects::{Lock, Net, Obj, ObjectTx, Ref, Referrer};
@@ -193,38 +193,49 @@ impl ObjectTx for PgTx<'_> {
             .push(", ")
             .bind(obj.last_updated)
             .push(") on conflict (type, id) do update set data = excluded.data, updated_at = excluded.updated_at");
-        execute(&self.tx, &q).await?;
         if !new {
             self.clear(ty, obj.id).await?;
         }
-        // All keys in one statement; one that another object holds is not inserted (after a
-        // concurrent holder commits, its key is seen as taken) and is missing from what comes back.
-        if !keys.is_empty() {
-            let rows: Vec<Vec<Arg>> = keys
-                .iter()
-                .map(|(rule, value)| vec![Arg::from(ty), Arg::from(rule), Arg::from(value), Arg::Int(obj.id)])
-                .collect();
-            let tail = " on conflict do nothing returning rule";
-            let inserted = insert_rows_with(&self.tx, "object_keys", &KEY_COLUMNS, &rows, tail).await?;
-            let inserted: Vec<String> = inserted.iter().map(|r| r.text("rule")).collect::<Result<_>>()?;
-            if let Some((rule, _)) = keys.iter().find(|(rule, _)| !inserted.contains(rule)) {
-                return Ok(Some(rule.clone()));
-            }
+        // The object, its keys and its references in one statement. A key another object holds
+        // is not inserted (after a concurrent holder commits, its key is seen as taken) and is
+        // missing from what comes back; the caller then rolls everything back.
+        let key_rows: Vec<Vec<Arg>> = keys
+            .iter()
+            .map(|(rule, value)| vec![Arg::from(ty), Arg::from(rule), Arg::from(value), Arg::Int(obj.id)])
+            .collect();
+        let ref_rows: Vec<Vec<Arg>> = refs
+            .iter()
+            .map(|r| {
+                vec![
+                    Arg::from(ty),
+                    Arg::Int(obj.id),
+                    Arg::from(&r.field),
+                    Arg::from(&r.target_type),
+                    Arg::Int(r.target_id),
+                ]
+            })
+            .collect();
+        let mut tables = Vec::new();
+        if !key_rows.is_empty() {
+            tables.push((
+                "object_keys",
+                &KEY_COLUMNS[..],
+                &key_rows[..],
+                " on conflict do nothing returning rule",
+            ));
         }
-        if !refs.is_empty() {
-            let rows: Vec<Vec<Arg>> = refs
-                .iter()
-                .map(|r| {
-                    vec![
-                        Arg::from(ty),
-                        Arg::Int(obj.id),
-                        Arg::from(&r.field),
-                        Arg::from(&r.target_type),
-                        Arg::Int(r.target_id),
-                    ]
-                })
-                .collect();
-            insert_rows(&self.tx, "object_refs", &REF_COLUMNS, &rows).await?;
+        if !ref_rows.is_empty() {
+            tables.push(("object_refs", &REF_COLUMNS[..], &ref_rows[..], ""));
+        }
+        let then = if key_rows.is_empty() {
+            "select null::text as rule where false"
+        } else {
+            "select rule from i0"
+        };
+        let inserted = insert_all(&self.tx, Some(&q), &tables, then).await?;
+        let inserted: Vec<String> = inserted.iter().map(|r| r.text("rule")).collect::<Result<_>>()?;
+        if let Some((rule, _)) = keys.iter().find(|(rule, _)| !inserted.contains(rule)) {
+            return Ok(Some(rule.clone()));
         }
         Ok(None)
     }

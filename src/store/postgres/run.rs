@@ -131,33 +131,46 @@ pub(super) async fn insert_rows_with<C: GenericClient>(
     c.query(&stmt, &params).await.map_err(map_err)
 }
 
-/// Rows for one table of `insert_all`: its name, its columns (name and type) and the rows.
-pub(super) type Rows<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [Vec<Arg>]);
+/// Rows for one table of `insert_all`: its name, its columns (name and type), the rows, and
+/// what ends its insert (`on conflict ...`, `returning ...`, or nothing).
+pub(super) type Rows<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [Vec<Arg>], &'a str);
 
-/// Inserts into several tables with one statement (one round trip), each table's rows bound as
-/// arrays as `insert_rows_with` binds them, in the order given; then runs `then` (a `select`
-/// without parameters). Constraints between them hold as in separate statements: they are
+/// One statement (one round trip): `head` first when given (a write with its own arguments),
+/// then inserts into several tables, each table's rows bound as arrays as `insert_rows_with`
+/// binds them; then `then` (a `select` without arguments, reading `i0`, `i1`, ... for what
+/// the inserts return). Constraints between them hold as in separate statements: they are
 /// checked when the whole statement ends.
-pub(super) async fn insert_all<C: GenericClient>(c: &C, tables: &[Rows<'_>], then: &str) -> Result<()> {
-    let mut arrays: Vec<Vec<Param<'_>>> = Vec::new();
+pub(super) async fn insert_all<C: GenericClient>(
+    c: &C,
+    head: Option<&Sql>,
+    tables: &[Rows<'_>],
+    then: &str,
+) -> Result<Vec<Row>> {
+    let mut scalars: Vec<Param<'_>> = Vec::new();
     let mut parts = Vec::new();
-    for (i, (table, columns, rows)) in tables.iter().enumerate() {
+    if let Some(h) = head {
+        scalars = params(h);
+        parts.push(format!("h as ({})", h.text));
+    }
+    let mut arrays: Vec<Vec<Param<'_>>> = Vec::new();
+    for (i, (table, columns, rows, tail)) in tables.iter().enumerate() {
         let mut unnest = Vec::new();
         for (col, (_, ty)) in columns.iter().enumerate() {
             arrays.push(rows.iter().map(|r| Param(&r[col])).collect());
-            unnest.push(format!("${}::{ty}[]", arrays.len()));
+            unnest.push(format!("${}::{ty}[]", scalars.len() + arrays.len()));
         }
         let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
         parts.push(format!(
-            "i{i} as (insert into {table} ({}) select * from unnest({}))",
+            "i{i} as (insert into {table} ({}) select * from unnest({}){tail})",
             names.join(", "),
             unnest.join(", ")
         ));
     }
     let text = format!("with {} {then}", parts.join(", "));
-    let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+    let mut all: Vec<&(dyn ToSql + Sync)> = scalars.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    all.extend(arrays.iter().map(|a| a as &(dyn ToSql + Sync)));
     let stmt = c.prepare_cached(&text).await.map_err(map_err)?;
-    c.query(&stmt, &params).await.map_err(map_err).map(|_| ())
+    c.query(&stmt, &all).await.map_err(map_err)
 }
 
 /// `insert_rows_with`, nothing returned.

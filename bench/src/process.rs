@@ -64,33 +64,26 @@ impl Herald {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let resp = self
+        let request = self
             .client
             .post(format!("{}{path}", self.base))
-            .header("Authorization", format!("Token {TOKEN}"))
             .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await?;
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {value}");
-        }
-        Ok(value)
+            .body(body.to_string());
+        self.call("POST", path, request).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", format!("Token {TOKEN}"))
-            .send()
-            .await?;
+        self.call("GET", path, self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Sends `request` as the admin; its JSON, or an error naming `method path` and the status.
+    async fn call(&self, method: &str, path: &str, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = request.header("Authorization", format!("Token {TOKEN}")).send().await?;
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("GET {path}: {status}: {value}");
+            bail!("{method} {path}: {status}: {value}");
         }
         Ok(value)
     }

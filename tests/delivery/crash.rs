@@ -28,6 +28,31 @@ fn post(client: &reqwest::Client, base: &str, path: &str, body: &Value) -> reqwe
         .body(body.to_string())
 }
 
+/// `GET url` as the admin, its JSON.
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let resp = client
+        .get(url)
+        .header("Authorization", format!("Token {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
+/// Every site of the Herald at `base`: id → name.
+async fn all_sites(client: &reqwest::Client, base: &str) -> HashMap<i64, String> {
+    let mut sites = HashMap::new();
+    let mut next = Some(format!("{base}/api/dcim/sites/?limit=1000"));
+    while let Some(url) = next {
+        let page = get_json(client, &url).await;
+        for s in page["results"].as_array().unwrap() {
+            sites.insert(s["id"].as_i64().unwrap(), s["name"].as_str().unwrap().to_string());
+        }
+        next = page["next"].as_str().map(String::from);
+    }
+    sites
+}
+
 #[tokio::test]
 async fn sigkill_during_load_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,29 +182,7 @@ async fn sigkill_during_object_writes_leaves_no_request_half_written() {
     assert!(!accepted.is_empty());
 
     let (mut herald, base) = serve(&db).await;
-    let get = |path: String| {
-        let client = client.clone();
-        async move {
-            client
-                .get(path)
-                .header("Authorization", format!("Token {TOKEN}"))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let mut sites: HashMap<i64, String> = HashMap::new();
-    let mut next = Some(format!("{base}/api/dcim/sites/?limit=1000"));
-    while let Some(url) = next {
-        let page = get(url).await;
-        for s in page["results"].as_array().unwrap() {
-            sites.insert(s["id"].as_i64().unwrap(), s["name"].as_str().unwrap().to_string());
-        }
-        next = page["next"].as_str().map(String::from);
-    }
+    let sites = all_sites(&client, &base).await;
     let names: HashSet<String> = sites.values().cloned().collect();
     // Every answered request is there; the one cut short is there whole or not at all.
     assert!(accepted.is_subset(&names));
@@ -189,7 +192,7 @@ async fn sigkill_during_object_writes_leaves_no_request_half_written() {
         "{} sites: a request was half written",
         sites.len()
     );
-    let changes = get(format!("{base}/api/extras/object-changes/?limit=1")).await;
+    let changes = get_json(&client, &format!("{base}/api/extras/object-changes/?limit=1")).await;
     assert_eq!(changes["count"].as_u64().unwrap() as usize, sites.len());
     // And every site's delivery arrives, for sites that exist only.
     wait_for(Duration::from_secs(90), "a delivery for every site", || async {
@@ -264,23 +267,7 @@ async fn sigkill_during_concurrent_creates_keeps_every_answered_one() {
     let answered: HashMap<i64, String> = answered.lock().unwrap().iter().cloned().collect();
 
     let (mut herald, base) = serve(&db).await;
-    let mut sites: HashMap<i64, String> = HashMap::new();
-    let mut next = Some(format!("{base}/api/dcim/sites/?limit=1000"));
-    while let Some(url) = next {
-        let page: Value = client
-            .get(url)
-            .header("Authorization", format!("Token {TOKEN}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for s in page["results"].as_array().unwrap() {
-            sites.insert(s["id"].as_i64().unwrap(), s["name"].as_str().unwrap().to_string());
-        }
-        next = page["next"].as_str().map(String::from);
-    }
+    let sites = all_sites(&client, &base).await;
     for (id, name) in &answered {
         assert_eq!(
             sites.get(id),
@@ -295,15 +282,7 @@ async fn sigkill_during_concurrent_creates_keeps_every_answered_one() {
         sites.len(),
         answered.len()
     );
-    let changes: Value = client
-        .get(format!("{base}/api/extras/object-changes/?limit=1"))
-        .header("Authorization", format!("Token {TOKEN}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let changes = get_json(&client, &format!("{base}/api/extras/object-changes/?limit=1")).await;
     assert_eq!(changes["count"].as_u64().unwrap() as usize, sites.len());
     println!(
         "SIGKILL during concurrent creates: {} answered, {refused} duplicates refused, {} stored",

@@ -141,8 +141,6 @@ impl Loader for ReadLoader<'_> {
     }
 }
 
-/// How the values of a unique rule are stored in the unique-keys index: a JSON array of the
-/// rule's values in the rule's field order (`["ams1"]`, `[3, "MX204"]`). Object writes store
 /// An address or prefix field of an object in the network index: the span it covers and its
 /// mask length (`values::net_span`).
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +151,8 @@ pub struct Net {
     pub len: u8,
 }
 
+/// How the values of a unique rule are stored in the unique-keys index: a JSON array of the
+/// rule's values in the rule's field order (`["ams1"]`, `[3, "MX204"]`). Object writes store
 /// keys this way and filters look them up this way.
 pub fn unique_key(values: &[&Value]) -> String {
     Value::Array(values.iter().map(|v| (*v).clone()).collect()).to_string()

@@ -199,6 +199,7 @@ contract!(
     write_transactions,
     object_primitives,
     object_filters_and_ordering,
+    network_index,
     change_log,
     queue,
     queue_statistics,
@@ -207,13 +208,24 @@ contract!(
     schema,
 );
 
-/// A pool is reported where there is one: PostgreSQL's, none for SQLite's single writer.
+/// A pool is reported where there is one: PostgreSQL's, none for SQLite's single writer; the
+/// writer's group commits where there are some: SQLite's.
 #[tokio::test]
 async fn pools_are_reported_where_there_are_pools() {
     let (_keep, store) = sqlite().await.unwrap();
     assert_eq!(store.pool_status(), None);
+    let (commits, writes) = store.write_groups().expect("SQLite commits writes in groups");
+    in_write_tx(store.as_ref(), |_tx| Box::pin(async { Ok(()) }))
+        .await
+        .unwrap();
+    let (more_commits, more_writes) = store.write_groups().unwrap();
+    assert!(
+        more_commits > commits && more_writes > writes,
+        "the write was not counted"
+    );
     let Some((_keep, store)) = postgres().await else { return };
     store.schema_version().await.unwrap();
+    assert_eq!(store.write_groups(), None);
     let (size, available, waiting) = store.pool_status().expect("a PostgreSQL store has a pool");
     assert!((1..=4).contains(&size), "at most the configured 4: {size}");
     assert!(available <= size);

@@ -516,3 +516,62 @@ pub(crate) async fn change_log(store: &dyn Store) {
         2
     );
 }
+
+/// The network index: rows written with an object answer `Col::Net` conditions; saving the
+/// object again replaces them, and removing it drops them.
+pub(crate) async fn network_index(store: &dyn Store) {
+    let net = |field: &str, value: &str| {
+        let (lo, hi, len) = herald::objects::values::net_span(value, true).unwrap();
+        herald::objects::Net {
+            field: field.into(),
+            lo,
+            hi,
+            len,
+        }
+    };
+    let host = |a: &str| herald::objects::values::net_key(a.parse().unwrap());
+    let found = |test: herald::objects::query::NetTest| async move {
+        let q = ObjectQuery {
+            conds: vec![Cond::net("address", test)],
+            search: None,
+            order: vec![(Col::Id, false)],
+        };
+        let page = store.list_objects("ipam.ipaddress", &q, 10, 0).await.unwrap();
+        page.items.iter().map(|o| o.id).collect::<Vec<i64>>()
+    };
+    in_write_tx(store, move |tx| {
+        Box::pin(async move {
+            for (id, address) in [(1, "10.0.0.1/24"), (2, "10.0.1.1/16")] {
+                tx.save("ipam.ipaddress", &obj(id, json!({"address": address})), &[], &[], true)
+                    .await?;
+                tx.set_nets("ipam.ipaddress", id, &[net("address", address)]).await?;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    use herald::objects::query::NetTest;
+    assert_eq!(found(NetTest::Starts(vec![host("10.0.1.1")])).await, vec![2]);
+    assert_eq!(found(NetTest::Len(Cmp::Gte, vec![20])).await, vec![1]);
+    let (lo, hi) = (host("10.0.0.0"), host("10.0.255.255"));
+    assert_eq!(
+        found(NetTest::Inside(vec![(lo.clone(), hi.clone(), false)])).await,
+        vec![1, 2]
+    );
+
+    in_write_tx(store, move |tx| {
+        Box::pin(async move {
+            let moved = obj(2, json!({"address": "192.0.2.1/24"}));
+            tx.save("ipam.ipaddress", &moved, &[], &[], false).await?;
+            tx.set_nets("ipam.ipaddress", 2, &[net("address", "192.0.2.1/24")])
+                .await?;
+            tx.remove("ipam.ipaddress", 1).await?;
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(found(NetTest::Inside(vec![(lo, hi, false)])).await, Vec::<i64>::new());
+    assert_eq!(found(NetTest::Starts(vec![host("192.0.2.1")])).await, vec![2]);
+}

@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 /// The network index's rows of `obj`: its address fields by host, its prefix fields whole.
-pub fn nets(ty: &ObjectType, obj: &Obj) -> Vec<Net> {
+fn nets(ty: &ObjectType, obj: &Obj) -> Vec<Net> {
     ty.fields
         .iter()
         .filter(|f| matches!(f.kind, FieldKind::Address | FieldKind::Prefix))

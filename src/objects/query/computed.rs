@@ -50,16 +50,6 @@ fn numbers<T: std::str::FromStr + PartialOrd>(given: &[&str], max: T, what: &str
         .collect()
 }
 
-/// One condition on the network index.
-fn net(field: &str, test: NetTest) -> Vec<Cond> {
-    vec![Cond {
-        col: Col::Net(field.into(), test),
-        cmp: Cmp::In,
-        negate: false,
-        values: Vec::new(),
-    }]
-}
-
 /// Whether `n` compares to any of `wanted` as `cmp` says (`mask_length__gte=24`).
 fn compares<T: PartialOrd + Copy>(cmp: Cmp, n: T, wanted: &[T]) -> bool {
     wanted.iter().any(|w| match cmp {
@@ -159,7 +149,7 @@ impl Parser<'_> {
                 if !matches!(f.cmp, Cmp::IContains | Cmp::IExact | Cmp::IStartsWith | Cmp::IEndsWith) =>
             {
                 let wanted = numbers::<u8>(given, 128, "a mask length (0 to 128)")?;
-                net(field, NetTest::Len(f.cmp, wanted))
+                vec![Cond::net(field, NetTest::Len(f.cmp, wanted))]
             }
             ("ipam.ipaddress", "parent") | ("ipam.prefix", "within") | ("ipam.prefix", "within_include") if plain => {
                 let strict = f.name == "within";
@@ -167,7 +157,7 @@ impl Parser<'_> {
                     .iter()
                     .map(|p| (net_key(p.network()), net_key(p.broadcast()), strict))
                     .collect();
-                net(field, NetTest::Inside(spans))
+                vec![Cond::net(field, NetTest::Inside(spans))]
             }
             ("ipam.prefix", "contains") if plain => {
                 // The prefixes holding a network are its own truncations, one per mask length.
@@ -179,7 +169,7 @@ impl Parser<'_> {
                         }
                     }
                 }
-                net(field, NetTest::Exactly(starts))
+                vec![Cond::net(field, NetTest::Exactly(starts))]
             }
             ("ipam.prefix", "children" | "depth") => {
                 let wanted = numbers::<usize>(given, usize::MAX, "a whole number")?;

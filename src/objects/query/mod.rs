@@ -87,6 +87,18 @@ pub struct ObjectQuery {
     pub order: Vec<(Col, bool)>,
 }
 
+impl Cond {
+    /// A condition on the network index.
+    pub fn net(field: &str, test: NetTest) -> Cond {
+        Cond {
+            col: Col::Net(field.into(), test),
+            cmp: Cmp::In,
+            negate: false,
+            values: Vec::new(),
+        }
+    }
+}
+
 impl ObjectQuery {
     /// Objects whose `field` is any of `values`, in id order.
     pub fn field_in(field: &str, values: Vec<Value>) -> ObjectQuery {

@@ -201,12 +201,7 @@ impl Parser<'_> {
                     .filter_map(|v| v.trim().parse::<std::net::IpAddr>().ok())
                     .map(values::net_key)
                     .collect();
-                return Ok(vec![Cond {
-                    col: Col::Net(field.name.clone(), NetTest::Starts(hosts)),
-                    cmp: Cmp::In,
-                    negate: false,
-                    values: Vec::new(),
-                }]);
+                return Ok(vec![Cond::net(&field.name, NetTest::Starts(hosts))]);
             }
             FieldKind::String
                 if f.cmp == Cmp::In && self.ty.unique.iter().any(|r| r.len() == 1 && r[0] == field.name) =>
